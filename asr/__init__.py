@@ -1,0 +1,1 @@
+"""asr: streaming speech recognition toolkit."""

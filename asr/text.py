@@ -1,0 +1,160 @@
+"""Text: normalisation (for transcripts and for scoring) and the SentencePiece tokenizer.
+
+The special token ids live here and nowhere else. Model vocabulary layout::
+
+    0            <blank>   CTC blank
+    1 .. N       SentencePiece pieces (piece id p -> model id p + 1; <unk> is piece 0 -> id 1)
+    N + 1        <mask>    Mask-CTC's masked-token symbol
+    N + 2        <sos/eos> start and end of sentence for the attention decoders
+
+so ``vocab_size == N + 3`` where N is the SentencePiece vocabulary size.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import unicodedata
+from pathlib import Path
+from typing import Iterable, Sequence
+
+BLANK_ID = 0
+_PIECE_OFFSET = 1  # model id = sentencepiece id + 1
+
+# ---------------------------------------------------------------------------- normalisation
+
+_DASHES = re.compile(r"[\-\u2010-\u2015_/]+")  # hyphens, en/em dashes, underscores, slashes split words
+_NOT_WORDCHAR = re.compile(r"[^A-Z0-9' ]+")
+_EDGE_APOSTROPHES = re.compile(r"(?<![A-Z0-9])'|'(?![A-Z0-9])")
+_SPACES = re.compile(r"\s+")
+
+
+def normalize_text(text: str) -> str:
+    """Normalise text the way LibriSpeech transcripts are written, for training and scoring.
+
+    Upper case; accents folded to ASCII; curly quotes straightened; hyphens, dashes and slashes
+    become word breaks; every other punctuation mark is removed; apostrophes inside words are kept
+    ("DON'T", "JOHN'S"); digits are left as they are written (no number expansion, so "1961" and
+    "NINETEEN SIXTY ONE" score as different words: the synthetic corpus contains no digits).
+
+    >>> normalize_text("Ask not -- what your country can do for you, ask... 'what' you can do!")
+    "ASK NOT WHAT YOUR COUNTRY CAN DO FOR YOU ASK WHAT YOU CAN DO"
+    """
+    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("`", "'")
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c))
+    text = text.upper()
+    text = _DASHES.sub(" ", text)
+    text = _NOT_WORDCHAR.sub(" ", text)
+    text = _EDGE_APOSTROPHES.sub(" ", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+# ---------------------------------------------------------------------------- tokenizer
+
+
+class Tokenizer:
+    """SentencePiece pieces plus the toolkit's special ids (see the module docstring).
+
+    >>> tok = Tokenizer("data/lang/bpe.model")          # doctest: +SKIP
+    >>> tok.decode(tok.encode("HELLO WORLD"))           # doctest: +SKIP
+    'HELLO WORLD'
+    """
+
+    def __init__(self, model_path: str | os.PathLike):
+        import sentencepiece as spm
+
+        self.model_path = Path(model_path)
+        if not self.model_path.is_file():
+            raise FileNotFoundError(f"{model_path}: no such tokenizer model")
+        self._sp = spm.SentencePieceProcessor(model_file=str(self.model_path))
+        n = self._sp.get_piece_size()
+        self.num_pieces = n
+        self.blank_id = BLANK_ID
+        self.unk_id = self._sp.unk_id() + _PIECE_OFFSET
+        self.mask_id = n + 1
+        self.sos_id = self.eos_id = n + 2
+        self.vocab_size = n + 3
+
+    # -- encoding
+    def encode(self, text: str) -> list[int]:
+        """Normalised text -> model ids (no blank, sos or eos added)."""
+        return [p + _PIECE_OFFSET for p in self._sp.encode(normalize_text(text))]
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [[p + _PIECE_OFFSET for p in ids] for ids in self._sp.encode([normalize_text(t) for t in texts])]
+
+    # -- decoding
+    def decode(self, ids: Iterable[int]) -> str:
+        """Model ids -> text; blank, mask and sos/eos are dropped."""
+        return self._sp.decode([i - _PIECE_OFFSET for i in ids if 1 <= i <= self.num_pieces])
+
+    def id_to_piece(self, i: int) -> str:
+        if i == self.blank_id:
+            return "<blank>"
+        if i == self.mask_id:
+            return "<mask>"
+        if i == self.sos_id:
+            return "<sos/eos>"
+        return self._sp.id_to_piece(i - _PIECE_OFFSET)
+
+    def is_word_start(self, i: int) -> bool:
+        """True if piece ``i`` begins a new word (SentencePiece's U+2581 prefix)."""
+        return 1 <= i <= self.num_pieces and self.id_to_piece(i).startswith("\u2581")
+
+    def __len__(self) -> int:
+        return self.vocab_size
+
+    def __repr__(self) -> str:
+        return f"Tokenizer({str(self.model_path)!r}, pieces={self.num_pieces}, vocab_size={self.vocab_size})"
+
+
+def train_tokenizer(
+    texts: Iterable[str],
+    out_dir: str | os.PathLike,
+    vocab_size: int = 256,
+    model_type: str = "unigram",
+    name: str = "tokenizer",
+) -> Tokenizer:
+    """Train a SentencePiece model on normalised ``texts``; write ``out_dir/NAME.model`` atomically.
+
+    ``vocab_size`` counts SentencePiece pieces (the model vocabulary adds blank, mask and sos/eos).
+    ``model_type`` is ``unigram``, ``bpe`` or ``char``. Deterministic for the same input.
+    """
+    import sentencepiece as spm
+
+    if model_type not in ("unigram", "bpe", "char"):
+        raise ValueError(f"model_type must be unigram, bpe or char, not {model_type!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".spm-") as tmp:
+        corpus = Path(tmp) / "text.txt"
+        n = 0
+        with corpus.open("w", encoding="utf-8") as f:
+            for t in texts:
+                t = normalize_text(t)
+                if t:
+                    f.write(t + "\n")
+                    n += 1
+        if n == 0:
+            raise ValueError("no text to train the tokenizer on")
+        prefix = Path(tmp) / name
+        spm.SentencePieceTrainer.train(
+            input=str(corpus),
+            model_prefix=str(prefix),
+            vocab_size=vocab_size,
+            model_type=model_type,
+            character_coverage=1.0,
+            unk_id=0,
+            bos_id=-1,
+            eos_id=-1,
+            pad_id=-1,
+            hard_vocab_limit=False,  # small corpora: fewer pieces rather than an error
+            num_threads=max(1, os.cpu_count() or 1),
+            minloglevel=2,
+            shuffle_input_sentence=False,
+        )
+        for ext in (".model", ".vocab"):
+            os.replace(f"{prefix}{ext}", out_dir / f"{name}{ext}")
+    return Tokenizer(out_dir / f"{name}.model")
