@@ -40,7 +40,7 @@ def fbank(samples: np.ndarray | torch.Tensor, cfg: FbankConfig = FbankConfig()) 
     if x.numel() < WIN_SAMPLES:
         return torch.zeros(0, cfg.num_mel_bins)
     return kaldi.fbank(
-        (x * _INT16_SCALE).unsqueeze(0),
+        (x.double() * _INT16_SCALE).unsqueeze(0),  # float64 inside: frames do not depend on batch size
         num_mel_bins=cfg.num_mel_bins,
         frame_length=cfg.frame_length_ms,
         frame_shift=cfg.frame_shift_ms,
@@ -48,7 +48,7 @@ def fbank(samples: np.ndarray | torch.Tensor, cfg: FbankConfig = FbankConfig()) 
         energy_floor=0.0,
         sample_frequency=SAMPLE_RATE,
         snip_edges=True,
-    )
+    ).float()
 
 
 class StreamingFbank:

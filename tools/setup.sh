@@ -84,18 +84,19 @@ if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv" || { say "python3 -m venv failed (on Debian: apt-get install python3-venv)"; exit 1; }
 fi
 pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
+quiet_pip() { "${pip[@]}" "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }
 if [ "${ASR_GPU:-0}" = 1 ]; then
   say "ASR_GPU=1: installing torch/torchaudio as pip resolves them for this machine"
-  "${pip[@]}" torch torchaudio || exit 1
+  quiet_pip torch torchaudio || exit 1
 else
   # These two were measured to work together here (CUDA build of torch, runs on CPU too).
   if ! "$venv/bin/python" -c 'import torch, torchaudio, sys; sys.exit(0 if (torch.__version__.startswith("2.14.1") and torchaudio.__version__.startswith("2.11.0")) else 1)' 2>/dev/null; then
     say "pip install torch==2.14.1 torchaudio==2.11.0 (a few minutes the first time)"
-    "${pip[@]}" torch==2.14.1 torchaudio==2.11.0 || exit 1
+    quiet_pip torch==2.14.1 torchaudio==2.11.0 || exit 1
   else
     say "torch 2.14.1 + torchaudio 2.11.0: present"
   fi
 fi
 say "pip install -e .[dev]"
-"${pip[@]}" -e "$here[dev]" || exit 1
+quiet_pip -e "$here[dev]" || exit 1
 say "done: activate with 'source $venv/bin/activate' (or run $venv/bin/asr)"

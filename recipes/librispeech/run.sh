@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# LibriSpeech recipe: the same stages on real LibriSpeech and on the offline synthetic corpus.
+#
+#   bash recipes/librispeech/run.sh                          synthetic corpus (1 h), stages 0-2
+#   bash recipes/librispeech/run.sh --data librispeech       real LibriSpeech (downloads; needs a network)
+#   bash recipes/librispeech/run.sh --stage 1 --stop-stage 2 resume / re-run some stages
+#
+# Stages (each skips work already done, so a killed run resumes where it stopped):
+#   0  data      synthesize the corpus, or download LibriSpeech
+#   1  prepare   lhotse manifests (recordings, supervisions, cuts) per subset
+#   2  stats     global CMVN and the SentencePiece tokenizer from the training subset
+# Training, export, decoding and scoring stages arrive with the model and decoding work.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+[ -x "$repo/.venv/bin/asr" ] && export PATH="$repo/.venv/bin:$PATH"
+
+stage=0
+stop_stage=2
+data=synthetic            # synthetic | librispeech
+hours=1.0                 # synthetic corpus size
+seed=0
+parts="train-clean-100 dev-clean test-clean"   # real LibriSpeech parts to download
+work=$repo/data/work      # corpus, manifests, lang (git-ignored)
+vocab_size=256
+model_type=unigram
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --stage) stage=$2; shift 2 ;;
+    --stop-stage) stop_stage=$2; shift 2 ;;
+    --data) data=$2; shift 2 ;;
+    --hours) hours=$2; shift 2 ;;
+    --seed) seed=$2; shift 2 ;;
+    --parts) parts=$2; shift 2 ;;
+    --work) work=$2; shift 2 ;;
+    --vocab-size) vocab_size=$2; shift 2 ;;
+    --model-type) model_type=$2; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+case "$data" in
+  synthetic) corpus=$work/synthetic; manifests=$work/manifests_synthetic; train_set=train ;;
+  librispeech) corpus=$work/librispeech; manifests=$work/manifests_librispeech; train_set=train-clean-100 ;;
+  *) echo "run.sh: --data must be synthetic or librispeech" >&2; exit 2 ;;
+esac
+lang=$manifests/lang
+log() { printf '\033[1m[run.sh %s]\033[0m %s\n' "$(date +%H:%M:%S)" "$*"; }
+command -v asr >/dev/null || { echo "run.sh: 'asr' not found: run 'bash tools/setup.sh' first" >&2; exit 1; }
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  if [ "$data" = synthetic ]; then
+    log "stage 0: synthesize $hours h into $corpus"
+    asr data synth --out "$corpus" --hours "$hours" --seed "$seed"
+  else
+    log "stage 0: download LibriSpeech ($parts) into $corpus"
+    mkdir -p "$corpus"
+    dl=(); for p in $parts; do dl+=(--download "$p"); done
+    asr data prepare --corpus-dir "$corpus" --out "$manifests" "${dl[@]}"
+  fi
+fi
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  log "stage 1: lhotse manifests in $manifests"
+  if [ "$data" = librispeech ]; then
+    sub=(); for p in $parts; do sub+=(--subset "$p"); done
+    asr data prepare --corpus-dir "$corpus" --out "$manifests" "${sub[@]}"
+  else
+    asr data prepare --corpus-dir "$corpus" --out "$manifests"
+  fi
+fi
+
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  log "stage 2: CMVN and tokenizer ($model_type, $vocab_size pieces) in $lang"
+  asr data stats --manifests "$manifests" --lang "$lang" --subset "$train_set" --vocab-size "$vocab_size" --model-type "$model_type"
+fi
+log "done (stages $stage-$stop_stage)"

@@ -1,0 +1,87 @@
+"""Data preparation on the synthetic corpus and on a fake tree in real LibriSpeech layout."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from lhotse import load_manifest
+
+from asr.data.prepare import (PrepareError, compute_stats, cuts_path, cut_transcripts, find_subsets, load_cuts,
+                              prepare_corpus, speed_perturb)
+from asr.features import GlobalCMVN
+from asr.text import Tokenizer
+
+
+def test_prepare_synthetic(tiny_corpus, tiny_manifests):
+    for subset in ("train", "dev", "test"):
+        cuts = load_manifest(cuts_path(tiny_manifests, subset))
+        n_trans = sum(len(p.read_text().splitlines()) for p in (tiny_corpus / subset).glob("*/*/*.trans.txt"))
+        assert len(cuts) == n_trans > 0
+        for c in cuts:
+            assert c.sampling_rate == 16000 and len(c.supervisions) == 1 and c.supervisions[0].text
+            assert abs(c.duration - c.supervisions[0].duration) < 1e-6
+
+
+def test_prepare_rerun_is_noop(tiny_corpus, tiny_manifests):
+    before = {p.name: p.stat().st_mtime_ns for p in tiny_manifests.glob("*.jsonl.gz")}
+    prepare_corpus(tiny_corpus, tiny_manifests)
+    assert {p.name: p.stat().st_mtime_ns for p in tiny_manifests.glob("*.jsonl.gz")} == before
+
+
+def test_prepare_fake_real_librispeech(tiny_corpus, tmp_path):
+    """Real LibriSpeech unpacks to LibriSpeech/dev-clean/SPK/CHAP/...; pass the parent folder."""
+    root = tmp_path / "download"
+    src_spk = next((tiny_corpus / "dev").iterdir())
+    shutil.copytree(src_spk, root / "LibriSpeech" / "dev-clean" / src_spk.name)
+    src_spk = next((tiny_corpus / "test").iterdir())
+    shutil.copytree(src_spk, root / "LibriSpeech" / "test-clean" / src_spk.name)
+    (root / "LibriSpeech" / "README.TXT").write_text("LibriSpeech ASR corpus\n")
+    out = tmp_path / "manifests"
+    paths = prepare_corpus(root, out)
+    assert set(paths) == {"dev-clean", "test-clean"}
+    assert len(load_manifest(paths["dev-clean"])) > 0
+    assert (out / "librispeech_recordings_dev-clean.jsonl.gz").is_file()
+    with pytest.raises(PrepareError, match="not found"):
+        prepare_corpus(root, out, subsets=["train-clean-100"])
+
+
+def test_prepare_errors(tmp_path):
+    with pytest.raises(PrepareError, match="no such directory"):
+        prepare_corpus(tmp_path / "nothing", tmp_path / "out")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PrepareError, match="no subsets"):
+        prepare_corpus(tmp_path / "empty", tmp_path / "out")
+    with pytest.raises(PrepareError, match="asr data prepare"):
+        load_cuts(tmp_path / "out", "train")
+
+
+def test_find_subsets(tiny_corpus):
+    assert find_subsets(tiny_corpus) == ["dev", "test", "train"]
+
+
+def test_speed_perturb(tiny_manifests):
+    cuts = load_manifest(cuts_path(tiny_manifests, "dev")).subset(first=2)
+    sp = speed_perturb(cuts, (0.9, 1.0, 1.1))
+    by_id = {c.id: c for c in sp}
+    assert len(by_id) == 6
+    for c in cuts:
+        slow, fast = by_id[f"{c.id}_sp0.9"], by_id[f"{c.id}_sp1.1"]
+        assert slow.duration == pytest.approx(c.duration / 0.9, abs=0.01)
+        assert fast.duration == pytest.approx(c.duration / 1.1, abs=0.01)
+        assert slow.load_audio().shape[1] == slow.num_samples
+
+
+def test_compute_stats(tiny_manifests, tmp_path):
+    info = compute_stats(tiny_manifests, tmp_path / "lang", vocab_size=64)
+    cmvn = GlobalCMVN.load(tmp_path / "lang" / "cmvn.json")
+    assert cmvn.mean.shape == (80,) and (cmvn.std > 0).all() and cmvn.frames == info["cmvn_frames"] > 1000
+    tok = Tokenizer(tmp_path / "lang" / "tokenizer.model")
+    assert info["vocab_size"] == tok.vocab_size
+    for text in cut_transcripts(load_cuts(tiny_manifests, "train")):
+        assert tok.decode(tok.encode(text)) == text
+    # re-running keeps the files
+    mtime = (tmp_path / "lang" / "cmvn.json").stat().st_mtime_ns
+    compute_stats(tiny_manifests, tmp_path / "lang", vocab_size=64)
+    assert (tmp_path / "lang" / "cmvn.json").stat().st_mtime_ns == mtime
