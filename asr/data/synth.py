@@ -34,7 +34,7 @@ from asr.data.text_source import load_sentences
 from asr.data.tts import ENGINE_PACKAGES, SynthesisError, Voice, installed_voices, synthesize
 
 SUBSETS = ("train", "dev", "test")
-WORDS_PER_SECOND = 2.35  # planning estimate for a voice at rate 1.0; totals are measured afterwards
+WORDS_PER_SECOND = 3.1  # planning estimate for a voice at rate 1.0; totals are measured afterwards
 FESTIVAL_BATCH = 24  # utterances per festival process (its start-up costs ~0.3-1 s)
 
 

@@ -1,0 +1,167 @@
+"""Frozen dataclasses for every configuration, and the only YAML reader/writer.
+
+A config file holds ``model:`` and ``train:`` sections; presets ship in ``asr/conf/NAME.yaml``
+(``tiny``, ``base``, ``large``) and any key can be overridden with ``section.key=value`` strings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRESET_DIR = Path(__file__).parent / "conf"
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    input_dim: int = 80  # fbank bins
+    d_model: int = 256  # attention dimension
+    num_heads: int = 4
+    ffn_dim: int = 2048  # feed-forward inner dimension
+    num_layers: int = 12
+    kernel_size: int = 15  # depthwise convolution kernel
+    subsampling: int = 4  # 4, 6 or 8 (conv2d front end)
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    causal_conv: bool = True  # causal depthwise conv: needed for exact streaming (chunk) decoding
+    # Dynamic chunk training (U2): a batch uses full context with probability 1 - chunk_prob,
+    # otherwise a random chunk of 1..max_chunk frames (after subsampling) and random left context.
+    chunk_prob: float = 0.5
+    max_chunk: int = 25
+    max_left_chunks: int = 8  # random left context is 1..max_left_chunks chunks or unlimited
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    num_layers: int = 6  # 0 disables the attention decoder
+    num_heads: int = 4
+    ffn_dim: int = 2048
+    dropout: float = 0.1
+    r2l_layers: int = 0  # > 0 adds a right-to-left decoder for bidirectional rescoring
+
+
+@dataclass(frozen=True)
+class MLMConfig:
+    num_layers: int = 0  # Mask-CTC conditional masked LM decoder; 0 disables it
+    num_heads: int = 4
+    ffn_dim: int = 2048
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int = 0  # filled in from the tokenizer
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    mlm: MLMConfig = field(default_factory=MLMConfig)
+    ctc_weight: float = 0.3  # loss = ctc_weight * CTC + att_weight * CE + mlm_weight * MLM
+    att_weight: float = 0.7
+    mlm_weight: float = 0.0
+    r2l_weight: float = 0.3  # share of the attention loss given to the right-to-left decoder
+    label_smoothing: float = 0.1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    max_duration: float = 120.0  # seconds of audio per batch (before accumulation)
+    num_buckets: int = 10  # lhotse dynamic bucketing
+    accum_grad: int = 1
+    lr: float = 1e-3  # peak learning rate
+    warmup_steps: int = 500
+    schedule: str = "noam"  # noam (inverse sqrt after warmup) | cosine
+    total_steps: int = 0  # stop after this many optimizer steps (0: use epochs)
+    epochs: int = 100
+    max_minutes: float = 0.0  # stop after this much wall time (0: no limit)
+    weight_decay: float = 1e-3
+    grad_clip: float = 5.0
+    speed_perturb: bool = True  # 0.9 / 1.0 / 1.1
+    spec_augment: bool = True
+    num_workers: int = 1
+    amp: str = "auto"  # auto (bf16 on CUDA when supported) | off | fp16 | bf16
+    log_every: int = 20
+    valid_every: int = 200  # steps between validation (loss + CTC greedy WER)
+    valid_max_cuts: int = 200
+    checkpoint_every: int = 200
+    keep_last: int = 5
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ---------------------------------------------------------------------------- YAML I/O
+
+
+def to_dict(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    return obj
+
+
+def from_dict(cls: type, data: dict | None, where: str = "") -> Any:
+    """Build dataclass ``cls`` from a (nested) dict; unknown keys are an error naming the key."""
+    data = dict(data or {})
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown config key(s) {sorted(unknown)} in {where or cls.__name__}; "
+                         f"known: {sorted(names)}")
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        t, v = hints[f.name], data[f.name]
+        if dataclasses.is_dataclass(t):
+            kwargs[f.name] = from_dict(t, v, f"{where}.{f.name}" if where else f.name)
+        elif t is float and isinstance(v, int):
+            kwargs[f.name] = float(v)
+        else:
+            kwargs[f.name] = v
+    return cls(**kwargs)
+
+
+def _set_path(d: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        d = d.setdefault(k, {})
+    d[keys[-1]] = value
+
+
+def load_config(path_or_preset: str | os.PathLike, overrides: typing.Sequence[str] = ()) -> Config:
+    """Read a YAML config (a path, or a preset name: tiny, base, large) and apply ``key=value`` overrides."""
+    p = Path(path_or_preset)
+    if not p.is_file():
+        preset = PRESET_DIR / f"{path_or_preset}.yaml"
+        if not preset.is_file():
+            names = sorted(x.stem for x in PRESET_DIR.glob("*.yaml"))
+            raise FileNotFoundError(f"{path_or_preset}: no such config file or preset (presets: {names})")
+        p = preset
+    data = yaml.safe_load(p.read_text()) or {}
+    for o in overrides:
+        key, sep, val = o.partition("=")
+        if not sep:
+            raise ValueError(f"override {o!r}: expected section.key=value")
+        _set_path(data, key.strip(), yaml.safe_load(val))
+    return from_dict(Config, data)
+
+
+def save_config(cfg: Config, path: str | os.PathLike) -> None:
+    """Write atomically as YAML."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    os.replace(tmp, path)
+
+
+def replace(cfg: Any, **changes: Any) -> Any:
+    return dataclasses.replace(cfg, **changes)

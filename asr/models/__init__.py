@@ -1,0 +1,1 @@
+"""Model parts: encoder, decoders, CTC head, and the composed ASRModel."""

@@ -1,0 +1,147 @@
+"""ASRModel: CMVN -> SpecAugment (training) -> Conformer encoder -> CTC, attention and Mask-CTC heads.
+
+It computes losses and exposes the narrow methods search uses (``encode``, ``ctc_log_probs``,
+``decoder``/``r2l_decoder`` steps, ``mlm``); it holds no search code.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from asr.config import ModelConfig
+from asr.features import GlobalCMVN, SpecAugment
+from asr.models.ctc import CTCHead
+from asr.models.decoder import TransformerDecoder
+from asr.models.encoder import ConformerEncoder
+
+IGNORE = -1
+
+
+def pad_list(seqs: list[torch.Tensor], value: int) -> torch.Tensor:
+    return nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=value)
+
+
+class ASRModel(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.vocab_size < 4:
+            raise ValueError("ModelConfig.vocab_size must be set from the tokenizer")
+        self.cfg = cfg
+        V, D = cfg.vocab_size, cfg.encoder.d_model
+        self.sos = self.eos = V - 1  # asr.text: <sos/eos> is the last id
+        self.mask_id = V - 2  # asr.text: <mask> precedes it
+        self.register_buffer("cmvn_mean", torch.zeros(cfg.encoder.input_dim))
+        self.register_buffer("cmvn_std", torch.ones(cfg.encoder.input_dim))
+        self.spec_augment = SpecAugment()
+        self.encoder = ConformerEncoder(cfg.encoder)
+        self.ctc = CTCHead(D, V, cfg.encoder.dropout)
+        dc, mc = cfg.decoder, cfg.mlm
+        self.decoder = TransformerDecoder(V, D, dc.num_layers, dc.num_heads, dc.ffn_dim, dc.dropout) \
+            if dc.num_layers > 0 and cfg.att_weight > 0 else None
+        self.r2l_decoder = TransformerDecoder(V, D, dc.r2l_layers, dc.num_heads, dc.ffn_dim, dc.dropout) \
+            if self.decoder is not None and dc.r2l_layers > 0 and cfg.r2l_weight > 0 else None
+        self.mlm = TransformerDecoder(V, D, mc.num_layers, mc.num_heads, mc.ffn_dim, mc.dropout, causal=False) \
+            if mc.num_layers > 0 and cfg.mlm_weight > 0 else None
+
+    def set_cmvn(self, cmvn: GlobalCMVN) -> None:
+        self.cmvn_mean.copy_(cmvn.mean)
+        self.cmvn_std.copy_(cmvn.std)
+
+    # ------------------------------------------------------------------ narrow methods for search
+    def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor, chunk: int = 0,
+               left_chunks: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw fbank ``(B, T, F)`` -> encoder output ``(B, T', D)`` and lengths (CMVN applied here)."""
+        return self.encoder((feats - self.cmvn_mean) / self.cmvn_std, feat_lens, chunk, left_chunks)
+
+    def ctc_log_probs(self, enc: torch.Tensor) -> torch.Tensor:
+        return self.ctc.log_probs(enc)
+
+    # ------------------------------------------------------------------ training
+    def _sample_chunk(self) -> tuple[int, int]:
+        c = self.cfg.encoder
+        if not self.training or c.chunk_prob <= 0 or random.random() >= c.chunk_prob:
+            return 0, -1
+        chunk = random.randint(1, c.max_chunk)
+        left = random.randint(1, c.max_left_chunks) if c.max_left_chunks > 0 and random.random() < 0.5 else -1
+        return chunk, left
+
+    def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor, targets: list[list[int]] | list[torch.Tensor],
+                chunk: int | None = None, left_chunks: int = -1) -> dict[str, torch.Tensor]:
+        """Losses for a batch. ``feats (B, T, F)`` raw fbank, ``feat_lens (B,)``, ``targets``: token ids per
+        utterance (no sos/eos). Returns ``loss`` (weighted sum, divided by B) and each part."""
+        dev = feats.device
+        B = feats.size(0)
+        x = (feats - self.cmvn_mean) / self.cmvn_std
+        if self.training:
+            x = self.spec_augment(x, feat_lens)
+        if chunk is None:
+            chunk, left_chunks = self._sample_chunk()
+        enc, enc_lens = self.encoder(x, feat_lens, chunk, left_chunks)
+        ys = [torch.as_tensor(t, dtype=torch.long, device=dev) for t in targets]
+        y_lens = torch.tensor([len(y) for y in ys], dtype=torch.long, device=dev)
+        out: dict[str, torch.Tensor] = {}
+        c = self.cfg
+        loss = enc.new_zeros(())
+        if c.ctc_weight > 0:
+            out["ctc"] = self.ctc.loss(enc, enc_lens, pad_list(ys, 0), y_lens) / B
+            loss = loss + c.ctc_weight * out["ctc"]
+        if self.decoder is not None:
+            att, acc = self._att_loss(self.decoder, enc, enc_lens, ys)
+            out["att"], out["acc"] = att, acc
+            if self.r2l_decoder is not None:
+                r2l, _ = self._att_loss(self.r2l_decoder, enc, enc_lens, [y.flip(0) for y in ys])
+                out["r2l"] = r2l
+                att = (1 - c.r2l_weight) * att + c.r2l_weight * r2l
+            loss = loss + c.att_weight * att
+        if self.mlm is not None:
+            out["mlm"] = self._mlm_loss(enc, enc_lens, ys)
+            loss = loss + c.mlm_weight * out["mlm"]
+        out["loss"] = loss
+        return out
+
+    def _att_loss(self, decoder: TransformerDecoder, enc, enc_lens, ys: list[torch.Tensor]):
+        sos = ys[0].new_tensor([self.sos])
+        ys_in = pad_list([torch.cat([sos, y]) for y in ys], self.eos)
+        ys_out = pad_list([torch.cat([y, sos]) for y in ys], IGNORE)  # eos == sos id
+        lens = torch.tensor([len(y) + 1 for y in ys], device=enc.device)
+        logits = decoder(enc, enc_lens, ys_in, lens)  # (B, L+1, V)
+        loss = F.cross_entropy(logits.float().transpose(1, 2), ys_out, ignore_index=IGNORE,
+                               label_smoothing=self.cfg.label_smoothing, reduction="sum") / len(ys)
+        with torch.no_grad():
+            valid = ys_out != IGNORE
+            acc = (logits.argmax(-1)[valid] == ys_out[valid]).float().mean()
+        return loss, acc
+
+    def _mlm_loss(self, enc, enc_lens, ys: list[torch.Tensor]) -> torch.Tensor:
+        """Mask-CTC: mask 1..L random tokens of each target, predict them from the rest and the audio."""
+        inputs, labels = [], []
+        for y in ys:
+            L = len(y)
+            y_in, y_out = y.clone(), torch.full_like(y, IGNORE)
+            if L > 0:
+                n = random.randint(1, L)
+                idx = torch.randperm(L, device=y.device)[:n]
+                y_in[idx] = self.mask_id
+                y_out[idx] = y[idx]
+            inputs.append(y_in)
+            labels.append(y_out)
+        lens = torch.tensor([max(1, len(y)) for y in ys], device=enc.device)
+        y_in = pad_list([y if len(y) else y.new_tensor([self.mask_id]) for y in inputs], self.eos)
+        y_out = pad_list([y if len(y) else y.new_tensor([IGNORE]) for y in labels], IGNORE)
+        logits = self.mlm(enc, enc_lens, y_in, lens)
+        return F.cross_entropy(logits.float().transpose(1, 2), y_out, ignore_index=IGNORE,
+                               label_smoothing=self.cfg.label_smoothing, reduction="sum") / len(ys)
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    parts = {"encoder": model.encoder, "ctc": model.ctc}
+    for name in ("decoder", "r2l_decoder", "mlm"):
+        if getattr(model, name) is not None:
+            parts[name] = getattr(model, name)
+    out = {k: sum(p.numel() for p in m.parameters()) for k, m in parts.items()}
+    out["total"] = sum(p.numel() for p in model.parameters())
+    return out

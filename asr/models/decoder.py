@@ -1,0 +1,86 @@
+"""Transformer decoders over the encoder output.
+
+* causal (the autoregressive attention decoder, left-to-right or right-to-left), with a KV-cached
+  :meth:`TransformerDecoder.step` for search;
+* non-causal (the Mask-CTC conditional masked language model: every position sees every other).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from asr.models.encoder import FeedForward
+from asr.nn.attention import MultiHeadAttention
+from asr.nn.embedding import AbsolutePositionalEncoding
+from asr.nn.masks import causal_mask, lengths_to_mask
+from asr.state import DecoderCache
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm: self-attention -> cross-attention over the encoder memory -> feed-forward."""
+
+    def __init__(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, num_heads, dropout)
+        self.src_attn = MultiHeadAttention(d_model, num_heads, dropout)
+        self.ff = FeedForward(d_model, ffn_dim, dropout)
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, self_mask, memory, memory_mask, self_cache=None, memory_cache=None):
+        """``x (N, L, D)``, ``self_mask (N, L, Lc+L)``, ``memory (N, T, D)``, ``memory_mask (N, 1, T)``.
+        Returns ``(x, new_self_cache, memory_cache)``."""
+        h = self.norm1(x)
+        a, new_self = self.self_attn(h, h, self_mask, self_cache)
+        x = x + self.dropout(a)
+        s, mem = self.src_attn(self.norm2(x), memory, memory_mask, memory_cache, static_kv=memory_cache is not None)
+        x = x + self.dropout(s)
+        return x + self.dropout(self.ff(self.norm3(x))), new_self, mem
+
+
+class TransformerDecoder(nn.Module):
+    def __init__(self, vocab_size: int, d_model: int, num_layers: int, num_heads: int, ffn_dim: int,
+                 dropout: float, causal: bool = True):
+        super().__init__()
+        self.causal = causal
+        self.embed = nn.Embedding(vocab_size, d_model)
+        self.pos = AbsolutePositionalEncoding(d_model, dropout)
+        self.layers = nn.ModuleList(DecoderLayer(d_model, num_heads, ffn_dim, dropout) for _ in range(num_layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.out = nn.Linear(d_model, vocab_size)
+
+    def forward(self, memory: torch.Tensor, memory_lens: torch.Tensor, tokens: torch.Tensor,
+                token_lens: torch.Tensor) -> torch.Tensor:
+        """``memory (B, T, D)``, ``memory_lens (B,)``, ``tokens (B, L)``, ``token_lens (B,)`` -> logits ``(B, L, V)``."""
+        L = tokens.size(1)
+        tmask = lengths_to_mask(token_lens, L).unsqueeze(1)  # (B, 1, L): keys that exist
+        self_mask = tmask & causal_mask(L, tokens.device).unsqueeze(0) if self.causal else tmask.expand(-1, L, -1)
+        # Padded query rows would have no key in a causal row 0.. keep every row attending to position 0.
+        self_mask = self_mask | (torch.arange(L, device=tokens.device) == 0).view(1, 1, L)
+        mem_mask = lengths_to_mask(memory_lens, memory.size(1)).unsqueeze(1)  # (B, 1, T)
+        x = self.pos(self.embed(tokens))
+        for layer in self.layers:
+            x, _, _ = layer(x, self_mask, memory, mem_mask)
+        return self.out(self.norm(x))
+
+    # -- incremental decoding (causal only)
+    def init_cache(self, memory: torch.Tensor) -> DecoderCache:
+        """Project the encoder memory ``(N, T, D)`` once for every layer's cross-attention."""
+        return DecoderCache(tuple(memory.new_zeros(memory.size(0), l.self_attn.h, 0, 2 * l.self_attn.d_k)
+                                  for l in self.layers),
+                            tuple(l.src_attn.project_kv(memory) for l in self.layers))
+
+    def step(self, tokens: torch.Tensor, memory_mask: torch.Tensor, cache: DecoderCache) -> tuple[torch.Tensor, DecoderCache]:
+        """One position for N hypotheses. ``tokens (N,)`` the newest token of each, ``memory_mask (N, T)``
+        bool, ``cache`` from :meth:`init_cache` or the previous step. Returns log-probs ``(N, V)`` for the
+        next token and the new cache (the old one is not modified)."""
+        t = cache.length
+        x = self.pos(self.embed(tokens.unsqueeze(1)), offset=t)  # (N, 1, D)
+        mm = memory_mask.unsqueeze(1)
+        new_self = []
+        for layer, sc, mc in zip(self.layers, cache.self_kv, cache.memory_kv):
+            x, s, _ = layer(x, None, None, mm, sc, mc)
+            new_self.append(s)
+        logits = self.out(self.norm(x[:, -1]))
+        return logits.log_softmax(-1), DecoderCache(tuple(new_self), cache.memory_kv)

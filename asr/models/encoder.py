@@ -1,0 +1,112 @@
+"""Conformer encoder (Gulati et al. 2020) with dynamic-chunk attention for streaming (WeNet U2)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from asr.config import EncoderConfig
+from asr.nn.attention import RelPositionAttention
+from asr.nn.convolution import ConvModule
+from asr.nn.embedding import RelativePositionalEncoding
+from asr.nn.masks import chunk_mask, lengths_to_mask
+from asr.nn.subsampling import Conv2dSubsampling
+from asr.state import EncoderState
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, d_model: int, ffn_dim: int, dropout: float):
+        super().__init__(nn.Linear(d_model, ffn_dim), nn.SiLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, d_model))
+
+
+class ConformerLayer(nn.Module):
+    """Macaron FFN (x0.5) -> relative-position MHSA -> convolution -> FFN (x0.5) -> LayerNorm; pre-norm residuals."""
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.ff1, self.ff2 = FeedForward(d, cfg.ffn_dim, cfg.dropout), FeedForward(d, cfg.ffn_dim, cfg.dropout)
+        self.attn = RelPositionAttention(d, cfg.num_heads, cfg.attention_dropout)
+        self.conv = ConvModule(d, cfg.kernel_size, cfg.causal_conv, cfg.dropout)
+        self.norm_ff1, self.norm_attn, self.norm_conv, self.norm_ff2, self.norm_out = (nn.LayerNorm(d) for _ in range(5))
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, pos_emb: torch.Tensor, att_mask: torch.Tensor | None, pad_mask: torch.Tensor | None,
+                att_cache: torch.Tensor | None = None, conv_cache: torch.Tensor | None = None):
+        """``x (B, T, D)`` -> ``(x (B, T, D), new_att_cache (B, H, Tc+T, 2 d_k), new_conv_cache (B, D, K-1))``."""
+        x = x + 0.5 * self.dropout(self.ff1(self.norm_ff1(x)))
+        a, new_att = self.attn(self.norm_attn(x), pos_emb, att_mask, att_cache)
+        x = x + self.dropout(a)
+        c, new_conv = self.conv(self.norm_conv(x), pad_mask, conv_cache)
+        x = x + self.dropout(c)
+        x = x + 0.5 * self.dropout(self.ff2(self.norm_ff2(x)))
+        return self.norm_out(x), new_att, new_conv
+
+
+class ConformerEncoder(nn.Module):
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.subsampling = Conv2dSubsampling(cfg.input_dim, cfg.d_model, cfg.subsampling)
+        self.pos = RelativePositionalEncoding(cfg.d_model, cfg.dropout)
+        self.layers = nn.ModuleList(ConformerLayer(cfg) for _ in range(cfg.num_layers))
+
+    @property
+    def rate(self) -> int:
+        return self.subsampling.rate
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor, chunk: int = 0,
+                left_chunks: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x (B, T, F)`` normalised features, ``x_lens (B,)`` -> ``(y (B, T', D), y_lens (B,))``.
+
+        ``chunk > 0`` restricts attention to chunks of that many encoder frames with ``left_chunks``
+        chunks of left context (all when < 0): the exact computation :meth:`forward_chunk` streams.
+        """
+        x, lens = self.subsampling(x, x_lens)
+        x = self.pos(x)
+        T = x.size(1)
+        pad = lengths_to_mask(lens, T)  # (B, T)
+        att = pad.unsqueeze(1)  # (B, 1, T): keys that exist
+        if chunk > 0:
+            att = att & chunk_mask(T, chunk, left_chunks, x.device).unsqueeze(0)  # (B, T, T)
+        else:
+            att = att.expand(-1, T, -1)
+        pos = self.pos.rel_embeddings(T, T, x.device, x.dtype)
+        for layer in self.layers:
+            x, _, _ = layer(x, pos, att, pad)
+        return x, lens
+
+    def init_state(self, batch_size: int = 1, device: torch.device | str = "cpu",
+                   dtype: torch.dtype = torch.float32) -> EncoderState:
+        c = self.cfg
+        L, H, dk = c.num_layers, c.num_heads, c.d_model // c.num_heads
+        k = c.kernel_size - 1 if c.causal_conv else 0
+        return EncoderState(torch.zeros(L, batch_size, H, 0, 2 * dk, device=device, dtype=dtype),
+                            torch.zeros(L, batch_size, c.d_model, k, device=device, dtype=dtype), 0)
+
+    def chunk_window(self, chunk: int) -> tuple[int, int]:
+        """``(window, stride)`` in feature frames: a window of ``window`` frames yields ``chunk`` encoder
+        frames, and consecutive windows start ``stride`` frames apart (they overlap by window - stride)."""
+        return (chunk - 1) * self.rate + self.subsampling.receptive_field, chunk * self.rate
+
+    def forward_chunk(self, x: torch.Tensor, state: EncoderState,
+                      left_frames: int = -1) -> tuple[torch.Tensor, EncoderState]:
+        """Encode one chunk. ``x (B, W, F)``: a feature window (see :meth:`chunk_window`; the last one may
+        be shorter). The chunk attends to itself and to the cached frames; the returned state keeps at
+        most ``left_frames`` frames of cache (all when < 0). Returns ``(y (B, C, D), new_state)``."""
+        if not self.cfg.causal_conv:
+            raise RuntimeError("streaming needs a model trained with causal_conv: true")
+        lens = torch.full((x.size(0),), x.size(1), dtype=torch.long, device=x.device)
+        x, _ = self.subsampling(x, lens)
+        x = self.pos(x)
+        C = x.size(1)
+        if C == 0:
+            return x, state
+        Tc = state.cache_frames
+        pos = self.pos.rel_embeddings(C, Tc + C, x.device, x.dtype)
+        new_att, new_conv = [], []
+        for i, layer in enumerate(self.layers):
+            x, a, c = layer(x, pos, None, None, state.att_cache[i], state.conv_cache[i])
+            new_att.append(a if left_frames < 0 else a[:, :, max(0, a.size(2) - left_frames):])
+            new_conv.append(c)
+        return x, EncoderState(torch.stack(new_att), torch.stack(new_conv), state.offset + C)

@@ -1,0 +1,1 @@
+"""Neural building blocks (no model-level logic): masks, positions, attention, convolution, subsampling."""

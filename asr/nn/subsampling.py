@@ -1,0 +1,40 @@
+"""Conv2d front end: subsample fbank frames by 4, 6 or 8 and project to d_model."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# (kernel, stride) of each conv layer per rate
+_LAYERS = {4: ((3, 2), (3, 2)), 6: ((3, 2), (5, 3)), 8: ((3, 2), (3, 2), (3, 2))}
+
+
+class Conv2dSubsampling(nn.Module):
+    """``(B, T, F)`` features -> ``(B, T', D)`` with ``T' = out_length(T)``; no padding in time, so an
+    output frame depends only on ``receptive_field`` input frames starting at ``rate * t``."""
+
+    def __init__(self, in_dim: int, d_model: int, rate: int = 4):
+        super().__init__()
+        if rate not in _LAYERS:
+            raise ValueError(f"subsampling rate must be one of {sorted(_LAYERS)}, not {rate}")
+        self.rate, self.layers = rate, _LAYERS[rate]
+        convs, ch, f = [], 1, in_dim
+        for k, s in self.layers:
+            convs += [nn.Conv2d(ch, d_model, k, s), nn.ReLU()]
+            ch, f = d_model, (f - k) // s + 1
+        self.conv = nn.Sequential(*convs)
+        self.out = nn.Linear(d_model * f, d_model)
+        rf, jump = 1, 1
+        for k, s in self.layers:
+            rf, jump = rf + (k - 1) * jump, jump * s
+        self.receptive_field = rf  # input frames one output frame sees (7 for rate 4)
+
+    def out_length(self, lens: torch.Tensor) -> torch.Tensor:
+        for k, s in self.layers:
+            lens = torch.div(lens - k, s, rounding_mode="floor") + 1
+        return lens.clamp_min(0)
+
+    def forward(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.conv(x.unsqueeze(1))  # (B, C, T', F')
+        B, C, T, F = h.shape
+        return self.out(h.transpose(1, 2).reshape(B, T, C * F)), self.out_length(x_lens)

@@ -1,0 +1,47 @@
+"""Streaming tensors, and only here: the encoder's per-stream state.
+
+State is passed into ``forward_chunk`` and a new one is returned; nothing is changed in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class EncoderState:
+    att_cache: torch.Tensor  # (L, B, H, Tc, 2 d_k) keys/values of the last Tc encoder frames, per layer
+    conv_cache: torch.Tensor  # (L, B, D, K-1) last K-1 inputs of each causal depthwise convolution
+    offset: int  # encoder frames (after subsampling) produced so far
+
+    @property
+    def cache_frames(self) -> int:
+        return self.att_cache.size(3)
+
+    def select(self, index: torch.Tensor) -> "EncoderState":
+        """Keep batch entries ``index`` (e.g. to drop finished streams)."""
+        return EncoderState(self.att_cache.index_select(1, index), self.conv_cache.index_select(1, index), self.offset)
+
+
+@dataclass(frozen=True)
+class DecoderCache:
+    """Per-layer key/values of an autoregressive decoder, so each step computes one new position.
+
+    ``self_kv[l]``: ``(N, H, t, 2 d_k)`` keys/values of the t tokens decoded so far (self-attention);
+    ``memory_kv[l]``: ``(N, H, T, 2 d_k)`` projected encoder memory (cross-attention), computed once.
+    N is the number of hypotheses (batch x beam).
+    """
+
+    self_kv: tuple[torch.Tensor, ...]
+    memory_kv: tuple[torch.Tensor, ...]
+
+    @property
+    def length(self) -> int:
+        return self.self_kv[0].size(2) if self.self_kv else 0
+
+    def select(self, index: torch.Tensor) -> "DecoderCache":
+        """Reorder/keep hypotheses: entry i of the result is entry ``index[i]`` of this cache."""
+        return DecoderCache(tuple(t.index_select(0, index) for t in self.self_kv),
+                            tuple(t.index_select(0, index) for t in self.memory_kv))

@@ -1,0 +1,1 @@
+"""Training: data loading, optimisation schedule, checkpoints, the training loop."""

@@ -1,0 +1,68 @@
+"""Checkpoints: atomic save, keep the last K, resume, averaging, and loading without unpickling objects."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+_CKPT = re.compile(r"^step-(\d+)\.pt$")
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def rng_state() -> dict:
+    """Every RNG the training loop draws from, as plain tensors and lists (weights_only-loadable)."""
+    py = random.getstate()
+    npst = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": [py[0], list(py[1]), py[2]],
+            "numpy": [npst[0], torch.from_numpy(npst[1].astype(np.int64)), npst[2], npst[3], npst[4]]}
+
+
+def set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    random.setstate((s["python"][0], tuple(s["python"][1]), s["python"][2]))
+    n = s["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+
+
+def list_checkpoints(exp_dir: Path) -> list[Path]:
+    """``exp_dir/step-N.pt`` sorted by N."""
+    found = [(int(m.group(1)), p) for p in Path(exp_dir).glob("step-*.pt") if (m := _CKPT.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def save_checkpoint(exp_dir: Path, step: int, state: dict, keep_last: int) -> Path:
+    path = Path(exp_dir) / f"step-{step}.pt"
+    atomic_torch_save(state, path)
+    for old in list_checkpoints(exp_dir)[:-keep_last] if keep_last > 0 else []:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of the ``model`` weights of several checkpoints (integer buffers from the last)."""
+    if not paths:
+        raise ValueError("no checkpoints to average")
+    avg: dict[str, torch.Tensor] = {}
+    for p in paths:
+        sd = load_checkpoint(p)["model"]
+        for k, v in sd.items():
+            if v.is_floating_point():
+                avg[k] = avg[k] + v.double() if k in avg else v.double().clone()
+            else:
+                avg[k] = v.clone()
+    return {k: (v / len(paths)).float() if v.is_floating_point() else v for k, v in avg.items()}

@@ -1,0 +1,82 @@
+"""Batches for training and validation: lhotse cuts -> padded fbank + token ids.
+
+Features are computed on the fly (fbank costs about 1 ms per second of audio here), so speed
+perturbation needs no extra storage. Batches come from lhotse's DynamicBucketingSampler
+(length-bucketed, at most ``max_duration`` seconds of audio each).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from asr.features import fbank
+from asr.text import Tokenizer
+
+
+@dataclass
+class Batch:
+    feats: torch.Tensor  # (B, T, 80) raw fbank, zero padded
+    feat_lens: torch.Tensor  # (B,)
+    tokens: list[list[int]]  # token ids per utterance (no sos/eos)
+    texts: list[str]  # normalised transcripts
+    ids: list[str]  # cut ids
+    duration: float  # seconds of audio in the batch
+
+
+class CutDataset(torch.utils.data.Dataset):
+    """Map-style dataset whose "index" is a lhotse CutSet (one batch), as lhotse's samplers yield."""
+
+    def __init__(self, tokenizer_path: str):
+        self.tokenizer_path = tokenizer_path
+        self._tok: Tokenizer | None = None  # built lazily in each worker process
+
+    def __getitem__(self, cuts) -> Batch:
+        if self._tok is None:
+            self._tok = Tokenizer(self.tokenizer_path)
+        feats, texts, ids = [], [], []
+        for c in cuts:
+            audio = c.load_audio()[0]  # (T,) at 16 kHz (speed perturbation applied by lhotse)
+            feats.append(fbank(audio))
+            texts.append(" ".join(s.text for s in c.supervisions))
+            ids.append(c.id)
+        lens = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
+        padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+        from asr.text import normalize_text
+
+        texts = [normalize_text(t) for t in texts]
+        return Batch(padded, lens, [self._tok.encode(t) for t in texts], texts, ids, float(sum(c.duration for c in cuts)))
+
+
+class SkipSampler:
+    """Wraps a lhotse sampler for one epoch, skipping the first ``skip`` batches (exact resume)."""
+
+    def __init__(self, sampler, skip: int = 0):
+        self.sampler, self.skip = sampler, skip
+
+    def __iter__(self) -> Iterator:
+        it = iter(self.sampler)
+        for _ in range(self.skip):
+            next(it, None)
+        yield from it
+
+
+def make_sampler(cuts, max_duration: float, num_buckets: int, shuffle: bool, seed: int, world_size: int = 1,
+                 rank: int = 0):
+    from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
+
+    if not shuffle:
+        return SimpleCutSampler(cuts, max_duration=max_duration, shuffle=False, world_size=world_size, rank=rank)
+    return DynamicBucketingSampler(cuts, max_duration=max_duration, num_buckets=num_buckets, shuffle=True,
+                                   drop_last=False, seed=seed, world_size=world_size, rank=rank,
+                                   buffer_size=20000, shuffle_buffer_size=20000)
+
+
+def make_loader(dataset: CutDataset, sampler, num_workers: int, seed: int = 0) -> torch.utils.data.DataLoader:
+    # Its own generator: creating a loader must not draw from the global RNG (exact resume mid-epoch).
+    return torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
+                                       collate_fn=None, persistent_workers=False,
+                                       generator=torch.Generator().manual_seed(seed),
+                                       prefetch_factor=4 if num_workers > 0 else None)

@@ -1,0 +1,293 @@
+"""The training loop: single process or torchrun DDP (gloo on CPU, nccl on GPU).
+
+``train(config, manifests, lang, exp)`` writes into ``exp``::
+
+    config.yaml            the full config (model vocabulary filled in)
+    tokenizer.model        copied from lang/, with cmvn.json: the experiment is self-contained
+    step-N.pt              checkpoints (model, optimizer, scheduler, data position, RNG), last K kept
+    train_log.jsonl        one JSON line per log / validation event (step, loss, lr, WER, wall time)
+    tensorboard/           the same curves for TensorBoard
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import shutil
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from asr.config import Config, save_config
+from asr.features import GlobalCMVN
+from asr.metrics import wer
+from asr.models.asr_model import ASRModel
+from asr.search.ctc import ctc_greedy
+from asr.text import Tokenizer
+from asr.train.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from asr.train.dataset import Batch, CutDataset, SkipSampler, make_loader, make_sampler
+
+
+def lr_factor(step: int, warmup: int, schedule: str, total: int) -> float:
+    """Multiplier of the peak learning rate at optimizer step ``step`` (1-based)."""
+    step = max(1, step)
+    if step <= warmup:
+        return step / max(1, warmup)
+    if schedule == "noam":
+        return math.sqrt(warmup / step)
+    if schedule == "cosine":
+        if total <= warmup:
+            return 1.0
+        p = min(1.0, (step - warmup) / (total - warmup))
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p))
+    raise ValueError(f"unknown schedule {schedule!r} (noam or cosine)")
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _amp_dtype(amp: str, device: str) -> torch.dtype | None:
+    if amp == "off" or not device.startswith("cuda"):
+        return None
+    if amp == "fp16":
+        return torch.float16
+    if amp in ("bf16", "auto"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else (torch.float16 if amp == "auto" else None)
+    raise ValueError(f"amp must be auto, off, fp16 or bf16, not {amp!r}")
+
+
+def evaluate(model: ASRModel, batches, tokenizer: Tokenizer, device: str) -> dict:
+    """Mean loss and CTC-greedy WER over ``batches`` (model in eval mode, full context)."""
+    was_training = model.training
+    model.eval()
+    losses, n, refs, hyps = 0.0, 0, [], []
+    with torch.no_grad():
+        for b in batches:
+            feats, lens = b.feats.to(device), b.feat_lens.to(device)
+            out = model(feats, lens, b.tokens, chunk=0)
+            losses += float(out["loss"]) * len(b.ids)
+            n += len(b.ids)
+            enc, enc_lens = model.encode(feats, lens)
+            for h in ctc_greedy(model.ctc_log_probs(enc), enc_lens):
+                hyps.append(tokenizer.decode(h.tokens))
+            refs += b.texts
+    model.train(was_training)
+    w = wer(refs, hyps)
+    return {"valid_loss": losses / max(1, n), "valid_wer": w.rate, "valid_errors": w.errors, "valid_words": w.ref_len}
+
+
+def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str = "train", valid_subset: str = "dev",
+          resume: bool = True, device: str = "cpu", progress: bool = True) -> dict:
+    """Train (or continue training) a model; returns a summary of the run."""
+    from asr.data.prepare import load_cuts, speed_perturb
+
+    dist_info = init_distributed(device)
+    if device.startswith("cuda") and dist_info.world > 1:
+        device = f"cuda:{dist_info.local_rank}"
+        torch.cuda.set_device(device)
+    exp, lang = Path(exp), Path(lang)
+    tc = cfg.train
+    tok_src = lang / "tokenizer.model"
+    tokenizer = Tokenizer(tok_src)
+    cfg = replace(cfg, model=replace(cfg.model, vocab_size=tokenizer.vocab_size))
+    if dist_info.main:
+        exp.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, exp / "config.yaml")
+        for name in ("tokenizer.model", "tokenizer.vocab", "cmvn.json"):
+            if (lang / name).is_file():
+                shutil.copyfile(lang / name, exp / name)
+    torch.manual_seed(tc.seed)
+    import random
+
+    import numpy as np
+
+    random.seed(tc.seed)
+    np.random.seed(tc.seed)
+
+    model = ASRModel(cfg.model)
+    model.set_cmvn(GlobalCMVN.load(lang / "cmvn.json"))
+    model.to(device)
+    decay, no_decay = [], []
+    for n_, p in model.named_parameters():
+        (no_decay if p.dim() < 2 or "norm" in n_ or "pos_bias" in n_ else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=tc.lr, betas=(0.9, 0.98), eps=1e-9)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s + 1, tc.warmup_steps, tc.schedule, tc.total_steps))
+
+    step, epoch, batch_in_epoch, elapsed, audio_seen = 0, 0, 0, 0.0, 0.0
+    ckpts = list_checkpoints(exp) if resume else []
+    if ckpts:
+        st = load_checkpoint(ckpts[-1])
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        step, epoch, batch_in_epoch = st["step"], st["epoch"], st["batch_in_epoch"]
+        elapsed, audio_seen = st["elapsed"], st["audio_seen"]
+        set_rng_state(st["rng"])
+    ddp_model = model
+    if dist_info.world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dist_info.local_rank] if device.startswith("cuda") else None)
+
+    train_cuts = load_cuts(manifests, train_subset)
+    if tc.speed_perturb:
+        train_cuts = speed_perturb(train_cuts)
+    if not tc.spec_augment:
+        model.spec_augment.eval()
+    valid_batches = None
+    dataset = CutDataset(str(tok_src))
+    if dist_info.main and valid_subset:
+        vc = load_cuts(manifests, valid_subset).subset(first=tc.valid_max_cuts) if tc.valid_max_cuts else load_cuts(manifests, valid_subset)
+        valid_batches = [dataset[c] for c in make_sampler(vc.to_eager(), tc.max_duration, 1, False, 0)]
+
+    writer = None
+    log_f = None
+    if dist_info.main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(exp / "tensorboard"), purge_step=step if step else None)
+        log_f = open(exp / "train_log.jsonl", "a", encoding="utf-8")
+
+    def log(rec: dict) -> None:
+        if log_f is None:
+            return
+        rec = {"step": step, "epoch": epoch, "wall_min": round(elapsed / 60, 3), **rec}
+        log_f.write(json.dumps(rec) + "\n")
+        log_f.flush()
+        for k, v in rec.items():
+            if isinstance(v, (int, float)) and k not in ("step", "epoch"):
+                writer.add_scalar(k, v, step)
+
+    amp = _amp_dtype(tc.amp, device)
+    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+
+    def checkpoint() -> None:
+        if dist_info.main:
+            save_checkpoint(exp, step, {
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "elapsed": elapsed,
+                "audio_seen": audio_seen, "rng": rng_state()}, tc.keep_last)
+
+    bar = None
+    if progress and dist_info.main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=tc.total_steps or None, initial=step, unit="step", dynamic_ncols=True, desc="train")
+
+    def done() -> bool:
+        return ((tc.total_steps and step >= tc.total_steps) or (tc.max_minutes and elapsed >= tc.max_minutes * 60)
+                or epoch >= tc.epochs)
+
+    t_last = time.perf_counter()
+    window = {"loss": 0.0, "ctc": 0.0, "att": 0.0, "mlm": 0.0, "acc": 0.0, "n": 0, "audio": 0.0, "t": 0.0}
+    model.train()
+    stop = bool(done())
+    last_valid = None
+    while not stop:
+        sampler = make_sampler(train_cuts, tc.max_duration, tc.num_buckets, True, tc.seed, dist_info.world, dist_info.rank)
+        sampler.set_epoch(epoch)
+        loader = make_loader(dataset, SkipSampler(sampler, batch_in_epoch * tc.accum_grad), tc.num_workers,
+                             seed=tc.seed + epoch)
+        micro = 0
+        for batch in loader:
+            batch: Batch
+            feats, lens = batch.feats.to(device), batch.feat_lens.to(device)
+            with torch.autocast(device_type="cuda", dtype=amp, enabled=amp is not None):
+                out = ddp_model(feats, lens, batch.tokens)
+                loss = out["loss"] / tc.accum_grad
+            (scaler.scale(loss) if scaler else loss).backward()
+            micro += 1
+            for k in ("loss", "ctc", "att", "mlm", "acc"):
+                if k in out:
+                    window[k] += float(out[k])
+            window["n"] += 1
+            window["audio"] += batch.duration
+            if micro % tc.accum_grad:
+                continue
+            if scaler:
+                scaler.unscale_(opt)
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            if torch.isfinite(gnorm):
+                scaler.step(opt) if scaler else opt.step()
+            if scaler:
+                scaler.update()
+            opt.zero_grad(set_to_none=True)
+            sched.step()
+            step += 1
+            batch_in_epoch += 1
+            now = time.perf_counter()
+            elapsed += now - t_last
+            window["t"] += now - t_last
+            t_last = now
+            audio_seen += batch.duration * dist_info.world
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(out['loss']):.1f}", lr=f"{sched.get_last_lr()[0]:.2e}", ep=epoch)
+            if step % tc.log_every == 0 and window["n"]:
+                n = window["n"]
+                log({"loss": window["loss"] / n, **{k: window[k] / n for k in ("ctc", "att", "mlm", "acc") if window[k]},
+                     "lr": sched.get_last_lr()[0], "grad_norm": float(gnorm),
+                     "x_real_time": window["audio"] * dist_info.world / max(1e-9, window["t"]),
+                     "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+                window = {k: 0.0 if k != "n" else 0 for k in window}
+            if valid_batches is not None and tc.valid_every and step % tc.valid_every == 0:
+                last_valid = evaluate(model, valid_batches, tokenizer, device)
+                log(last_valid)
+                t_last = time.perf_counter()  # validation time does not count as training time
+            if tc.checkpoint_every and step % tc.checkpoint_every == 0:
+                checkpoint()
+                t_last = time.perf_counter()
+            if done():
+                stop = True
+                break
+        else:
+            epoch += 1
+            batch_in_epoch = 0
+            stop = bool(done())
+    if bar is not None:
+        bar.close()
+    if valid_batches is not None and (last_valid is None or step % max(1, tc.valid_every)):
+        last_valid = evaluate(model, valid_batches, tokenizer, device)
+        log(last_valid)
+    checkpoint()
+    summary = {"step": step, "epoch": epoch, "wall_minutes": round(elapsed / 60, 2),
+               "audio_hours_seen": round(audio_seen / 3600, 3),
+               "x_real_time": round(audio_seen / max(1e-9, elapsed), 1),
+               "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+               **(last_valid or {})}
+    if dist_info.world > 1:
+        import torch.distributed as dist
+
+        flat = torch.cat([p.detach().reshape(-1).double() for p in model.parameters()]).cpu()
+        mine = torch.tensor([float(flat.sum()), float((flat * flat).sum())], dtype=torch.float64)
+        gathered = [torch.zeros_like(mine) for _ in range(dist_info.world)]
+        dist.all_gather(gathered, mine)
+        summary["ddp_param_checksums"] = [g.tolist() for g in gathered]
+    if dist_info.main:
+        log({"summary": summary})
+        (exp / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        log_f.close()
+        writer.close()
+    return summary
