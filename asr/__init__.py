@@ -1,1 +1,21 @@
-"""asr: streaming speech recognition toolkit."""
+"""asr: streaming speech recognition toolkit.
+
+Public API::
+
+    import asr
+    m = asr.load_model("path/to/model_dir")     # LoadedModel(model, tokenizer, config, path)
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+
+def load_model(path, device: str = "cpu"):
+    """Load a model directory written by `asr export-model` (see asr.model_dir)."""
+    from asr.model_dir import load_model as _load
+
+    return _load(path, device)
+
+
+__all__ = ["load_model", "__version__"]

@@ -160,6 +160,64 @@ def info(paths: List[Path] = typer.Argument(..., help="Audio files (wav, flac, o
         raise typer.Exit(1)
 
 
+@app.command("train")
+def train_cmd(
+    config: str = typer.Option("tiny", "--config", help="YAML config file or preset name (tiny, base, large)."),
+    manifests: Path = typer.Option(..., "--manifests", help="Folder with the lhotse cuts (asr data prepare)."),
+    lang: Optional[Path] = typer.Option(None, "--lang", help="Folder with tokenizer.model and cmvn.json (default: MANIFESTS/lang)."),
+    exp: Path = typer.Option(..., "--exp", help="Experiment folder (checkpoints, logs, TensorBoard)."),
+    train_subset: str = typer.Option("train", help="Training subset name."),
+    valid_subset: str = typer.Option("dev", help="Validation subset name ('' for none)."),
+    overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key: section.key=value (repeatable), e.g. --set train.max_minutes=30."),
+    resume: bool = typer.Option(True, help="Continue from the newest checkpoint in --exp, if any."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Train a model. Under torchrun (e.g. `torchrun --nproc_per_node 2 -m asr.cli train ...`) it runs DDP
+    (gloo on CPU, nccl on GPU). Checkpoints are atomic; a killed run continues exactly with --resume."""
+    from asr.config import load_config
+    from asr.train.trainer import train
+
+    cfg = _run(load_config, config, overrides or [])
+    summary = _run(train, cfg, manifests, lang or manifests / "lang", exp, train_subset, valid_subset, resume=resume,
+                   device=device, progress=progress)
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command("average")
+def average_cmd(
+    exp: Path = typer.Option(..., "--exp", help="Experiment folder."),
+    last: int = typer.Option(5, help="Average the last N checkpoints."),
+    out: Path = typer.Option(..., "--out", help="Output .safetensors file with the averaged model weights."),
+) -> None:
+    """Average the weights of the last N checkpoints of an experiment."""
+    from safetensors.torch import save_file
+
+    from asr.model_dir import averaged_weights
+
+    weights, used = _run(averaged_weights, exp, last)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp))
+    import os
+
+    os.replace(tmp, out)
+    typer.echo(f"averaged {', '.join(p.name for p in used)} -> {out}")
+
+
+@app.command("export-model")
+def export_cmd(
+    exp: Path = typer.Option(..., "--exp", help="Experiment folder."),
+    out: Path = typer.Option(..., "--out", help="Model directory to write."),
+    average: int = typer.Option(1, help="Average the last N checkpoints first."),
+) -> None:
+    """Write a self-describing model directory (config.yaml, model.safetensors, tokenizer, CMVN, model card)."""
+    from asr.model_dir import export_model
+
+    path = _run(export_model, exp, out, average)
+    typer.echo(f"exported {path}")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app()

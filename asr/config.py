@@ -83,7 +83,7 @@ class TrainConfig:
     speed_perturb: bool = True  # 0.9 / 1.0 / 1.1
     spec_augment: bool = True
     num_workers: int = 1
-    amp: str = "auto"  # auto (bf16 on CUDA when supported) | off | fp16 | bf16
+    amp: str = "auto"  # auto (bf16 on CUDA when supported) | none | fp16 | bf16
     log_every: int = 20
     valid_every: int = 200  # steps between validation (loss + CTC greedy WER)
     valid_max_cuts: int = 200
@@ -123,10 +123,15 @@ def from_dict(cls: type, data: dict | None, where: str = "") -> Any:
         t, v = hints[f.name], data[f.name]
         if dataclasses.is_dataclass(t):
             kwargs[f.name] = from_dict(t, v, f"{where}.{f.name}" if where else f.name)
-        elif t is float and isinstance(v, int):
+        elif t is float and isinstance(v, int) and not isinstance(v, bool):
             kwargs[f.name] = float(v)
         else:
-            kwargs[f.name] = v
+            base = typing.get_origin(t) or t
+            if isinstance(base, type) and not isinstance(v, base) and not (base is tuple and isinstance(v, list)):
+                hint = " (YAML reads yes/no/on/off as booleans: quote the value)" if isinstance(v, bool) else ""
+                raise ValueError(f"{where + '.' if where else ''}{f.name}: expected {base.__name__}, got "
+                                 f"{type(v).__name__} {v!r}{hint}")
+            kwargs[f.name] = tuple(v) if base is tuple else v
     return cls(**kwargs)
 
 

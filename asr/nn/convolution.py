@@ -7,7 +7,12 @@ from torch import nn
 
 
 class ConvModule(nn.Module):
-    """pointwise conv (2x, GLU) -> depthwise conv -> LayerNorm -> Swish -> pointwise conv."""
+    """pointwise conv (2x, GLU) -> depthwise conv -> BatchNorm -> Swish -> pointwise conv.
+
+    BatchNorm, as in the Conformer paper: with LayerNorm over channels here, a d=144 tiny model sat on
+    the CTC plateau (8 utterances, 60 steps: loss 268 -> 230) where BatchNorm overfits them (268 -> 15).
+    In eval mode BatchNorm is a per-channel affine map, so chunked streaming stays exact.
+    """
 
     def __init__(self, d_model: int, kernel_size: int, causal: bool, dropout: float = 0.0):
         super().__init__()
@@ -17,7 +22,7 @@ class ConvModule(nn.Module):
         self.pointwise1 = nn.Conv1d(d_model, 2 * d_model, 1)
         self.depthwise = nn.Conv1d(d_model, d_model, kernel_size, groups=d_model,
                                    padding=0 if causal else (kernel_size - 1) // 2)
-        self.norm = nn.LayerNorm(d_model)
+        self.norm = nn.BatchNorm1d(d_model)
         self.act = nn.SiLU()
         self.pointwise2 = nn.Conv1d(d_model, d_model, 1)
         self.dropout = nn.Dropout(dropout)
@@ -42,7 +47,6 @@ class ConvModule(nn.Module):
             new_cache = h[:, :, h.size(2) - (self.kernel_size - 1):]
         else:
             new_cache = h.new_zeros(h.size(0), h.size(1), 0)
-        h = self.depthwise(h)  # (B, D, T)
-        h = self.act(self.norm(h.transpose(1, 2)))  # (B, T, D)
-        y = self.pointwise2(self.dropout(h).transpose(1, 2)).transpose(1, 2)
+        h = self.act(self.norm(self.depthwise(h)))  # (B, D, T)
+        y = self.pointwise2(self.dropout(h)).transpose(1, 2)  # (B, T, D)
         return y, new_cache

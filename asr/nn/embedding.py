@@ -33,7 +33,8 @@ class AbsolutePositionalEncoding(nn.Module):
 
 
 class RelativePositionalEncoding(nn.Module):
-    """Scales the input by sqrt(d) and returns the embeddings of the relative distances
+    """Applies dropout to the input (no sqrt(d) scaling: with pre-norm layers it did not help here, and
+    torchaudio's Conformer has none) and returns the embeddings of the relative distances
     ``Tk-1, Tk-2, ..., -(Tq-1)`` (query minus key) that :class:`RelPositionAttention` needs."""
 
     def __init__(self, dim: int, dropout: float):
@@ -42,7 +43,7 @@ class RelativePositionalEncoding(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(x * self.scale)
+        return self.dropout(x)
 
     def rel_embeddings(self, q_len: int, k_len: int, device=None, dtype=torch.float32) -> torch.Tensor:
         """``(Tk + Tq - 1, D)`` embeddings for distances from ``Tk - 1`` down to ``-(Tq - 1)``."""

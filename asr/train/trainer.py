@@ -70,13 +70,13 @@ def init_distributed(device: str) -> Dist:
 
 
 def _amp_dtype(amp: str, device: str) -> torch.dtype | None:
-    if amp == "off" or not device.startswith("cuda"):
+    if amp == "none" or not device.startswith("cuda"):
         return None
     if amp == "fp16":
         return torch.float16
     if amp in ("bf16", "auto"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else (torch.float16 if amp == "auto" else None)
-    raise ValueError(f"amp must be auto, off, fp16 or bf16, not {amp!r}")
+    raise ValueError(f"amp must be auto, none, fp16 or bf16, not {amp!r}")
 
 
 def evaluate(model: ASRModel, batches, tokenizer: Tokenizer, device: str) -> dict:

@@ -9,7 +9,9 @@
 #   0  data      synthesize the corpus, or download LibriSpeech
 #   1  prepare   lhotse manifests (recordings, supervisions, cuts) per subset
 #   2  stats     global CMVN and the SentencePiece tokenizer from the training subset
-# Training, export, decoding and scoring stages arrive with the model and decoding work.
+#   3  train     `asr train` (torchrun DDP when --ngpu/--nproc > 1); a killed run resumes from its checkpoint
+#   4  export    average the last checkpoints and write a self-describing model directory
+# Decoding and scoring stages arrive with the decoding work.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -17,7 +19,7 @@ repo=$(cd "$here/../.." && pwd)
 [ -x "$repo/.venv/bin/asr" ] && export PATH="$repo/.venv/bin:$PATH"
 
 stage=0
-stop_stage=2
+stop_stage=4
 data=synthetic            # synthetic | librispeech
 hours=1.0                 # synthetic corpus size
 seed=0
@@ -25,6 +27,12 @@ parts="train-clean-100 dev-clean test-clean"   # real LibriSpeech parts to downl
 work=$repo/data/work      # corpus, manifests, lang (git-ignored)
 vocab_size=256
 model_type=unigram
+config=tiny               # preset (tiny, base, large) or a YAML file
+exp=                      # experiment folder (default: $work/exp_$data_$config)
+nproc=1                   # processes for DDP training (torchrun)
+device=cpu
+average=4                 # checkpoints averaged at export
+train_args=()             # extra `asr train --set key=value` overrides
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -37,7 +45,13 @@ while [ $# -gt 0 ]; do
     --work) work=$2; shift 2 ;;
     --vocab-size) vocab_size=$2; shift 2 ;;
     --model-type) model_type=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --config) config=$2; shift 2 ;;
+    --exp) exp=$2; shift 2 ;;
+    --nproc) nproc=$2; shift 2 ;;
+    --device) device=$2; shift 2 ;;
+    --average) average=$2; shift 2 ;;
+    --set) train_args+=(--set "$2"); shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -48,6 +62,9 @@ case "$data" in
   *) echo "run.sh: --data must be synthetic or librispeech" >&2; exit 2 ;;
 esac
 lang=$manifests/lang
+valid_set=dev
+[ "$data" = librispeech ] && valid_set=dev-clean
+exp=${exp:-$work/exp_${data}_$(basename "$config" .yaml)}
 log() { printf '\033[1m[run.sh %s]\033[0m %s\n' "$(date +%H:%M:%S)" "$*"; }
 command -v asr >/dev/null || { echo "run.sh: 'asr' not found: run 'bash tools/setup.sh' first" >&2; exit 1; }
 
@@ -76,5 +93,20 @@ fi
 if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
   log "stage 2: CMVN and tokenizer ($model_type, $vocab_size pieces) in $lang"
   asr data stats --manifests "$manifests" --lang "$lang" --subset "$train_set" --vocab-size "$vocab_size" --model-type "$model_type"
+fi
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  log "stage 3: train $config -> $exp ($nproc process(es), $device)"
+  args=(train --config "$config" --manifests "$manifests" --lang "$lang" --exp "$exp" --train-subset "$train_set"
+        --valid-subset "$valid_set" --device "$device" "${train_args[@]}")
+  if [ "$nproc" -gt 1 ]; then
+    python -m torch.distributed.run --standalone --nproc_per_node "$nproc" -m asr.cli "${args[@]}"
+  else
+    asr "${args[@]}"
+  fi
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "stage 4: average the last $average checkpoints, export $exp/model"
+  asr export-model --exp "$exp" --out "$exp/model" --average "$average"
 fi
 log "done (stages $stage-$stop_stage)"

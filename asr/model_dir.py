@@ -1,0 +1,111 @@
+"""Self-describing model directories: export from an experiment, load without unpickling.
+
+A model directory holds::
+
+    config.yaml        the model config (vocabulary size filled in)
+    model.safetensors  weights (CMVN statistics included as buffers)
+    tokenizer.model    SentencePiece model
+    cmvn.json          the global CMVN statistics (also inside the weights)
+    MODEL_CARD.md      what it is, how it was trained, measured figures
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+from asr.config import Config, from_dict, load_config, to_dict
+from asr.models.asr_model import ASRModel, count_parameters
+from asr.text import Tokenizer
+from asr.train.checkpoint import average_checkpoints, list_checkpoints, load_checkpoint
+
+FILES = ("config.yaml", "model.safetensors", "tokenizer.model", "cmvn.json", "MODEL_CARD.md")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: ASRModel  # in eval mode
+    tokenizer: Tokenizer
+    config: Config
+    path: Path
+
+
+def averaged_weights(exp: Path, last: int = 1, checkpoints: list[Path] | None = None) -> tuple[dict, list[Path]]:
+    """Model weights averaged over the ``last`` N checkpoints of ``exp`` (or the given ones)."""
+    paths = checkpoints or list_checkpoints(exp)[-last:]
+    if not paths:
+        raise FileNotFoundError(f"{exp}: no checkpoints (step-N.pt)")
+    if len(paths) == 1:
+        return load_checkpoint(paths[0])["model"], paths
+    return average_checkpoints(paths), paths
+
+
+def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: int = 1, card_extra: str = "") -> Path:
+    """Write a model directory from experiment ``exp`` (atomically: a temp folder renamed into place)."""
+    from safetensors.torch import save_file
+
+    exp, out = Path(exp), Path(out)
+    cfg = load_config(exp / "config.yaml")
+    weights, used = averaged_weights(exp, average_last)
+    model = ASRModel(cfg.model)
+    model.load_state_dict(weights)  # validates the weights against the config
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+        shutil.copyfile(exp / "config.yaml", tmp / "config.yaml")
+        for name in ("tokenizer.model", "cmvn.json"):
+            shutil.copyfile(exp / name, tmp / name)
+        summary = {}
+        if (exp / "train_summary.json").is_file():
+            summary = json.loads((exp / "train_summary.json").read_text())
+        params = count_parameters(model)
+        card = [f"# {out.name}", "", "Conformer encoder with CTC, attention and Mask-CTC heads, trained with `asr train`.", "",
+                "## Shape", "", "```yaml", json.dumps(to_dict(cfg.model), indent=1), "```", "",
+                "Parameters: " + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in params.items()), "",
+                "## Training", "", f"Averaged checkpoints: {', '.join(p.name for p in used)}", ""]
+        if summary:
+            card += ["| figure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in summary.items()
+                                                         if not isinstance(v, (list, dict))] + [""]
+        if card_extra:
+            card += [card_extra, ""]
+        (tmp / "MODEL_CARD.md").write_text("\n".join(card))
+        if out.exists():
+            backup = out.with_name(f".{out.name}.old")
+            shutil.rmtree(backup, ignore_errors=True)
+            os.replace(out, backup)
+            os.replace(tmp, out)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def load_model(path: str | os.PathLike, device: str = "cpu") -> LoadedModel:
+    """Load a model directory: config, safetensors weights and tokenizer. Nothing is unpickled."""
+    from safetensors.torch import load_file
+
+    import yaml
+
+    d = Path(path)
+    missing = [f for f in FILES[:3] if not (d / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{d}: not a model directory (missing {', '.join(missing)})")
+    cfg = from_dict(Config, yaml.safe_load((d / "config.yaml").read_text()))
+    tok = Tokenizer(d / "tokenizer.model")
+    if tok.vocab_size != cfg.model.vocab_size:
+        raise ValueError(f"{d}: tokenizer has {tok.vocab_size} ids but the model expects {cfg.model.vocab_size}")
+    model = ASRModel(cfg.model)
+    model.load_state_dict(load_file(str(d / "model.safetensors"), device="cpu"))
+    return LoadedModel(model.to(device).eval(), tok, cfg, d)
+
+
+__all__ = ["LoadedModel", "export_model", "load_model", "averaged_weights"]

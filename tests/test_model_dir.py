@@ -1,0 +1,59 @@
+"""Model directories: export from an experiment, load with nothing else, averaging."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+import asr
+from asr.config import Config, load_config, save_config
+from asr.features import GlobalCMVN
+from asr.model_dir import export_model
+from asr.models.asr_model import ASRModel
+from asr.text import train_tokenizer
+from asr.train.checkpoint import average_checkpoints, save_checkpoint
+
+
+@pytest.fixture
+def exp(tmp_path) -> Path:
+    e = tmp_path / "exp"
+    e.mkdir()
+    tok = train_tokenizer(["HELLO WORLD", "THE QUICK BROWN FOX", "JUMPS OVER THE LAZY DOG"] * 3, e, vocab_size=30,
+                          model_type="char")
+    cfg = load_config("tiny", ["model.encoder.d_model=32", "model.encoder.num_layers=1", "model.encoder.ffn_dim=64",
+                               "model.decoder.num_layers=1", "model.mlm.num_layers=1"])
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=tok.vocab_size))
+    save_config(cfg, e / "config.yaml")
+    GlobalCMVN(torch.full((80,), 3.0), torch.full((80,), 2.0), 100).save(e / "cmvn.json")
+    for step in (1, 2):
+        torch.manual_seed(step)
+        m = ASRModel(cfg.model)
+        m.set_cmvn(GlobalCMVN.load(e / "cmvn.json"))
+        save_checkpoint(e, step, {"model": m.state_dict()}, keep_last=5)
+    return e
+
+
+def test_export_and_load(exp, tmp_path):
+    out = export_model(exp, tmp_path / "model", average_last=2)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["config.yaml", "model.safetensors", "tokenizer.model", "cmvn.json", "MODEL_CARD.md"])
+    loaded = asr.load_model(out)
+    assert not loaded.model.training and isinstance(loaded.config, Config)
+    assert torch.equal(loaded.model.cmvn_mean, torch.full((80,), 3.0))
+    avg = average_checkpoints(sorted(exp.glob("step-*.pt")))
+    for k, v in loaded.model.state_dict().items():
+        assert torch.allclose(v, avg[k]), k
+    feats = torch.randn(1, 100, 80)
+    enc, lens = loaded.model.encode(feats, torch.tensor([100]))
+    assert enc.shape[0] == 1 and torch.isfinite(enc).all()
+    # exporting again replaces the folder atomically
+    export_model(exp, tmp_path / "model", average_last=1)
+    assert not list(tmp_path.glob(".model*"))
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a model directory"):
+        asr.load_model(tmp_path)
