@@ -168,6 +168,7 @@ def train_cmd(
     exp: Path = typer.Option(..., "--exp", help="Experiment folder (checkpoints, logs, TensorBoard)."),
     train_subset: str = typer.Option("train", help="Training subset name."),
     valid_subset: str = typer.Option("dev", help="Validation subset name ('' for none)."),
+    curve_subset: str = typer.Option("", help="Also log CTC-greedy WER on this subset at each validation (learning curve)."),
     overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key: section.key=value (repeatable), e.g. --set train.max_minutes=30."),
     resume: bool = typer.Option(True, help="Continue from the newest checkpoint in --exp, if any."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N."),
@@ -180,7 +181,7 @@ def train_cmd(
 
     cfg = _run(load_config, config, overrides or [])
     summary = _run(train, cfg, manifests, lang or manifests / "lang", exp, train_subset, valid_subset, resume=resume,
-                   device=device, progress=progress)
+                   device=device, progress=progress, curve_subset=curve_subset)
     typer.echo(json.dumps(summary, indent=2))
 
 
@@ -210,12 +211,27 @@ def export_cmd(
     exp: Path = typer.Option(..., "--exp", help="Experiment folder."),
     out: Path = typer.Option(..., "--out", help="Model directory to write."),
     average: int = typer.Option(1, help="Average the last N checkpoints first."),
+    manifests: Optional[Path] = typer.Option(None, "--manifests", help="Score the exported model on subsets of these manifests."),
+    subsets: Optional[List[str]] = typer.Option(None, "--subset", help="Subsets to score (repeatable; default: test)."),
 ) -> None:
-    """Write a self-describing model directory (config.yaml, model.safetensors, tokenizer, CMVN, model card)."""
-    from asr.model_dir import export_model
+    """Write a self-describing model directory (config.yaml, model.safetensors, tokenizer, CMVN, model card);
+    with --manifests, measure CTC-greedy WER on the given subsets and record it in the model card."""
+    from asr.model_dir import export_model, load_model, write_card_section
 
     path = _run(export_model, exp, out, average)
     typer.echo(f"exported {path}")
+    if manifests:
+        from asr.data.prepare import load_cuts
+        from asr.evaluate import evaluate_cuts
+
+        lm = load_model(path)
+        lines = ["| subset | decoder | utterances | hours | WER | CER | model RTF (2 threads) |", "|---|---|---|---|---|---|---|"]
+        for s in subsets or ["test"]:
+            r = evaluate_cuts(lm, _run(load_cuts, manifests, s))
+            lines.append(f"| {s} | ctc_greedy | {r.utterances} | {r.audio_seconds / 3600:.3f} | {100 * r.wer.rate:.2f}% | "
+                         f"{100 * r.cer.rate:.2f}% | {r.rtf:.4f} |")
+            typer.echo(f"{s}: WER {r.wer}  CER {r.cer}  RTF {r.rtf:.4f}")
+        write_card_section(path, "Measured (asr export-model --manifests ...)", "\n".join(lines))
 
 
 def main() -> None:

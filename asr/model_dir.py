@@ -89,6 +89,21 @@ def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: i
     return out
 
 
+def write_card_section(model_dir: str | os.PathLike, title: str, body: str) -> None:
+    """Append (or replace) a ``## title`` section of MODEL_CARD.md, atomically."""
+    card = Path(model_dir) / "MODEL_CARD.md"
+    text = card.read_text() if card.is_file() else ""
+    head = f"## {title}"
+    if head in text:
+        before, _, after = text.partition(head)
+        rest = after.split("\n## ", 1)
+        text = before + (("## " + rest[1]) if len(rest) > 1 else "")
+    text = text.rstrip() + f"\n\n{head}\n\n{body}\n"
+    tmp = card.with_name(".MODEL_CARD.md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, card)
+
+
 def load_model(path: str | os.PathLike, device: str = "cpu") -> LoadedModel:
     """Load a model directory: config, safetensors weights and tokenizer. Nothing is unpickled."""
     from safetensors.torch import load_file

@@ -71,7 +71,7 @@ def make_sampler(cuts, max_duration: float, num_buckets: int, shuffle: bool, see
         return SimpleCutSampler(cuts, max_duration=max_duration, shuffle=False, world_size=world_size, rank=rank)
     return DynamicBucketingSampler(cuts, max_duration=max_duration, num_buckets=num_buckets, shuffle=True,
                                    drop_last=False, seed=seed, world_size=world_size, rank=rank,
-                                   buffer_size=20000, shuffle_buffer_size=20000)
+                                   buffer_size=20000)
 
 
 def make_loader(dataset: CutDataset, sampler, num_workers: int, seed: int = 0) -> torch.utils.data.DataLoader:

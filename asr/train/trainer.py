@@ -100,8 +100,11 @@ def evaluate(model: ASRModel, batches, tokenizer: Tokenizer, device: str) -> dic
 
 
 def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str = "train", valid_subset: str = "dev",
-          resume: bool = True, device: str = "cpu", progress: bool = True) -> dict:
-    """Train (or continue training) a model; returns a summary of the run."""
+          resume: bool = True, device: str = "cpu", progress: bool = True, curve_subset: str = "") -> dict:
+    """Train (or continue training) a model; returns a summary of the run.
+
+    ``curve_subset``: also log CTC-greedy WER on (up to valid_max_cuts of) this subset at each validation,
+    for a learning curve on held-out data (e.g. the test subset); its time is not counted as training."""
     from asr.data.prepare import load_cuts, speed_perturb
 
     dist_info = init_distributed(device)
@@ -154,13 +157,15 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
     train_cuts = load_cuts(manifests, train_subset)
     if tc.speed_perturb:
         train_cuts = speed_perturb(train_cuts)
-    if not tc.spec_augment:
-        model.spec_augment.eval()
     valid_batches = None
     dataset = CutDataset(str(tok_src))
     if dist_info.main and valid_subset:
         vc = load_cuts(manifests, valid_subset).subset(first=tc.valid_max_cuts) if tc.valid_max_cuts else load_cuts(manifests, valid_subset)
         valid_batches = [dataset[c] for c in make_sampler(vc.to_eager(), tc.max_duration, 1, False, 0)]
+    curve_batches = None
+    if dist_info.main and curve_subset:
+        cc = load_cuts(manifests, curve_subset).subset(first=tc.valid_max_cuts)
+        curve_batches = [dataset[c] for c in make_sampler(cc.to_eager(), tc.max_duration, 1, False, 0)]
 
     writer = None
     log_f = None
@@ -214,14 +219,16 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
         for batch in loader:
             batch: Batch
             feats, lens = batch.feats.to(device), batch.feat_lens.to(device)
+            plain = step < tc.plain_steps
+            model.spec_augment.train(tc.spec_augment and not plain)
             with torch.autocast(device_type="cuda", dtype=amp, enabled=amp is not None):
-                out = ddp_model(feats, lens, batch.tokens)
+                out = ddp_model(feats, lens, batch.tokens, **({"chunk": 0} if plain else {}))
                 loss = out["loss"] / tc.accum_grad
             (scaler.scale(loss) if scaler else loss).backward()
             micro += 1
             for k in ("loss", "ctc", "att", "mlm", "acc"):
                 if k in out:
-                    window[k] += float(out[k])
+                    window[k] += float(out[k].detach())
             window["n"] += 1
             window["audio"] += batch.duration
             if micro % tc.accum_grad:
@@ -254,6 +261,9 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
                 window = {k: 0.0 if k != "n" else 0 for k in window}
             if valid_batches is not None and tc.valid_every and step % tc.valid_every == 0:
                 last_valid = evaluate(model, valid_batches, tokenizer, device)
+                if curve_batches is not None:
+                    c = evaluate(model, curve_batches, tokenizer, device)
+                    last_valid.update({f"{curve_subset}_wer": c["valid_wer"], f"{curve_subset}_loss": c["valid_loss"]})
                 log(last_valid)
                 t_last = time.perf_counter()  # validation time does not count as training time
             if tc.checkpoint_every and step % tc.checkpoint_every == 0:

@@ -21,7 +21,7 @@ repo=$(cd "$here/../.." && pwd)
 stage=0
 stop_stage=4
 data=synthetic            # synthetic | librispeech
-hours=1.0                 # synthetic corpus size
+hours=8                   # synthetic corpus size (the tiny preset's training data)
 seed=0
 parts="train-clean-100 dev-clean test-clean"   # real LibriSpeech parts to download
 work=$repo/data/work      # corpus, manifests, lang (git-ignored)
@@ -62,8 +62,8 @@ case "$data" in
   *) echo "run.sh: --data must be synthetic or librispeech" >&2; exit 2 ;;
 esac
 lang=$manifests/lang
-valid_set=dev
-[ "$data" = librispeech ] && valid_set=dev-clean
+valid_set=dev; test_set=test
+[ "$data" = librispeech ] && valid_set=dev-clean && test_set=test-clean
 exp=${exp:-$work/exp_${data}_$(basename "$config" .yaml)}
 log() { printf '\033[1m[run.sh %s]\033[0m %s\n' "$(date +%H:%M:%S)" "$*"; }
 command -v asr >/dev/null || { echo "run.sh: 'asr' not found: run 'bash tools/setup.sh' first" >&2; exit 1; }
@@ -97,7 +97,7 @@ fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   log "stage 3: train $config -> $exp ($nproc process(es), $device)"
   args=(train --config "$config" --manifests "$manifests" --lang "$lang" --exp "$exp" --train-subset "$train_set"
-        --valid-subset "$valid_set" --device "$device" "${train_args[@]}")
+        --valid-subset "$valid_set" --curve-subset "$test_set" --device "$device" "${train_args[@]}")
   if [ "$nproc" -gt 1 ]; then
     python -m torch.distributed.run --standalone --nproc_per_node "$nproc" -m asr.cli "${args[@]}"
   else
@@ -107,6 +107,7 @@ fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   log "stage 4: average the last $average checkpoints, export $exp/model"
-  asr export-model --exp "$exp" --out "$exp/model" --average "$average"
+  asr export-model --exp "$exp" --out "$exp/model" --average "$average" --manifests "$manifests" \
+    --subset "$valid_set" --subset "$test_set"
 fi
 log "done (stages $stage-$stop_stage)"
