@@ -57,10 +57,16 @@ class SkipSampler:
         self.sampler, self.skip = sampler, skip
 
     def __iter__(self) -> Iterator:
+        # lhotse samplers return themselves from iter() and restart when iter() is called again, so
+        # `yield from it` would undo the skip: advance with next() only.
         it = iter(self.sampler)
         for _ in range(self.skip):
             next(it, None)
-        yield from it
+        while True:
+            try:
+                yield next(it)
+            except StopIteration:
+                return
 
 
 def make_sampler(cuts, max_duration: float, num_buckets: int, shuffle: bool, seed: int, world_size: int = 1,

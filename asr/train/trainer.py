@@ -155,6 +155,11 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
         ddp_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dist_info.local_rank] if device.startswith("cuda") else None)
 
     train_cuts = load_cuts(manifests, train_subset)
+    short_cuts = None
+    if tc.curriculum_steps:
+        short_cuts = train_cuts.filter(lambda c: c.duration <= tc.curriculum_max_seconds).to_eager()
+        if len(short_cuts) == 0:
+            short_cuts = None
     if tc.speed_perturb:
         train_cuts = speed_perturb(train_cuts)
     valid_batches = None
@@ -211,7 +216,12 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
     stop = bool(done())
     last_valid = None
     while not stop:
-        sampler = make_sampler(train_cuts, tc.max_duration, tc.num_buckets, True, tc.seed, dist_info.world, dist_info.rank)
+        # Curriculum epochs (short utterances only) while step < curriculum_steps; decided by step, so a
+        # resumed run rebuilds the same sampler.
+        curriculum = short_cuts is not None and step < tc.curriculum_steps
+        sampler = make_sampler(short_cuts if curriculum else train_cuts, tc.max_duration,
+                               min(tc.num_buckets, len(short_cuts)) if curriculum else tc.num_buckets, True, tc.seed,
+                               dist_info.world, dist_info.rank)
         sampler.set_epoch(epoch)
         loader = make_loader(dataset, SkipSampler(sampler, batch_in_epoch * tc.accum_grad), tc.num_workers,
                              seed=tc.seed + epoch)
@@ -244,6 +254,9 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
             sched.step()
             step += 1
             batch_in_epoch += 1
+            switched = curriculum and step >= tc.curriculum_steps
+            if switched:  # curriculum over: what is saved from now on points at a fresh epoch on all the data
+                epoch, batch_in_epoch = epoch + 1, 0
             now = time.perf_counter()
             elapsed += now - t_last
             window["t"] += now - t_last
@@ -271,6 +284,8 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
                 t_last = time.perf_counter()
             if done():
                 stop = True
+                break
+            if switched:
                 break
         else:
             epoch += 1
