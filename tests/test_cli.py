@@ -55,6 +55,7 @@ def test_recipe_stages_0_to_2(tmp_path):
     """recipes/librispeech/run.sh on a small synthetic corpus, then resumed from stage 1 (a no-op)."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     cmd = ["bash", str(REPO / "recipes/librispeech/run.sh"), "--hours", "0.04", "--seed", "5", "--work", str(tmp_path),
+           "--stop-stage", "2",
            "--vocab-size", "100"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
