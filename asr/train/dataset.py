@@ -13,7 +13,7 @@ from typing import Iterator
 import torch
 
 from asr.features import fbank
-from asr.text import Tokenizer
+from asr.text import Tokenizer, normalize_text
 
 
 @dataclass
@@ -44,8 +44,6 @@ class CutDataset(torch.utils.data.Dataset):
             ids.append(c.id)
         lens = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
         padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
-        from asr.text import normalize_text
-
         texts = [normalize_text(t) for t in texts]
         return Batch(padded, lens, [self._tok.encode(t) for t in texts], texts, ids, float(sum(c.duration for c in cuts)))
 
