@@ -57,3 +57,24 @@ def test_export_and_load(exp, tmp_path):
 def test_load_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a model directory"):
         asr.load_model(tmp_path)
+
+
+def test_cli_average_and_export_with_scoring(exp, tmp_path, tiny_manifests):
+    """`asr average` writes averaged weights; `asr export-model --manifests` records measured WER in the card."""
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    from asr.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["average", "--exp", str(exp), "--last", "2", "--out", str(tmp_path / "avg.safetensors")])
+    assert r.exit_code == 0, r.output
+    avg = average_checkpoints(sorted(exp.glob("step-*.pt")))
+    got = load_file(str(tmp_path / "avg.safetensors"))
+    assert all(torch.allclose(got[k], avg[k]) for k in avg)
+    r = runner.invoke(app, ["export-model", "--exp", str(exp), "--out", str(tmp_path / "m"), "--average", "2",
+                            "--manifests", str(tiny_manifests), "--subset", "dev"])
+    assert r.exit_code == 0, r.output
+    assert "dev: WER" in r.output
+    card = (tmp_path / "m" / "MODEL_CARD.md").read_text()
+    assert "## Measured" in card and "| dev | ctc_greedy |" in card
