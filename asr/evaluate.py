@@ -10,11 +10,15 @@ from dataclasses import dataclass
 
 import torch
 
+from typing import TYPE_CHECKING
+
 from asr.metrics import ErrorRate, cer, wer
-from asr.model_dir import LoadedModel
 from asr.search.ctc import ctc_greedy
 from asr.text import normalize_text
 from asr.train.dataset import CutDataset, make_sampler
+
+if TYPE_CHECKING:
+    from asr.model_dir import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,13 @@ class EvalResult:
         return self.decode_seconds / self.audio_seconds if self.audio_seconds else float("nan")
 
 
-def evaluate_cuts(lm: LoadedModel, cuts, max_duration: float = 120.0, device: str = "cpu") -> EvalResult:
+def ctc_greedy_texts(model, tokenizer, feats: torch.Tensor, feat_lens: torch.Tensor) -> list[str]:
+    """Full-context encode and CTC-greedy decode a padded batch ``(B, T, F)``; one text per utterance."""
+    enc, lens = model.encode(feats, feat_lens)
+    return [tokenizer.decode(h.tokens) for h in ctc_greedy(model.ctc_log_probs(enc), lens)]
+
+
+def evaluate_cuts(lm: "LoadedModel", cuts, max_duration: float = 120.0, device: str = "cpu") -> EvalResult:
     """CTC-greedy decode every cut (full context) and score against its supervision text."""
     ds = CutDataset(str(lm.path / "tokenizer.model"))
     rows, audio, spent = [], 0.0, 0.0
@@ -39,10 +49,9 @@ def evaluate_cuts(lm: LoadedModel, cuts, max_duration: float = 120.0, device: st
         for batch_cuts in make_sampler(cuts, max_duration, 1, False, 0):
             b = ds[batch_cuts]
             t0 = time.perf_counter()
-            enc, lens = lm.model.encode(b.feats.to(device), b.feat_lens.to(device))
-            hyps = ctc_greedy(lm.model.ctc_log_probs(enc), lens)
+            hyps = ctc_greedy_texts(lm.model, lm.tokenizer, b.feats.to(device), b.feat_lens.to(device))
             spent += time.perf_counter() - t0
             audio += b.duration
-            rows += [(i, r, lm.tokenizer.decode(h.tokens)) for i, r, h in zip(b.ids, b.texts, hyps)]
+            rows += list(zip(b.ids, b.texts, hyps))
     refs, hyps = [r for _, r, _ in rows], [normalize_text(h) for _, _, h in rows]
     return EvalResult(wer(refs, hyps), cer(refs, hyps), len(rows), audio, spent, tuple(rows))

@@ -25,8 +25,8 @@ import torch
 from asr.config import Config, save_config
 from asr.features import GlobalCMVN
 from asr.metrics import wer
+from asr.evaluate import ctc_greedy_texts
 from asr.models.asr_model import ASRModel
-from asr.search.ctc import ctc_greedy
 from asr.text import Tokenizer
 from asr.train.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from asr.train.dataset import Batch, CutDataset, SkipSampler, make_loader, make_sampler
@@ -90,9 +90,7 @@ def evaluate(model: ASRModel, batches, tokenizer: Tokenizer, device: str) -> dic
             out = model(feats, lens, b.tokens, chunk=0)
             losses += float(out["loss"]) * len(b.ids)
             n += len(b.ids)
-            enc, enc_lens = model.encode(feats, lens)
-            for h in ctc_greedy(model.ctc_log_probs(enc), enc_lens):
-                hyps.append(tokenizer.decode(h.tokens))
+            hyps += ctc_greedy_texts(model, tokenizer, feats, lens)
             refs += b.texts
     model.train(was_training)
     w = wer(refs, hyps)
