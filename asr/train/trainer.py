@@ -24,7 +24,7 @@ import torch
 
 from asr.config import Config, save_config
 from asr.features import GlobalCMVN
-from asr.metrics import wer
+from asr.metrics import cer, wer
 from asr.evaluate import ctc_greedy_texts
 from asr.models.asr_model import ASRModel
 from asr.text import Tokenizer
@@ -93,8 +93,9 @@ def evaluate(model: ASRModel, batches, tokenizer: Tokenizer, device: str) -> dic
             hyps += ctc_greedy_texts(model, tokenizer, feats, lens)
             refs += b.texts
     model.train(was_training)
-    w = wer(refs, hyps)
-    return {"valid_loss": losses / max(1, n), "valid_wer": w.rate, "valid_errors": w.errors, "valid_words": w.ref_len}
+    w, c = wer(refs, hyps), cer(refs, hyps)
+    return {"valid_loss": losses / max(1, n), "valid_wer": w.rate, "valid_cer": c.rate, "valid_errors": w.errors,
+            "valid_words": w.ref_len}
 
 
 def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str = "train", valid_subset: str = "dev",
@@ -274,7 +275,8 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
                 last_valid = evaluate(model, valid_batches, tokenizer, device)
                 if curve_batches is not None:
                     c = evaluate(model, curve_batches, tokenizer, device)
-                    last_valid.update({f"{curve_subset}_wer": c["valid_wer"], f"{curve_subset}_loss": c["valid_loss"]})
+                    last_valid.update({f"{curve_subset}_wer": c["valid_wer"], f"{curve_subset}_cer": c["valid_cer"],
+                                       f"{curve_subset}_loss": c["valid_loss"]})
                 log(last_valid)
                 t_last = time.perf_counter()  # validation time does not count as training time
             if tc.checkpoint_every and step % tc.checkpoint_every == 0:

@@ -1,0 +1,97 @@
+"""Decoding front: features -> encoder -> one search method -> transcripts with word timings.
+
+Every method returns the same :class:`Transcript` (text, tokens, score, words with start/end/confidence).
+Search reaches the model only through ``encode``, ``ctc_log_probs``, ``decoder.step`` / ``decoder(...)``
+and ``mlm(...)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from asr.search.align import Word, encoder_frame_seconds, token_spans, words_from_tokens
+from asr.search.attention import attention_beam, joint_ctc_attention
+from asr.search.ctc import ctc_greedy, ctc_prefix_beam
+from asr.search.mask_ctc import mask_ctc
+from asr.search.rescoring import attention_rescoring
+from asr.search.result import Hypothesis
+
+METHODS = ("ctc_greedy", "ctc_prefix_beam", "attention_beam", "joint_ctc_attention", "attention_rescoring", "mask_ctc")
+AUTOREGRESSIVE = ("attention_beam", "joint_ctc_attention", "attention_rescoring")
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    beam: int = 10
+    ctc_weight: float = 0.3  # joint_ctc_attention: weight of the CTC prefix score
+    rescore_ctc_weight: float = 0.5  # attention_rescoring: weight of the CTC score
+    reverse_weight: float = 0.3  # attention_rescoring with a right-to-left decoder
+    length_norm: float = 1.0  # AR beam: final score / length ** length_norm
+    mask_threshold: float = 0.99  # mask_ctc: tokens with CTC confidence below this are re-predicted
+    mask_iterations: int = 10
+    timestamps: bool = True
+    fixed_len: int = 0  # benchmarks on random weights: force this many output tokens (AR, Mask-CTC)
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    tokens: tuple[int, ...]
+    score: float
+    words: tuple[Word, ...] = field(default=())
+
+    def as_dict(self) -> dict:
+        return {"text": self.text, "score": round(self.score, 4), "words": [w.as_dict() for w in self.words]}
+
+
+def available_methods(model) -> list[str]:
+    """The methods this model's heads support."""
+    out = ["ctc_greedy", "ctc_prefix_beam"]
+    if model.decoder is not None:
+        out += ["attention_beam", "joint_ctc_attention", "attention_rescoring"]
+    if model.mlm is not None:
+        out.append("mask_ctc")
+    return out
+
+
+def search(model, enc: torch.Tensor, enc_lens: torch.Tensor, method: str,
+           opts: DecodeOptions = DecodeOptions(), ctc_log_probs: torch.Tensor | None = None) -> list[list[Hypothesis]]:
+    """Run one method over an encoded batch: an n-best list (best first) per utterance."""
+    if method not in METHODS:
+        raise ValueError(f"unknown decoder {method!r}; choose from {', '.join(METHODS)}")
+    lp = ctc_log_probs if ctc_log_probs is not None else None
+    if method == "ctc_greedy":
+        return ctc_greedy(lp if lp is not None else model.ctc_log_probs(enc), enc_lens)
+    if method == "ctc_prefix_beam":
+        return ctc_prefix_beam(lp if lp is not None else model.ctc_log_probs(enc), enc_lens, beam=opts.beam)
+    if method == "attention_beam":
+        return attention_beam(model, enc, enc_lens, opts.beam, length_norm=opts.length_norm, fixed_len=opts.fixed_len)
+    if method == "joint_ctc_attention":
+        return joint_ctc_attention(model, enc, enc_lens, opts.beam, ctc_weight=opts.ctc_weight,
+                                   length_norm=opts.length_norm, fixed_len=opts.fixed_len)
+    if method == "attention_rescoring":
+        return attention_rescoring(model, enc, enc_lens, opts.beam, opts.rescore_ctc_weight, opts.reverse_weight)
+    return mask_ctc(model, enc, enc_lens, opts.mask_threshold, opts.mask_iterations, fixed_len=opts.fixed_len)
+
+
+@torch.inference_mode()
+def decode_features(model, tokenizer, feats: torch.Tensor, feat_lens: torch.Tensor, method: str = "ctc_greedy",
+                    opts: DecodeOptions = DecodeOptions(), offsets: list[float] | None = None) -> list[Transcript]:
+    """Raw fbank ``(B, T, 80)``, ``feat_lens (B,)`` -> one :class:`Transcript` per utterance.
+    ``offsets``: seconds added to each utterance's word times (segments of a long recording)."""
+    enc, enc_lens = model.encode(feats, feat_lens)
+    lp = model.ctc_log_probs(enc)
+    nbests = search(model, enc, enc_lens, method, opts, ctc_log_probs=lp)
+    fs = encoder_frame_seconds(model.encoder.rate)
+    out = []
+    for b, nb in enumerate(nbests):
+        best = nb[0]
+        toks = [t for t in best.tokens]
+        words: list[Word] = []
+        if opts.timestamps and toks:
+            spans = token_spans(lp[b, : int(enc_lens[b])], toks)
+            words = words_from_tokens(tokenizer, toks, spans, fs, offsets[b] if offsets else 0.0)
+        out.append(Transcript(tokenizer.decode(toks), tuple(toks), best.score, tuple(words)))
+    return out

@@ -1,0 +1,70 @@
+"""Word timestamps and confidences for any method's output, by CTC forced alignment.
+
+The tokens a method chose are aligned to the CTC log-probabilities (``torchaudio.functional.forced_align``);
+a word spans its tokens' frames and its confidence is the mean frame probability of its tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from asr.audio import FRAME_SHIFT_MS
+from asr.text import BLANK_ID
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start: float  # seconds from the start of the audio
+    end: float
+    confidence: float  # 0..1
+
+    def as_dict(self) -> dict:
+        return {"word": self.word, "start": round(self.start, 3), "end": round(self.end, 3),
+                "confidence": round(self.confidence, 3)}
+
+
+def token_spans(log_probs: torch.Tensor, tokens: list[int]) -> list[tuple[int, int, float]]:
+    """Align ``tokens`` to ``log_probs (T, V)`` of one utterance: ``(start, end, prob)`` per token in encoder
+    frames (end exclusive). When the tokens cannot fit (more frames needed than there are), they are
+    spread evenly with probability 0."""
+    import torchaudio.functional as AF
+
+    T = log_probs.size(0)
+    L = len(tokens)
+    if L == 0:
+        return []
+    repeats = sum(1 for a, b in zip(tokens, tokens[1:]) if a == b)
+    if L + repeats <= T:
+        ali, scores = AF.forced_align(log_probs.float().unsqueeze(0).cpu(),
+                                      torch.tensor([tokens], dtype=torch.int32), blank=BLANK_ID)
+        spans = AF.merge_tokens(ali[0], scores[0].exp(), blank=BLANK_ID)
+        if len(spans) == L:
+            return [(s.start, s.end, float(s.score)) for s in spans]
+    edges = torch.linspace(0, T, L + 1).long().tolist()
+    return [(edges[i], max(edges[i] + 1, edges[i + 1]), 0.0) for i in range(L)]
+
+
+def words_from_tokens(tokenizer, tokens: list[int], spans: list[tuple[int, int, float]], frame_seconds: float,
+                      offset: float = 0.0) -> list[Word]:
+    """Group token spans into words at SentencePiece word starts."""
+    groups: list[list[int]] = []
+    for i, t in enumerate(tokens):
+        if not groups or tokenizer.is_word_start(t):
+            groups.append([])
+        groups[-1].append(i)
+    words = []
+    for g in groups:
+        text = tokenizer.decode([tokens[i] for i in g]).strip()
+        if not text:
+            continue
+        start, end = spans[g[0]][0], spans[g[-1]][1]
+        conf = sum(spans[i][2] for i in g) / len(g)
+        words.append(Word(text, offset + start * frame_seconds, offset + end * frame_seconds, conf))
+    return words
+
+
+def encoder_frame_seconds(subsampling: int) -> float:
+    return subsampling * FRAME_SHIFT_MS / 1000

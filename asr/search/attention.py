@@ -1,0 +1,141 @@
+"""Autoregressive beam search with the attention decoder, batched over utterances x beam.
+
+One function serves two methods: ``attention_beam`` (decoder scores only) and ``joint_ctc_attention``
+(ESPnet's hybrid one-pass search: each extension is scored ``(1 - w) * decoder + w * CTC prefix``).
+The decoder's per-layer key/value cache (:class:`asr.state.DecoderCache`) is reordered with
+``select`` after every step, so a step costs one new position per hypothesis.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from asr.nn.masks import lengths_to_mask
+from asr.search.ctc_prefix_score import CTCPrefixScorer
+from asr.search.result import Hypothesis
+from asr.text import BLANK_ID
+
+NEG_INF = float("-inf")
+
+
+def _uncached_step(decoder, memory, memory_lens, prefixes: torch.Tensor) -> torch.Tensor:
+    """Reference step that recomputes the whole prefix ``(N, t)``: log-probs ``(N, V)`` of the next token."""
+    lens = torch.full((prefixes.size(0),), prefixes.size(1), dtype=torch.long, device=prefixes.device)
+    return decoder(memory, memory_lens, prefixes, lens)[:, -1].log_softmax(-1)
+
+
+@torch.inference_mode()
+def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = 10, ctc_weight: float = 0.0,
+                length_norm: float = 1.0, max_len_ratio: float = 1.0, use_cache: bool = True,
+                fixed_len: int = 0) -> list[list[Hypothesis]]:
+    """Beam search over ``enc (B, T, D)``, ``enc_lens (B,)``; returns up to ``beam`` hypotheses per
+    utterance, best first by ``score / len ** length_norm`` (len counts the end token).
+
+    * the output is at most ``max_len_ratio * enc_len`` tokens (a CTC-trained encoder cannot emit more
+      tokens than frames); a hypothesis still running then is ended there;
+    * ``ctc_weight > 0`` adds the CTC prefix score (joint decoding); candidates are pre-selected as the
+      ``1.5 * beam`` best decoder tokens, as ESPnet does;
+    * ``use_cache=False`` recomputes the whole prefix every step (the reference the cache is measured
+      against); ``fixed_len > 0`` forces exactly that many tokens (speed benchmarks on random weights).
+    """
+    decoder = model.decoder
+    if decoder is None:
+        raise ValueError("this model has no attention decoder (model.decoder.num_layers = 0)")
+    device = enc.device
+    B, T, _ = enc.shape
+    V = decoder.out.out_features
+    sos = eos = model.sos
+    N = B * beam
+    memory = enc.repeat_interleave(beam, 0)  # (N, T, D)
+    mem_lens = enc_lens.repeat_interleave(beam)
+    mem_mask = lengths_to_mask(mem_lens, T)  # (N, T)
+    cache = decoder.init_cache(memory) if use_cache else None
+    max_len = (enc_lens.float() * max_len_ratio).long().clamp_min(1)  # (B,)
+    if fixed_len:
+        max_len = torch.full_like(max_len, fixed_len)
+    steps = int(max_len.max()) + 1  # the last step can only end hypotheses
+    scorer = CTCPrefixScorer(model.ctc_log_probs(enc), enc_lens, beam, eos) if ctc_weight > 0 else None
+    ctc_state = scorer.init_state() if scorer is not None else None
+    n_cand = min(V, int(1.5 * beam) + 1) if scorer is not None else beam
+
+    # Only the first hypothesis of each utterance is alive at the start.
+    scores = torch.full((B, beam), NEG_INF, device=device)
+    scores[:, 0] = 0.0
+    scores = scores.view(N)
+    tokens = torch.full((N,), sos, dtype=torch.long, device=device)
+    prefix = torch.empty((N, 0), dtype=torch.long, device=device)
+    finished: list[list[tuple[float, tuple[int, ...], float]]] = [[] for _ in range(B)]
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    banned = [i for i in (BLANK_ID, getattr(model, "mask_id", -1)) if 0 <= i < V]
+    base = (torch.arange(B, device=device) * beam).repeat_interleave(beam)  # (N,) first row of each utterance
+
+    for t in range(steps):
+        if use_cache:
+            lp, cache = decoder.step(tokens, mem_mask, cache)  # (N, V)
+        else:
+            lp = _uncached_step(decoder, memory, mem_lens, torch.cat([torch.full((N, 1), sos, device=device,
+                                                                                dtype=torch.long), prefix], 1))
+        lp = lp.float()
+        lp[:, banned] = NEG_INF
+        at_limit = (t >= max_len).repeat_interleave(beam)  # (N,): the next token must be eos
+        if fixed_len:
+            lp[~at_limit, eos] = NEG_INF
+        # the best tokens other than eos, then eos itself: every hypothesis can always end
+        _, cand = lp.index_fill(1, torch.tensor([eos], device=device), NEG_INF).topk(n_cand, dim=-1)
+        cand = torch.cat([cand, torch.full((N, 1), eos, device=device, dtype=torch.long)], 1)  # (N, C)
+        step_scores = torch.gather(lp, 1, cand)
+        if scorer is not None:
+            ctc_scores, ctc_r = scorer.score(ctc_state, cand)
+            step_scores = (1 - ctc_weight) * step_scores + ctc_weight * (ctc_scores - ctc_state.score.unsqueeze(1))
+        C = cand.size(1)
+        is_eos = cand == eos
+        step_scores = torch.where(at_limit.unsqueeze(1) & ~is_eos, torch.full_like(step_scores, NEG_INF), step_scores)
+        total = scores.unsqueeze(1) + step_scores  # (N, C)
+        # hypotheses that end here are recorded; running ones compete for the beam
+        ended = total.masked_fill(~is_eos, NEG_INF)
+        if bool(torch.isfinite(ended).any()):
+            rows, cols = torch.isfinite(ended).nonzero(as_tuple=True)
+            for r, c in zip(rows.tolist(), cols.tolist()):
+                b = r // beam
+                if not done[b]:
+                    seq = tuple(prefix[r].tolist())
+                    finished[b].append((float(ended[r, c]), seq, float(ended[r, c]) / (len(seq) + 1) ** length_norm))
+        running = total.masked_fill(is_eos, NEG_INF).view(B, beam * C)
+        best, flat = running.topk(beam, dim=-1)  # (B, beam)
+        parent = (flat // C + (torch.arange(B, device=device) * beam).unsqueeze(1)).view(N)
+        col = (flat % C).view(N)
+        new_tok = cand[parent, col]
+        scores = best.view(N)
+        # an utterance is done when its best ended hypothesis beats every running one (scores only fall)
+        for b in range(B):
+            if not done[b] and finished[b]:
+                if max(f[0] for f in finished[b]) > float(best[b, 0]) or len(finished[b]) >= 4 * beam:
+                    done[b] = True
+        if bool(done.all()):
+            break
+        scores = scores.masked_fill(done.repeat_interleave(beam), NEG_INF)
+        # keep the running hypotheses alive even when done (their scores are -inf and are ignored)
+        parent = torch.where(torch.isfinite(scores), parent, base)
+        prefix = torch.cat([prefix[parent], new_tok.unsqueeze(1)], dim=1)
+        tokens = new_tok
+        if use_cache:
+            cache = cache.select(parent)
+        if scorer is not None:
+            ctc_state = ctc_state.advance(parent, col, new_tok, ctc_scores, ctc_r)
+    out = []
+    for b in range(B):
+        ranked = sorted(finished[b], key=lambda f: f[2], reverse=True)[:beam]
+        out.append([Hypothesis(seq, norm) for _, seq, norm in ranked] or [Hypothesis((), NEG_INF)])
+    return out
+
+
+def attention_beam(model, enc, enc_lens, beam: int = 10, **kw) -> list[list[Hypothesis]]:
+    """AR decoder beam search alone (see :func:`beam_search`)."""
+    return beam_search(model, enc, enc_lens, beam, ctc_weight=0.0, **kw)
+
+
+def joint_ctc_attention(model, enc, enc_lens, beam: int = 10, ctc_weight: float = 0.3, **kw) -> list[list[Hypothesis]]:
+    """One-pass hybrid CTC/attention beam search (see :func:`beam_search`)."""
+    if not 0 < ctc_weight <= 1:
+        raise ValueError("ctc_weight must be in (0, 1]")
+    return beam_search(model, enc, enc_lens, beam, ctc_weight=ctc_weight, **kw)

@@ -1,0 +1,92 @@
+"""Mask-CTC decoding (Higuchi et al. 2020), batched across utterances.
+
+CTC greedy gives a first transcript; its tokens whose CTC confidence is below ``threshold`` are masked
+and the conditional masked LM decoder fills them over ``iterations`` passes, the most confident
+predictions first. Every pass is one MLM forward over the whole padded batch; the choice of which masks
+to fill is a tensor operation, not a loop over frames or utterances (ESPnet's is both).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from asr.search.result import Hypothesis
+from asr.text import BLANK_ID
+
+
+def greedy_tokens_with_confidence(log_probs: torch.Tensor, lens: torch.Tensor):
+    """CTC greedy tokens with a confidence each: the highest frame probability within the token's run
+    of frames. Returns ``(tokens list[(L_b,)], conf list[(L_b,)], frames list[(L_b,)])``."""
+    best, idx = log_probs.max(-1)  # (B, T)
+    B, T = idx.shape
+    valid = torch.arange(T, device=idx.device).unsqueeze(0) < lens.unsqueeze(1)
+    idx = idx.masked_fill(~valid, BLANK_ID)
+    prev = torch.cat([idx.new_full((B, 1), -1), idx[:, :-1]], dim=1)
+    starts = (idx != prev)  # a new run begins (blank runs included)
+    run_id = starts.long().cumsum(1) - 1  # (B, T)
+    run_max = torch.full((B, T), float("-inf"), device=idx.device).scatter_reduce(1, run_id, best.float(), "amax")
+    keep = valid & starts & (idx != BLANK_ID)
+    toks, confs, frames = [], [], []
+    for b in range(B):
+        f = keep[b].nonzero().squeeze(1)
+        toks.append(idx[b, f])
+        confs.append(run_max[b, run_id[b, f]].exp())
+        frames.append(f)
+    return toks, confs, frames
+
+
+@torch.inference_mode()
+def mask_ctc(model, enc: torch.Tensor, enc_lens: torch.Tensor, threshold: float = 0.99,
+             iterations: int = 10, fixed_len: int = 0) -> list[list[Hypothesis]]:
+    """``enc (B, T, D)``, ``enc_lens (B,)`` -> one hypothesis per utterance (scored by the CTC greedy
+    path plus the MLM log-probabilities of the filled tokens). ``fixed_len > 0`` replaces the CTC
+    transcript by that many masks (speed benchmarks on random weights)."""
+    if model.mlm is None:
+        raise ValueError("this model has no Mask-CTC decoder (model.mlm.num_layers = 0)")
+    device = enc.device
+    lp = model.ctc_log_probs(enc)
+    toks, confs, frames = greedy_tokens_with_confidence(lp, enc_lens)
+    B = enc.size(0)
+    if fixed_len:
+        toks = [torch.full((fixed_len,), model.mask_id, device=device) for _ in range(B)]
+        confs = [torch.zeros(fixed_len, device=device) for _ in range(B)]
+        frames = [torch.zeros(0, dtype=torch.long, device=device) for _ in range(B)]
+    lens = torch.tensor([len(t) for t in toks], device=device)
+    L = max(1, int(lens.max()) if B else 1)
+    y = torch.full((B, L), model.eos, dtype=torch.long, device=device)
+    conf = torch.ones((B, L), device=device)
+    for b in range(B):
+        y[b, : lens[b]] = toks[b]
+        conf[b, : lens[b]] = confs[b]
+    pos_valid = torch.arange(L, device=device).unsqueeze(0) < lens.unsqueeze(1)
+    masked = pos_valid & (conf < threshold)
+    y = y.masked_fill(masked, model.mask_id)
+    score = torch.tensor([float(lp[b, :enc_lens[b]].max(-1).values.sum()) for b in range(B)], device=device)
+    n_masked = masked.sum(1)  # (B,)
+    per_iter = torch.ceil(n_masked.float() / max(1, iterations)).long().clamp_min(1)
+    banned = torch.tensor([BLANK_ID, model.mask_id, model.eos], device=device)
+    it = 0
+    while bool(masked.any()) and it < iterations:
+        it += 1
+        logits = model.mlm(enc, enc_lens, y, lens.clamp_min(1)).float()  # (B, L, V)
+        logits.index_fill_(2, banned, float("-inf"))
+        lpm = logits.log_softmax(-1)
+        p, tok = lpm.max(-1)  # (B, L)
+        # rank the masked positions of each utterance by confidence; fill the best per_iter (all at the end)
+        cand = p.masked_fill(~masked, float("-inf"))
+        order = cand.argsort(dim=1, descending=True)
+        rank = torch.empty_like(order).scatter_(1, order, torch.arange(L, device=device).expand(B, L))
+        n_fill = per_iter if it < iterations else n_masked
+        fill = masked & (rank < n_fill.unsqueeze(1))
+        y = torch.where(fill, tok, y)
+        score = score + (p * fill).sum(1)
+        masked = masked & ~fill
+    out = []
+    for b in range(B):
+        seq = y[b, : lens[b]]
+        out.append([Hypothesis(tuple(seq.tolist()), float(score[b]), tuple(frames[b].tolist())
+                               if len(frames[b]) == len(seq) else ())])
+    return out
+
+
+__all__ = ["mask_ctc", "greedy_tokens_with_confidence"]
