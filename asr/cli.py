@@ -234,6 +234,176 @@ def export_cmd(
         write_card_section(path, "Measured (asr export-model --manifests ...)", "\n".join(lines))
 
 
+DEMO_MODEL = "demo"
+
+
+def _load(model: str, device: str = "cpu"):
+    from asr.model_dir import load_model
+
+    return _run(load_model, model, device)
+
+
+def _decode_options(beam: int, ctc_weight: float, mask_threshold: float, mask_iterations: int, timestamps: bool = True):
+    from asr.decode import DecodeOptions
+
+    return DecodeOptions(beam=beam, ctc_weight=ctc_weight, mask_threshold=mask_threshold,
+                         mask_iterations=mask_iterations, timestamps=timestamps)
+
+
+@app.command("transcribe")
+def transcribe_cmd(
+    paths: List[str] = typer.Argument(..., help="Audio files, folders, globs, or manifests (lhotse .jsonl.gz, .list/.scp)."),
+    model: str = typer.Option(DEMO_MODEL, "--model", help="Model directory (asr export-model) or 'demo' (the bundled model)."),
+    decoder: str = typer.Option("ctc_greedy", "--decoder", help="ctc_greedy, ctc_prefix_beam, attention_beam, joint_ctc_attention, attention_rescoring, mask_ctc."),
+    formats: List[str] = typer.Option(["txt"], "--format", help="txt, json, srt, vtt, tsv (repeatable)."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Write ID.FORMAT files here (default: print text to stdout)."),
+    beam: int = typer.Option(10, help="Beam size (beam-search decoders)."),
+    ctc_weight: float = typer.Option(0.3, help="CTC weight in joint_ctc_attention."),
+    mask_threshold: float = typer.Option(0.99, help="Mask-CTC: re-predict tokens with CTC confidence below this."),
+    mask_iterations: int = typer.Option(10, help="Mask-CTC iterations."),
+    batch_seconds: float = typer.Option(60.0, help="Audio seconds per decoding batch."),
+    max_segment: float = typer.Option(20.0, help="Long recordings are cut into segments of at most this many seconds."),
+    skip_existing: bool = typer.Option(False, help="Skip inputs whose outputs all exist (resume a killed job)."),
+    plot: bool = typer.Option(False, help="Also draw ID.png: spectrogram, word boundaries and CTC spikes (first 30 s)."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N."),
+    threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
+    progress: bool = typer.Option(True, help="Show a progress bar with the running real-time factor."),
+) -> None:
+    """Transcribe recordings. A file that cannot be read gets a one-line error and the rest go on; the exit
+    code is 1 if any failed."""
+    import torch
+
+    from asr.transcribe import FORMATS, expand_inputs, render, transcribe_files, unique_ids, write_atomic
+
+    if threads:
+        torch.set_num_threads(threads)
+    for f in formats:
+        if f not in FORMATS:
+            _fail(f"unknown format {f!r}; choose from {', '.join(FORMATS)}")
+    lm = _load(model, device)
+    from asr.decode import available_methods
+
+    if decoder not in available_methods(lm.model):
+        _fail(f"decoder {decoder!r} is not available for {lm.path} (it has: {', '.join(available_methods(lm.model))})")
+    inputs, errors = expand_inputs(paths)
+    for e in errors:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+    inputs = unique_ids(inputs)
+    if skip_existing and output_dir:
+        inputs = [(i, p) for i, p in inputs if not all((output_dir / f"{i}.{f}").is_file() for f in formats)]
+    opts = _decode_options(beam, ctc_weight, mask_threshold, mask_iterations,
+                           timestamps=plot or any(f in ("json", "srt", "vtt", "tsv") for f in formats))
+    extra = {"model": str(lm.path), "decoder": decoder}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=None, unit="s", desc="transcribe", dynamic_ncols=True, file=sys.stderr,
+                   bar_format="{desc}: {n:.1f} s audio [{elapsed}] {postfix}")
+
+    def on_result(r) -> None:
+        if output_dir is None:
+            typer.echo(r.text if len(inputs) == 1 else f"{r.id}\t{r.text}")
+        else:
+            for f in formats:
+                write_atomic(output_dir / f"{r.id}.{f}", render(r, f, extra))
+        if plot:
+            from asr.plots import plot_alignment
+
+            target = (output_dir or Path(".")) / f"{r.id}.png"
+            plot_alignment(lm, r.path, target)
+
+    def on_error(msg: str) -> None:
+        typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+
+    def on_progress(done: float, wall: float) -> None:
+        if bar is not None:
+            bar.n = done
+            bar.set_postfix_str(f"RTF {wall / max(done, 1e-9):.3f}")
+
+    summary = transcribe_files(lm, inputs, decoder, opts, batch_seconds, max_segment, device, on_result, on_error, on_progress)
+    if bar is not None:
+        bar.close()
+    typer.echo(f"{summary.files} file(s), {summary.audio_seconds:.1f} s of audio in {summary.wall_seconds:.1f} s "
+               f"(RTF {summary.rtf:.3f}); {len(summary.failed) + len(errors)} failed", err=True)
+    if summary.failed or errors:
+        raise typer.Exit(1)
+
+
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Option(DEMO_MODEL, "--model", help="Model directory or 'demo'."),
+    manifests: Optional[Path] = typer.Option(None, "--manifests", help="Folder with lhotse cuts (asr data prepare)."),
+    subset: str = typer.Option("test", help="Subset of --manifests to score."),
+    refs: Optional[Path] = typer.Option(None, "--refs", help="Instead of manifests: a TSV 'path<TAB>reference' (or ID/path/reference columns)."),
+    decoders: List[str] = typer.Option(["ctc_greedy"], "--decoder", help="Decoders to compare (repeatable; 'all' for every one the model has)."),
+    beam: int = typer.Option(10, help="Beam size."),
+    ctc_weight: float = typer.Option(0.3, help="CTC weight in joint_ctc_attention."),
+    mask_threshold: float = typer.Option(0.99, help="Mask-CTC threshold."),
+    mask_iterations: int = typer.Option(10, help="Mask-CTC iterations."),
+    limit: int = typer.Option(0, help="Score only the first N utterances (0: all)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write per-utterance details, results.md/json and a WER-vs-speed plot here."),
+    threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N."),
+) -> None:
+    """Score decoders: WER/CER with substitution/deletion/insertion counts and the real-time factor of the
+    whole decode; per-utterance details (worst first) and a WER-vs-speed plot with --out-dir."""
+    import torch
+
+    from asr.decode import available_methods
+    from asr.scoring import evaluate_and_report, load_refs_tsv
+
+    if threads:
+        torch.set_num_threads(threads)
+    lm = _load(model, device)
+    methods = available_methods(lm.model) if decoders == ["all"] else decoders
+    for m in methods:
+        if m not in available_methods(lm.model):
+            _fail(f"decoder {m!r} is not available for {lm.path}")
+    if refs is not None:
+        cuts, errors = _run(load_refs_tsv, refs)
+        for e in errors:
+            typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        name = refs.stem
+    elif manifests is not None:
+        from asr.data.prepare import load_cuts
+
+        cuts = _run(load_cuts, manifests, subset).to_eager()
+        name = subset
+    else:
+        _fail("give --manifests (and --subset) or --refs")
+    if limit:
+        cuts = cuts.subset(first=limit)
+    opts = _decode_options(beam, ctc_weight, mask_threshold, mask_iterations, timestamps=False)
+    table = evaluate_and_report(lm, cuts, name, methods, opts, out_dir, device, echo=typer.echo)
+    typer.echo(table)
+
+
+@app.command("bench")
+def bench_cmd(
+    model: str = typer.Option(DEMO_MODEL, "--model", help="Model directory, 'demo', or a preset name (tiny, base, large) with random weights."),
+    decoders: List[str] = typer.Option(["all"], "--decoder", help="Decoders to time (repeatable; 'all')."),
+    seconds: float = typer.Option(20.0, help="Utterance length in seconds."),
+    batch: int = typer.Option(1, help="Utterances per batch."),
+    beam: int = typer.Option(10, help="Beam size."),
+    output_tokens: int = typer.Option(0, help="Force this many output tokens in AR / Mask-CTC search (0: natural length; random weights need it)."),
+    runs: int = typer.Option(5, help="Timed runs per decoder (the median is reported)."),
+    threads: int = typer.Option(2, help="CPU threads for torch."),
+    vocab_size: int = typer.Option(5000, help="Vocabulary size for a preset with random weights."),
+    uncached: bool = typer.Option(True, help="Also time AR beam search recomputing the whole prefix each step."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N."),
+) -> None:
+    """Speed of each decoder: real-time factor of the whole decode (fbank, encoder, search) and of the search
+    alone, medians of several runs."""
+    import torch
+
+    from asr.bench import bench_decoders
+
+    torch.set_num_threads(threads)
+    table = _run(bench_decoders, model, decoders, seconds, batch, beam, output_tokens, runs, vocab_size, uncached, device)
+    typer.echo(table)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app()

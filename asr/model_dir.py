@@ -104,13 +104,28 @@ def write_card_section(model_dir: str | os.PathLike, title: str, body: str) -> N
     os.replace(tmp, card)
 
 
+BUNDLED = Path(__file__).parent / "pretrained"
+
+
+def resolve_model_path(path: str | os.PathLike) -> Path:
+    """A model directory, or the name of a model bundled with the package (``demo``)."""
+    d = Path(path)
+    if d.is_dir():
+        return d
+    if (BUNDLED / str(path)).is_dir():
+        return BUNDLED / str(path)
+    raise FileNotFoundError(f"{path}: no such model directory (bundled models: "
+                            f"{', '.join(sorted(p.name for p in BUNDLED.iterdir() if p.is_dir())) if BUNDLED.is_dir() else 'none'})")
+
+
 def load_model(path: str | os.PathLike, device: str = "cpu") -> LoadedModel:
-    """Load a model directory: config, safetensors weights and tokenizer. Nothing is unpickled."""
+    """Load a model directory (or a bundled model by name, e.g. ``demo``): config, safetensors weights and
+    tokenizer. Nothing is unpickled."""
     from safetensors.torch import load_file
 
     import yaml
 
-    d = Path(path)
+    d = resolve_model_path(path)
     missing = [f for f in FILES[:3] if not (d / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{d}: not a model directory (missing {', '.join(missing)})")
@@ -123,4 +138,4 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> LoadedModel:
     return LoadedModel(model.to(device).eval(), tok, cfg, d)
 
 
-__all__ = ["LoadedModel", "export_model", "load_model", "averaged_weights"]
+__all__ = ["LoadedModel", "export_model", "load_model", "averaged_weights", "resolve_model_path", "BUNDLED"]

@@ -11,7 +11,8 @@
 #   2  stats     global CMVN and the SentencePiece tokenizer from the training subset
 #   3  train     `asr train` (torchrun DDP when --ngpu/--nproc > 1); a killed run resumes from its checkpoint
 #   4  export    average the last checkpoints and write a self-describing model directory
-# Decoding and scoring stages arrive with the decoding work.
+#   5  decode    every decoder on every test subset: WER, CER, real-time factor -> $exp/RESULTS.md,
+#                per-utterance details and a WER-vs-speed plot in $exp/decode
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -19,7 +20,7 @@ repo=$(cd "$here/../.." && pwd)
 [ -x "$repo/.venv/bin/asr" ] && export PATH="$repo/.venv/bin:$PATH"
 
 stage=0
-stop_stage=4
+stop_stage=5
 data=synthetic            # synthetic | librispeech
 hours=8                   # synthetic corpus size (the tiny preset's training data)
 seed=0
@@ -109,5 +110,20 @@ if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   log "stage 4: average the last $average checkpoints, export $exp/model"
   asr export-model --exp "$exp" --out "$exp/model" --average "$average" --manifests "$manifests" \
     --subset "$valid_set" --subset "$test_set"
+fi
+if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+  log "stage 5: decode $test_set with every decoder -> $exp/RESULTS.md"
+  asr eval --model "$exp/model" --manifests "$manifests" --subset "$test_set" --decoder all \
+    --out-dir "$exp/decode" --threads 2
+  {
+    echo "# Results: $(basename "$exp")"
+    echo
+    echo "Model: $exp/model. Real-time factor: whole decode (fbank, encoder, search), 2 threads, full context."
+    echo
+    cat "$exp/decode/$test_set.results.md"
+    echo
+    echo "Per-utterance details: $exp/decode/${test_set}_DECODER.details.txt; plot: $exp/decode/$test_set.wer_vs_rtf.png"
+  } > "$exp/RESULTS.md.tmp" && mv "$exp/RESULTS.md.tmp" "$exp/RESULTS.md"
+  cat "$exp/RESULTS.md"
 fi
 log "done (stages $stage-$stop_stage)"

@@ -1,0 +1,93 @@
+"""Decoder speed benchmark: real-time factor of the whole decode and of the search alone, medians.
+
+Works on a trained model directory or on a preset with random weights; with random weights the AR and
+Mask-CTC searches are given a fixed output length (``output_tokens``) so their cost is meaningful.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+
+import numpy as np
+import torch
+
+from asr.audio import SAMPLE_RATE
+from asr.decode import METHODS, DecodeOptions, available_methods, search
+from asr.features import fbank
+
+
+def _model(model: str, vocab_size: int, device: str):
+    from asr.config import load_config
+    from asr.model_dir import load_model, resolve_model_path
+
+    try:
+        path = resolve_model_path(model)
+    except FileNotFoundError:
+        path = None
+    if path is not None:
+        lm = load_model(path, device)
+        return lm.model, f"{lm.path.name} (trained)"
+    from dataclasses import replace
+
+    from asr.models.asr_model import ASRModel, count_parameters
+
+    cfg = load_config(model)
+    torch.manual_seed(0)
+    m = ASRModel(replace(cfg.model, vocab_size=vocab_size)).to(device).eval()
+    return m, f"preset {model}, random weights, vocab {vocab_size}, {count_parameters(m)['total'] / 1e6:.1f}M params"
+
+
+def _median_time(fn, runs: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_decoders(model: str = "demo", decoders: list[str] | None = None, seconds: float = 20.0, batch: int = 1,
+                   beam: int = 10, output_tokens: int = 0, runs: int = 5, vocab_size: int = 5000,
+                   uncached: bool = True, device: str = "cpu") -> str:
+    m, desc = _model(model, vocab_size, device)
+    methods = available_methods(m) if not decoders or decoders == ["all"] else decoders
+    for d in methods:
+        if d not in METHODS:
+            raise ValueError(f"unknown decoder {d!r}")
+    rng = np.random.default_rng(0)
+    audio = [(rng.standard_normal(int(seconds * SAMPLE_RATE)) * 0.05).astype(np.float32) for _ in range(batch)]
+    audio_seconds = seconds * batch
+    opts = DecodeOptions(beam=beam, fixed_len=output_tokens, timestamps=False)
+
+    def features():
+        f = [fbank(a) for a in audio]
+        return torch.stack(f).to(device), torch.tensor([x.shape[0] for x in f], device=device)
+
+    feats, lens = features()
+    with torch.inference_mode():
+        t_feat = _median_time(features, runs)
+        t_enc = _median_time(lambda: m.encode(feats, lens), runs)
+        enc, enc_lens = m.encode(feats, lens)
+        lp = m.ctc_log_probs(enc)
+        rows = [("features (fbank)", t_feat, None), ("encoder", t_enc, None)]
+        for d in methods:
+            t = _median_time(lambda: search(m, enc, enc_lens, d, opts, ctc_log_probs=lp), runs)
+            rows.append((d, t, t_feat + t_enc + t))
+        if uncached and "attention_beam" in methods:
+            from asr.search.attention import beam_search
+
+            t = _median_time(lambda: beam_search(m, enc, enc_lens, beam, use_cache=False, fixed_len=output_tokens), runs)
+            rows.append(("attention_beam (no KV cache)", t, t_feat + t_enc + t))
+    lines = [f"model: {desc}; {batch} x {seconds:g} s; beam {beam}; output tokens "
+             f"{output_tokens or 'natural'}; {torch.get_num_threads()} threads; median of {runs} runs",
+             "", "| stage / decoder | search s | search RTF | whole decode RTF |", "|---|---|---|---|"]
+    for name, t, whole in rows:
+        lines.append(f"| {name} | {t:.4f} | {t / audio_seconds:.4f} | {'' if whole is None else f'{whole / audio_seconds:.4f}'} |")
+    return "\n".join(lines)
+
+
+__all__ = ["bench_decoders"]
+

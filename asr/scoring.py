@@ -1,0 +1,121 @@
+"""Score several decoders on one cut set: the results table, per-utterance details and the trade-off plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Callable
+
+from asr.decode import DecodeOptions
+from asr.evaluate import EvalResult, evaluate_cuts
+
+
+def load_refs_tsv(path: str | os.PathLike):
+    """A TSV of audio paths and references -> ``(lhotse CutSet, one-line errors for unreadable files)``. With a header, the columns ``id``,
+    ``wav``/``path``/``audio`` and ``text``/``reference`` are used; without one, ``PATH<TAB>TEXT`` or
+    ``ID<TAB>PATH<TAB>TEXT``. Relative paths are taken from the TSV's folder."""
+    from lhotse import CutSet, Recording, SupervisionSegment
+
+    from asr.audio import AudioError, load_audio
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such file")
+    rows = [r for r in csv.reader(p.read_text(encoding="utf-8").splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE) if r]
+    if not rows:
+        raise ValueError(f"{p}: empty reference file")
+    head = [h.strip().lower() for h in rows[0]]
+    cols = None
+    for pc in ("wav", "path", "audio"):
+        for tc in ("text", "reference", "ref"):
+            if pc in head and tc in head:
+                cols = (head.index("id") if "id" in head else None, head.index(pc), head.index(tc))
+                break
+        if cols:
+            break
+    if cols:
+        rows = rows[1:]
+    cuts, errors = [], []
+    for n, r in enumerate(rows):
+        if cols:
+            rid, ap, text = (r[cols[0]] if cols[0] is not None else None), r[cols[1]], r[cols[2]]
+        elif len(r) == 2:
+            rid, ap, text = None, r[0], r[1]
+        elif len(r) >= 3:
+            rid, ap, text = r[0], r[1], r[2]
+        else:
+            raise ValueError(f"{p}:{n + 1}: expected PATH<TAB>TEXT or ID<TAB>PATH<TAB>TEXT")
+        audio = Path(ap) if Path(ap).is_absolute() else p.parent / ap
+        try:
+            load_audio(audio)  # the toolkit's checks and one-line error
+            rec = Recording.from_file(audio, recording_id=rid or audio.stem)
+        except (AudioError, Exception) as e:  # noqa: BLE001 - any unreadable file is skipped with its reason
+            errors.append(str(e) if isinstance(e, AudioError) else f"{audio}: {e}")
+            continue
+        cut = rec.to_cut()
+        cut.supervisions = [SupervisionSegment(rec.id, rec.id, 0.0, rec.duration, channel=0, text=text)]
+        cuts.append(cut)
+    return CutSet.from_cuts(cuts), errors
+
+
+def details(result: EvalResult) -> str:
+    """Per-utterance aligned reference/hypothesis, worst (most word errors) first."""
+    import jiwer
+
+    from asr.text import normalize_text
+
+    blocks = []
+    for cid, ref, hyp in result.rows:
+        r, h = normalize_text(ref), normalize_text(hyp)
+        if not r:
+            errs, text = len(h.split()), f"REF: \nHYP: {h}\n"
+        else:
+            o = jiwer.process_words(r, h)
+            errs = o.substitutions + o.deletions + o.insertions
+            text = "\n".join(jiwer.visualize_alignment(o, show_measures=False).strip().splitlines()[1:]) + "\n"
+        blocks.append((errs, len(r.split()), cid, text))
+    blocks.sort(key=lambda b: (-b[0], b[2]))
+    return "".join(f"{cid}  errors {e}/{n}\n{t}\n" for e, n, cid, t in blocks)
+
+
+def results_table(name: str, results: list[EvalResult]) -> str:
+    lines = [f"| subset | decoder | utterances | WER | S / D / I | CER | RTF (whole decode) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results:
+        w = r.wer
+        lines.append(f"| {name} | {r.method} | {r.utterances} | {100 * w.rate:.2f}% | {w.substitutions} / {w.deletions} / "
+                     f"{w.insertions} | {100 * r.cer.rate:.2f}% | {r.rtf:.4f} |")
+    return "\n".join(lines)
+
+
+def evaluate_and_report(lm, cuts, name: str, methods: list[str], opts: DecodeOptions = DecodeOptions(),
+                        out_dir: Path | None = None, device: str = "cpu",
+                        echo: Callable[[str], None] | None = None) -> str:
+    """Decode ``cuts`` with every method; returns the markdown table, and with ``out_dir`` writes
+    ``NAME_METHOD.details.txt``, ``NAME.results.json``, ``NAME.results.md`` and ``NAME.wer_vs_rtf.png``."""
+    results = []
+    for m in methods:
+        r = evaluate_cuts(lm, cuts, m, opts, device=device)
+        results.append(r)
+        if echo:
+            echo(f"{name} {m}: WER {r.wer}  CER {100 * r.cer.rate:.2f}%  RTF {r.rtf:.4f}")
+        if out_dir:
+            from asr.transcribe import write_atomic
+
+            write_atomic(Path(out_dir) / f"{name}_{m}.details.txt", details(r))
+    table = results_table(name, results)
+    if out_dir:
+        from asr.plots import plot_wer_vs_rtf
+        from asr.transcribe import write_atomic
+
+        out = Path(out_dir)
+        write_atomic(out / f"{name}.results.md", table + "\n")
+        write_atomic(out / f"{name}.results.json", json.dumps([
+            {"subset": name, "decoder": r.method, "utterances": r.utterances, "audio_seconds": round(r.audio_seconds, 2),
+             "wer": r.wer.rate, "cer": r.cer.rate, "substitutions": r.wer.substitutions, "deletions": r.wer.deletions,
+             "insertions": r.wer.insertions, "ref_words": r.wer.ref_len, "rtf": r.rtf,
+             "options": {k: v for k, v in opts.__dict__.items()}} for r in results], indent=2) + "\n")
+        plot_wer_vs_rtf(results, out / f"{name}.wer_vs_rtf.png", title=f"{lm.path.name}: {name}")
+    return table

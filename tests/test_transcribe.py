@@ -1,0 +1,141 @@
+"""`asr transcribe`, `asr eval`, `asr bench`: formats parsed back, bad files, long files, real clips."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from asr.cli import app
+from asr.transcribe import caption_cues, split_points
+
+from .conftest import REAL_DIR
+
+runner = CliRunner()
+
+
+def _clips(n: int) -> list[Path]:
+    import csv
+
+    rows = list(csv.DictReader(open(REAL_DIR / "manifest.tsv"), delimiter="\t"))
+    return [REAL_DIR / r["wav"] for r in rows[:n]]
+
+
+def test_split_points_cover_audio_and_respect_limit():
+    rng = np.random.default_rng(0)
+    audio = rng.standard_normal(16000 * 50).astype(np.float32) * 0.1
+    audio[16000 * 17: 16000 * 17 + 3200] = 0.0  # a pause inside the search window of the first cut
+    parts = split_points(audio, max_segment=20.0)
+    assert parts[0][0] == 0 and parts[-1][1] == len(audio)
+    assert all(a < b and b - a <= 20 * 16000 for a, b in parts)
+    assert all(p[1] == q[0] for p, q in zip(parts, parts[1:]))
+    assert 16000 * 17 <= parts[0][1] <= 16000 * 17 + 3200  # cut in the pause
+
+
+def test_transcribe_formats_parse_back(random_model_dir, tmp_path):
+    import srt
+    import webvtt
+
+    clip = _clips(1)[0]
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["transcribe", str(clip), "--model", str(random_model_dir), "--output-dir", str(out),
+                            "--format", "txt", "--format", "json", "--format", "srt", "--format", "vtt",
+                            "--format", "tsv", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    stem = clip.stem
+    data = json.loads((out / f"{stem}.json").read_text())
+    assert data["text"] == (out / f"{stem}.txt").read_text().strip()
+    words = data["words"]
+    assert words, "the random model (blank bias lowered) emits words"
+    subs = list(srt.parse((out / f"{stem}.srt").read_text()))
+    vtt = list(webvtt.read(str(out / f"{stem}.vtt")))
+    assert len(subs) == len(vtt) >= 1
+    assert " ".join(s.content for s in subs).split() == [w["word"] for w in words]
+    assert subs[0].start.total_seconds() == pytest.approx(words[0]["start"], abs=1e-3)
+    assert " ".join(c.text for c in vtt).split() == [w["word"] for w in words]
+    tsv = (out / f"{stem}.tsv").read_text().splitlines()
+    assert tsv[0] == "start\tend\tword\tconfidence" and len(tsv) == len(words) + 1
+    starts = [w["start"] for w in words]
+    assert starts == sorted(starts) and words[-1]["end"] <= data["duration"] + 0.05
+
+
+def test_bad_file_in_batch_reports_one_line_and_continues(random_model_dir, tmp_path):
+    good = _clips(2)
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
+    missing = tmp_path / "missing.flac"
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["transcribe", str(good[0]), str(bad), str(missing), str(good[1]), "--model",
+                            str(random_model_dir), "--output-dir", str(out), "--no-progress"])
+    assert r.exit_code == 1
+    errors = [line for line in r.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2
+    assert any("broken.wav" in e for e in errors) and any("missing.flac" in e for e in errors)
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{g.stem}.txt" for g in good)
+
+
+def test_long_file_is_split_and_stitched(random_model_dir, tmp_path):
+    audio = np.concatenate([sf.read(p, dtype="float32")[0] for p in _clips(4)])  # ~40 s
+    long = tmp_path / "long.wav"
+    sf.write(long, audio, 16000)
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["transcribe", str(long), "--model", str(random_model_dir), "--output-dir", str(out),
+                            "--format", "json", "--max-segment", "8", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    words = json.loads((out / "long.json").read_text())["words"]
+    starts = [w["start"] for w in words]
+    assert starts == sorted(starts)
+    assert words[-1]["end"] > 30 and words[-1]["end"] <= len(audio) / 16000 + 0.05
+
+
+def test_folder_glob_and_list_inputs(random_model_dir, tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    for p in _clips(2):
+        shutil.copy(p, d / p.name)
+    lst = tmp_path / "files.list"
+    lst.write_text("".join(f"utt{i} {p}\n" for i, p in enumerate(_clips(2))))
+    for arg in (str(d), str(d / "*.wav"), str(lst)):
+        r = runner.invoke(app, ["transcribe", arg, "--model", str(random_model_dir), "--no-progress"])
+        assert r.exit_code == 0, r.output
+        assert len([line for line in r.output.splitlines() if "\t" in line]) == 2, arg
+
+
+def test_caption_cues_break_on_length_and_pause():
+    from asr.search.align import Word
+
+    words = [Word(f"word{i}", i * 0.5, i * 0.5 + 0.4, 1.0) for i in range(20)]
+    words.append(Word("late", 20.0, 20.5, 1.0))
+    cues = caption_cues(words)
+    assert all(len(t) <= 42 for _, _, t in cues)
+    assert cues[-1][2] == "late"
+    assert " ".join(t for _, _, t in cues).split() == [w.word for w in words]
+
+
+def test_eval_with_refs_writes_table_details_and_plot(random_model_dir, tmp_path):
+    refs = tmp_path / "refs.tsv"
+    rows = ["id\twav\ttext"] + [f"c{i}\t{p}\tSOME REFERENCE TEXT" for i, p in enumerate(_clips(2))]
+    refs.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "eval"
+    r = runner.invoke(app, ["eval", "--model", str(random_model_dir), "--refs", str(refs), "--decoder", "ctc_greedy",
+                            "--decoder", "mask_ctc", "--out-dir", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "| refs | ctc_greedy | 2 |" in r.output and "| refs | mask_ctc | 2 |" in r.output
+    res = json.loads((out / "refs.results.json").read_text())
+    assert [x["decoder"] for x in res] == ["ctc_greedy", "mask_ctc"] and all(x["ref_words"] == 6 for x in res)
+    assert (out / "refs.wer_vs_rtf.png").stat().st_size > 1000
+    assert "REF:" in (out / "refs_ctc_greedy.details.txt").read_text()
+
+
+def test_bench_random_preset_prints_every_decoder():
+    r = runner.invoke(app, ["bench", "--model", "tiny", "--seconds", "2", "--runs", "1", "--beam", "2",
+                            "--output-tokens", "5", "--vocab-size", "50"])
+    assert r.exit_code == 0, r.output
+    for d in ("ctc_greedy", "ctc_prefix_beam", "attention_beam", "joint_ctc_attention", "attention_rescoring",
+              "mask_ctc", "no KV cache"):
+        assert d in r.output
