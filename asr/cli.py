@@ -404,6 +404,78 @@ def bench_cmd(
     typer.echo(table)
 
 
+@app.command("live")
+def live_cmd(
+    model: str = typer.Option(DEMO_MODEL, "--model", help="Model directory or 'demo'."),
+    input_file: Optional[Path] = typer.Option(None, "--input", help="Feed this recording instead of the microphone (paced at real time)."),
+    fast: bool = typer.Option(False, help="With --input: as fast as possible instead of real time."),
+    device: Optional[str] = typer.Option(None, "--device", help="Input device (index or name; see --list-devices)."),
+    samplerate: Optional[int] = typer.Option(None, help="Capture rate (default: the device's); resampled to 16 kHz."),
+    list_devices_flag: bool = typer.Option(False, "--list-devices", help="List audio devices and exit."),
+    output: Optional[Path] = typer.Option(None, "--output", help="Write the running transcript: .txt, .srt, .vtt or .jsonl."),
+    chunk_ms: int = typer.Option(640, help="Chunk size in milliseconds (a multiple of the encoder frame)."),
+    left_chunks: int = typer.Option(4, help="Attention context in chunks."),
+    final: str = typer.Option("attention_rescoring", help="Second pass at an endpoint: attention_rescoring, mask_ctc or none."),
+    silence_after_speech: float = typer.Option(0.8, help="Endpoint after this many seconds of silence following speech."),
+    silence_before_speech: float = typer.Option(2.4, help="Endpoint after this much silence when nothing was said."),
+    max_segment: float = typer.Option(20.0, help="Endpoint when a segment reaches this many seconds."),
+    stats: bool = typer.Option(False, "--stats", help="Print caption metrics at the end (RTF, latencies, revisions)."),
+    threads: int = typer.Option(1, help="CPU threads for torch."),
+) -> None:
+    """Live captions from the microphone (or --input FILE) in the terminal; Ctrl-C ends cleanly and keeps the
+    last segment."""
+    import torch
+
+    if list_devices_flag:
+        from asr.live import list_devices
+
+        typer.echo(list_devices())
+        return
+    torch.set_num_threads(threads)
+    from asr.live import MicStats, TerminalCaptions, TranscriptWriter, file_source, mic_source, run_captions
+    from asr.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions
+
+    lm = _load(model)
+    fs = lm.model.encoder.rate * 10
+    if chunk_ms % fs:
+        _fail(f"--chunk-ms must be a multiple of {fs} ms for this model")
+    ep = EndpointConfig(EndpointRule(False, silence_before_speech, 0.0), EndpointRule(True, silence_after_speech, 0.0),
+                        EndpointRule(False, 0.0, max_segment))
+    rec = _run(Recognizer, lm, StreamingOptions(chunk=chunk_ms // fs, left_chunks=left_chunks, final=final, endpoint=ep))
+    writer = _run(TranscriptWriter, output) if output else None
+    term = TerminalCaptions()
+    mic_stats = MicStats()
+    if input_file is not None:
+        from asr.audio import load_audio
+
+        _run(load_audio, input_file)  # a bad file fails here with its one-line error
+        source = file_source(input_file, realtime=not fast)
+    else:
+        dev = int(device) if device is not None and device.isdigit() else device
+        source = mic_source(dev, samplerate, stats=mic_stats)
+        typer.echo("listening (Ctrl-C to stop)...", err=True)
+
+    def on_segment(seg) -> None:
+        term.commit(seg)
+        if writer:
+            writer.write(seg)
+
+    try:
+        st = run_captions(rec, source, term.tentative, on_segment)
+    except Exception as e:  # noqa: BLE001 - device errors are one line
+        if type(e).__name__ == "PortAudioError":
+            _fail(f"audio device: {e}")
+        raise
+    finally:
+        if writer:
+            writer.close()
+    st.overflows = mic_stats.overflows
+    if mic_stats.overflows:
+        typer.echo(f"warning: {mic_stats.overflows} input overflow(s): audio was dropped by the device", err=True)
+    if stats:
+        typer.echo(st.report(), err=True)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app()

@@ -38,50 +38,61 @@ def ctc_greedy(log_probs: torch.Tensor, lens: torch.Tensor) -> list[list[Hypothe
     return out
 
 
-def _prefix_beam_one(lp: torch.Tensor, beam: int, nbest: int, prune: float) -> list[Hypothesis]:
-    """``lp (T, V)`` log-probs of one utterance -> n-best by total prefix probability."""
-    # Each prefix: (log P ending in blank, log P ending in its last token), and the frame where each
-    # token was (last) emitted with the highest probability, for timing.
-    beams: dict[tuple[int, ...], list[float]] = {(): [0.0, NEG_INF]}
-    frames: dict[tuple[int, ...], tuple[int, ...]] = {(): ()}
-    T = lp.size(0)
-    k = min(beam, lp.size(1))
-    top_v, top_i = lp.topk(k, dim=-1)
-    top_v, top_i = top_v.tolist(), top_i.tolist()
-    blank_col = lp[:, BLANK_ID].tolist()
-    for t in range(T):
-        nxt: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [NEG_INF, NEG_INF])
-        nframes: dict[tuple[int, ...], tuple[int, ...]] = {}
-        pb_blank = blank_col[t]
-        # a frame that is almost surely blank extends every prefix with blank only (WeNet-style skip)
-        cands = [(v, i) for v, i in zip(top_v[t], top_i[t]) if v > prune or i == BLANK_ID]
-        if not any(i == BLANK_ID for _, i in cands):
-            cands.append((pb_blank, BLANK_ID))
-        for prefix, (pb, pnb) in beams.items():
-            total = _logaddexp(pb, pnb)
-            for v, tok in cands:
-                if tok == BLANK_ID:
-                    e = nxt[prefix]
-                    e[0] = _logaddexp(e[0], total + v)
-                    nframes.setdefault(prefix, frames[prefix])
-                    continue
-                last = prefix[-1] if prefix else None
-                new = prefix + (tok,)
-                e = nxt[new]
-                if tok == last:
-                    e[1] = _logaddexp(e[1], pb + v)  # repeat after a blank: a new token
-                    same = nxt[prefix]  # repeat without blank: the same token continues
-                    same[1] = _logaddexp(same[1], pnb + v)
-                    nframes.setdefault(prefix, frames[prefix])
-                else:
-                    e[1] = _logaddexp(e[1], total + v)
-                if new not in nframes:
-                    nframes[new] = frames[prefix] + (t,)
-        ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)[:beam]
-        beams = {p: s for p, s in ranked}
-        frames = {p: nframes[p] for p in beams}
-    ranked = sorted(beams.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)[:nbest]
-    return [Hypothesis(p, _logaddexp(*s), frames[p]) for p, s in ranked]
+class PrefixBeam:
+    """CTC prefix beam search state that can be advanced chunk by chunk (streaming partial results).
+
+    Each prefix keeps (log P ending in blank, log P ending in its last token) and the frame where each
+    of its tokens was first emitted."""
+
+    def __init__(self, beam: int, prune: float = math.log(1e-4)):
+        self.beam, self.prune = beam, prune
+        self.beams: dict[tuple[int, ...], list[float]] = {(): [0.0, NEG_INF]}
+        self.frames: dict[tuple[int, ...], tuple[int, ...]] = {(): ()}
+        self.t = 0  # frames consumed
+
+    def advance(self, lp: torch.Tensor) -> None:
+        """Consume ``lp (T, V)``: the log-probs of the next T frames."""
+        k = min(self.beam, lp.size(1))
+        top_v, top_i = lp.topk(k, dim=-1)
+        top_v, top_i = top_v.tolist(), top_i.tolist()
+        blank_col = lp[:, BLANK_ID].tolist()
+        beams, frames = self.beams, self.frames
+        for dt in range(lp.size(0)):
+            t = self.t + dt
+            nxt: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [NEG_INF, NEG_INF])
+            nframes: dict[tuple[int, ...], tuple[int, ...]] = {}
+            # tokens below the pruning threshold are not tried; blank always is
+            cands = [(v, i) for v, i in zip(top_v[dt], top_i[dt]) if v > self.prune and i != BLANK_ID]
+            cands.append((blank_col[dt], BLANK_ID))
+            for prefix, (pb, pnb) in beams.items():
+                total = _logaddexp(pb, pnb)
+                for v, tok in cands:
+                    if tok == BLANK_ID:
+                        e = nxt[prefix]
+                        e[0] = _logaddexp(e[0], total + v)
+                        nframes.setdefault(prefix, frames[prefix])
+                        continue
+                    last = prefix[-1] if prefix else None
+                    new = prefix + (tok,)
+                    e = nxt[new]
+                    if tok == last:
+                        e[1] = _logaddexp(e[1], pb + v)  # repeat after a blank: a new token
+                        same = nxt[prefix]  # repeat without blank: the same token continues
+                        same[1] = _logaddexp(same[1], pnb + v)
+                        nframes.setdefault(prefix, frames[prefix])
+                    else:
+                        e[1] = _logaddexp(e[1], total + v)
+                    if new not in nframes:
+                        nframes[new] = frames[prefix] + (t,)
+            ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)[: self.beam]
+            beams = {p: sc for p, sc in ranked}
+            frames = {p: nframes[p] for p in beams}
+        self.beams, self.frames = beams, frames
+        self.t += lp.size(0)
+
+    def nbest(self, n: int | None = None) -> list[Hypothesis]:
+        ranked = sorted(self.beams.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)[: n or self.beam]
+        return [Hypothesis(p, _logaddexp(*sc), self.frames[p]) for p, sc in ranked]
 
 
 def ctc_prefix_beam(log_probs: torch.Tensor, lens: torch.Tensor, beam: int = 10, nbest: int | None = None,
@@ -93,7 +104,10 @@ def ctc_prefix_beam(log_probs: torch.Tensor, lens: torch.Tensor, beam: int = 10,
     hypotheses, best first, scored by their total CTC prefix log-probability. ``beam=1`` is greedy decoding.
     """
     nbest = beam if nbest is None else nbest
-    if beam == 1:
-        return ctc_greedy(log_probs, lens)
     lp = log_probs.float().cpu()
-    return [_prefix_beam_one(lp[b, : int(lens[b])], beam, nbest, prune) for b in range(lp.size(0))]
+    out = []
+    for b in range(lp.size(0)):
+        pb = PrefixBeam(beam, prune)
+        pb.advance(lp[b, : int(lens[b])])
+        out.append(pb.nbest(nbest))
+    return out

@@ -1,0 +1,220 @@
+"""Live captions: microphone (sounddevice) or a recording paced at real time -> Recognizer -> terminal
+and a running transcript file.
+
+Capture runs in the audio callback and only queues blocks (an overflowing device is counted, never
+fatal); recognition runs in the calling thread. Committed lines are printed once; the tentative tail is
+redrawn in place (dim) on a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import statistics
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from asr.audio import SAMPLE_RATE
+from asr.streaming import Recognizer, Segment
+
+
+# ------------------------------------------------------------------------------------- sources
+def file_source(path: str | Path, block_seconds: float = 0.1, realtime: bool = True) -> Iterator[tuple[int, np.ndarray]]:
+    """Blocks of a recording (16 kHz float32), paced at real time unless ``realtime`` is False."""
+    from asr.audio import load_audio
+
+    audio = load_audio(path)
+    n = int(block_seconds * SAMPLE_RATE)
+    t0 = time.perf_counter()
+    for i in range(0, len(audio), n):
+        if realtime:
+            due = t0 + i / SAMPLE_RATE
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        yield SAMPLE_RATE, audio[i:i + n]
+
+
+@dataclass
+class MicStats:
+    overflows: int = 0
+    blocks: int = 0
+
+
+def mic_source(device=None, samplerate: int | None = None, block_seconds: float = 0.1, stop: threading.Event | None = None,
+               stats: MicStats | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Blocks from a sounddevice input stream at the device's rate (the stream resamples to 16 kHz)."""
+    import sounddevice as sd
+
+    info = sd.query_devices(device, "input")
+    rate = int(samplerate or info["default_samplerate"])
+    q: queue.Queue = queue.Queue()
+    stats = stats or MicStats()
+
+    def callback(indata, frames, t, status):  # audio thread: never blocks
+        if status.input_overflow:
+            stats.overflows += 1
+        q.put(indata[:, 0].copy())
+
+    with sd.InputStream(device=device, samplerate=rate, channels=1, dtype="float32",
+                        blocksize=int(block_seconds * rate), callback=callback):
+        while stop is None or not stop.is_set():
+            try:
+                block = q.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            stats.blocks += 1
+            yield rate, block
+
+
+def list_devices() -> str:
+    import sounddevice as sd
+
+    return str(sd.query_devices())
+
+
+# ------------------------------------------------------------------------------------- outputs
+def _ts(seconds: float, sep: str) -> str:
+    from asr.transcribe import _ts as ts
+
+    return ts(seconds, sep)
+
+
+class TranscriptWriter:
+    """The running transcript, appended and flushed as each segment ends (txt, srt, vtt or jsonl)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.fmt = self.path.suffix.lstrip(".").lower()
+        if self.fmt not in ("txt", "srt", "vtt", "jsonl"):
+            raise ValueError(f"{path}: --output must end in .txt, .srt, .vtt or .jsonl")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.f = open(self.path, "w", encoding="utf-8")
+        self.n = 0
+        if self.fmt == "vtt":
+            self.f.write("WEBVTT\n\n")
+            self.f.flush()
+
+    def write(self, seg: Segment) -> None:
+        self.n += 1
+        if self.fmt == "txt":
+            self.f.write(seg.text + "\n")
+        elif self.fmt == "jsonl":
+            self.f.write(json.dumps({"start": round(seg.start, 3), "end": round(seg.end, 3), "text": seg.text,
+                                     "words": [w.as_dict() for w in seg.words]}, ensure_ascii=False) + "\n")
+        elif self.fmt == "srt":
+            self.f.write(f"{self.n}\n{_ts(seg.start, ',')} --> {_ts(seg.end, ',')}\n{seg.text}\n\n")
+        else:
+            self.f.write(f"{_ts(seg.start, '.')} --> {_ts(seg.end, '.')}\n{seg.text}\n\n")
+        self.f.flush()
+
+    def close(self) -> None:
+        self.f.close()
+
+
+class TerminalCaptions:
+    """Finished lines printed once; the tentative tail redrawn in place (dim) when stdout is a terminal."""
+
+    def __init__(self, out=None):
+        self.out = out or sys.stdout
+        self.tty = self.out.isatty()
+        self.shown = ""
+
+    def tentative(self, text: str) -> None:
+        if self.tty and text != self.shown:
+            self.out.write("\r\033[2m" + text[-(120):] + "\033[0m\033[K")
+            self.out.flush()
+            self.shown = text
+
+    def commit(self, seg: Segment) -> None:
+        if self.tty:
+            self.out.write("\r\033[K")
+        self.out.write(f"[{seg.start:7.2f} - {seg.end:7.2f}] {seg.text}\n")
+        self.out.flush()
+        self.shown = ""
+
+
+# ------------------------------------------------------------------------------------- the loop
+@dataclass
+class CaptionStats:
+    audio_seconds: float = 0.0
+    compute_seconds: float = 0.0
+    partial_latency: list[float] = field(default_factory=list)  # audio arrival -> first display of a word
+    final_latency: list[float] = field(default_factory=list)  # endpoint fired -> final text ready
+    segments: int = 0
+    committed_revisions: int = 0
+    tentative_changes: int = 0
+    overflows: int = 0
+
+    def report(self) -> str:
+        def med(v):
+            return f"{1000 * statistics.median(v):.0f} ms" if v else "n/a"
+
+        rtf = self.compute_seconds / self.audio_seconds if self.audio_seconds else float("nan")
+        return (f"audio {self.audio_seconds:.1f} s, RTF {rtf:.3f}; partial latency median {med(self.partial_latency)}; "
+                f"final latency median {med(self.final_latency)}; segments {self.segments}; committed revisions "
+                f"{self.committed_revisions}; tentative changes {self.tentative_changes}; overflows {self.overflows}")
+
+
+def run_captions(recognizer: Recognizer, source, on_tentative: Callable[[str], None] | None = None,
+                 on_segment: Callable[[Segment], None] | None = None, stop: threading.Event | None = None) -> CaptionStats:
+    """Feed ``source`` (iterator of ``(rate, samples)``) through one stream until it ends, ``stop`` is set
+    or Ctrl-C; the last segment is always finalized."""
+    stats = CaptionStats()
+    stream = recognizer.create_stream()
+    arrival: dict[int, float] = {}  # encoder frame -> wall time its audio arrived
+    fs = recognizer.frame_seconds
+
+    def pump() -> None:
+        while recognizer.is_ready(stream):
+            t0 = time.perf_counter()
+            recognizer.decode([stream])
+            stats.compute_seconds += time.perf_counter() - t0
+            for f, seen in stream.first_seen.items():
+                if f in arrival:
+                    stats.partial_latency.append(max(0.0, seen - arrival.pop(f)))
+            stream.first_seen.clear()
+            while len(arrival) > 5000:  # frames that never carried a token
+                arrival.pop(next(iter(arrival)))
+            if on_tentative:
+                on_tentative(stream.result.tentative)
+            if stream.is_endpoint:
+                finish()
+
+    def finish() -> None:
+        t0 = time.perf_counter()
+        seg = recognizer.finalize(stream)
+        dt = time.perf_counter() - t0
+        stats.compute_seconds += dt
+        if seg is not None:
+            stats.final_latency.append(dt)
+            stats.segments += 1
+            if on_segment:
+                on_segment(seg)
+
+    try:
+        for rate, block in source:
+            now = time.perf_counter()
+            before = stream.seconds
+            stream.accept_waveform(rate, block)
+            # remember when the audio of each encoder frame arrived (for partial latency)
+            for f in range(int(before / fs), int(stream.seconds / fs)):
+                arrival[f] = now
+            stats.audio_seconds = stream.seconds
+            pump()
+            if stop is not None and stop.is_set():
+                break
+    except KeyboardInterrupt:
+        pass
+    stream.input_finished()
+    pump()
+    finish()
+    stats.committed_revisions = stream.stats["committed_revisions"]
+    stats.tentative_changes = stream.stats["tentative_changes"]
+    return stats

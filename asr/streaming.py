@@ -1,0 +1,272 @@
+"""Streaming recognition: a stateless :class:`Recognizer` and one :class:`Stream` per audio source.
+
+    recognizer = Recognizer(load_model("demo"))
+    stream = recognizer.create_stream()
+    stream.accept_waveform(48000, samples)         # any rate, any block size
+    while recognizer.is_ready(stream):
+        recognizer.decode([stream])                 # many streams decode in one batch
+    print(stream.result.committed, stream.result.tentative)
+    if stream.is_endpoint:
+        recognizer.finalize(stream)                 # second pass; committed text grows, never changes
+
+The encoder runs chunk by chunk (``forward_chunk`` with the explicit :class:`asr.state.EncoderState`,
+attention cache limited to ``left_chunks`` chunks), partial text comes from CTC prefix beam search
+advanced chunk by chunk, and endpoints are detected on CTC blanks (rules in the spirit of WeNet and
+sherpa-onnx). At an endpoint a second pass (attention rescoring or Mask-CTC) over the segment's encoder
+output gives the final text with word timestamps. Memory is bounded: the encoder cache by
+``left_chunks``, the segment by the maximum utterance length rule.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from asr.audio import SAMPLE_RATE
+from asr.features import StreamingFbank
+from asr.search.align import Word, encoder_frame_seconds, token_spans, words_from_tokens
+from asr.search.ctc import PrefixBeam
+from asr.state import EncoderState
+from asr.text import BLANK_ID
+
+
+@dataclass(frozen=True)
+class EndpointRule:
+    must_contain_speech: bool
+    min_trailing_silence: float  # seconds of CTC blanks at the end (0: not checked)
+    min_utterance_length: float  # seconds (0: not checked)
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """An endpoint fires when any rule matches (sherpa-onnx's defaults, rule 2 shortened for captions)."""
+
+    rule1: EndpointRule = EndpointRule(False, 2.4, 0.0)  # nothing said for a long time
+    rule2: EndpointRule = EndpointRule(True, 0.8, 0.0)  # a pause after speech
+    rule3: EndpointRule = EndpointRule(False, 0.0, 20.0)  # maximum segment length
+
+    def fires(self, had_speech: bool, trailing_silence: float, length: float) -> bool:
+        for r in (self.rule1, self.rule2, self.rule3):
+            if r.must_contain_speech and not had_speech:
+                continue
+            if r.min_trailing_silence and trailing_silence < r.min_trailing_silence:
+                continue
+            if r.min_utterance_length and length < r.min_utterance_length:
+                continue
+            if r.min_trailing_silence or r.min_utterance_length:
+                return True
+        return False
+
+
+@dataclass(frozen=True)
+class StreamingOptions:
+    chunk: int = 16  # encoder frames per chunk (16 x 40 ms = 640 ms with 4x subsampling)
+    left_chunks: int = 4  # attention context in chunks (< 0: everything since the segment began)
+    beam: int = 4  # CTC prefix beam for partial results
+    final: str = "attention_rescoring"  # second pass at an endpoint: attention_rescoring, mask_ctc or none
+    final_beam: int = 8
+    endpoint: EndpointConfig = EndpointConfig()
+
+
+@dataclass
+class Segment:
+    text: str
+    start: float  # seconds since the stream began
+    end: float
+    words: list[Word] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    committed: str = ""  # text of finished segments: never changes once shown
+    tentative: str = ""  # the running segment's partial text: may change
+    segments: list[Segment] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return " ".join(t for t in (self.committed, self.tentative) if t)
+
+
+class Stream:
+    """One audio source. Holds everything that changes while it runs; the recognizer holds nothing."""
+
+    def __init__(self, recognizer: "Recognizer"):
+        self._rate_hz = SAMPLE_RATE
+        self._resampler = None
+        self.fbank = StreamingFbank()
+        self.feats = torch.zeros(0, 80)  # features not yet consumed by a chunk
+        self.samples_in = 0  # 16 kHz samples accepted
+        self.finished = False
+        self.result = Result()
+        self._rec = recognizer
+        self._new_segment(0.0)
+        self.stats = {"chunks": 0, "tentative_changes": 0, "committed_revisions": 0}
+        self.first_seen: dict[int, float] = {}  # frame of a token -> wall time it was first shown (consumer clears)
+        self.shown_frames: set[int] = set()  # token frames of the running segment already shown
+
+    def _new_segment(self, start_seconds: float) -> None:
+        self.state: EncoderState = self._rec.model.encoder.init_state(1)
+        self.beam = PrefixBeam(self._rec.options.beam)
+        self.enc_chunks: list[torch.Tensor] = []  # (1, C, D) encoder outputs of this segment
+        self.lp_chunks: list[torch.Tensor] = []  # (C, V) CTC log-probs of this segment
+        self.seg_start = start_seconds
+        self.seg_frames = 0
+        self.trailing_blank = 0
+        self.had_speech = False
+        self.shown_frames = set()
+
+    # -- audio in
+    def accept_waveform(self, sample_rate: int, samples: np.ndarray) -> None:
+        """Add mono samples (float in [-1, 1] or int16) at any rate; resampled to 16 kHz on the fly."""
+        x = np.asarray(samples)
+        if x.dtype == np.int16:
+            x = x.astype(np.float32) / 32768.0
+        x = x.astype(np.float32).reshape(-1)
+        if sample_rate != SAMPLE_RATE:
+            if self._resampler is None or self._rate_hz != sample_rate:
+                import soxr
+
+                self._resampler = soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32")
+                self._rate_hz = sample_rate
+            x = self._resampler.resample_chunk(x)
+        self.samples_in += x.size
+        f = self.fbank.accept(x)
+        if f.numel():
+            self.feats = torch.cat([self.feats, f])
+
+    def input_finished(self) -> None:
+        """No more audio: the last partial chunk will be decoded, then :meth:`Recognizer.finalize`."""
+        if self._resampler is not None:
+            tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            if tail.size:
+                self.samples_in += tail.size
+                f = self.fbank.accept(tail)
+                if f.numel():
+                    self.feats = torch.cat([self.feats, f])
+        self.finished = True
+
+    @property
+    def seconds(self) -> float:
+        return self.samples_in / SAMPLE_RATE
+
+    @property
+    def is_endpoint(self) -> bool:
+        fs = self._rec.frame_seconds
+        return self._rec.options.endpoint.fires(self.had_speech, self.trailing_blank * fs, self.seg_frames * fs)
+
+
+class Recognizer:
+    """The model and the options; decodes any number of :class:`Stream` objects in batches."""
+
+    def __init__(self, lm, options: StreamingOptions = StreamingOptions(), device: str = "cpu"):
+        from asr.model_dir import load_model
+
+        self.lm = load_model(lm, device) if isinstance(lm, (str, bytes)) or hasattr(lm, "__fspath__") else lm
+        self.model = self.lm.model
+        self.tokenizer = self.lm.tokenizer
+        self.options = options
+        self.device = device
+        if not self.model.encoder.cfg.causal_conv:
+            raise ValueError(f"{self.lm.path}: streaming needs a model trained with causal convolution")
+        if options.final == "attention_rescoring" and self.model.decoder is None:
+            self.options = StreamingOptions(**{**options.__dict__, "final": "mask_ctc" if self.model.mlm else "none"})
+        self.window, self.stride = self.model.encoder.chunk_window(options.chunk)
+        self.frame_seconds = encoder_frame_seconds(self.model.encoder.rate)
+        self.left_frames = options.left_chunks * options.chunk if options.left_chunks >= 0 else -1
+
+    def create_stream(self) -> Stream:
+        return Stream(self)
+
+    def is_ready(self, stream: Stream) -> bool:
+        """A full chunk of features is waiting (or the input ended and something is left)."""
+        n = stream.feats.size(0)
+        if n >= self.window:
+            return True
+        return stream.finished and n >= self.model.encoder.subsampling.receptive_field
+
+    @torch.inference_mode()
+    def decode(self, streams: list[Stream]) -> None:
+        """Encode one chunk of every ready stream (streams with equal cache length in one batch) and
+        advance their partial results."""
+        ready = [s for s in streams if self.is_ready(s)]
+        groups: dict[tuple[int, int], list[Stream]] = {}
+        for s in ready:
+            w = min(self.window, s.feats.size(0))
+            groups.setdefault((s.state.cache_frames, w), []).append(s)
+        m = self.model
+        for (_, w), group in groups.items():
+            x = torch.stack([s.feats[:w] for s in group]).to(self.device)
+            x = (x - m.cmvn_mean) / m.cmvn_std
+            state = EncoderState(torch.cat([s.state.att_cache for s in group], 1),
+                                 torch.cat([s.state.conv_cache for s in group], 1), group[0].state.offset)
+            y, new = m.encoder.forward_chunk(x, state, self.left_frames)
+            lp = m.ctc_log_probs(y).float().cpu()
+            for i, s in enumerate(group):
+                s.state = EncoderState(new.att_cache[:, i:i + 1], new.conv_cache[:, i:i + 1], s.state.offset + y.size(1))
+                s.feats = s.feats[min(self.stride, s.feats.size(0)):] if w == self.window else s.feats[:0]
+                self._advance(s, y[i:i + 1], lp[i])
+
+    def _advance(self, s: Stream, enc: torch.Tensor, lp: torch.Tensor) -> None:
+        s.enc_chunks.append(enc)
+        s.lp_chunks.append(lp)
+        s.beam.advance(lp)
+        s.seg_frames += lp.size(0)
+        s.stats["chunks"] += 1
+        for is_blank in (lp.argmax(-1) == BLANK_ID).tolist():
+            if is_blank:
+                s.trailing_blank += 1
+            else:
+                s.trailing_blank = 0
+                s.had_speech = True
+        best = s.beam.nbest(1)[0]
+        now = time.perf_counter()
+        for f in best.token_frames:
+            a = self._abs_frame(s, f)
+            if a not in s.shown_frames:
+                s.shown_frames.add(a)
+                s.first_seen[a] = now
+        text = self.tokenizer.decode(best.tokens)
+        if text != s.result.tentative:
+            s.stats["tentative_changes"] += 1
+            s.result.tentative = text
+
+    def _abs_frame(self, s: Stream, f: int) -> int:
+        return int(round(s.seg_start / self.frame_seconds)) + f
+
+    @torch.inference_mode()
+    def finalize(self, stream: Stream) -> Segment | None:
+        """End the running segment: second pass, commit its text with word times, start a new segment.
+        Returns the committed segment (None when it held no words)."""
+        s = stream
+        seg = None
+        if s.lp_chunks:
+            enc = torch.cat(s.enc_chunks, 1)  # (1, T, D)
+            lp = torch.cat(s.lp_chunks)  # (T, V)
+            lens = torch.tensor([enc.size(1)], device=enc.device)
+            tokens = list(s.beam.nbest(1)[0].tokens)
+            final = self.options.final
+            if tokens and final == "attention_rescoring":
+                from asr.search.rescoring import attention_rescoring
+
+                tokens = list(attention_rescoring(self.model, enc, lens, self.options.final_beam)[0][0].tokens)
+            elif tokens and final == "mask_ctc":
+                from asr.search.mask_ctc import mask_ctc
+
+                tokens = list(mask_ctc(self.model, enc, lens)[0][0].tokens)
+            if tokens:
+                spans = token_spans(lp, tokens)
+                words = words_from_tokens(self.tokenizer, tokens, spans, self.frame_seconds, s.seg_start)
+                text = self.tokenizer.decode(tokens)
+                end = s.seg_start + s.seg_frames * self.frame_seconds
+                seg = Segment(text, words[0].start if words else s.seg_start, words[-1].end if words else end, words)
+                before = s.result.committed
+                s.result.segments.append(seg)
+                s.result.committed = " ".join(x.text for x in s.result.segments)
+                if not s.result.committed.startswith(before):
+                    s.stats["committed_revisions"] += 1
+        s.result.tentative = ""
+        s._new_segment(s.seg_start + s.seg_frames * self.frame_seconds)
+        return seg

@@ -1,0 +1,129 @@
+"""Streaming Recognizer/Stream: parity with the chunk-masked full forward, batching, endpoints, bounded state."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from asr.features import fbank
+from asr.model_dir import load_model
+from asr.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions
+
+from .conftest import REAL_DIR
+
+NO_ENDPOINT = EndpointConfig(EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0))
+
+
+def _clip(i=0):
+    import csv
+
+    rows = list(csv.DictReader(open(REAL_DIR / "manifest.tsv"), delimiter="\t"))
+    return sf.read(REAL_DIR / rows[i]["wav"], dtype="float32")[0]
+
+
+def _feed(rec, stream, audio, rng, rate=16000):
+    i = 0
+    while i < len(audio):
+        n = int(rng.integers(1, 4000))
+        stream.accept_waveform(rate, audio[i:i + n])
+        i += n
+        while rec.is_ready(stream):
+            rec.decode([stream])
+
+
+@pytest.mark.parametrize("chunk,left", [(16, 4), (8, -1)])
+def test_stream_equals_chunk_masked_forward(random_model_dir, chunk, left):
+    lm = load_model(random_model_dir)
+    rec = Recognizer(lm, StreamingOptions(chunk=chunk, left_chunks=left, endpoint=NO_ENDPOINT))
+    audio = _clip()[: 16000 * 6]
+    s = rec.create_stream()
+    _feed(rec, s, audio, np.random.default_rng(0))
+    s.input_finished()
+    while rec.is_ready(s):
+        rec.decode([s])
+    streamed = torch.cat(s.lp_chunks)
+    f = fbank(audio).unsqueeze(0)
+    with torch.inference_mode():
+        enc, _ = lm.model.encode(f, torch.tensor([f.size(1)]), chunk=chunk, left_chunks=left)
+        full = lm.model.ctc_log_probs(enc)[0]
+    assert streamed.shape == full.shape
+    assert (streamed - full).abs().max() < 1e-4
+    if left >= 0:
+        assert s.state.cache_frames <= left * chunk  # memory bounded
+
+
+def test_batched_streams_equal_single(random_model_dir):
+    lm = load_model(random_model_dir)
+    rec = Recognizer(lm, StreamingOptions(chunk=8, left_chunks=2, endpoint=NO_ENDPOINT))
+    a, b = _clip(0)[: 16000 * 4], _clip(1)[: 16000 * 3]
+    singles = []
+    for x in (a, b):
+        s = rec.create_stream()
+        s.accept_waveform(16000, x)
+        while rec.is_ready(s):
+            rec.decode([s])
+        singles.append(torch.cat(s.lp_chunks))
+    streams = [rec.create_stream(), rec.create_stream()]
+    for s, x in zip(streams, (a, b)):
+        s.accept_waveform(16000, x)
+    while any(rec.is_ready(s) for s in streams):
+        rec.decode(streams)
+    for s, ref in zip(streams, singles):
+        assert torch.allclose(torch.cat(s.lp_chunks), ref, atol=1e-4)
+
+
+def test_resampled_input_is_accepted(random_model_dir):
+    import soxr
+
+    rec = Recognizer(load_model(random_model_dir), StreamingOptions(endpoint=NO_ENDPOINT))
+    audio = soxr.resample(_clip()[: 16000 * 3], 16000, 44100)
+    s = rec.create_stream()
+    _feed(rec, s, audio, np.random.default_rng(1), rate=44100)
+    s.input_finished()
+    assert abs(s.seconds - 3.0) < 0.02
+
+
+def test_endpoint_rules():
+    ep = EndpointConfig()
+    assert not ep.fires(False, 1.0, 1.0)
+    assert ep.fires(False, 2.5, 2.5)  # rule 1: long silence, nothing said
+    assert not ep.fires(True, 0.5, 3.0)
+    assert ep.fires(True, 0.9, 3.0)  # rule 2: pause after speech
+    assert ep.fires(True, 0.0, 20.0)  # rule 3: maximum length
+    assert not NO_ENDPOINT.fires(True, 100.0, 100.0)
+
+
+def test_speech_silence_speech_gives_two_segments_with_demo_model():
+    """The bundled model: two utterances separated by 1.5 s of silence become two committed segments,
+    and committed text is never revised."""
+    lm = load_model("demo")
+    rec = Recognizer(lm, StreamingOptions())
+    a, b = _clip(0), _clip(1)
+    audio = np.concatenate([a, np.zeros(24000, np.float32), b, np.zeros(16000, np.float32)])
+    s = rec.create_stream()
+    segments = []
+    committed = []
+    for i in range(0, len(audio), 1600):
+        s.accept_waveform(16000, audio[i:i + 1600])
+        while rec.is_ready(s):
+            rec.decode([s])
+            if s.is_endpoint:
+                seg = rec.finalize(s)
+                if seg:
+                    segments.append(seg)
+            committed.append(s.result.committed)
+    s.input_finished()
+    while rec.is_ready(s):
+        rec.decode([s])
+    seg = rec.finalize(s)
+    if seg:
+        segments.append(seg)
+    assert len(segments) >= 2
+    gap = len(a) / 16000
+    assert segments[0].end <= gap + 0.5 and segments[-1].start >= gap
+    assert all(y.startswith(x) for x, y in zip(committed, committed[1:]))  # never revised
+    assert s.stats["committed_revisions"] == 0
+    starts = [w.start for seg in segments for w in seg.words]
+    assert starts == sorted(starts)
