@@ -421,9 +421,14 @@ def live_cmd(
     max_segment: float = typer.Option(20.0, help="Endpoint when a segment reaches this many seconds."),
     stats: bool = typer.Option(False, "--stats", help="Print caption metrics at the end (RTF, latencies, revisions)."),
     threads: int = typer.Option(1, help="CPU threads for torch."),
+    serve_flag: bool = typer.Option(False, "--serve", help="Serve a caption web page (HTTP + WebSocket) instead of the terminal."),
+    host: str = typer.Option("127.0.0.1", help="--serve: address to bind."),
+    port: int = typer.Option(8765, help="--serve: port."),
+    no_mic: bool = typer.Option(False, "--no-mic", help="--serve: no server microphone (browser clients only)."),
 ) -> None:
     """Live captions from the microphone (or --input FILE) in the terminal; Ctrl-C ends cleanly and keeps the
-    last segment."""
+    last segment. With --serve, a caption web page at http://HOST:PORT/ shows them, and browsers can send
+    their own microphone."""
     import torch
 
     if list_devices_flag:
@@ -450,10 +455,28 @@ def live_cmd(
 
         _run(load_audio, input_file)  # a bad file fails here with its one-line error
         source = file_source(input_file, realtime=not fast)
+    elif serve_flag and no_mic:
+        source = None
     else:
         dev = int(device) if device is not None and device.isdigit() else device
         source = mic_source(dev, samplerate, stats=mic_stats)
         typer.echo("listening (Ctrl-C to stop)...", err=True)
+
+    if serve_flag:
+        import asyncio
+
+        from asr.serve import serve
+
+        typer.echo(f"serving captions on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
+        try:
+            srv = asyncio.run(serve(rec, source, host, port))
+        except KeyboardInterrupt:
+            return
+        except OSError as e:
+            _fail(f"cannot serve on {host}:{port}: {e}")
+        if stats:
+            typer.echo(json.dumps(srv.stats), err=True)
+        return
 
     def on_segment(seg) -> None:
         term.commit(seg)

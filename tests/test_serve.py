@@ -1,0 +1,139 @@
+"""`asr live --serve`: the page, two concurrent audio clients, malformed frames, and a headless browser."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import socket
+import threading
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asr.live import file_source
+from asr.model_dir import load_model
+from asr.serve import MAX_FRAME_BYTES, serve
+from asr.streaming import Recognizer
+
+from .conftest import REAL_DIR
+
+
+def _clip(i=0):
+    import csv
+
+    rows = list(csv.DictReader(open(REAL_DIR / "manifest.tsv"), delimiter="\t"))
+    return REAL_DIR / rows[i]["wav"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(request):
+    model, source = request.param if hasattr(request, "param") else ("random", None)
+    return model, source
+
+
+def _start(rec, source):
+    port = _free_port()
+    ready, stop = threading.Event(), threading.Event()
+    box = {}
+
+    def run():
+        box["srv"] = asyncio.run(serve(rec, source, "127.0.0.1", port, ready=ready, stop=stop))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    assert ready.wait(30)
+    return port, stop, t, box
+
+
+def test_page_two_clients_and_bad_frames(random_model_dir):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    rec = Recognizer(load_model(random_model_dir))
+    port, stop, t, box = _start(rec, None)
+    try:
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/").read().decode()
+        assert "/ws/captions" in page and "<html" in page
+        audio = [sf.read(_clip(i), dtype="float32")[0][: 16000 * 4] for i in (0, 1)]
+        results = [None, None]
+
+        def client(i):
+            with connect(f"ws://127.0.0.1:{port}/ws/audio") as ws:
+                ws.send(json.dumps({"sample_rate": 16000}))
+                pcm = (audio[i] * 32767).astype("<i2").tobytes()
+                for k in range(0, len(pcm), 6400):
+                    ws.send(pcm[k:k + 6400])
+                ws.send("end")
+                last = None
+                deadline = time.time() + 30
+                while time.time() < deadline:
+                    try:
+                        last = json.loads(ws.recv(timeout=3))
+                    except TimeoutError:
+                        break
+                    if last["committed"] and not last["tentative"]:
+                        break
+                results[i] = last
+
+        def bad_client(kind):
+            with connect(f"ws://127.0.0.1:{port}/ws/audio", max_size=None) as ws:
+                if kind == "no-config":
+                    ws.send(b"\x00\x01")
+                else:
+                    ws.send(json.dumps({"sample_rate": 16000}))
+                    ws.send(b"\x00" * (MAX_FRAME_BYTES + 2))
+                with pytest.raises(ConnectionClosed) as e:
+                    while True:
+                        ws.recv(timeout=10)
+                return e.value.rcvd.code
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in (0, 1)]
+        for th in threads:
+            th.start()
+        codes = [bad_client("no-config"), bad_client("oversized")]
+        for th in threads:
+            th.join(60)
+        assert codes == [1003, 1009]
+        assert all(r is not None and r["committed"] for r in results), results
+        assert results[0]["committed"] != results[1]["committed"]
+    finally:
+        stop.set()
+        t.join(10)
+    srv = box["srv"]
+    assert srv.stats["rejected"] == 2 and srv.stats["max_batch"] >= 1
+
+
+def test_browser_page_shows_captions_of_a_recording():
+    """Headless Chromium loads the page while the server captions a recording with the demo model."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("chromium is not installed: run tools/setup.sh")
+    rec = Recognizer(load_model("demo"))
+    wav = _clip(0)
+    port, stop, t, _ = _start(rec, file_source(wav, realtime=True))
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_function(
+                "document.getElementById('committed').textContent.trim().split(' ').length >= 3", timeout=60000)
+            text = page.inner_text("#committed")
+            browser.close()
+        assert len(text.split()) >= 3
+    finally:
+        stop.set()
+        t.join(10)
+    _ = np
