@@ -70,6 +70,7 @@ def data_synth(
     augment: float = typer.Option(0.3, help="Probability that a train utterance is augmented (reverb, band-limit, speed, noise)."),
     speakers_per_voice: int = typer.Option(2, help="Speakers per voice (each with its own rate and pitch)."),
     jobs: int = typer.Option(0, help="Worker processes (0: one per CPU core)."),
+    subsets: Optional[List[str]] = typer.Option(None, "--subset", help="Render only these subsets (train, dev, test; repeatable). Each is identical to the one a full run makes."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Synthesize a speech corpus in LibriSpeech's layout with the installed TTS voices.
@@ -84,7 +85,8 @@ def data_synth(
 
     chosen = tuple(parse_voice(v) for v in voices) if voices else tuple(_run(installed_voices, engines) if engines else ())
     cfg = SynthConfig(out_dir=out, hours=hours, seed=seed, text=text, voices=chosen, augment=augment,
-                      speakers_per_voice=speakers_per_voice, jobs=jobs or os.cpu_count() or 1)
+                      speakers_per_voice=speakers_per_voice, jobs=jobs or os.cpu_count() or 1,
+                      subsets=tuple(subsets or ()))
     summary = _run(synth_corpus, cfg, progress=progress)
     for name, s in summary["subsets"].items():
         typer.echo(f"{name:6s} {s['utterances']:6d} utterances  {s['hours']:7.3f} h  {s['speakers']:4d} speakers  "
@@ -213,12 +215,13 @@ def export_cmd(
     average: int = typer.Option(1, help="Average the last N checkpoints first."),
     manifests: Optional[Path] = typer.Option(None, "--manifests", help="Score the exported model on subsets of these manifests."),
     subsets: Optional[List[str]] = typer.Option(None, "--subset", help="Subsets to score (repeatable; default: test)."),
+    half: bool = typer.Option(False, help="Store the weights in float16 (half the size)."),
 ) -> None:
     """Write a self-describing model directory (config.yaml, model.safetensors, tokenizer, CMVN, model card);
     with --manifests, measure CTC-greedy WER on the given subsets and record it in the model card."""
     from asr.model_dir import export_model, load_model, write_card_section
 
-    path = _run(export_model, exp, out, average)
+    path = _run(export_model, exp, out, average, half=half)
     typer.echo(f"exported {path}")
     if manifests:
         from asr.data.prepare import load_cuts
@@ -497,6 +500,41 @@ def live_cmd(
         typer.echo(f"warning: {mic_stats.overflows} input overflow(s): audio was dropped by the device", err=True)
     if stats:
         typer.echo(st.report(), err=True)
+
+
+@app.command("bench-stream")
+def bench_stream_cmd(
+    model: str = typer.Option(DEMO_MODEL, "--model", help="Model directory, 'demo', or a preset (tiny, base, large) with random weights."),
+    chunks_ms: List[int] = typer.Option([640, 320], "--chunk-ms", help="Chunk sizes to time (repeatable)."),
+    left_chunks: int = typer.Option(4, help="Attention context in chunks."),
+    seconds: float = typer.Option(60.0, help="Audio streamed per measurement."),
+    long_minutes: float = typer.Option(0.0, help="Also stream this many minutes and compare the last minute's chunk cost with the first's."),
+    manifests: Optional[Path] = typer.Option(None, "--manifests", help="Also measure streaming WER vs full context on a subset of these manifests."),
+    subset: str = typer.Option("test", help="Subset for the streaming WER."),
+    limit: int = typer.Option(100, help="Utterances for the streaming WER."),
+    threads: int = typer.Option(1, help="CPU threads for torch."),
+) -> None:
+    """Streaming speed (real-time factor per chunk size, bounded per-chunk cost) and, with --manifests,
+    streaming WER against full-context WER plus caption stability (committed revisions must be 0)."""
+    import torch
+
+    from asr.stream_bench import chunk_rtf, streaming_wer
+
+    torch.set_num_threads(threads)
+    for c in chunks_ms:
+        typer.echo(json.dumps(_run(chunk_rtf, model, c, left_chunks, seconds)))
+    if long_minutes:
+        typer.echo(json.dumps(_run(chunk_rtf, model, chunks_ms[0], left_chunks, seconds, long_minutes)))
+    if manifests:
+        from asr.data.prepare import load_cuts
+        from asr.evaluate import evaluate_cuts
+
+        lm = _load(model)
+        cuts = _run(load_cuts, manifests, subset).to_eager().subset(first=limit)
+        full = evaluate_cuts(lm, cuts, "attention_rescoring")
+        typer.echo(json.dumps({"full_context_attention_rescoring_wer": round(full.wer.rate, 4)}))
+        for c in chunks_ms:
+            typer.echo(json.dumps(streaming_wer(lm, cuts, c, left_chunks)))
 
 
 def main() -> None:

@@ -45,8 +45,11 @@ def averaged_weights(exp: Path, last: int = 1, checkpoints: list[Path] | None = 
     return average_checkpoints(paths), paths
 
 
-def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: int = 1, card_extra: str = "") -> Path:
-    """Write a model directory from experiment ``exp`` (atomically: a temp folder renamed into place)."""
+def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: int = 1, card_extra: str = "",
+                 half: bool = False) -> Path:
+    """Write a model directory from experiment ``exp`` (atomically: a temp folder renamed into place).
+    ``half``: store weights in float16 (half the size; loaded back into float32)."""
+    import torch
     from safetensors.torch import save_file
 
     exp, out = Path(exp), Path(out)
@@ -57,7 +60,12 @@ def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: i
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+        def keep(k: str, v: torch.Tensor) -> torch.Tensor:  # fp16 for weights; statistics stay fp32
+            if half and v.is_floating_point() and "running_" not in k and "cmvn" not in k:
+                return v.half().contiguous()
+            return v.contiguous()
+
+        save_file({k: keep(k, v) for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
         shutil.copyfile(exp / "config.yaml", tmp / "config.yaml")
         for name in ("tokenizer.model", "cmvn.json"):
             shutil.copyfile(exp / name, tmp / name)

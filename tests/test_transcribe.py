@@ -139,3 +139,10 @@ def test_bench_random_preset_prints_every_decoder():
     for d in ("ctc_greedy", "ctc_prefix_beam", "attention_beam", "joint_ctc_attention", "attention_rescoring",
               "mask_ctc", "no KV cache"):
         assert d in r.output
+
+
+def test_bench_stream_random_preset():
+    r = runner.invoke(app, ["bench-stream", "--model", "tiny", "--seconds", "3", "--chunk-ms", "320"])
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.output.strip().splitlines()[-1])
+    assert row["chunk_ms"] == 320 and row["rtf"] > 0 and row["audio_seconds"] >= 3

@@ -21,7 +21,8 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 APT_MAIN=(sox libsox-fmt-all libsndfile1 libportaudio2 ffmpeg
           espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
           bible-kjv fortunes wamerican
-          pulseaudio pulseaudio-utils libasound2-plugins)
+          pulseaudio pulseaudio-utils libasound2-plugins
+          chromium)  # headless browser for the caption page test
 # Voices in contrib/non-free, installed through a private apt sources file so the system's
 # apt configuration is left untouched (recipe in shared/design/ENVIRONMENT.md).
 APT_NONFREE=(mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1

@@ -50,6 +50,7 @@ class SynthConfig:
     speakers_per_voice: int = 2  # distinct (rate, pitch) settings per voice
     augment: float = 0.3  # probability that a train utterance gets sox/noise augmentation
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    subsets: tuple[str, ...] = ()  # render only these subsets (empty: all); the plan, hence each subset, is unchanged
 
 
 @dataclass(frozen=True)
@@ -256,7 +257,7 @@ def synth_corpus(cfg: SynthConfig, progress: bool = True) -> dict:
         if shutil.which({"mbrola": "espeak-ng", "pico": "pico2wave", "rhvoice": "RHVoice-test"}.get(v.engine, v.engine)) is None:
             raise CorpusError(f"voice {v.key}: its engine is not installed ({ENGINE_PACKAGES.get(v.engine, v.engine)})")
     sentences = load_sentences(cfg.text)
-    tasks = plan(cfg, voices, sentences)
+    tasks = [t for t in plan(cfg, voices, sentences) if not cfg.subsets or t.speaker.subset in cfg.subsets]
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     is_done = [all(u.path.exists() for u in t.utterances) for t in tasks]
     todo = [t for t, d in zip(tasks, is_done) if not d]

@@ -26,8 +26,8 @@ hours=8                   # synthetic corpus size (the tiny preset's training da
 seed=0
 parts="train-clean-100 dev-clean test-clean"   # real LibriSpeech parts to download
 work=$repo/data/work      # corpus, manifests, lang (git-ignored)
-vocab_size=256
-model_type=unigram
+vocab_size=256           # pieces (unigram/bpe); ignored for char
+model_type=char          # char for the tiny synthetic path; unigram 5000 for real LibriSpeech + base
 config=tiny               # preset (tiny, base, large) or a YAML file
 exp=                      # experiment folder (default: $work/exp_$data_$config)
 nproc=1                   # processes for DDP training (torchrun)
@@ -62,7 +62,7 @@ case "$data" in
   librispeech) corpus=$work/librispeech; manifests=$work/manifests_librispeech; train_set=train-clean-100 ;;
   *) echo "run.sh: --data must be synthetic or librispeech" >&2; exit 2 ;;
 esac
-lang=$manifests/lang
+if [ "$model_type" = char ]; then lang=$manifests/lang_char; else lang=$manifests/lang_${model_type}${vocab_size}; fi
 valid_set=dev; test_set=test
 [ "$data" = librispeech ] && valid_set=dev-clean && test_set=test-clean
 exp=${exp:-$work/exp_${data}_$(basename "$config" .yaml)}

@@ -110,3 +110,24 @@ def test_rerun_skips_existing(tiny_corpus: Path):
                            progress=False)
     assert summary["synthesized_seconds"] == 0
     assert {p: p.stat().st_mtime_ns for p in tiny_corpus.rglob("*.flac")} == before
+
+
+def test_single_subset_equals_the_full_run(tiny_corpus, tmp_path):
+    """`--subset test` renders exactly the test subset a full run makes (same files, same audio)."""
+    import soundfile as sf
+
+    from asr.data.synth import SynthConfig, synth_corpus
+
+    out = tmp_path / "only_test"
+    synth_corpus(SynthConfig(out_dir=out, hours=0.06, seed=3, speakers_per_voice=1, augment=0.5, subsets=("test",)),
+                 progress=False)
+    assert not (out / "train").exists() and not (out / "dev").exists()
+    mine = sorted(p.relative_to(out) for p in (out / "test").rglob("*") if p.is_file())
+    full = sorted(p.relative_to(tiny_corpus) for p in (tiny_corpus / "test").rglob("*") if p.is_file())
+    assert mine == full and mine
+    for rel in mine:
+        if rel.suffix == ".flac":
+            a, b = sf.read(out / rel)[0], sf.read(tiny_corpus / rel)[0]
+            assert a.shape == b.shape and abs(a - b).max() < 1e-4, rel
+        else:
+            assert (out / rel).read_text() == (tiny_corpus / rel).read_text()

@@ -1,0 +1,114 @@
+"""Streaming benchmarks: real-time factor per chunk size, per-chunk cost over a long stream, caption
+metrics on recordings, and streaming WER against full-context WER."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from asr.audio import SAMPLE_RATE
+from asr.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions
+
+NO_ENDPOINT = EndpointConfig(EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0))
+
+
+def _recognizer(model: str, chunk_ms: int, left_chunks: int, vocab_size: int = 5000, endpoint=NO_ENDPOINT):
+    from asr.bench import _model
+
+    m, desc = _model(model, vocab_size, "cpu")
+
+    class _LM:  # the Recognizer needs model + tokenizer; random presets get a stand-in tokenizer
+        pass
+
+    lm = _LM()
+    lm.model, lm.path = m, model
+    try:
+        from asr.model_dir import load_model
+
+        lm.tokenizer = load_model(model).tokenizer
+    except (FileNotFoundError, ValueError):
+        class _Tok:
+            def decode(self, ids):
+                return " ".join(map(str, ids))
+
+            def is_word_start(self, i):
+                return True
+
+        lm.tokenizer = _Tok()
+    chunk = chunk_ms // (m.encoder.rate * 10)
+    opts = StreamingOptions(chunk=chunk, left_chunks=left_chunks, endpoint=endpoint, final="none")
+    return Recognizer(lm, opts), desc
+
+
+def chunk_rtf(model: str = "demo", chunk_ms: int = 640, left_chunks: int = 4, seconds: float = 60.0,
+              minutes_long: float = 0.0) -> dict:
+    """Stream ``seconds`` of noise through one stream (features + encoder + CTC + partial search) and time
+    every chunk. With ``minutes_long``, stream that long and compare the last minute's chunk cost with the
+    first minute's (bounded state means flat cost)."""
+    rec, desc = _recognizer(model, chunk_ms, left_chunks)
+    rng = np.random.default_rng(0)
+    total = (minutes_long * 60) if minutes_long else seconds
+    block = int(chunk_ms / 1000 * SAMPLE_RATE)
+    s = rec.create_stream()
+    times, t_audio = [], []
+    fed = 0
+    while fed < total * SAMPLE_RATE:
+        x = (rng.standard_normal(block) * 0.05).astype(np.float32)
+        t0 = time.perf_counter()
+        s.accept_waveform(SAMPLE_RATE, x)
+        while rec.is_ready(s):
+            rec.decode([s])
+        times.append(time.perf_counter() - t0)
+        fed += block
+        t_audio.append(fed / SAMPLE_RATE)
+        if len(s.lp_chunks) > 64:  # a long open segment: keep memory flat like an endpointed stream would
+            s.lp_chunks, s.enc_chunks = s.lp_chunks[-8:], s.enc_chunks[-8:]
+    per_chunk = chunk_ms / 1000
+    first = [t for t, a in zip(times, t_audio) if a <= 60]
+    last = [t for t, a in zip(times, t_audio) if a > total - 60]
+    out = {"model": desc, "chunk_ms": chunk_ms, "left_chunks": left_chunks, "threads": torch.get_num_threads(),
+           "audio_seconds": round(fed / SAMPLE_RATE, 1), "rtf": round(sum(times) / (fed / SAMPLE_RATE), 4),
+           "median_chunk_ms": round(1000 * statistics.median(times), 2),
+           "median_chunk_rtf": round(statistics.median(times) / per_chunk, 4)}
+    if minutes_long:
+        out["first_minute_median_chunk_ms"] = round(1000 * statistics.median(first), 2)
+        out["last_minute_median_chunk_ms"] = round(1000 * statistics.median(last), 2)
+        out["last_vs_first"] = round(statistics.median(last) / statistics.median(first), 3)
+    return out
+
+
+def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: str = "attention_rescoring") -> dict:
+    """Decode each cut as a stream (fed in 100 ms blocks, endpoints as in live use, the second pass at each
+    endpoint) and score the committed text; also count committed-text revisions and tentative changes."""
+    from asr.metrics import cer, wer
+    from asr.text import normalize_text
+
+    chunk = chunk_ms // (lm.model.encoder.rate * 10)
+    rec = Recognizer(lm, StreamingOptions(chunk=chunk, left_chunks=left_chunks, final=final))
+    refs, hyps, revisions, changes, t_compute, audio_s = [], [], 0, 0, 0.0, 0.0
+    for c in cuts:
+        audio = c.load_audio()[0]
+        s = rec.create_stream()
+        t0 = time.perf_counter()
+        for i in range(0, len(audio), 1600):
+            s.accept_waveform(SAMPLE_RATE, audio[i:i + 1600])
+            while rec.is_ready(s):
+                rec.decode([s])
+                if s.is_endpoint:
+                    rec.finalize(s)
+        s.input_finished()
+        while rec.is_ready(s):
+            rec.decode([s])
+        rec.finalize(s)
+        t_compute += time.perf_counter() - t0
+        audio_s += len(audio) / SAMPLE_RATE
+        revisions += s.stats["committed_revisions"]
+        changes += s.stats["tentative_changes"]
+        refs.append(normalize_text(" ".join(x.text for x in c.supervisions)))
+        hyps.append(s.result.committed)
+    w, ch = wer(refs, hyps), cer(refs, hyps)
+    return {"utterances": len(refs), "chunk_ms": chunk_ms, "final": final, "wer": round(w.rate, 4), "cer": round(ch.rate, 4),
+            "rtf": round(t_compute / audio_s, 4), "committed_revisions": revisions, "tentative_changes": changes}
