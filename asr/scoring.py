@@ -81,7 +81,7 @@ def details(result: EvalResult) -> str:
 
 
 def results_table(name: str, results: list[EvalResult]) -> str:
-    lines = [f"| subset | decoder | utterances | WER | S / D / I | CER | RTF (whole decode) |",
+    lines = ["| subset | decoder | utterances | WER | S / D / I | CER | RTF (whole decode) |",
              "|---|---|---|---|---|---|---|"]
     for r in results:
         w = r.wer

@@ -39,28 +39,38 @@ def tone() -> np.ndarray:
     return (0.3 * np.sin(2 * np.pi * 440 * t) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
 
 
-@pytest.fixture(scope="session")
-def random_model_dir(tmp_path_factory) -> Path:
-    """A small exported model with random weights (every head), for command-line and format tests."""
+def small_experiment(e: Path, cmvn_mean: float = 10.0, cmvn_std: float = 6.0):
+    """A tiny char tokenizer, a 1-layer config and CMVN stats in experiment folder ``e``; returns the config."""
     import dataclasses
 
     import torch
 
     from asr.config import load_config, save_config
     from asr.features import GlobalCMVN
-    from asr.model_dir import export_model
-    from asr.models.asr_model import ASRModel
     from asr.text import train_tokenizer
-    from asr.train.checkpoint import save_checkpoint
 
-    e = tmp_path_factory.mktemp("random_exp")
     tok = train_tokenizer(["HELLO WORLD", "THE QUICK BROWN FOX", "JUMPS OVER THE LAZY DOG"] * 3, e, vocab_size=30,
                           model_type="char")
     cfg = load_config("tiny", ["model.encoder.d_model=32", "model.encoder.num_layers=1", "model.encoder.ffn_dim=64",
                                "model.decoder.num_layers=1", "model.mlm.num_layers=1"])
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=tok.vocab_size))
     save_config(cfg, e / "config.yaml")
-    GlobalCMVN(torch.full((80,), 10.0), torch.full((80,), 6.0), 100).save(e / "cmvn.json")
+    GlobalCMVN(torch.full((80,), cmvn_mean), torch.full((80,), cmvn_std), 100).save(e / "cmvn.json")
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def random_model_dir(tmp_path_factory) -> Path:
+    """A small exported model with random weights (every head), for command-line and format tests."""
+    import torch
+
+    from asr.features import GlobalCMVN
+    from asr.model_dir import export_model
+    from asr.models.asr_model import ASRModel
+    from asr.train.checkpoint import save_checkpoint
+
+    e = tmp_path_factory.mktemp("random_exp")
+    cfg = small_experiment(e)
     torch.manual_seed(0)
     m = ASRModel(cfg.model)
     with torch.no_grad():

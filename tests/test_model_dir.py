@@ -2,32 +2,26 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
 import asr
-from asr.config import Config, load_config, save_config
+from asr.config import Config
 from asr.features import GlobalCMVN
 from asr.model_dir import export_model
 from asr.models.asr_model import ASRModel
-from asr.text import train_tokenizer
 from asr.train.checkpoint import average_checkpoints, save_checkpoint
+
+from .conftest import small_experiment
 
 
 @pytest.fixture
 def exp(tmp_path) -> Path:
     e = tmp_path / "exp"
     e.mkdir()
-    tok = train_tokenizer(["HELLO WORLD", "THE QUICK BROWN FOX", "JUMPS OVER THE LAZY DOG"] * 3, e, vocab_size=30,
-                          model_type="char")
-    cfg = load_config("tiny", ["model.encoder.d_model=32", "model.encoder.num_layers=1", "model.encoder.ffn_dim=64",
-                               "model.decoder.num_layers=1", "model.mlm.num_layers=1"])
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=tok.vocab_size))
-    save_config(cfg, e / "config.yaml")
-    GlobalCMVN(torch.full((80,), 3.0), torch.full((80,), 2.0), 100).save(e / "cmvn.json")
+    cfg = small_experiment(e, 3.0, 2.0)
     for step in (1, 2):
         torch.manual_seed(step)
         m = ASRModel(cfg.model)
