@@ -146,3 +146,12 @@ def test_bench_stream_random_preset():
     assert r.exit_code == 0, r.output
     row = json.loads(r.output.strip().splitlines()[-1])
     assert row["chunk_ms"] == 320 and row["rtf"] > 0 and row["audio_seconds"] >= 3
+
+
+def test_transcribe_plot_draws_png(random_model_dir, tmp_path):
+    clip = _clips(1)[0]
+    r = runner.invoke(app, ["transcribe", str(clip), "--model", str(random_model_dir), "--output-dir", str(tmp_path),
+                            "--plot", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    png = tmp_path / f"{clip.stem}.png"
+    assert png.stat().st_size > 10000 and png.read_bytes()[:4] == b"\x89PNG"
