@@ -59,6 +59,7 @@ def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: i
     model.load_state_dict(weights)  # validates the weights against the config
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model directory is meant to be shared
     try:
         def keep(k: str, v: torch.Tensor) -> torch.Tensor:  # fp16 for weights; statistics stay fp32
             if half and v.is_floating_point() and "running_" not in k and "cmvn" not in k:

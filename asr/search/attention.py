@@ -91,26 +91,29 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = 10
         is_eos = cand == eos
         step_scores = torch.where(at_limit.unsqueeze(1) & ~is_eos, torch.full_like(step_scores, NEG_INF), step_scores)
         total = scores.unsqueeze(1) + step_scores  # (N, C)
-        # hypotheses that end here are recorded; running ones compete for the beam
-        ended = total.masked_fill(~is_eos, NEG_INF)
-        if bool(torch.isfinite(ended).any()):
-            rows, cols = torch.isfinite(ended).nonzero(as_tuple=True)
-            for r, c in zip(rows.tolist(), cols.tolist()):
-                b = r // beam
+        # an ending (eos) counts only when it ranks among the utterance's `beam` best extensions (fairseq);
+        # the running beam is then refilled from the best non-eos extensions
+        top_val, top_idx = total.view(B, beam * C).topk(beam, dim=-1)
+        top_eos = is_eos.view(B, beam * C).gather(1, top_idx) & torch.isfinite(top_val)
+        if bool(top_eos.any()):
+            for b, k in top_eos.nonzero().tolist():
                 if not done[b]:
+                    flat = int(top_idx[b, k])
+                    r = b * beam + flat // C
                     seq = tuple(prefix[r].tolist())
-                    finished[b].append((float(ended[r, c]), seq, float(ended[r, c]) / (len(seq) + 1) ** length_norm))
+                    sc = float(top_val[b, k])
+                    finished[b].append((sc, seq, sc / (len(seq) + 1) ** length_norm))
         running = total.masked_fill(is_eos, NEG_INF).view(B, beam * C)
         best, flat = running.topk(beam, dim=-1)  # (B, beam)
         parent = (flat // C + (torch.arange(B, device=device) * beam).unsqueeze(1)).view(N)
         col = (flat % C).view(N)
         new_tok = cand[parent, col]
         scores = best.view(N)
-        # an utterance is done when its best ended hypothesis beats every running one (scores only fall)
+        # an utterance is done once `beam` hypotheses have ended (fairseq's rule); comparing raw scores
+        # instead would stop at an early short hypothesis, since running scores only fall with length
         for b in range(B):
-            if not done[b] and finished[b]:
-                if max(f[0] for f in finished[b]) > float(best[b, 0]) or len(finished[b]) >= 4 * beam:
-                    done[b] = True
+            if not done[b] and len(finished[b]) >= beam:
+                done[b] = True
         if bool(done.all()):
             break
         scores = scores.masked_fill(done.repeat_interleave(beam), NEG_INF)
