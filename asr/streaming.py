@@ -256,7 +256,7 @@ class Recognizer:
                 from asr.search.mask_ctc import mask_ctc
 
                 tokens = list(mask_ctc(self.model, enc, lens)[0][0].tokens)
-            if tokens:
+            if tokens and self.tokenizer.decode(tokens).strip():  # word separators alone are no segment
                 spans = token_spans(lp, tokens)
                 words = words_from_tokens(self.tokenizer, tokens, spans, self.frame_seconds, s.seg_start)
                 text = self.tokenizer.decode(tokens)
