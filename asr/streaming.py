@@ -148,6 +148,10 @@ class Stream:
                     self.feats = torch.cat([self.feats, f])
         self.finished = True
 
+    def finalize(self) -> "Segment | None":
+        """End the running segment now (second pass, commit): same as ``recognizer.finalize(stream)``."""
+        return self._rec.finalize(self)
+
     @property
     def seconds(self) -> float:
         return self.samples_in / SAMPLE_RATE

@@ -117,7 +117,7 @@ def test_speech_silence_speech_gives_two_segments_with_demo_model():
     s.input_finished()
     while rec.is_ready(s):
         rec.decode([s])
-    seg = rec.finalize(s)
+    seg = s.finalize()
     if seg:
         segments.append(seg)
     assert len(segments) >= 2
