@@ -51,8 +51,13 @@ class TransformerDecoder(nn.Module):
         self.out = nn.Linear(d_model, vocab_size)
 
     def forward(self, memory: torch.Tensor, memory_lens: torch.Tensor, tokens: torch.Tensor,
-                token_lens: torch.Tensor) -> torch.Tensor:
-        """``memory (B, T, D)``, ``memory_lens (B,)``, ``tokens (B, L)``, ``token_lens (B,)`` -> logits ``(B, L, V)``."""
+                token_lens: torch.Tensor, memory_kv: tuple[torch.Tensor, ...] | None = None,
+                return_hidden: bool = False) -> torch.Tensor:
+        """``memory (B, T, D)``, ``memory_lens (B,)``, ``tokens (B, L)``, ``token_lens (B,)`` -> logits ``(B, L, V)``.
+
+        ``memory_kv``: the per-layer projected memory from :meth:`init_cache` (reused across calls, e.g. the
+        Mask-CTC iterations); ``return_hidden``: return the final normalised states ``(B, L, D)`` instead of
+        logits (project only the positions needed with ``self.out``)."""
         L = tokens.size(1)
         tmask = lengths_to_mask(token_lens, L).unsqueeze(1)  # (B, 1, L): keys that exist
         self_mask = tmask & causal_mask(L, tokens.device).unsqueeze(0) if self.causal else tmask.expand(-1, L, -1)
@@ -60,9 +65,9 @@ class TransformerDecoder(nn.Module):
         self_mask = self_mask | (torch.arange(L, device=tokens.device) == 0).view(1, 1, L)
         mem_mask = lengths_to_mask(memory_lens, memory.size(1)).unsqueeze(1)  # (B, 1, T)
         x = self.pos(self.embed(tokens))
-        for layer in self.layers:
-            x, _, _ = layer(x, self_mask, memory, mem_mask)
-        return self.out(self.norm(x))
+        for i, layer in enumerate(self.layers):
+            x, _, _ = layer(x, self_mask, memory, mem_mask, None, memory_kv[i] if memory_kv is not None else None)
+        return self.norm(x) if return_hidden else self.out(self.norm(x))
 
     # -- incremental decoding (causal only)
     def init_cache(self, memory: torch.Tensor) -> DecoderCache:

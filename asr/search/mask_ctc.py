@@ -66,12 +66,15 @@ def mask_ctc(model, enc: torch.Tensor, enc_lens: torch.Tensor, threshold: float 
     per_iter = torch.ceil(n_masked.float() / max(1, iterations)).long().clamp_min(1)
     banned = torch.tensor([BLANK_ID, model.mask_id, model.eos], device=device)
     it = 0
+    memory_kv = model.mlm.init_cache(enc).memory_kv if bool(masked.any()) else None  # projected once, reused
     while bool(masked.any()) and it < iterations:
         it += 1
-        logits = model.mlm(enc, enc_lens, y, lens.clamp_min(1)).float()  # (B, L, V)
-        logits.index_fill_(2, banned, float("-inf"))
-        lpm = logits.log_softmax(-1)
-        p, tok = lpm.max(-1)  # (B, L)
+        hidden = model.mlm(enc, enc_lens, y, lens.clamp_min(1), memory_kv=memory_kv, return_hidden=True)  # (B, L, D)
+        logits = model.mlm.out(hidden[masked]).float()  # (n_masked, V): only the positions still masked
+        logits.index_fill_(1, banned, float("-inf"))
+        pm, tm = logits.log_softmax(-1).max(-1)
+        p = torch.full(masked.shape, float("-inf"), device=device).masked_scatter(masked, pm)  # (B, L)
+        tok = torch.zeros_like(y).masked_scatter(masked, tm)
         # rank the masked positions of each utterance by confidence; fill the best per_iter (all at the end)
         cand = p.masked_fill(~masked, float("-inf"))
         order = cand.argsort(dim=1, descending=True)
@@ -79,7 +82,7 @@ def mask_ctc(model, enc: torch.Tensor, enc_lens: torch.Tensor, threshold: float 
         n_fill = per_iter if it < iterations else n_masked
         fill = masked & (rank < n_fill.unsqueeze(1))
         y = torch.where(fill, tok, y)
-        score = score + (p * fill).sum(1)
+        score = score + torch.where(fill, p, torch.zeros_like(p)).sum(1)
         masked = masked & ~fill
     out = []
     for b in range(B):
