@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # LibriSpeech recipe: the same stages on real LibriSpeech and on the offline synthetic corpus.
 #
-#   bash recipes/librispeech/run.sh                          synthetic corpus (1 h), stages 0-2
+#   bash recipes/librispeech/run.sh                          synthetic corpus (8 h), all stages 0-5 (about 75 min)
 #   bash recipes/librispeech/run.sh --data librispeech       real LibriSpeech (downloads; needs a network)
 #   bash recipes/librispeech/run.sh --stage 1 --stop-stage 2 resume / re-run some stages
 #
