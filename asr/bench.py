@@ -51,7 +51,7 @@ def _median_time(fn, runs: int) -> float:
 
 def bench_decoders(model: str = "demo", decoders: list[str] | None = None, seconds: float = 20.0, batch: int = 1,
                    beam: int = 10, output_tokens: int = 0, runs: int = 5, vocab_size: int = 5000,
-                   uncached: bool = True, device: str = "cpu") -> str:
+                   uncached: bool = True, device: str = "cpu", mask_iterations: int = 10) -> str:
     m, desc = _model(model, vocab_size, device)
     methods = available_methods(m) if not decoders or decoders == ["all"] else decoders
     for d in methods:
@@ -60,7 +60,7 @@ def bench_decoders(model: str = "demo", decoders: list[str] | None = None, secon
     rng = np.random.default_rng(0)
     audio = [(rng.standard_normal(int(seconds * SAMPLE_RATE)) * 0.05).astype(np.float32) for _ in range(batch)]
     audio_seconds = seconds * batch
-    opts = DecodeOptions(beam=beam, fixed_len=output_tokens, timestamps=False)
+    opts = DecodeOptions(beam=beam, fixed_len=output_tokens, timestamps=False, mask_iterations=mask_iterations)
 
     def features():
         f = [fbank(a) for a in audio]
@@ -82,7 +82,8 @@ def bench_decoders(model: str = "demo", decoders: list[str] | None = None, secon
             t = _median_time(lambda: beam_search(m, enc, enc_lens, beam, use_cache=False, fixed_len=output_tokens), runs)
             rows.append(("attention_beam (no KV cache)", t, t_feat + t_enc + t))
     lines = [f"model: {desc}; {batch} x {seconds:g} s; beam {beam}; output tokens "
-             f"{output_tokens or 'natural'}; {torch.get_num_threads()} threads; median of {runs} runs",
+             f"{output_tokens or 'natural'}; Mask-CTC {mask_iterations} iterations; {torch.get_num_threads()} threads; "
+             f"median of {runs} runs",
              "", "| stage / decoder | search s | search RTF | whole decode RTF |", "|---|---|---|---|"]
     for name, t, whole in rows:
         lines.append(f"| {name} | {t:.4f} | {t / audio_seconds:.4f} | {'' if whole is None else f'{whole / audio_seconds:.4f}'} |")

@@ -394,6 +394,7 @@ def bench_cmd(
     threads: int = typer.Option(2, help="CPU threads for torch."),
     vocab_size: int = typer.Option(5000, help="Vocabulary size for a preset with random weights."),
     uncached: bool = typer.Option(True, help="Also time AR beam search recomputing the whole prefix each step."),
+    mask_iterations: int = typer.Option(10, help="Mask-CTC iterations."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N."),
 ) -> None:
     """Speed of each decoder: real-time factor of the whole decode (fbank, encoder, search) and of the search
@@ -403,7 +404,8 @@ def bench_cmd(
     from asr.bench import bench_decoders
 
     torch.set_num_threads(threads)
-    table = _run(bench_decoders, model, decoders, seconds, batch, beam, output_tokens, runs, vocab_size, uncached, device)
+    table = _run(bench_decoders, model, decoders, seconds, batch, beam, output_tokens, runs, vocab_size, uncached, device,
+                 mask_iterations)
     typer.echo(table)
 
 
