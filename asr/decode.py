@@ -61,7 +61,7 @@ def search(model, enc: torch.Tensor, enc_lens: torch.Tensor, method: str,
     """Run one method over an encoded batch: an n-best list (best first) per utterance."""
     if method not in METHODS:
         raise ValueError(f"unknown decoder {method!r}; choose from {', '.join(METHODS)}")
-    lp = ctc_log_probs if ctc_log_probs is not None else None
+    lp = ctc_log_probs
     if method == "ctc_greedy":
         return ctc_greedy(lp if lp is not None else model.ctc_log_probs(enc), enc_lens)
     if method == "ctc_prefix_beam":
@@ -88,7 +88,7 @@ def decode_features(model, tokenizer, feats: torch.Tensor, feat_lens: torch.Tens
     out = []
     for b, nb in enumerate(nbests):
         best = nb[0]
-        toks = [t for t in best.tokens]
+        toks = list(best.tokens)
         words: list[Word] = []
         if opts.timestamps and toks:
             spans = token_spans(lp[b, : int(enc_lens[b])], toks)

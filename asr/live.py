@@ -22,6 +22,7 @@ import numpy as np
 
 from asr.audio import SAMPLE_RATE
 from asr.streaming import Recognizer, Segment
+from asr.transcribe import timestamp
 
 
 # ------------------------------------------------------------------------------------- sources
@@ -80,12 +81,6 @@ def list_devices() -> str:
 
 
 # ------------------------------------------------------------------------------------- outputs
-def _ts(seconds: float, sep: str) -> str:
-    from asr.transcribe import _ts as ts
-
-    return ts(seconds, sep)
-
-
 class TranscriptWriter:
     """The running transcript, appended and flushed as each segment ends (txt, srt, vtt or jsonl)."""
 
@@ -109,9 +104,9 @@ class TranscriptWriter:
             self.f.write(json.dumps({"start": round(seg.start, 3), "end": round(seg.end, 3), "text": seg.text,
                                      "words": [w.as_dict() for w in seg.words]}, ensure_ascii=False) + "\n")
         elif self.fmt == "srt":
-            self.f.write(f"{self.n}\n{_ts(seg.start, ',')} --> {_ts(seg.end, ',')}\n{seg.text}\n\n")
+            self.f.write(f"{self.n}\n{timestamp(seg.start, ',')} --> {timestamp(seg.end, ',')}\n{seg.text}\n\n")
         else:
-            self.f.write(f"{_ts(seg.start, '.')} --> {_ts(seg.end, '.')}\n{seg.text}\n\n")
+            self.f.write(f"{timestamp(seg.start, '.')} --> {timestamp(seg.end, '.')}\n{seg.text}\n\n")
         self.f.flush()
 
     def close(self) -> None:

@@ -141,7 +141,6 @@ class CaptionServer:
                 samples = np.frombuffer(msg, dtype="<i2")
                 with self.lock:
                     client.stream.accept_waveform(rate, samples)
-            # keep the connection's final text: wait until its last segment is committed
         finally:
             with self.lock:
                 self.clients.discard(client)

@@ -108,7 +108,8 @@ class FileResult:
                 "words": [w.as_dict() for w in self.words], **(extra or {})}
 
 
-def _ts(seconds: float, sep: str) -> str:
+def timestamp(seconds: float, sep: str) -> str:
+    """``HH:MM:SS<sep>mmm`` (sep ',' for SRT, '.' for WebVTT)."""
     ms = int(round(seconds * 1000))
     h, ms = divmod(ms, 3_600_000)
     m, ms = divmod(ms, 60_000)
@@ -143,9 +144,9 @@ def render(result: FileResult, fmt: str, extra: dict | None = None) -> str:
         return "\n".join(rows) + "\n"
     cues = caption_cues(result.words)
     if fmt == "srt":
-        return "".join(f"{i}\n{_ts(a, ',')} --> {_ts(b, ',')}\n{t}\n\n" for i, (a, b, t) in enumerate(cues, 1))
+        return "".join(f"{i}\n{timestamp(a, ',')} --> {timestamp(b, ',')}\n{t}\n\n" for i, (a, b, t) in enumerate(cues, 1))
     if fmt == "vtt":
-        return "WEBVTT\n\n" + "".join(f"{_ts(a, '.')} --> {_ts(b, '.')}\n{t}\n\n" for a, b, t in cues)
+        return "WEBVTT\n\n" + "".join(f"{timestamp(a, '.')} --> {timestamp(b, '.')}\n{t}\n\n" for a, b, t in cues)
     raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 
@@ -251,4 +252,4 @@ def unique_ids(inputs: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
 
 
 __all__ = ["expand_inputs", "split_points", "transcribe_files", "render", "caption_cues", "write_atomic", "FORMATS",
-           "FileResult", "TranscribeSummary", "unique_ids"]
+           "FileResult", "TranscribeSummary", "unique_ids", "timestamp"]
