@@ -69,6 +69,8 @@ def data_synth(
     engines: Optional[List[str]] = typer.Option(None, "--engine", help="Only the voices of these engines (repeatable)."),
     augment: float = typer.Option(0.3, help="Probability that a train utterance is augmented (reverb, band-limit, speed, noise)."),
     speakers_per_voice: int = typer.Option(2, help="Speakers per voice (each with its own rate and pitch)."),
+    rate_min: float = typer.Option(0.72, help="Slowest speaking-rate factor (1.0: the engine's default, about 3.3 words/s)."),
+    rate_max: float = typer.Option(0.95, help="Fastest speaking-rate factor; the default range reads at about LibriSpeech's 2.7 words/s."),
     jobs: int = typer.Option(0, help="Worker processes (0: one per CPU core)."),
     subsets: Optional[List[str]] = typer.Option(None, "--subset", help="Render only these subsets (train, dev, test; repeatable). Each is identical to the one a full run makes."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
@@ -85,7 +87,7 @@ def data_synth(
 
     chosen = tuple(parse_voice(v) for v in voices) if voices else tuple(_run(installed_voices, engines) if engines else ())
     cfg = SynthConfig(out_dir=out, hours=hours, seed=seed, text=text, voices=chosen, augment=augment,
-                      speakers_per_voice=speakers_per_voice, jobs=jobs or os.cpu_count() or 1,
+                      speakers_per_voice=speakers_per_voice, rate_range=(rate_min, rate_max), jobs=jobs or os.cpu_count() or 1,
                       subsets=tuple(subsets or ()))
     summary = _run(synth_corpus, cfg, progress=progress)
     for name, s in summary["subsets"].items():

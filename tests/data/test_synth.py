@@ -131,3 +131,34 @@ def test_single_subset_equals_the_full_run(tiny_corpus, tmp_path):
             assert a.shape == b.shape and abs(a - b).max() < 1e-4, rel
         else:
             assert (out / rel).read_text() == (tiny_corpus / rel).read_text()
+
+
+def test_plan_rate_range(tmp_path):
+    sentences = [f"{a} AND {b} WENT HOME TOGETHER" for a in "ABCDEFGHIJKLMNOP" for b in "QRSTUVWXYZ"]
+    slow = plan(SynthConfig(out_dir=tmp_path, hours=0.05, seed=7, rate_range=(0.7, 0.8)), _voices(), sentences)
+    assert all(0.7 <= t.speaker.rate <= 0.8 for t in slow)
+    fast = plan(SynthConfig(out_dir=tmp_path, hours=0.05, seed=7, rate_range=(1.1, 1.2)), _voices(), sentences)
+    n = lambda tasks: sum(len(t.utterances) for t in tasks)  # noqa: E731
+    assert n(fast) > n(slow)  # the same hours hold more sentences when spoken faster
+    with pytest.raises(CorpusError, match="rate range"):
+        synth_corpus(SynthConfig(out_dir=tmp_path, rate_range=(1.2, 0.8)), progress=False)
+
+
+def test_rerun_with_other_options_is_refused(tiny_corpus: Path):
+    """Re-running skips existing files, so a folder must never mix two corpora under the same ids."""
+    before = {p: p.stat().st_mtime_ns for p in tiny_corpus.rglob("*.flac")}
+    with pytest.raises(CorpusError, match=r"other options \(rate_range\)"):
+        synth_corpus(SynthConfig(out_dir=tiny_corpus, hours=0.06, seed=3, speakers_per_voice=1, augment=0.5,
+                                 rate_range=(1.0, 1.2)), progress=False)
+    assert {p: p.stat().st_mtime_ns for p in tiny_corpus.rglob("*.flac")} == before
+
+
+def test_speaking_rate_near_librispeech(tiny_corpus: Path):
+    """The default rates read at about LibriSpeech's 2.7 words/s (the first corpora: 3.3)."""
+    words = seconds = 0.0
+    for trans in (tiny_corpus / "train").glob("*/*/*.trans.txt"):
+        for line in trans.read_text().splitlines():
+            uid, text = line.split(" ", 1)
+            words += len(text.split())
+            seconds += sf.info(str(trans.parent / f"{uid}.flac")).duration
+    assert 2.0 < words / seconds < 3.1
