@@ -79,8 +79,13 @@ def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: i
                 "Parameters: " + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in params.items()), "",
                 "## Training", "", f"Averaged checkpoints: {', '.join(p.name for p in used)}", ""]
         if summary:
-            card += ["| figure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in summary.items()
+            card += ["| figure | value |", "|---|---|"] + [f"| {k} | {round(v, 4) if isinstance(v, float) else v} |"
+                                                         for k, v in summary.items()
                                                          if not isinstance(v, (list, dict))] + [""]
+        curve = learning_curve_table(exp / "train_log.jsonl")
+        if curve:
+            card += ["Learning curve (CTC greedy on the validation utterances the trainer scores; minutes of "
+                     "training, validation excluded):", "", curve, ""]
         if card_extra:
             card += [card_extra, ""]
         (tmp / "MODEL_CARD.md").write_text("\n".join(card))
@@ -96,6 +101,26 @@ def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: i
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def learning_curve_table(train_log: str | os.PathLike) -> str:
+    """Markdown table of the validation rows of a ``train_log.jsonl`` (step, minutes, WER/CER per
+    scored subset); empty when there are none."""
+    path = Path(train_log)
+    if not path.is_file():
+        return ""
+    rows = [r for r in map(json.loads, path.read_text().splitlines()) if "valid_wer" in r]
+    if not rows:
+        return ""
+    extra = sorted({k[:-4] for r in rows for k in r if k.endswith("_wer") and k != "valid_wer"})  # --curve-subset
+    head = "| step | minutes | valid WER | valid CER |" + "".join(f" {n} WER | {n} CER |" for n in extra)
+    lines = [head, "|" + "---|" * (4 + 2 * len(extra))]
+    pct = lambda r, k: f"{100 * r[k]:.1f}%" if k in r else ""  # noqa: E731
+    for r in rows:
+        cells = [str(r["step"]), f"{r['wall_min']:.1f}", pct(r, "valid_wer"), pct(r, "valid_cer")]
+        cells += [pct(r, f"{n}_{m}") for n in extra for m in ("wer", "cer")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def write_card_section(model_dir: str | os.PathLike, title: str, body: str) -> None:

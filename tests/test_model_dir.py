@@ -72,3 +72,16 @@ def test_cli_average_and_export_with_scoring(exp, tmp_path, tiny_manifests):
     assert "dev: WER" in r.output
     card = (tmp_path / "m" / "MODEL_CARD.md").read_text()
     assert "## Measured" in card and "| dev | ctc_greedy |" in card
+
+
+def test_card_has_learning_curve(exp, tmp_path):
+    import json
+
+    rows = [{"step": 50, "wall_min": 1.0, "loss": 9.0},
+            {"step": 100, "wall_min": 2.0, "valid_wer": 0.9, "valid_cer": 0.5, "test_wer": 0.8, "test_cer": 0.45},
+            {"step": 200, "wall_min": 4.25, "valid_wer": 0.5, "valid_cer": 0.2}]
+    (exp / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    card = (export_model(exp, tmp_path / "m") / "MODEL_CARD.md").read_text()
+    assert "| step | minutes | valid WER | valid CER | test WER | test CER |" in card
+    assert "| 100 | 2.0 | 90.0% | 50.0% | 80.0% | 45.0% |" in card
+    assert "| 200 | 4.2 | 50.0% | 20.0% |  |  |" in card
