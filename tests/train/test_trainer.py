@@ -61,8 +61,10 @@ def test_skip_sampler_resumes_mid_epoch(tiny_manifests):
 
 def test_loss_falls(tiny_manifests, lang, tmp_path):
     """Overfit a handful of utterances: the training loss must drop well below where it started."""
-    cfg = load_config("tiny", SMALL + ["train.total_steps=60", "train.valid_every=0", "train.checkpoint_every=0",
-                                       "train.max_duration=80",
+    # 100 steps at 5e-3: the loss ends near 0.3x its start (60 steps at 3e-3 reached only 0.52x on the
+    # corpus read at LibriSpeech's pace, whose utterances are longer)
+    cfg = load_config("tiny", SMALL + ["train.total_steps=100", "train.valid_every=0", "train.checkpoint_every=0",
+                                       "train.max_duration=80", "train.lr=0.005",
                                        "train.curriculum_steps=0",
                                        "train.speed_perturb=false", "train.spec_augment=false",
                                        "model.encoder.dropout=0.0", "model.encoder.chunk_prob=0.0"])
@@ -77,10 +79,10 @@ def test_loss_falls(tiny_manifests, lang, tmp_path):
     summary = train(cfg, few, lang, tmp_path / "exp", progress=False)
     log = [json.loads(line) for line in (tmp_path / "exp" / "train_log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in log if "loss" in r]
-    assert len(losses) == 60
+    assert len(losses) == 100
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < 0.5 * first, (first, last)
-    assert "valid_wer" in summary and summary["step"] == 60
+    assert "valid_wer" in summary and summary["step"] == 100
 
 
 def test_resume_is_exact(tiny_manifests, lang, tmp_path):
