@@ -286,7 +286,8 @@ def synth_corpus(cfg: SynthConfig, progress: bool = True) -> dict:
         raise CorpusError(f"rate range {lo}-{hi}: need 0.3 <= min <= max <= 3.0")
     _check_same_plan(cfg)
     sentences = load_sentences(cfg.text)
-    tasks = [t for t in plan(cfg, voices, sentences) if not cfg.subsets or t.speaker.subset in cfg.subsets]
+    planned = plan(cfg, voices, sentences)
+    tasks = [t for t in planned if not cfg.subsets or t.speaker.subset in cfg.subsets]
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     is_done = [all(u.path.exists() for u in t.utterances) for t in tasks]
     todo = [t for t, d in zip(tasks, is_done) if not d]
@@ -320,16 +321,18 @@ def synth_corpus(cfg: SynthConfig, progress: bool = True) -> dict:
     # Totals from the files themselves, so a resumed run reports the whole corpus.
     import soundfile as sf
 
+    # Over the whole plan: subsets rendered by an earlier run (another --subset) keep their totals.
+    rendered = {id(t) for t in tasks}
     totals: dict[str, dict] = {}
-    for t in tasks:
-        s = totals.setdefault(t.speaker.subset, {"utterances": 0, "seconds": 0.0, "speakers": set(), "voices": set()})
+    for t in planned:
         for u in t.utterances:
-            if u.utt_id in ok:
+            if (u.utt_id in ok) if id(t) in rendered else u.path.exists():
+                s = totals.setdefault(t.speaker.subset, {"utterances": 0, "seconds": 0.0, "speakers": {}, "voices": set()})
                 s["utterances"] += 1
                 s["seconds"] += sf.info(str(u.path)).duration
-                s["speakers"].add(t.speaker.speaker_id)
+                s["speakers"][t.speaker.speaker_id] = t.speaker
                 s["voices"].add(t.speaker.voice.key)
-    speakers = {t.speaker.speaker_id: t.speaker for t in tasks}
+    speakers = {k: v for s in totals.values() for k, v in s["speakers"].items()}
     with open(cfg.out_dir / "SPEAKERS.TXT", "w", encoding="utf-8") as f:
         f.write(";ID  |SUBSET|VOICE                          |RATE |PITCH\n")
         for sid, s in sorted(speakers.items()):

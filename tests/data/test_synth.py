@@ -122,6 +122,7 @@ def test_single_subset_equals_the_full_run(tiny_corpus, tmp_path):
     synth_corpus(SynthConfig(out_dir=out, hours=0.06, seed=3, speakers_per_voice=1, augment=0.5, subsets=("test",)),
                  progress=False)
     assert not (out / "train").exists() and not (out / "dev").exists()
+    assert set(json.loads((out / "synth.json").read_text())["subsets"]) == {"test"}
     mine = sorted(p.relative_to(out) for p in (out / "test").rglob("*") if p.is_file())
     full = sorted(p.relative_to(tiny_corpus) for p in (tiny_corpus / "test").rglob("*") if p.is_file())
     assert mine == full and mine
@@ -162,3 +163,15 @@ def test_speaking_rate_near_librispeech(tiny_corpus: Path):
             words += len(text.split())
             seconds += sf.info(str(trans.parent / f"{uid}.flac")).duration
     assert 2.0 < words / seconds < 3.1
+
+
+def test_subset_runs_keep_each_others_totals(tmp_path):
+    """Rendering dev after test into the same folder: synth.json and SPEAKERS.TXT describe both."""
+    cfg = dict(out_dir=tmp_path / "c", hours=0.03, seed=3, speakers_per_voice=1, augment=0.5)
+    voices = tuple(installed_voices()[:6])
+    first = synth_corpus(SynthConfig(**cfg, voices=voices, subsets=("test",)), progress=False)
+    second = synth_corpus(SynthConfig(**cfg, voices=voices, subsets=("dev",)), progress=False)
+    assert set(first["subsets"]) == {"test"} and set(second["subsets"]) == {"dev", "test"}
+    assert second["subsets"]["test"] == first["subsets"]["test"]
+    listed = {line.split("|")[1].strip() for line in (tmp_path / "c" / "SPEAKERS.TXT").read_text().splitlines()[1:]}
+    assert listed == {"dev", "test"}
