@@ -252,6 +252,11 @@ def _write_transcripts(tasks: Sequence[Task], ok: set[str]) -> None:
 _PLAN_KEYS = ("hours", "seed", "text", "split", "held_out_voices", "speakers_per_voice", "augment", "rate_range")
 
 
+def _config_record(cfg: SynthConfig) -> dict:
+    """The options as ``synth.json`` records them (JSON types; voices are listed separately)."""
+    return json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k != "voices"}, default=str))
+
+
 def _check_same_plan(cfg: SynthConfig) -> None:
     """Refuse to add to a corpus folder written with other plan options: re-running skips files that
     exist, so the folder would mix two corpora under the same utterance ids."""
@@ -262,7 +267,7 @@ def _check_same_plan(cfg: SynthConfig) -> None:
         old = json.loads(meta.read_text(encoding="utf-8"))["config"]
     except (ValueError, KeyError) as e:
         raise CorpusError(f"{meta}: unreadable ({e}); remove the folder or choose another --out") from e
-    new = json.loads(json.dumps(asdict(cfg), default=str))
+    new = _config_record(cfg)
     old.setdefault("rate_range", [0.85, 1.2])  # corpora written before the option existed
     diff = [k for k in _PLAN_KEYS if old.get(k) != new.get(k)]
     if diff:
@@ -287,7 +292,8 @@ def synth_corpus(cfg: SynthConfig, progress: bool = True) -> dict:
     _check_same_plan(cfg)
     sentences = load_sentences(cfg.text)
     planned = plan(cfg, voices, sentences)
-    tasks = [t for t in planned if not cfg.subsets or t.speaker.subset in cfg.subsets]
+    in_run = lambda t: not cfg.subsets or t.speaker.subset in cfg.subsets  # noqa: E731
+    tasks = [t for t in planned if in_run(t)]
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     is_done = [all(u.path.exists() for u in t.utterances) for t in tasks]
     todo = [t for t, d in zip(tasks, is_done) if not d]
@@ -322,11 +328,10 @@ def synth_corpus(cfg: SynthConfig, progress: bool = True) -> dict:
     import soundfile as sf
 
     # Over the whole plan: subsets rendered by an earlier run (another --subset) keep their totals.
-    rendered = {id(t) for t in tasks}
     totals: dict[str, dict] = {}
     for t in planned:
         for u in t.utterances:
-            if (u.utt_id in ok) if id(t) in rendered else u.path.exists():
+            if (u.utt_id in ok) if in_run(t) else u.path.exists():
                 s = totals.setdefault(t.speaker.subset, {"utterances": 0, "seconds": 0.0, "speakers": {}, "voices": set()})
                 s["utterances"] += 1
                 s["seconds"] += sf.info(str(u.path)).duration
@@ -339,7 +344,7 @@ def synth_corpus(cfg: SynthConfig, progress: bool = True) -> dict:
             f.write(f"{sid:<4}|{s.subset:<6}|{s.voice.key:<31}|{s.rate:.3f}|{s.pitch:.3f}\n")
     synthesized = sum(s for _, s, e in results if not e)
     summary = {
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k != "voices"},
+        "config": _config_record(cfg),
         "voices": [v.key for v in voices],
         "subsets": {k: {"utterances": v["utterances"], "hours": round(v["seconds"] / 3600, 4),
                         "speakers": len(v["speakers"]), "voices": sorted(v["voices"])} for k, v in totals.items()},
