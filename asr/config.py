@@ -27,6 +27,7 @@ class EncoderConfig:
     num_layers: int = 12
     kernel_size: int = 15  # depthwise convolution kernel
     subsampling: int = 4  # 4, 6 or 8 (conv2d front end)
+    subsampling_channels: int = 0  # conv2d front-end channels (0: d_model, as in WeNet/ESPnet)
     dropout: float = 0.1
     attention_dropout: float = 0.0
     causal_conv: bool = True  # causal depthwise conv: needed for exact streaming (chunk) decoding

@@ -47,7 +47,8 @@ class ConformerEncoder(nn.Module):
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.cfg = cfg
-        self.subsampling = Conv2dSubsampling(cfg.input_dim, cfg.d_model, cfg.subsampling)
+        self.subsampling = Conv2dSubsampling(cfg.input_dim, cfg.d_model, cfg.subsampling,
+                                             cfg.subsampling_channels or cfg.d_model)
         self.pos = RelativePositionalEncoding(cfg.d_model, cfg.dropout)
         self.layers = nn.ModuleList(ConformerLayer(cfg) for _ in range(cfg.num_layers))
 

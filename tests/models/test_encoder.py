@@ -11,10 +11,10 @@ from asr.nn.attention import rel_shift
 from asr.nn.masks import chunk_mask
 
 
-def _enc(rate=4, causal=True, layers=3):
+def _enc(rate=4, causal=True, layers=3, channels=0):
     torch.manual_seed(0)
     cfg = EncoderConfig(d_model=64, num_heads=4, ffn_dim=128, num_layers=layers, kernel_size=7, subsampling=rate,
-                        causal_conv=causal)
+                        causal_conv=causal, subsampling_channels=channels)
     return ConformerEncoder(cfg).eval()
 
 
@@ -56,10 +56,22 @@ def test_padding_does_not_change_output():
     assert torch.allclose(y[1, : int(l1)], y1[0], atol=1e-5)
 
 
-@pytest.mark.parametrize("rate,chunk,left", [(4, 4, -1), (4, 4, 2), (4, 1, 3), (6, 8, 1), (8, 3, -1), (4, 16, 4)])
-def test_forward_chunk_equals_masked_forward(rate, chunk, left):
+def test_narrow_front_end():
+    """subsampling_channels narrows the conv2d front end only: same output lengths and width, fewer weights."""
+    wide, narrow = _enc(), _enc(channels=16)
+    assert narrow.subsampling.conv[0].out_channels == 16 and wide.subsampling.conv[0].out_channels == 64
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(narrow.subsampling) < n(wide.subsampling) / 3
+    x, lens = torch.randn(2, 200, 80), torch.tensor([200, 90])
+    (yw, lw), (yn, ln) = wide(x, lens), narrow(x, lens)
+    assert yw.shape == yn.shape and torch.equal(lw, ln)
+
+
+@pytest.mark.parametrize("rate,chunk,left,channels", [(4, 4, -1, 0), (4, 4, 2, 0), (4, 1, 3, 0), (6, 8, 1, 0),
+                                                      (8, 3, -1, 0), (4, 16, 4, 0), (4, 4, 2, 16)])
+def test_forward_chunk_equals_masked_forward(rate, chunk, left, channels):
     """Chunk-by-chunk forward_chunk reproduces forward() with the matching chunk mask (tolerance 1e-4)."""
-    enc = _enc(rate)
+    enc = _enc(rate, channels=channels)
     x = torch.randn(2, 301, 80)
     full, lens = enc(x, torch.tensor([301, 301]), chunk=chunk, left_chunks=left)
     state = enc.init_state(2)
