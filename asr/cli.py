@@ -93,8 +93,9 @@ def data_synth(
     for name, s in summary["subsets"].items():
         typer.echo(f"{name:6s} {s['utterances']:6d} utterances  {s['hours']:7.3f} h  {s['speakers']:4d} speakers  "
                    f"{len(s['voices']):3d} voices")
-    typer.echo(f"synthesized {summary['synthesized_seconds'] / 3600:.3f} h in {summary['wall_seconds']:.1f} s "
-               f"({summary['x_real_time']}x real time); {summary['num_failed']} failed")
+    speed = f" ({summary['x_real_time']}x real time)" if summary["x_real_time"] else " (all files were already there)"
+    typer.echo(f"synthesized {summary['synthesized_seconds'] / 3600:.3f} h in {summary['wall_seconds']:.1f} s"
+               f"{speed}; {summary['num_failed']} failed")
     for f in summary["failed"][:10]:
         typer.echo(f"  failed: {f}", err=True)
 

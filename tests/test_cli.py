@@ -66,3 +66,5 @@ def test_recipe_stages_0_to_2(tmp_path):
     r = subprocess.run(cmd + ["--stage", "1"], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
+    r = subprocess.run(cmd[:-2] + ["--stop-stage", "0"], capture_output=True, text=True, env=env)  # synth again
+    assert r.returncode == 0 and "all files were already there" in r.stdout + r.stderr, r.stderr[-2000:]
