@@ -48,7 +48,7 @@ class ConformerEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.subsampling = Conv2dSubsampling(cfg.input_dim, cfg.d_model, cfg.subsampling,
-                                             cfg.subsampling_channels or cfg.d_model)
+                                             cfg.subsampling_channels)
         self.pos = RelativePositionalEncoding(cfg.d_model, cfg.dropout)
         self.layers = nn.ModuleList(ConformerLayer(cfg) for _ in range(cfg.num_layers))
 

@@ -11,7 +11,8 @@ _LAYERS = {4: ((3, 2), (3, 2)), 6: ((3, 2), (5, 3)), 8: ((3, 2), (3, 2), (3, 2))
 
 class Conv2dSubsampling(nn.Module):
     """``(B, T, F)`` features -> ``(B, T', D)`` with ``T' = out_length(T)``; no padding in time, so an
-    output frame depends only on ``receptive_field`` input frames starting at ``rate * t``."""
+    output frame depends only on ``receptive_field`` input frames starting at ``rate * t``. The conv layers
+    have ``channels`` channels (0: d_model, WeNet's and ESPnet's choice)."""
 
     def __init__(self, in_dim: int, d_model: int, rate: int = 4, channels: int = 0):
         super().__init__()
