@@ -2,13 +2,91 @@
 
 from __future__ import annotations
 
+import csv
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_DIR = REPO.parent / "shared" / "real"  # 37 real clips beside the checkout (not in git)
+# 37 real recorded clips beside the checkout on the project's machines (not in git, not in a user's clone).
+# ASR_TEST_REAL_DIR points elsewhere; set it to "" to test the fallback (speech made by TTS here).
+REAL_DIR = Path(os.environ["ASR_TEST_REAL_DIR"]) if os.environ.get("ASR_TEST_REAL_DIR") else REPO.parent / "shared" / "real"
+if os.environ.get("ASR_TEST_REAL_DIR") == "":
+    REAL_DIR = None
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path  # 16 kHz mono speech, about 8-12 s
+    text: str  # its reference transcript
+    real: bool  # a human recording (../shared/real) rather than TTS made by the test session
+
+
+# Public-domain sentences (a 1961 speech, LibriSpeech and LJ Speech transcripts), spoken by TTS voices when
+# the real clips are absent.
+FALLBACK_TEXTS = (
+    "AND SO MY FELLOW AMERICANS ASK NOT WHAT YOUR COUNTRY CAN DO FOR YOU ASK WHAT YOU CAN DO FOR YOUR COUNTRY",
+    "IT WAS THE FIRST GREAT SORROW OF HIS LIFE IT WAS NOT SO MUCH THE LOSS OF THE COTTON ITSELF BUT THE FANTASY "
+    "THE HOPES THE DREAMS BUILT AROUND IT",
+    "IF THE READER WILL EXCUSE ME I WILL SAY NOTHING OF MY ANTECEDENTS NOR OF THE CIRCUMSTANCES WHICH LED ME TO "
+    "LEAVE MY NATIVE COUNTRY",
+    "PRINTING IN THE ONLY SENSE WITH WHICH WE ARE AT PRESENT CONCERNED DIFFERS FROM MOST IF NOT FROM ALL THE ARTS "
+    "AND CRAFTS REPRESENTED IN THE EXHIBITION",
+    "THE NARRATIVE WOULD BE TEDIOUS TO HIM AND PAINFUL TO MYSELF SO I SHALL BEGIN WITH THE DAY I FIRST SAW THE SEA",
+    "IN THE BEGINNING GOD CREATED THE HEAVEN AND THE EARTH AND THE EARTH WAS WITHOUT FORM AND VOID",
+)
+# Voices the demo model never heard in training first (its test voices), then any other.
+_PREFERRED = ("pico:en-US", "rhvoice:slt", "espeak-ng:en-gb-x-gbclan+f1", "festival:en1_mbrola", "mbrola:en1")
+
+
+def _real_clips() -> list[Clip] | None:
+    if REAL_DIR is None or not (REAL_DIR / "manifest.tsv").is_file():
+        return None
+    with open(REAL_DIR / "manifest.tsv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return [Clip(REAL_DIR / r["wav"], r["text"], True) for r in rows]
+
+
+def _tts_clips(out: Path) -> list[Clip]:
+    """Speak FALLBACK_TEXTS with the installed TTS voices (16 kHz, 0.3 s of silence either side)."""
+    import soundfile as sf
+
+    from asr.audio import load_audio
+    from asr.data.tts import SynthesisError, installed_voices, synthesize
+
+    voices = installed_voices()
+    if not voices:
+        pytest.skip("no real clips (../shared/real absent) and no text-to-speech voice installed to make speech: "
+                    "run tools/setup.sh (espeak-ng)")
+    by_key = {v.key: v for v in voices}
+    ordered = [by_key[k] for k in _PREFERRED if k in by_key] + [v for v in voices if v.key not in _PREFERRED]
+    clips = []
+    pad = np.zeros(4800, np.float32)
+    for i, text in enumerate(FALLBACK_TEXTS):
+        for voice in ordered[i % len(ordered):] + ordered[: i % len(ordered)]:
+            raw = out / f"raw{i}.wav"
+            try:
+                synthesize(voice, [(text.lower(), raw)], rate=0.9)
+                audio = load_audio(raw)
+            except (SynthesisError, ValueError):
+                continue
+            path = out / f"tts{i}.wav"
+            sf.write(path, np.concatenate([pad, audio, pad]), 16000)
+            clips.append(Clip(path, text, False))
+            break
+    if len(clips) < len(FALLBACK_TEXTS):
+        pytest.skip("no real clips (../shared/real absent) and the installed TTS voices failed to speak")
+    return clips
+
+
+@pytest.fixture(scope="session")
+def speech_clips(tmp_path_factory) -> list[Clip]:
+    """At least six clips of English speech with references: the real recordings in ../shared/real when
+    they are there, otherwise sentences spoken here by the installed TTS voices."""
+    return _real_clips() or _tts_clips(tmp_path_factory.mktemp("tts_clips"))
 
 
 @pytest.fixture(scope="session")

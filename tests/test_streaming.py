@@ -11,16 +11,13 @@ from asr.features import fbank
 from asr.model_dir import load_model
 from asr.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions
 
-from .conftest import REAL_DIR
-
 NO_ENDPOINT = EndpointConfig(EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0))
 
 
-def _clip(i=0):
-    import csv
-
-    rows = list(csv.DictReader(open(REAL_DIR / "manifest.tsv"), delimiter="\t"))
-    return sf.read(REAL_DIR / rows[i]["wav"], dtype="float32")[0]
+@pytest.fixture(scope="module")
+def clip(speech_clips):
+    """``clip(i)``: the samples of speech clip i (16 kHz float32)."""
+    return lambda i=0: sf.read(speech_clips[i].path, dtype="float32")[0]
 
 
 def _feed(rec, stream, audio, rng, rate=16000):
@@ -34,10 +31,10 @@ def _feed(rec, stream, audio, rng, rate=16000):
 
 
 @pytest.mark.parametrize("chunk,left", [(16, 4), (8, -1)])
-def test_stream_equals_chunk_masked_forward(random_model_dir, chunk, left):
+def test_stream_equals_chunk_masked_forward(random_model_dir, clip, chunk, left):
     lm = load_model(random_model_dir)
     rec = Recognizer(lm, StreamingOptions(chunk=chunk, left_chunks=left, endpoint=NO_ENDPOINT))
-    audio = _clip()[: 16000 * 6]
+    audio = clip()[: 16000 * 6]
     s = rec.create_stream()
     _feed(rec, s, audio, np.random.default_rng(0))
     s.input_finished()
@@ -54,10 +51,10 @@ def test_stream_equals_chunk_masked_forward(random_model_dir, chunk, left):
         assert s.state.cache_frames <= left * chunk  # memory bounded
 
 
-def test_batched_streams_equal_single(random_model_dir):
+def test_batched_streams_equal_single(random_model_dir, clip):
     lm = load_model(random_model_dir)
     rec = Recognizer(lm, StreamingOptions(chunk=8, left_chunks=2, endpoint=NO_ENDPOINT))
-    a, b = _clip(0)[: 16000 * 4], _clip(1)[: 16000 * 3]
+    a, b = clip(0)[: 16000 * 4], clip(1)[: 16000 * 3]
     singles = []
     for x in (a, b):
         s = rec.create_stream()
@@ -74,11 +71,11 @@ def test_batched_streams_equal_single(random_model_dir):
         assert torch.allclose(torch.cat(s.lp_chunks), ref, atol=1e-4)
 
 
-def test_resampled_input_is_accepted(random_model_dir):
+def test_resampled_input_is_accepted(random_model_dir, clip):
     import soxr
 
     rec = Recognizer(load_model(random_model_dir), StreamingOptions(endpoint=NO_ENDPOINT))
-    audio = soxr.resample(_clip()[: 16000 * 3], 16000, 44100)
+    audio = soxr.resample(clip()[: 16000 * 3], 16000, 44100)
     s = rec.create_stream()
     _feed(rec, s, audio, np.random.default_rng(1), rate=44100)
     s.input_finished()
@@ -95,12 +92,12 @@ def test_endpoint_rules():
     assert not NO_ENDPOINT.fires(True, 100.0, 100.0)
 
 
-def test_speech_silence_speech_gives_two_segments_with_demo_model():
+def test_speech_silence_speech_gives_two_segments_with_demo_model(clip):
     """The bundled model: two utterances separated by 1.5 s of silence become two committed segments,
     and committed text is never revised."""
     lm = load_model("demo")
     rec = Recognizer(lm, StreamingOptions())
-    a, b = _clip(0), _clip(1)
+    a, b = clip(0), clip(1)
     audio = np.concatenate([a, np.zeros(24000, np.float32), b, np.zeros(16000, np.float32)])
     s = rec.create_stream()
     segments = []

@@ -14,16 +14,13 @@ from typer.testing import CliRunner
 from asr.cli import app
 from asr.transcribe import caption_cues, split_points
 
-from .conftest import REAL_DIR
-
 runner = CliRunner()
 
 
-def _clips(n: int) -> list[Path]:
-    import csv
-
-    rows = list(csv.DictReader(open(REAL_DIR / "manifest.tsv"), delimiter="\t"))
-    return [REAL_DIR / r["wav"] for r in rows[:n]]
+@pytest.fixture(scope="module")
+def clips(speech_clips):
+    """``clips(n)``: paths of the first n speech clips."""
+    return lambda n: [c.path for c in speech_clips[:n]]
 
 
 def test_split_points_cover_audio_and_respect_limit():
@@ -37,11 +34,11 @@ def test_split_points_cover_audio_and_respect_limit():
     assert 16000 * 17 <= parts[0][1] <= 16000 * 17 + 3200  # cut in the pause
 
 
-def test_transcribe_formats_parse_back(random_model_dir, tmp_path):
+def test_transcribe_formats_parse_back(random_model_dir, clips, tmp_path):
     import srt
     import webvtt
 
-    clip = _clips(1)[0]
+    clip = clips(1)[0]
     out = tmp_path / "out"
     r = runner.invoke(app, ["transcribe", str(clip), "--model", str(random_model_dir), "--output-dir", str(out),
                             "--format", "txt", "--format", "json", "--format", "srt", "--format", "vtt",
@@ -64,8 +61,8 @@ def test_transcribe_formats_parse_back(random_model_dir, tmp_path):
     assert starts == sorted(starts) and words[-1]["end"] <= data["duration"] + 0.05
 
 
-def test_bad_file_in_batch_reports_one_line_and_continues(random_model_dir, tmp_path):
-    good = _clips(2)
+def test_bad_file_in_batch_reports_one_line_and_continues(random_model_dir, clips, tmp_path):
+    good = clips(2)
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
     missing = tmp_path / "missing.flac"
@@ -79,8 +76,13 @@ def test_bad_file_in_batch_reports_one_line_and_continues(random_model_dir, tmp_
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{g.stem}.txt" for g in good)
 
 
-def test_long_file_is_split_and_stitched(random_model_dir, tmp_path):
-    audio = np.concatenate([sf.read(p, dtype="float32")[0] for p in _clips(4)])  # ~40 s
+def test_long_file_is_split_and_stitched(random_model_dir, clips, tmp_path):
+    parts, total = [], 0
+    while total < 16000 * 40:  # ~40 s from the clips, repeated if they are short
+        for p in clips(6):
+            parts.append(sf.read(p, dtype="float32")[0])
+            total += len(parts[-1])
+    audio = np.concatenate(parts)
     long = tmp_path / "long.wav"
     sf.write(long, audio, 16000)
     out = tmp_path / "out"
@@ -93,13 +95,13 @@ def test_long_file_is_split_and_stitched(random_model_dir, tmp_path):
     assert words[-1]["end"] > 30 and words[-1]["end"] <= len(audio) / 16000 + 0.05
 
 
-def test_folder_glob_and_list_inputs(random_model_dir, tmp_path):
+def test_folder_glob_and_list_inputs(random_model_dir, clips, tmp_path):
     d = tmp_path / "in"
     d.mkdir()
-    for p in _clips(2):
+    for p in clips(2):
         shutil.copy(p, d / p.name)
     lst = tmp_path / "files.list"
-    lst.write_text("".join(f"utt{i} {p}\n" for i, p in enumerate(_clips(2))))
+    lst.write_text("".join(f"utt{i} {p}\n" for i, p in enumerate(clips(2))))
     for arg in (str(d), str(d / "*.wav"), str(lst)):
         r = runner.invoke(app, ["transcribe", arg, "--model", str(random_model_dir), "--no-progress"])
         assert r.exit_code == 0, r.output
@@ -117,9 +119,9 @@ def test_caption_cues_break_on_length_and_pause():
     assert " ".join(t for _, _, t in cues).split() == [w.word for w in words]
 
 
-def test_eval_with_refs_writes_table_details_and_plot(random_model_dir, tmp_path):
+def test_eval_with_refs_writes_table_details_and_plot(random_model_dir, clips, tmp_path):
     refs = tmp_path / "refs.tsv"
-    rows = ["id\twav\ttext"] + [f"c{i}\t{p}\tSOME REFERENCE TEXT" for i, p in enumerate(_clips(2))]
+    rows = ["id\twav\ttext"] + [f"c{i}\t{p}\tSOME REFERENCE TEXT" for i, p in enumerate(clips(2))]
     refs.write_text("\n".join(rows) + "\n")
     out = tmp_path / "eval"
     r = runner.invoke(app, ["eval", "--model", str(random_model_dir), "--refs", str(refs), "--decoder", "ctc_greedy",
@@ -148,8 +150,8 @@ def test_bench_stream_random_preset():
     assert row["chunk_ms"] == 320 and row["rtf"] > 0 and row["audio_seconds"] >= 3
 
 
-def test_transcribe_plot_draws_png(random_model_dir, tmp_path):
-    clip = _clips(1)[0]
+def test_transcribe_plot_draws_png(random_model_dir, clips, tmp_path):
+    clip = clips(1)[0]
     r = runner.invoke(app, ["transcribe", str(clip), "--model", str(random_model_dir), "--output-dir", str(tmp_path),
                             "--plot", "--no-progress"])
     assert r.exit_code == 0, r.output
