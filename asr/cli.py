@@ -10,6 +10,8 @@ from typing import List, Optional
 
 import typer
 
+from asr.search.options import DEFAULTS, DecodeOptions
+
 app = typer.Typer(
     help="asr: streaming speech recognition toolkit (Conformer encoder; CTC, attention and Mask-CTC decoders).",
     no_args_is_help=True,
@@ -199,15 +201,12 @@ def average_cmd(
     """Average the weights of the last N checkpoints of an experiment."""
     from safetensors.torch import save_file
 
-    from asr.model_dir import averaged_weights
+    from asr.files import atomic_path
+    from asr.train.export import averaged_weights
 
     weights, used = _run(averaged_weights, exp, last)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp))
-    import os
-
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp))
     typer.echo(f"averaged {', '.join(p.name for p in used)} -> {out}")
 
 
@@ -222,7 +221,8 @@ def export_cmd(
 ) -> None:
     """Write a self-describing model directory (config.yaml, model.safetensors, tokenizer, CMVN, model card);
     with --manifests, measure CTC-greedy WER on the given subsets and record it in the model card."""
-    from asr.model_dir import export_model, load_model, write_card_section
+    from asr.model_dir import load_model, write_card_section
+    from asr.train.export import export_model
 
     path = _run(export_model, exp, out, average, half=half)
     typer.echo(f"exported {path}")
@@ -250,10 +250,9 @@ def _load(model: str, device: str = "cpu"):
 
 
 def _decode_options(beam: int, ctc_weight: float, mask_threshold: float, mask_iterations: int, timestamps: bool = True):
-    from asr.decode import DecodeOptions
-
-    return DecodeOptions(beam=beam, ctc_weight=ctc_weight, mask_threshold=mask_threshold,
-                         mask_iterations=mask_iterations, timestamps=timestamps)
+    """The options as given, checked (a bad value is a one-line error)."""
+    return _run(DecodeOptions, beam=beam, ctc_weight=ctc_weight, mask_threshold=mask_threshold,
+                mask_iterations=mask_iterations, timestamps=timestamps)
 
 
 @app.command("transcribe")
@@ -263,10 +262,10 @@ def transcribe_cmd(
     decoder: str = typer.Option("ctc_greedy", "--decoder", help="ctc_greedy, ctc_prefix_beam, attention_beam, joint_ctc_attention, attention_rescoring, mask_ctc."),
     formats: List[str] = typer.Option(["txt"], "--format", help="txt, json, srt, vtt, tsv (repeatable)."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Write ID.FORMAT files here (default: print text to stdout)."),
-    beam: int = typer.Option(10, help="Beam size (beam-search decoders)."),
-    ctc_weight: float = typer.Option(0.7, help="CTC weight in joint_ctc_attention."),
-    mask_threshold: float = typer.Option(0.5, help="Mask-CTC: re-predict tokens with CTC confidence below this."),
-    mask_iterations: int = typer.Option(10, help="Mask-CTC iterations."),
+    beam: int = typer.Option(DEFAULTS.beam, help="Beam size (beam-search decoders)."),
+    ctc_weight: float = typer.Option(DEFAULTS.ctc_weight, help="CTC weight in joint_ctc_attention."),
+    mask_threshold: float = typer.Option(DEFAULTS.mask_threshold, help="Mask-CTC: re-predict tokens with CTC confidence below this."),
+    mask_iterations: int = typer.Option(DEFAULTS.mask_iterations, help="Mask-CTC iterations."),
     batch_seconds: float = typer.Option(60.0, help="Audio seconds per decoding batch."),
     max_segment: float = typer.Option(20.0, help="Long recordings are cut into segments of at most this many seconds."),
     skip_existing: bool = typer.Option(False, help="Skip inputs whose outputs all exist (resume a killed job)."),
@@ -279,13 +278,22 @@ def transcribe_cmd(
     code is 1 if any failed."""
     import torch
 
-    from asr.transcribe import FORMATS, expand_inputs, render, transcribe_files, unique_ids, write_atomic
+    from asr.files import write_atomic
+    from asr.transcribe import FORMATS, expand_inputs, render, transcribe_files, unique_ids
 
     if threads:
         torch.set_num_threads(threads)
     for f in formats:
         if f not in FORMATS:
             _fail(f"unknown format {f!r}; choose from {', '.join(FORMATS)}")
+    if output_dir is not None and output_dir.exists() and not output_dir.is_dir():
+        _fail(f"{output_dir}: --output-dir is a file, not a folder")
+    if not max_segment >= 1.0:
+        _fail(f"--max-segment must be at least 1 second, not {max_segment}")
+    if not batch_seconds > 0:
+        _fail(f"--batch-seconds must be positive, not {batch_seconds}")
+    opts = _decode_options(beam, ctc_weight, mask_threshold, mask_iterations,
+                           timestamps=plot or any(f in ("json", "srt", "vtt", "tsv") for f in formats))
     lm = _load(model, device)
     from asr.decode import available_methods
 
@@ -297,9 +305,8 @@ def transcribe_cmd(
     inputs = unique_ids(inputs)
     if skip_existing and output_dir:
         inputs = [(i, p) for i, p in inputs if not all((output_dir / f"{i}.{f}").is_file() for f in formats)]
-    opts = _decode_options(beam, ctc_weight, mask_threshold, mask_iterations,
-                           timestamps=plot or any(f in ("json", "srt", "vtt", "tsv") for f in formats))
     extra = {"model": str(lm.path), "decoder": decoder}
+    unwritten: list[str] = []
     bar = None
     if progress:
         from tqdm import tqdm
@@ -308,16 +315,29 @@ def transcribe_cmd(
                    bar_format="{desc}: {n:.1f} s audio [{elapsed}] {postfix}")
 
     def on_result(r) -> None:
+        unsaved = False
         if output_dir is None:
             typer.echo(r.text if len(inputs) == 1 else f"{r.id}\t{r.text}")
         else:
             for f in formats:
-                write_atomic(output_dir / f"{r.id}.{f}", render(r, f, extra))
+                target = output_dir / f"{r.id}.{f}"
+                try:
+                    write_atomic(target, render(r, f, extra))
+                except OSError as e:  # one unwritable output: say so, keep its text, go on with the batch
+                    on_error(f"{target}: cannot write ({e.strerror or e}); its text is printed to stdout")
+                    unwritten.append(str(target))
+                    unsaved = True
+        if unsaved:
+            typer.echo(f"{r.id}\t{r.text}")
         if plot:
             from asr.plots import plot_alignment
 
             target = (output_dir or Path(".")) / f"{r.id}.png"
-            plot_alignment(lm, r.path, target)
+            try:
+                plot_alignment(lm, r.path, target)
+            except OSError as e:
+                on_error(f"{target}: cannot write ({e.strerror or e})")
+                unwritten.append(str(target))
 
     def on_error(msg: str) -> None:
         typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
@@ -330,9 +350,11 @@ def transcribe_cmd(
     summary = transcribe_files(lm, inputs, decoder, opts, batch_seconds, max_segment, device, on_result, on_error, on_progress)
     if bar is not None:
         bar.close()
+    failed = len(summary.failed) + len(errors)
     typer.echo(f"{summary.files} file(s), {summary.audio_seconds:.1f} s of audio in {summary.wall_seconds:.1f} s "
-               f"(RTF {summary.rtf:.3f}); {len(summary.failed) + len(errors)} failed", err=True)
-    if summary.failed or errors:
+               f"(RTF {summary.rtf:.3f}); {failed} failed" + (f"; {len(unwritten)} output(s) not written" if unwritten else ""),
+               err=True)
+    if failed or unwritten:
         raise typer.Exit(1)
 
 
@@ -343,10 +365,10 @@ def eval_cmd(
     subset: str = typer.Option("test", help="Subset of --manifests to score."),
     refs: Optional[Path] = typer.Option(None, "--refs", help="Instead of manifests: a TSV 'path<TAB>reference' (or ID/path/reference columns)."),
     decoders: List[str] = typer.Option(["ctc_greedy"], "--decoder", help="Decoders to compare (repeatable; 'all' for every one the model has)."),
-    beam: int = typer.Option(10, help="Beam size."),
-    ctc_weight: float = typer.Option(0.7, help="CTC weight in joint_ctc_attention."),
-    mask_threshold: float = typer.Option(0.5, help="Mask-CTC threshold."),
-    mask_iterations: int = typer.Option(10, help="Mask-CTC iterations."),
+    beam: int = typer.Option(DEFAULTS.beam, help="Beam size."),
+    ctc_weight: float = typer.Option(DEFAULTS.ctc_weight, help="CTC weight in joint_ctc_attention."),
+    mask_threshold: float = typer.Option(DEFAULTS.mask_threshold, help="Mask-CTC threshold."),
+    mask_iterations: int = typer.Option(DEFAULTS.mask_iterations, help="Mask-CTC iterations."),
     limit: int = typer.Option(0, help="Score only the first N utterances (0: all)."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write per-utterance details, results.md/json and a WER-vs-speed plot here."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
@@ -361,11 +383,15 @@ def eval_cmd(
 
     if threads:
         torch.set_num_threads(threads)
+    if limit < 0:
+        _fail(f"--limit must be 0 (all) or a positive number of utterances, not {limit}")
+    opts = _decode_options(beam, ctc_weight, mask_threshold, mask_iterations, timestamps=False)
     lm = _load(model, device)
     methods = available_methods(lm.model) if decoders == ["all"] else decoders
     for m in methods:
         if m not in available_methods(lm.model):
             _fail(f"decoder {m!r} is not available for {lm.path}")
+    errors: list[str] = []
     if refs is not None:
         cuts, errors = _run(load_refs_tsv, refs)
         for e in errors:
@@ -380,9 +406,14 @@ def eval_cmd(
         _fail("give --manifests (and --subset) or --refs")
     if limit:
         cuts = cuts.subset(first=limit)
-    opts = _decode_options(beam, ctc_weight, mask_threshold, mask_iterations, timestamps=False)
-    table = evaluate_and_report(lm, cuts, name, methods, opts, out_dir, device, echo=typer.echo)
+    if len(cuts) == 0:
+        _fail(f"{refs or manifests}: nothing to score ({len(errors)} unusable row(s))")
+    table = _run(evaluate_and_report, lm, cuts, name, methods, opts, out_dir, device, echo=typer.echo)
     typer.echo(table)
+    if errors:
+        typer.secho(f"error: {len(errors)} row(s) could not be scored and are not in these figures", fg=typer.colors.RED,
+                    err=True)
+        raise typer.Exit(1)
 
 
 @app.command("bench")
@@ -391,13 +422,13 @@ def bench_cmd(
     decoders: List[str] = typer.Option(["all"], "--decoder", help="Decoders to time (repeatable; 'all')."),
     seconds: float = typer.Option(20.0, help="Utterance length in seconds."),
     batch: int = typer.Option(1, help="Utterances per batch."),
-    beam: int = typer.Option(10, help="Beam size."),
+    beam: int = typer.Option(DEFAULTS.beam, help="Beam size."),
     output_tokens: int = typer.Option(0, help="Force this many output tokens in AR / Mask-CTC search (0: natural length; random weights need it)."),
     runs: int = typer.Option(5, help="Timed runs per decoder (the median is reported)."),
     threads: int = typer.Option(2, help="CPU threads for torch."),
     vocab_size: int = typer.Option(5000, help="Vocabulary size for a preset with random weights."),
     uncached: bool = typer.Option(True, help="Also time AR beam search recomputing the whole prefix each step."),
-    mask_iterations: int = typer.Option(10, help="Mask-CTC iterations."),
+    mask_iterations: int = typer.Option(DEFAULTS.mask_iterations, help="Mask-CTC iterations."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N."),
 ) -> None:
     """Speed of each decoder: real-time factor of the whole decode (fbank, encoder, search) and of the search
@@ -473,17 +504,28 @@ def live_cmd(
     if serve_flag:
         import asyncio
 
-        from asr.serve import serve
+        from asr.serve import CaptionServer, serve
 
+        # the server's own captions go to --output as they are committed, as in the terminal mode
+        srv = CaptionServer(rec, on_segment=writer.write if writer else None)
         typer.echo(f"serving captions on http://{host}:{port}/ (Ctrl-C to stop)", err=True)
         try:
-            srv = asyncio.run(serve(rec, source, host, port))
+            asyncio.run(serve(rec, source, host, port, server=srv))
         except KeyboardInterrupt:
-            return
+            pass
         except OSError as e:
             _fail(f"cannot serve on {host}:{port}: {e}")
+        finally:
+            srv.stop.set()
+            if srv.worker is not None:
+                srv.worker.join(timeout=10)  # it commits the last segment (and writes it) before it ends
+            if writer:
+                writer.close()
         if stats:
-            typer.echo(json.dumps(srv.stats), err=True)
+            st = srv.server.stream.stats
+            typer.echo(json.dumps({**{k: round(v, 3) if isinstance(v, float) else v for k, v in srv.stats.items()},
+                                   "committed_revisions": st["committed_revisions"],
+                                   "tentative_changes": st["tentative_changes"]}), err=True)
         return
 
     def on_segment(seg) -> None:

@@ -166,10 +166,9 @@ def load_config(path_or_preset: str | os.PathLike, overrides: typing.Sequence[st
 
 def save_config(cfg: Config, path: str | os.PathLike) -> None:
     """Write atomically as YAML."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    os.replace(tmp, path)
+    from asr.files import write_atomic
+
+    write_atomic(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 
 
 def replace(cfg: Any, **changes: Any) -> Any:

@@ -15,24 +15,12 @@ from asr.search.align import Word, encoder_frame_seconds, token_spans, words_fro
 from asr.search.attention import attention_beam, joint_ctc_attention
 from asr.search.ctc import ctc_greedy, ctc_prefix_beam
 from asr.search.mask_ctc import mask_ctc
+from asr.search.options import DEFAULTS, DecodeOptions
 from asr.search.rescoring import attention_rescoring
 from asr.search.result import Hypothesis
 
 METHODS = ("ctc_greedy", "ctc_prefix_beam", "attention_beam", "joint_ctc_attention", "attention_rescoring", "mask_ctc")
 AUTOREGRESSIVE = ("attention_beam", "joint_ctc_attention", "attention_rescoring")
-
-
-@dataclass(frozen=True)
-class DecodeOptions:
-    beam: int = 10
-    ctc_weight: float = 0.7  # joint_ctc_attention: weight of the CTC prefix score (best of 0.5/0.7/0.9 on dev for the demo model)
-    rescore_ctc_weight: float = 0.5  # attention_rescoring: weight of the CTC score
-    reverse_weight: float = 0.3  # attention_rescoring with a right-to-left decoder
-    length_norm: float = 1.0  # AR beam: final score / length ** length_norm
-    mask_threshold: float = 0.5  # mask_ctc: tokens with CTC confidence below this are re-predicted
-    mask_iterations: int = 10
-    timestamps: bool = True
-    fixed_len: int = 0  # benchmarks on random weights: force this many output tokens (AR, Mask-CTC)
 
 
 @dataclass(frozen=True)

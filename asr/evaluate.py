@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from asr.data.batching import fbank_batch, make_sampler
 from asr.decode import DecodeOptions, decode_features
 from asr.features import fbank
 from asr.metrics import ErrorRate, cer, wer
@@ -45,18 +46,14 @@ def ctc_greedy_texts(model, tokenizer, feats: torch.Tensor, feat_lens: torch.Ten
 def evaluate_cuts(lm: "LoadedModel", cuts, method: str = "ctc_greedy", opts: DecodeOptions = DecodeOptions(),
                   max_duration: float = 120.0, device: str = "cpu") -> EvalResult:
     """Decode every cut (full context) with ``method`` and score against its supervision text."""
-    from asr.train.dataset import make_sampler
-
     opts = DecodeOptions(**{**opts.__dict__, "timestamps": False})
     rows, audio, spent = [], 0.0, 0.0
     with torch.inference_mode():
         for batch_cuts in make_sampler(cuts, max_duration, 1, False, 0):
             wavs = [c.load_audio()[0] for c in batch_cuts]
             t0 = time.perf_counter()
-            feats = [fbank(w) for w in wavs]
-            lens = torch.tensor([f.shape[0] for f in feats])
-            padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True).to(device)
-            hyps = decode_features(lm.model, lm.tokenizer, padded, lens.to(device), method, opts)
+            padded, lens = fbank_batch([fbank(w) for w in wavs])
+            hyps = decode_features(lm.model, lm.tokenizer, padded.to(device), lens.to(device), method, opts)
             spent += time.perf_counter() - t0
             audio += sum(c.duration for c in batch_cuts)
             rows += [(c.id, normalize_text(" ".join(s.text for s in c.supervisions)), h.text)

@@ -99,10 +99,9 @@ class GlobalCMVN:
         return (feats - self.mean) / self.std
 
     def save(self, path: str | os.PathLike) -> None:
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps({"mean": self.mean.tolist(), "std": self.std.tolist(), "frames": self.frames}) + "\n")
-        os.replace(tmp, path)
+        from asr.files import write_atomic
+
+        write_atomic(path, json.dumps({"mean": self.mean.tolist(), "std": self.std.tolist(), "frames": self.frames}) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "GlobalCMVN":

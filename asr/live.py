@@ -22,7 +22,7 @@ import numpy as np
 
 from asr.audio import SAMPLE_RATE
 from asr.streaming import Recognizer, Segment
-from asr.transcribe import timestamp
+from asr.captions import VTT_HEADER, srt_cue, vtt_cue
 
 
 # ------------------------------------------------------------------------------------- sources
@@ -93,7 +93,7 @@ class TranscriptWriter:
         self.f = open(self.path, "w", encoding="utf-8")
         self.n = 0
         if self.fmt == "vtt":
-            self.f.write("WEBVTT\n\n")
+            self.f.write(VTT_HEADER)
             self.f.flush()
 
     def write(self, seg: Segment) -> None:
@@ -104,9 +104,9 @@ class TranscriptWriter:
             self.f.write(json.dumps({"start": round(seg.start, 3), "end": round(seg.end, 3), "text": seg.text,
                                      "words": [w.as_dict() for w in seg.words]}, ensure_ascii=False) + "\n")
         elif self.fmt == "srt":
-            self.f.write(f"{self.n}\n{timestamp(seg.start, ',')} --> {timestamp(seg.end, ',')}\n{seg.text}\n\n")
+            self.f.write(srt_cue(self.n, (seg.start, seg.end, seg.text)))
         else:
-            self.f.write(f"{timestamp(seg.start, '.')} --> {timestamp(seg.end, '.')}\n{seg.text}\n\n")
+            self.f.write(vtt_cue((seg.start, seg.end, seg.text)))
         self.f.flush()
 
     def close(self) -> None:

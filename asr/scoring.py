@@ -10,6 +10,7 @@ from typing import Callable
 
 from asr.decode import DecodeOptions
 from asr.evaluate import EvalResult, evaluate_cuts
+from asr.files import write_atomic
 
 
 def load_refs_tsv(path: str | os.PathLike):
@@ -23,10 +24,11 @@ def load_refs_tsv(path: str | os.PathLike):
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such file")
-    rows = [r for r in csv.reader(p.read_text(encoding="utf-8").splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE) if r]
+    rows = [(i, r) for i, r in enumerate(csv.reader(p.read_text(encoding="utf-8", errors="replace").splitlines(),
+                                                      delimiter="\t", quoting=csv.QUOTE_NONE), 1) if r]
     if not rows:
         raise ValueError(f"{p}: empty reference file")
-    head = [h.strip().lower() for h in rows[0]]
+    head = [h.strip().lower() for h in rows[0][1]]
     cols = None
     for pc in ("wav", "path", "audio"):
         for tc in ("text", "reference", "ref"):
@@ -38,15 +40,19 @@ def load_refs_tsv(path: str | os.PathLike):
     if cols:
         rows = rows[1:]
     cuts, errors = [], []
-    for n, r in enumerate(rows):
+    for n, r in rows:
         if cols:
+            if len(r) <= max(c for c in cols if c is not None):
+                errors.append(f"{p}:{n}: expected {len(head)} tab-separated columns, found {len(r)}")
+                continue
             rid, ap, text = (r[cols[0]] if cols[0] is not None else None), r[cols[1]], r[cols[2]]
         elif len(r) == 2:
             rid, ap, text = None, r[0], r[1]
         elif len(r) >= 3:
             rid, ap, text = r[0], r[1], r[2]
         else:
-            raise ValueError(f"{p}:{n + 1}: expected PATH<TAB>TEXT or ID<TAB>PATH<TAB>TEXT")
+            errors.append(f"{p}:{n}: expected PATH<TAB>TEXT or ID<TAB>PATH<TAB>TEXT")
+            continue
         audio = Path(ap) if Path(ap).is_absolute() else p.parent / ap
         try:
             load_audio(audio)  # the toolkit's checks and one-line error
@@ -102,13 +108,10 @@ def evaluate_and_report(lm, cuts, name: str, methods: list[str], opts: DecodeOpt
         if echo:
             echo(f"{name} {m}: WER {r.wer}  CER {100 * r.cer.rate:.2f}%  RTF {r.rtf:.4f}")
         if out_dir:
-            from asr.transcribe import write_atomic
-
             write_atomic(Path(out_dir) / f"{name}_{m}.details.txt", details(r))
     table = results_table(name, results)
     if out_dir:
         from asr.plots import plot_wer_vs_rtf
-        from asr.transcribe import write_atomic
 
         out = Path(out_dir)
         write_atomic(out / f"{name}.results.md", table + "\n")

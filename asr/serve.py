@@ -1,86 +1,146 @@
 """`asr live --serve`: an HTTP + WebSocket caption server.
 
-* ``GET /``: the caption page (large text, usable as a streaming overlay). It shows the server's own
-  captions (its microphone, or a recording given with ``--input``) and can send the browser's microphone.
+* ``GET /`` (any query string, e.g. ``/?overlay``): the caption page (large text, usable as a streaming
+  overlay). It shows the server's own captions (its microphone, or a recording given with ``--input``)
+  and can send the browser's microphone.
 * ``/ws/captions``: JSON caption updates of the server's source, ``{"committed", "tentative"}``.
-* ``/ws/audio``: a client's own audio. First a text message ``{"sample_rate": N}``, then binary frames of
-  little-endian int16 mono PCM (at most ``MAX_FRAME_BYTES`` each); the replies are that stream's captions.
-  A malformed or oversized frame closes that connection only (code 1003 / 1009).
+* ``/ws/audio``: a client's own audio. First a text message ``{"sample_rate": N}`` (within
+  ``FIRST_MESSAGE_SECONDS``), then binary frames of little-endian int16 mono PCM (at most
+  ``MAX_FRAME_BYTES`` each); the replies are that stream's captions. A malformed or oversized frame
+  closes only that connection (code 1003 / 1009).
 
 All streams (the server's and every client's) are decoded together in batches by one worker thread.
+The event loop never waits for the decoder: handlers only queue audio. Each round of the worker
+moves at most one chunk of queued audio into each stream and decodes every ready stream one chunk,
+so a client that sends faster than real time advances one chunk per round like everyone else (its
+backlog makes its handler wait, which slows its socket down) instead of delaying the others.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
+import logging
 import threading
 import time
 from http import HTTPStatus
 from pathlib import Path
+from typing import Callable
+from urllib.parse import urlsplit
 
 import numpy as np
 
-from asr.streaming import Recognizer, Stream
+from asr.streaming import Recognizer, Segment, Stream
 
 MAX_FRAME_BYTES = 64000  # 2 s of 16 kHz int16 audio per message at most
 MAX_RATE = 192000
+MAX_BACKLOG_SECONDS = 8.0  # queued, undecoded audio per client before its handler stops reading
+FIRST_MESSAGE_SECONDS = 10.0  # a client must say its sample rate within this time
 PAGE = Path(__file__).parent / "web" / "captions.html"
+log = logging.getLogger(__name__)
 
 
-class _Client:
-    def __init__(self, stream: Stream, send):
+class _Source:
+    """One stream and the audio queued for it: ``(rate, samples)`` blocks, ``None`` when input ended."""
+
+    def __init__(self, stream: Stream, send=None):
         self.stream, self.send = stream, send
-        self.last = None
+        self.inbox: collections.deque = collections.deque()  # appended by handlers, popped by the worker
+        self.queued = 0.0  # seconds of audio in the inbox (approximate across threads; used for backpressure)
+        self.last = None  # the last payload sent
+
+    def put(self, rate: int, samples: np.ndarray | None) -> None:
+        if samples is not None:
+            self.queued += len(samples) / rate
+        self.inbox.append((rate, samples))
+
+    def pull_one_chunk(self, rec: Recognizer) -> None:
+        """Move queued audio into the stream until it holds one chunk to decode (or the queue is empty)."""
+        while self.inbox and not rec.is_ready(self.stream):
+            rate, samples = self.inbox.popleft()
+            if samples is None:
+                self.stream.input_finished()
+            else:
+                self.queued -= len(samples) / rate
+                self.stream.accept_waveform(rate, samples)
 
 
 class CaptionServer:
-    """Holds the streams; a worker thread decodes every ready stream in one batch, then pushes updates."""
+    """Holds the streams; :meth:`step` decodes one round, :meth:`decode_forever` runs rounds in a thread."""
 
-    def __init__(self, recognizer: Recognizer, tick: float = 0.05):
+    def __init__(self, recognizer: Recognizer, tick: float = 0.02,
+                 on_segment: Callable[[Segment], None] | None = None):
         self.rec = recognizer
         self.tick = tick
-        self.lock = threading.Lock()
-        self.clients: set[_Client] = set()
-        self.server_stream = recognizer.create_stream()
+        self.on_segment = on_segment  # the server stream's committed segments (e.g. a transcript file)
+        self.members = threading.Lock()  # guards the client set only; never held while decoding
+        self.clients: set[_Source] = set()
+        self.server = _Source(recognizer.create_stream())
         self.viewers: set = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stop = threading.Event()
         self.last_server = None
-        self.stats = {"batches": 0, "max_batch": 0, "rejected": 0}
+        self.worker: threading.Thread | None = None
+        self.stats = {"batches": 0, "max_batch": 0, "rejected": 0, "timeouts": 0, "disconnects": 0,
+                      "server_segments": 0, "server_audio_seconds": 0.0, "decode_seconds": 0.0}
 
     # -- the decode worker (a thread: the event loop stays free for sockets)
-    def decode_forever(self) -> None:
-        while not self.stop.is_set():
-            with self.lock:
-                streams = [self.server_stream] + [c.stream for c in self.clients]
-                ready = [s for s in streams if self.rec.is_ready(s)]
-                if ready:
-                    self.rec.decode(ready)
-                    self.stats["batches"] += 1
-                    self.stats["max_batch"] = max(self.stats["max_batch"], len(ready))
-                    for s in ready:
-                        if s.is_endpoint or (s.finished and not self.rec.is_ready(s)):
-                            self.rec.finalize(s)
-                updates = [(c, self._payload(c.stream)) for c in list(self.clients)]
-                server = self._payload(self.server_stream)
-            for c, p in updates:
-                if p != c.last:
-                    c.last = p
-                    self._send(c.send, p)
-            if server != self.last_server:
-                self.last_server = server
-                for v in list(self.viewers):
-                    self._send(v.send, server)
-            if not ready:
-                time.sleep(self.tick)
+    def step(self) -> bool:
+        """One round: at most one chunk of new audio into each stream, one batched decode of every ready
+        stream, endpoints finalized, caption updates sent. Returns whether anything was decoded."""
+        with self.members:
+            sources = [self.server, *self.clients]
+        for src in sources:
+            src.pull_one_chunk(self.rec)
+        ready = [src for src in sources if self.rec.is_ready(src.stream)]
+        if ready:
+            t0 = time.perf_counter()
+            self.rec.decode([src.stream for src in ready])
+            self.stats["batches"] += 1
+            self.stats["max_batch"] = max(self.stats["max_batch"], len(ready))
+            for src in ready:
+                s = src.stream
+                if s.is_endpoint or (s.finished and not self.rec.is_ready(s)):
+                    seg = self.rec.finalize(s)
+                    if seg is not None and src is self.server:
+                        self.stats["server_segments"] += 1
+                        if self.on_segment:
+                            self.on_segment(seg)
+            self.stats["decode_seconds"] += time.perf_counter() - t0
+        self.stats["server_audio_seconds"] = self.server.stream.seconds
+        for src in sources:
+            if src is self.server:
+                continue
+            p = _payload(src.stream)
+            if p != src.last:
+                src.last = p
+                self._send(src.send, p)
+        server = _payload(self.server.stream)
+        if server != self.last_server:
+            self.last_server = server
+            for v in list(self.viewers):
+                self._send(v.send, server)
+        return bool(ready)
 
-    @staticmethod
-    def _payload(s: Stream) -> str:
-        return json.dumps({"committed": s.result.committed, "tentative": s.result.tentative})
+    def decode_forever(self) -> None:
+        """Run rounds until :attr:`stop` is set; then commit what the server stream still holds."""
+        while not self.stop.is_set():
+            try:
+                busy = self.step()
+            except Exception:  # noqa: BLE001 - the worker must outlive one bad round; say what happened
+                log.exception("caption worker: a decoding round failed")
+                busy = False
+            if not busy:
+                time.sleep(self.tick)
+        seg = self.rec.finalize(self.server.stream)  # the last segment is kept, as in the terminal
+        if seg is not None:
+            self.stats["server_segments"] += 1
+            if self.on_segment:
+                self.on_segment(seg)
 
     def _send(self, send, text: str) -> None:
-        if self.loop is not None:
+        if self.loop is not None and send is not None:
             asyncio.run_coroutine_threadsafe(_safe_send(send, text), self.loop)
 
     # -- the server's own source
@@ -88,47 +148,50 @@ class CaptionServer:
         for rate, block in source:
             if self.stop.is_set():
                 break
-            with self.lock:
-                self.server_stream.accept_waveform(rate, block)
-        with self.lock:
-            self.server_stream.input_finished()
+            self.server.put(rate, block)
+        self.server.put(0, None)
 
     # -- websocket handlers
     async def handler(self, ws) -> None:
-        path = ws.request.path
-        if path == "/ws/captions":
-            self.viewers.add(ws)
-            try:
-                await ws.send(self.last_server or self._payload(self.server_stream))
-                async for _ in ws:  # viewers send nothing; wait for them to leave
-                    pass
-            finally:
-                self.viewers.discard(ws)
-        elif path == "/ws/audio":
-            await self._audio_client(ws)
-        else:
-            await ws.close(1008, "unknown path")
+        from websockets.exceptions import ConnectionClosed
+
+        path = urlsplit(ws.request.path).path
+        try:
+            if path == "/ws/captions":
+                self.viewers.add(ws)
+                try:
+                    await ws.send(self.last_server or _payload(self.server.stream))
+                    async for _ in ws:  # viewers send nothing; wait for them to leave
+                        pass
+                finally:
+                    self.viewers.discard(ws)
+            elif path == "/ws/audio":
+                await self._audio_client(ws)
+            else:
+                await ws.close(1008, "unknown path")
+        except ConnectionClosed:  # a client that vanished mid-message: nothing to report
+            self.stats["disconnects"] += 1
 
     async def _audio_client(self, ws) -> None:
         try:
-            first = await ws.recv()
-            cfg = json.loads(first) if isinstance(first, str) else None
-            rate = int(cfg["sample_rate"]) if isinstance(cfg, dict) else 0
-        except (ValueError, KeyError, TypeError):
-            rate = 0
-        if not 8000 <= rate <= MAX_RATE:
-            self.stats["rejected"] += 1
-            await ws.close(1003, 'first message must be {"sample_rate": N} with 8000 <= N <= 192000')
+            first = await asyncio.wait_for(ws.recv(), FIRST_MESSAGE_SECONDS)
+        except (asyncio.TimeoutError, TimeoutError):
+            self.stats["timeouts"] += 1
+            await ws.close(1008, f'no {{"sample_rate": N}} message within {FIRST_MESSAGE_SECONDS:.0f} s')
             return
-        client = _Client(self.rec.create_stream(), ws.send)
-        with self.lock:
+        rate = _sample_rate(first)
+        if rate is None:
+            self.stats["rejected"] += 1
+            await ws.close(1003, f'first message must be {{"sample_rate": N}} with 8000 <= N <= {MAX_RATE}')
+            return
+        client = _Source(self.rec.create_stream(), ws.send)
+        with self.members:
             self.clients.add(client)
         try:
             async for msg in ws:
                 if isinstance(msg, str):
                     if msg == "end":
-                        with self.lock:
-                            client.stream.input_finished()
+                        client.put(rate, None)
                         continue
                     self.stats["rejected"] += 1
                     await ws.close(1003, "expected binary int16 PCM frames")
@@ -138,12 +201,30 @@ class CaptionServer:
                     await ws.close(1009 if len(msg) > MAX_FRAME_BYTES else 1003,
                                    f"frames must be int16 PCM of at most {MAX_FRAME_BYTES} bytes")
                     return
-                samples = np.frombuffer(msg, dtype="<i2")
-                with self.lock:
-                    client.stream.accept_waveform(rate, samples)
+                client.put(rate, np.frombuffer(msg, dtype="<i2"))
+                while client.queued > MAX_BACKLOG_SECONDS and not self.stop.is_set():
+                    await asyncio.sleep(0.05)  # backpressure: stop reading a client that is far ahead
         finally:
-            with self.lock:
+            with self.members:
                 self.clients.discard(client)
+
+
+def _sample_rate(message) -> int | None:
+    """The rate of a ``{"sample_rate": N}`` message, or None when it is not one (or out of range)."""
+    if not isinstance(message, str):
+        return None
+    try:
+        cfg = json.loads(message)
+        rate = cfg["sample_rate"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 8000 <= rate <= MAX_RATE:
+        return None  # NaN, inf and 1e400 fail the range check
+    return int(rate) if float(rate).is_integer() else None
+
+
+def _payload(s: Stream) -> str:
+    return json.dumps({"committed": s.result.committed, "tentative": s.result.tentative})
 
 
 async def _safe_send(send, text: str) -> None:
@@ -154,34 +235,35 @@ async def _safe_send(send, text: str) -> None:
 
 
 def _process_request(connection, request):
-    """Serve the page for plain HTTP GETs; let WebSocket upgrades through."""
-    if request.path in ("/", "/index.html"):
+    """Serve the page for plain HTTP GETs (whatever the query string); let WebSocket upgrades through."""
+    path = urlsplit(request.path).path
+    if path in ("/", "/index.html"):
         resp = connection.respond(HTTPStatus.OK, PAGE.read_text(encoding="utf-8"))
         del resp.headers["Content-Type"]
         resp.headers["Content-Type"] = "text/html; charset=utf-8"
         return resp
-    if request.path == "/healthz":
+    if path == "/healthz":
         return connection.respond(HTTPStatus.OK, "ok\n")
-    if not request.path.startswith("/ws/"):
+    if not path.startswith("/ws/"):
         return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
     return None
 
 
 async def serve(recognizer: Recognizer, source, host: str = "127.0.0.1", port: int = 8765,
-                ready: threading.Event | None = None, stop: threading.Event | None = None) -> CaptionServer:
-    """Run until ``stop`` is set (or the task is cancelled). ``source``: the server's audio (or None)."""
+                ready: threading.Event | None = None, stop: threading.Event | None = None,
+                server: CaptionServer | None = None) -> CaptionServer:
+    """Run until ``stop`` is set (or the task is cancelled). ``source``: the server's audio (or None).
+    ``server``: a :class:`CaptionServer` made by the caller (to keep its stats after Ctrl-C)."""
     from websockets.asyncio.server import serve as ws_serve
 
-    srv = CaptionServer(recognizer)
+    srv = server or CaptionServer(recognizer)
     srv.loop = asyncio.get_running_loop()
     if stop is not None:
         srv.stop = stop
-    worker = threading.Thread(target=srv.decode_forever, daemon=True)
-    worker.start()
-    feeder = None
+    srv.worker = threading.Thread(target=srv.decode_forever, daemon=True)
+    srv.worker.start()
     if source is not None:
-        feeder = threading.Thread(target=srv.feed_server, args=(source,), daemon=True)
-        feeder.start()
+        threading.Thread(target=srv.feed_server, args=(source,), daemon=True).start()
     async with ws_serve(srv.handler, host, port, process_request=_process_request, max_size=MAX_FRAME_BYTES + 1024):
         if ready is not None:
             ready.set()
@@ -190,5 +272,5 @@ async def serve(recognizer: Recognizer, source, host: str = "127.0.0.1", port: i
                 await asyncio.sleep(0.1)
         finally:
             srv.stop.set()
-    worker.join(timeout=5)
+    srv.worker.join(timeout=5)
     return srv

@@ -29,6 +29,7 @@ from asr.audio import SAMPLE_RATE
 from asr.features import StreamingFbank
 from asr.search.align import Word, encoder_frame_seconds, token_spans, words_from_tokens
 from asr.search.ctc import PrefixBeam
+from asr.search.options import DEFAULTS, DecodeOptions
 from asr.state import EncoderState
 from asr.text import BLANK_ID
 
@@ -67,8 +68,18 @@ class StreamingOptions:
     left_chunks: int = 4  # attention context in chunks (< 0: everything since the segment began)
     beam: int = 4  # CTC prefix beam for partial results
     final: str = "attention_rescoring"  # second pass at an endpoint: attention_rescoring, mask_ctc or none
-    final_beam: int = 8
+    final_beam: int = 8  # n-best size of the attention-rescoring second pass
     endpoint: EndpointConfig = EndpointConfig()
+    decode: DecodeOptions = DEFAULTS  # the second pass's other settings (the same defaults as offline decoding)
+
+    def __post_init__(self) -> None:
+        if self.final not in FINAL_PASSES:
+            raise ValueError(f"unknown second pass {self.final!r}; choose from {', '.join(FINAL_PASSES)}")
+        if self.chunk < 1 or self.beam < 1 or self.final_beam < 1:
+            raise ValueError("chunk, beam and final_beam must be at least 1")
+
+
+FINAL_PASSES = ("attention_rescoring", "mask_ctc", "none")
 
 
 @dataclass
@@ -255,11 +266,14 @@ class Recognizer:
             if tokens and final == "attention_rescoring":
                 from asr.search.rescoring import attention_rescoring
 
-                tokens = list(attention_rescoring(self.model, enc, lens, self.options.final_beam)[0][0].tokens)
+                d = self.options.decode
+                tokens = list(attention_rescoring(self.model, enc, lens, self.options.final_beam, d.rescore_ctc_weight,
+                                                  d.reverse_weight)[0][0].tokens)
             elif tokens and final == "mask_ctc":
                 from asr.search.mask_ctc import mask_ctc
 
-                tokens = list(mask_ctc(self.model, enc, lens)[0][0].tokens)
+                d = self.options.decode
+                tokens = list(mask_ctc(self.model, enc, lens, d.mask_threshold, d.mask_iterations)[0][0].tokens)
             if tokens and self.tokenizer.decode(tokens).strip():  # word separators alone are no segment
                 spans = token_spans(lp, tokens)
                 words = words_from_tokens(self.tokenizer, tokens, spans, self.frame_seconds, s.seg_start)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import glob
 import json
-import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +19,8 @@ import numpy as np
 import torch
 
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
+from asr.captions import caption_cues, srt, vtt
+from asr.data.batching import fbank_batch
 from asr.decode import DecodeOptions, Transcript, decode_features
 from asr.features import fbank
 from asr.search.align import Word
@@ -28,36 +30,72 @@ FORMATS = ("txt", "json", "srt", "vtt", "tsv")
 
 
 # ---------------------------------------------------------------------------------------- inputs
+def output_id(raw: str) -> str | None:
+    """An input id as a safe output file stem, or None when it names a place outside the output folder
+    (absolute, or with a ``..`` component). Path separators and other unsafe characters become ``_``."""
+    raw = raw.strip()
+    if not raw or raw.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", raw) or ".." in re.split(r"[/\\]", raw):
+        return None
+    safe = _UNSAFE.sub("_", raw)
+    return None if safe.strip(".") == "" else safe
+
+
+_UNSAFE = re.compile(r"[^\w.+,=@-]")
+
+
 def expand_inputs(items: Iterable[str]) -> tuple[list[tuple[str, Path]], list[str]]:
     """Files, folders (searched recursively for audio), globs and manifests -> ``[(id, path)]`` plus
-    one-line errors for inputs that match nothing. Manifests: lhotse recordings/cuts ``.jsonl(.gz)``, or a
-    ``.list``/``.scp`` file with ``PATH`` or ``ID PATH`` per line."""
+    one-line errors for inputs that match nothing or cannot be used. Manifests: lhotse recordings/cuts
+    ``.jsonl(.gz)``, or a ``.list``/``.scp`` file with ``PATH`` or ``ID PATH`` per line. Ids become output
+    file names: they are made safe with :func:`output_id`, and one that would escape the output folder is
+    refused with an error."""
     out: list[tuple[str, Path]] = []
     errors: list[str] = []
+
+    def add(fid: str, path: Path, where: str) -> None:
+        safe = output_id(fid)
+        if safe is None:
+            errors.append(f"{where}: id {fid!r} would write outside the output folder (absolute or '..'); skipped")
+        else:
+            out.append((safe, path))
+
     for item in items:
         p = Path(item)
         if p.is_dir():
             files = sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_EXTENSIONS and f.is_file())
             if not files:
                 errors.append(f"{item}: no audio files in this folder")
-            out += [(f.stem, f) for f in files]
+            for f in files:
+                add(f.stem, f, str(f))
         elif p.name.endswith((".jsonl", ".jsonl.gz")) and p.is_file():
-            out += _from_lhotse(p)
+            try:
+                entries = _from_lhotse(p)
+            except Exception as e:  # noqa: BLE001 - any unreadable manifest is one line, the rest go on
+                errors.append(f"{item}: not a readable lhotse manifest ({type(e).__name__}: {_first_line(e)})")
+                continue
+            for fid, path in entries:
+                add(fid, path, str(item))
         elif p.suffix in (".list", ".scp") and p.is_file():
-            for line in p.read_text().splitlines():
+            for n, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
                 parts = line.split(maxsplit=1)
                 if len(parts) == 1:
-                    out.append((Path(parts[0]).stem, Path(parts[0])))
+                    add(Path(parts[0]).stem, Path(parts[0]), f"{item}:{n}")
                 elif parts:
-                    out.append((parts[0], Path(parts[1])))
+                    add(parts[0], Path(parts[1].strip()), f"{item}:{n}")
         elif any(c in item for c in "*?[") and not p.exists():
             files = sorted(Path(f) for f in glob.glob(item, recursive=True) if Path(f).is_file())
             if not files:
                 errors.append(f"{item}: no file matches this pattern")
-            out += [(f.stem, f) for f in files]
+            for f in files:
+                add(f.stem, f, str(f))
         else:
-            out.append((p.stem, p))  # a missing file is reported when it is read
+            add(p.stem, p, item)  # a missing file is reported when it is read
     return out, errors
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:200] if lines else ""
 
 
 def _from_lhotse(path: Path) -> list[tuple[str, Path]]:
@@ -74,19 +112,22 @@ def _from_lhotse(path: Path) -> list[tuple[str, Path]]:
 
 # ---------------------------------------------------------------------------------------- segmentation
 def split_points(audio: np.ndarray, max_segment: float = 20.0, search: float = 4.0) -> list[tuple[int, int]]:
-    """Cut ``audio`` into ``[(start, end)]`` sample ranges of at most ``max_segment`` seconds, each cut at
-    the quietest 100 ms within the last ``search`` seconds before the limit."""
+    """Cut ``audio`` into ``[(start, end)]`` sample ranges of at most ``max_segment`` seconds (at least 1),
+    each cut at the quietest 100 ms within the last ``search`` seconds (at most half a segment) before
+    the limit."""
+    if not max_segment >= 1.0:
+        raise ValueError(f"the maximum segment length must be at least 1 second, not {max_segment}")
     n = len(audio)
     limit = int(max_segment * SAMPLE_RATE)
     if n <= limit:
         return [(0, n)]
     win = SAMPLE_RATE // 10
+    span = min(int(search * SAMPLE_RATE), limit // 2) // win * win  # whole windows, inside the segment
     out, start = [], 0
     while n - start > limit:
-        lo = start + limit - int(search * SAMPLE_RATE)
-        seg = audio[lo: start + limit]
-        k = len(seg) // win
-        energy = (seg[: k * win].reshape(k, win).astype(np.float64) ** 2).mean(1)
+        lo = start + limit - span
+        k = span // win
+        energy = (audio[lo: lo + k * win].reshape(k, win).astype(np.float64) ** 2).mean(1)
         cut = lo + int(energy.argmin()) * win + win // 2
         out.append((start, cut))
         start = cut
@@ -108,31 +149,6 @@ class FileResult:
                 "words": [w.as_dict() for w in self.words], **(extra or {})}
 
 
-def timestamp(seconds: float, sep: str) -> str:
-    """``HH:MM:SS<sep>mmm`` (sep ',' for SRT, '.' for WebVTT)."""
-    ms = int(round(seconds * 1000))
-    h, ms = divmod(ms, 3_600_000)
-    m, ms = divmod(ms, 60_000)
-    s, ms = divmod(ms, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
-
-
-def caption_cues(words: list[Word], max_chars: int = 42, max_seconds: float = 5.0, gap: float = 1.0) -> list[tuple[float, float, str]]:
-    """Group words into caption cues: a new cue when the line would pass ``max_chars`` or ``max_seconds``,
-    or after a pause longer than ``gap``."""
-    cues: list[tuple[float, float, str]] = []
-    cur: list[Word] = []
-    for w in words:
-        if cur and (len(" ".join(x.word for x in cur + [w])) > max_chars or w.end - cur[0].start > max_seconds
-                    or w.start - cur[-1].end > gap):
-            cues.append((cur[0].start, cur[-1].end, " ".join(x.word for x in cur)))
-            cur = []
-        cur.append(w)
-    if cur:
-        cues.append((cur[0].start, cur[-1].end, " ".join(x.word for x in cur)))
-    return cues
-
-
 def render(result: FileResult, fmt: str, extra: dict | None = None) -> str:
     if fmt == "txt":
         return result.text + "\n"
@@ -142,19 +158,11 @@ def render(result: FileResult, fmt: str, extra: dict | None = None) -> str:
         rows = ["start\tend\tword\tconfidence"]
         rows += [f"{int(round(w.start * 1000))}\t{int(round(w.end * 1000))}\t{w.word}\t{w.confidence:.3f}" for w in result.words]
         return "\n".join(rows) + "\n"
-    cues = caption_cues(result.words)
     if fmt == "srt":
-        return "".join(f"{i}\n{timestamp(a, ',')} --> {timestamp(b, ',')}\n{t}\n\n" for i, (a, b, t) in enumerate(cues, 1))
+        return srt(caption_cues(result.words))
     if fmt == "vtt":
-        return "WEBVTT\n\n" + "".join(f"{timestamp(a, '.')} --> {timestamp(b, '.')}\n{t}\n\n" for a, b, t in cues)
+        return vtt(caption_cues(result.words))
     raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------- the job
@@ -187,6 +195,7 @@ def transcribe_files(lm, inputs: list[tuple[str, Path]], method: str = "ctc_gree
     """Decode every input; ``on_result`` gets each finished file, ``on_error`` each one-line failure,
     ``on_progress(audio_seconds_done, wall_seconds)`` follows the batches."""
     t0 = time.perf_counter()
+    min_frames = lm.model.encoder.subsampling.receptive_field
     failed: list[str] = []
     done_audio = 0.0
     queue: list[tuple[_Pending, int, np.ndarray]] = []  # (file, segment index, samples)
@@ -198,14 +207,14 @@ def transcribe_files(lm, inputs: list[tuple[str, Path]], method: str = "ctc_gree
         if not queue:
             return
         feats = [fbank(seg) for _, _, seg in queue]
-        lens = torch.tensor([f.shape[0] for f in feats])
-        ok = [i for i, n in enumerate(lens.tolist()) if n >= 8]  # too short for the encoder -> empty text
+        # shorter than the encoder front end's receptive field: no encoder frame at all -> empty text
+        ok = [i for i, f in enumerate(feats) if f.shape[0] >= min_frames]
         results: dict[int, Transcript] = {i: Transcript("", (), 0.0) for i in range(len(queue))}
         if ok:
-            padded = torch.nn.utils.rnn.pad_sequence([feats[i] for i in ok], batch_first=True).to(device)
+            padded, lens = fbank_batch([feats[i] for i in ok])
             offs = [queue[i][0].offsets[queue[i][1]] for i in ok]
             with torch.inference_mode():
-                outs = decode_features(lm.model, lm.tokenizer, padded, lens[ok].to(device), method, opts, offs)
+                outs = decode_features(lm.model, lm.tokenizer, padded.to(device), lens.to(device), method, opts, offs)
             results.update(dict(zip(ok, outs)))
         for i, (pend, k, seg) in enumerate(queue):
             pend.parts[k] = results[i]
@@ -241,15 +250,20 @@ def transcribe_files(lm, inputs: list[tuple[str, Path]], method: str = "ctc_gree
 
 
 def unique_ids(inputs: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
-    """Ids become output file names: a repeated id gets ``_1``, ``_2``... so no output overwrites another."""
-    seen: dict[str, int] = {}
+    """Ids become output file names: a repeated id gets ``_1``, ``_2``... (skipping any name another input
+    already has, compared without case) so no output overwrites another."""
+    taken = {fid.casefold() for fid, _ in inputs}
+    used: set[str] = set()
     out = []
     for fid, path in inputs:
-        n = seen.get(fid, 0)
-        seen[fid] = n + 1
-        out.append((fid if n == 0 else f"{fid}_{n}", path))
+        name, n = fid, 0
+        while name.casefold() in used or (n and name.casefold() in taken):
+            n += 1
+            name = f"{fid}_{n}"
+        used.add(name.casefold())
+        out.append((name, path))
     return out
 
 
-__all__ = ["expand_inputs", "split_points", "transcribe_files", "render", "caption_cues", "write_atomic", "FORMATS",
-           "FileResult", "TranscribeSummary", "unique_ids", "timestamp"]
+__all__ = ["expand_inputs", "output_id", "split_points", "transcribe_files", "render", "FORMATS", "FileResult", "TranscribeSummary",
+           "unique_ids"]

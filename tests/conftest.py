@@ -143,7 +143,7 @@ def random_model_dir(tmp_path_factory) -> Path:
     import torch
 
     from asr.features import GlobalCMVN
-    from asr.model_dir import export_model
+    from asr.train.export import export_model
     from asr.models.asr_model import ASRModel
     from asr.train.checkpoint import save_checkpoint
 

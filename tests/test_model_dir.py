@@ -10,7 +10,7 @@ import torch
 import asr
 from asr.config import Config
 from asr.features import GlobalCMVN
-from asr.model_dir import export_model
+from asr.train.export import export_model
 from asr.models.asr_model import ASRModel
 from asr.train.checkpoint import average_checkpoints, save_checkpoint
 

@@ -12,7 +12,8 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from asr.cli import app
-from asr.transcribe import caption_cues, split_points
+from asr.captions import caption_cues
+from asr.transcribe import split_points
 
 runner = CliRunner()
 

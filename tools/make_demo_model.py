@@ -22,7 +22,8 @@ def main() -> None:
 
     from asr.data.prepare import load_cuts
     from asr.decode import DecodeOptions, available_methods
-    from asr.model_dir import BUNDLED, export_model, load_model, write_card_section
+    from asr.model_dir import BUNDLED, load_model, write_card_section
+    from asr.train.export import export_model
     from asr.scoring import evaluate_and_report, load_refs_tsv
 
     ap = argparse.ArgumentParser()

@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from asr.files import atomic_path
+
 LIBRISPEECH_PARTS = ("dev-clean", "dev-other", "test-clean", "test-other", "train-clean-100",
                      "train-clean-360", "train-other-500")
 MINI_PARTS = ("dev-clean-2", "train-clean-5")
@@ -80,9 +82,8 @@ def prepare_corpus(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
                 raise PrepareError(f"{corpus / s}: no usable utterances (transcripts without audio files?)")
             cuts = CutSet.from_manifests(recordings=m["recordings"], supervisions=m["supervisions"]).sort_by_duration()
             target = cuts_path(out, s)
-            tmp = target.with_name(".tmp-" + target.name)
-            cuts.to_file(tmp)
-            os.replace(tmp, target)
+            with atomic_path(target) as tmp:
+                cuts.to_file(tmp)
             logging.info("prepared %s: %d cuts, %.2f h", s, len(cuts), sum(c.duration for c in cuts) / 3600)
     for s in subsets:
         result[s] = cuts_path(out, s)

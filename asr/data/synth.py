@@ -32,6 +32,7 @@ import numpy as np
 from asr.audio import SAMPLE_RATE
 from asr.data.text_source import load_sentences
 from asr.data.tts import ENGINE_PACKAGES, SynthesisError, Voice, installed_voices, synthesize
+from asr.files import atomic_path, write_atomic
 
 SUBSETS = ("train", "dev", "test")
 WORDS_PER_SECOND = 3.1  # planning estimate for a voice at rate 1.0; totals are measured afterwards
@@ -225,10 +226,8 @@ def render(task: Task, seed: int) -> list[tuple[str, float, str | None]]:
                     p_noise = float(np.mean(noise**2)) + 1e-10
                     x = x + noise * math.sqrt(p_sig / (p_noise * 10 ** (u.snr_db / 10)))
                 x = x * (u.gain / (float(np.abs(x).max()) + 1e-9))
-                u.path.parent.mkdir(parents=True, exist_ok=True)
-                tmp_out = u.path.with_suffix(".tmp.flac")
-                sf.write(str(tmp_out), x, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
-                os.replace(tmp_out, u.path)
+                with atomic_path(u.path) as tmp_out:
+                    sf.write(str(tmp_out), x, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
                 out.append((u.utt_id, x.size / SAMPLE_RATE, None))
             except (SynthesisError, subprocess.TimeoutExpired, OSError) as e:
                 out.append((u.utt_id, 0.0, str(e)))
@@ -244,9 +243,7 @@ def _write_transcripts(tasks: Sequence[Task], ok: set[str]) -> None:
     for chap_dir, lines in chapters.items():
         spk, chap = chap_dir.parent.name, chap_dir.name
         f = chap_dir / f"{spk}-{chap}.trans.txt"
-        tmp = f.with_suffix(".tmp")
-        tmp.write_text("\n".join(sorted(lines)) + "\n", encoding="utf-8")
-        os.replace(tmp, f)
+        write_atomic(f, "\n".join(sorted(lines)) + "\n")
 
 
 _PLAN_KEYS = ("hours", "seed", "text", "split", "held_out_voices", "speakers_per_voice", "augment", "rate_range")
@@ -354,5 +351,5 @@ def synth_corpus(cfg: SynthConfig, progress: bool = True) -> dict:
         "failed": [f"{u}: {e}" for u, e in failed[:50]],
         "num_failed": len(failed),
     }
-    (cfg.out_dir / "synth.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_atomic(cfg.out_dir / "synth.json", json.dumps(summary, indent=2) + "\n")
     return summary

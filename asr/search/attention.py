@@ -12,6 +12,7 @@ import torch
 
 from asr.nn.masks import lengths_to_mask
 from asr.search.ctc_prefix_score import CTCPrefixScorer
+from asr.search.options import DEFAULTS
 from asr.search.result import Hypothesis
 from asr.text import BLANK_ID
 
@@ -25,8 +26,8 @@ def _uncached_step(decoder, memory, memory_lens, prefixes: torch.Tensor) -> torc
 
 
 @torch.inference_mode()
-def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = 10, ctc_weight: float = 0.0,
-                length_norm: float = 1.0, max_len_ratio: float = 1.0, use_cache: bool = True,
+def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DEFAULTS.beam, ctc_weight: float = 0.0,
+                length_norm: float = DEFAULTS.length_norm, max_len_ratio: float = 1.0, use_cache: bool = True,
                 fixed_len: int = 0) -> list[list[Hypothesis]]:
     """Beam search over ``enc (B, T, D)``, ``enc_lens (B,)``; returns up to ``beam`` hypotheses per
     utterance, best first by ``score / len ** length_norm`` (len counts the end token).
@@ -132,12 +133,12 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = 10
     return out
 
 
-def attention_beam(model, enc, enc_lens, beam: int = 10, **kw) -> list[list[Hypothesis]]:
+def attention_beam(model, enc, enc_lens, beam: int = DEFAULTS.beam, **kw) -> list[list[Hypothesis]]:
     """AR decoder beam search alone (see :func:`beam_search`)."""
     return beam_search(model, enc, enc_lens, beam, ctc_weight=0.0, **kw)
 
 
-def joint_ctc_attention(model, enc, enc_lens, beam: int = 10, ctc_weight: float = 0.3, **kw) -> list[list[Hypothesis]]:
+def joint_ctc_attention(model, enc, enc_lens, beam: int = DEFAULTS.beam, ctc_weight: float = DEFAULTS.ctc_weight, **kw) -> list[list[Hypothesis]]:
     """One-pass hybrid CTC/attention beam search (see :func:`beam_search`)."""
     if not 0 < ctc_weight <= 1:
         raise ValueError("ctc_weight must be in (0, 1]")

@@ -7,6 +7,7 @@ from collections import defaultdict
 
 import torch
 
+from asr.search.options import DEFAULTS
 from asr.search.result import Hypothesis
 from asr.text import BLANK_ID
 
@@ -95,7 +96,7 @@ class PrefixBeam:
         return [Hypothesis(p, _logaddexp(*sc), self.frames[p]) for p, sc in ranked]
 
 
-def ctc_prefix_beam(log_probs: torch.Tensor, lens: torch.Tensor, beam: int = 10, nbest: int | None = None,
+def ctc_prefix_beam(log_probs: torch.Tensor, lens: torch.Tensor, beam: int = DEFAULTS.beam, nbest: int | None = None,
                     prune: float = math.log(1e-4)) -> list[list[Hypothesis]]:
     """CTC prefix beam search (Hannun et al. 2014). ``log_probs (B, T, V)``, ``lens (B,)``.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from asr.search.options import DEFAULTS
 from asr.search.result import Hypothesis
 from asr.text import BLANK_ID
 
@@ -36,8 +37,8 @@ def greedy_tokens_with_confidence(log_probs: torch.Tensor, lens: torch.Tensor):
 
 
 @torch.inference_mode()
-def mask_ctc(model, enc: torch.Tensor, enc_lens: torch.Tensor, threshold: float = 0.99,
-             iterations: int = 10, fixed_len: int = 0) -> list[list[Hypothesis]]:
+def mask_ctc(model, enc: torch.Tensor, enc_lens: torch.Tensor, threshold: float = DEFAULTS.mask_threshold,
+             iterations: int = DEFAULTS.mask_iterations, fixed_len: int = 0) -> list[list[Hypothesis]]:
     """``enc (B, T, D)``, ``enc_lens (B,)`` -> one hypothesis per utterance (scored by the CTC greedy
     path plus the MLM log-probabilities of the filled tokens). ``fixed_len > 0`` replaces the CTC
     transcript by that many masks (speed benchmarks on random weights)."""

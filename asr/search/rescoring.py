@@ -9,6 +9,7 @@ import torch
 
 from asr.models.asr_model import pad_list
 from asr.search.ctc import ctc_prefix_beam
+from asr.search.options import DEFAULTS
 from asr.search.result import Hypothesis
 
 
@@ -28,8 +29,8 @@ def _teacher_forced(decoder, enc, enc_lens, seqs: list[tuple[int, ...]], owner: 
 
 
 @torch.inference_mode()
-def attention_rescoring(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = 10, ctc_weight: float = 0.5,
-                        reverse_weight: float = 0.3) -> list[list[Hypothesis]]:
+def attention_rescoring(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DEFAULTS.beam,
+                        ctc_weight: float = DEFAULTS.rescore_ctc_weight, reverse_weight: float = DEFAULTS.reverse_weight) -> list[list[Hypothesis]]:
     """Rescore the CTC prefix-beam ``beam``-best with the decoder: ``att + ctc_weight * ctc`` where ``att``
     mixes left-to-right and right-to-left decoder scores (``reverse_weight``) when the model has both.
     Returns the n-best per utterance, re-ranked (timing from the CTC pass)."""

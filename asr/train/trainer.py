@@ -29,7 +29,7 @@ from asr.evaluate import ctc_greedy_texts
 from asr.models.asr_model import ASRModel
 from asr.text import Tokenizer
 from asr.train.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from asr.train.dataset import Batch, CutDataset, SkipSampler, make_loader, make_sampler
+from asr.data.batching import Batch, CutDataset, SkipSampler, make_loader, make_sampler
 
 
 def lr_factor(step: int, warmup: int, schedule: str, total: int) -> float:

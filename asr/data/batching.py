@@ -16,6 +16,12 @@ from asr.features import fbank
 from asr.text import Tokenizer, normalize_text
 
 
+def fbank_batch(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Feature matrices ``[(T_i, 80)]`` -> zero-padded ``(B, T, 80)`` and lengths ``(B,)``."""
+    lens = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
+    return torch.nn.utils.rnn.pad_sequence(feats, batch_first=True), lens
+
+
 @dataclass
 class Batch:
     feats: torch.Tensor  # (B, T, 80) raw fbank, zero padded
@@ -42,8 +48,7 @@ class CutDataset(torch.utils.data.Dataset):
             feats.append(fbank(audio))
             texts.append(" ".join(s.text for s in c.supervisions))
             ids.append(c.id)
-        lens = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
-        padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+        padded, lens = fbank_batch(feats)
         texts = [normalize_text(t) for t in texts]
         return Batch(padded, lens, [self._tok.encode(t) for t in texts], texts, ids, float(sum(c.duration for c in cuts)))
 

@@ -1,0 +1,39 @@
+"""Decoding options: the one home of every decoder default (the CLI, :func:`asr.decode.search`, the
+search functions and streaming's second pass all read them from here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    beam: int = 10  # beam size of every beam search (CTC prefix, AR, joint, rescoring n-best)
+    ctc_weight: float = 0.7  # joint_ctc_attention: weight of the CTC prefix score (best of 0.5/0.7/0.9 on dev for the demo model)
+    rescore_ctc_weight: float = 0.5  # attention_rescoring: weight of the CTC score
+    reverse_weight: float = 0.3  # attention_rescoring with a right-to-left decoder
+    length_norm: float = 1.0  # AR beam: final score / length ** length_norm
+    mask_threshold: float = 0.5  # mask_ctc: tokens with CTC confidence below this are re-predicted
+    mask_iterations: int = 10
+    timestamps: bool = True
+    fixed_len: int = 0  # benchmarks on random weights: force this many output tokens (AR, Mask-CTC)
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.beam >= 1, f"beam must be at least 1, not {self.beam}"),
+            (0.0 < self.ctc_weight <= 1.0, f"ctc weight must be in (0, 1], not {self.ctc_weight}"),
+            (self.rescore_ctc_weight >= 0.0, f"rescoring CTC weight must be >= 0, not {self.rescore_ctc_weight}"),
+            (0.0 <= self.reverse_weight <= 1.0, f"reverse weight must be in [0, 1], not {self.reverse_weight}"),
+            (self.length_norm >= 0.0, f"length normalisation must be >= 0, not {self.length_norm}"),
+            (0.0 <= self.mask_threshold <= 1.0, f"mask threshold must be in [0, 1], not {self.mask_threshold}"),
+            (self.mask_iterations >= 1, f"mask iterations must be at least 1, not {self.mask_iterations}"),
+            (self.fixed_len >= 0, f"fixed length must be >= 0, not {self.fixed_len}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+
+
+DEFAULTS = DecodeOptions()
+
+__all__ = ["DecodeOptions", "DEFAULTS"]

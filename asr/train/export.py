@@ -1,0 +1,104 @@
+"""Export an experiment as a self-describing model directory (see :mod:`asr.model_dir`), with averaging."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from asr.config import load_config, to_dict
+from asr.models.asr_model import ASRModel, count_parameters
+from asr.train.checkpoint import average_checkpoints, list_checkpoints, load_checkpoint
+
+
+def averaged_weights(exp: Path, last: int = 1, checkpoints: list[Path] | None = None) -> tuple[dict, list[Path]]:
+    """Model weights averaged over the ``last`` N checkpoints of ``exp`` (or the given ones)."""
+    paths = checkpoints or list_checkpoints(exp)[-last:]
+    if not paths:
+        raise FileNotFoundError(f"{exp}: no checkpoints (step-N.pt)")
+    if len(paths) == 1:
+        return load_checkpoint(paths[0])["model"], paths
+    return average_checkpoints(paths), paths
+
+
+def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: int = 1, card_extra: str = "",
+                 half: bool = False) -> Path:
+    """Write a model directory from experiment ``exp`` (atomically: a temp folder renamed into place).
+    ``half``: store weights in float16 (half the size; loaded back into float32)."""
+    import torch
+    from safetensors.torch import save_file
+
+    exp, out = Path(exp), Path(out)
+    cfg = load_config(exp / "config.yaml")
+    weights, used = averaged_weights(exp, average_last)
+    model = ASRModel(cfg.model)
+    model.load_state_dict(weights)  # validates the weights against the config
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model directory is meant to be shared
+    try:
+        def keep(k: str, v: torch.Tensor) -> torch.Tensor:  # fp16 for weights; statistics stay fp32
+            if half and v.is_floating_point() and "running_" not in k and "cmvn" not in k:
+                return v.half().contiguous()
+            return v.contiguous()
+
+        save_file({k: keep(k, v) for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
+        shutil.copyfile(exp / "config.yaml", tmp / "config.yaml")
+        for name in ("tokenizer.model", "cmvn.json"):
+            shutil.copyfile(exp / name, tmp / name)
+        summary = {}
+        if (exp / "train_summary.json").is_file():
+            summary = json.loads((exp / "train_summary.json").read_text())
+        params = count_parameters(model)
+        card = [f"# {out.name}", "", "Conformer encoder with CTC, attention and Mask-CTC heads, trained with `asr train`.", "",
+                "## Shape", "", "```yaml", json.dumps(to_dict(cfg.model), indent=1), "```", "",
+                "Parameters: " + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in params.items()), "",
+                "## Training", "", f"Averaged checkpoints: {', '.join(p.name for p in used)}", ""]
+        if summary:
+            card += ["| figure | value |", "|---|---|"] + [f"| {k} | {round(v, 4) if isinstance(v, float) else v} |"
+                                                         for k, v in summary.items()
+                                                         if not isinstance(v, (list, dict))] + [""]
+        curve = learning_curve_table(exp / "train_log.jsonl")
+        if curve:
+            card += ["Learning curve (CTC greedy on the validation utterances the trainer scores; minutes of "
+                     "training, validation excluded):", "", curve, ""]
+        if card_extra:
+            card += [card_extra, ""]
+        (tmp / "MODEL_CARD.md").write_text("\n".join(card))
+        if out.exists():
+            backup = out.with_name(f".{out.name}.old")
+            shutil.rmtree(backup, ignore_errors=True)
+            os.replace(out, backup)
+            os.replace(tmp, out)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def learning_curve_table(train_log: str | os.PathLike) -> str:
+    """Markdown table of the validation rows of a ``train_log.jsonl`` (step, minutes, WER/CER per
+    scored subset); empty when there are none."""
+    path = Path(train_log)
+    if not path.is_file():
+        return ""
+    rows = [r for r in map(json.loads, path.read_text().splitlines()) if "valid_wer" in r]
+    if not rows:
+        return ""
+    extra = sorted({k[:-4] for r in rows for k in r if k.endswith("_wer") and k != "valid_wer"})  # --curve-subset
+    head = "| step | minutes | valid WER | valid CER |" + "".join(f" {n} WER | {n} CER |" for n in extra)
+    lines = [head, "|" + "---|" * (4 + 2 * len(extra))]
+    pct = lambda r, k: f"{100 * r[k]:.1f}%" if k in r else ""  # noqa: E731
+    for r in rows:
+        cells = [str(r["step"]), f"{r['wall_min']:.1f}", pct(r, "valid_wer"), pct(r, "valid_cer")]
+        cells += [pct(r, f"{n}_{m}") for n in extra for m in ("wer", "cer")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+__all__ = ["export_model", "averaged_weights", "learning_curve_table"]
