@@ -177,7 +177,9 @@ def train_cmd(
     valid_subset: str = typer.Option("dev", help="Validation subset name ('' for none)."),
     curve_subset: str = typer.Option("", help="Also log CTC-greedy WER on this subset at each validation (learning curve)."),
     overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key: section.key=value (repeatable), e.g. --set train.max_minutes=30."),
-    resume: bool = typer.Option(True, help="Continue from the newest checkpoint in --exp, if any."),
+    resume: bool = typer.Option(True, help="Continue from the newest readable checkpoint in --exp, if any (same model "
+                                           "config and tokenizer). --no-resume refuses an --exp holding an earlier run."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the earlier run's checkpoints and logs in --exp and start over."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
@@ -188,7 +190,7 @@ def train_cmd(
 
     cfg = _run(load_config, config, overrides or [])
     summary = _run(train, cfg, manifests, lang or manifests / "lang", exp, train_subset, valid_subset, resume=resume,
-                   device=device, progress=progress, curve_subset=curve_subset)
+                   device=device, progress=progress, curve_subset=curve_subset, overwrite=overwrite)
     typer.echo(json.dumps(summary, indent=2))
 
 

@@ -60,8 +60,11 @@ def words_from_tokens(tokenizer, tokens: list[int], spans: list[tuple[int, int, 
         text = tokenizer.decode([tokens[i] for i in g]).strip()
         if not text:
             continue
-        start, end = spans[g[0]][0], spans[g[-1]][1]
-        conf = sum(spans[i][2] for i in g) / len(g)
+        # a bare word-boundary piece (character models' U+2581) carries no sound: forced alignment may put it
+        # anywhere in the silence before the word (often frame 0), so the word starts at its first audible piece
+        audible = [i for i in g if tokenizer.decode([tokens[i]]).strip()] or g
+        start, end = spans[audible[0]][0], spans[audible[-1]][1]
+        conf = sum(spans[i][2] for i in audible) / len(audible)
         words.append(Word(text, offset + start * frame_seconds, offset + end * frame_seconds, conf))
     return words
 

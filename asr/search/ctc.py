@@ -61,7 +61,16 @@ class PrefixBeam:
         for dt in range(lp.size(0)):
             t = self.t + dt
             nxt: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [NEG_INF, NEG_INF])
+            # token frames of each prefix come from its most probable incoming transition (as WeNet keeps the
+            # Viterbi path's times), so they do not depend on the order the beam is visited in
             nframes: dict[tuple[int, ...], tuple[int, ...]] = {}
+            best_in: dict[tuple[int, ...], float] = {}
+
+            def arrive(key: tuple[int, ...], score: float, fr: tuple[int, ...]) -> None:
+                if score > best_in.get(key, NEG_INF) or key not in nframes:
+                    best_in[key] = score
+                    nframes[key] = fr
+
             # tokens below the pruning threshold are not tried; blank always is
             cands = [(v, i) for v, i in zip(top_v[dt], top_i[dt]) if v > self.prune and i != BLANK_ID]
             cands.append((blank_col[dt], BLANK_ID))
@@ -71,20 +80,20 @@ class PrefixBeam:
                     if tok == BLANK_ID:
                         e = nxt[prefix]
                         e[0] = _logaddexp(e[0], total + v)
-                        nframes.setdefault(prefix, frames[prefix])
+                        arrive(prefix, total + v, frames[prefix])
                         continue
                     last = prefix[-1] if prefix else None
                     new = prefix + (tok,)
                     e = nxt[new]
                     if tok == last:
                         e[1] = _logaddexp(e[1], pb + v)  # repeat after a blank: a new token
+                        arrive(new, pb + v, frames[prefix] + (t,))
                         same = nxt[prefix]  # repeat without blank: the same token continues
                         same[1] = _logaddexp(same[1], pnb + v)
-                        nframes.setdefault(prefix, frames[prefix])
+                        arrive(prefix, pnb + v, frames[prefix])
                     else:
                         e[1] = _logaddexp(e[1], total + v)
-                    if new not in nframes:
-                        nframes[new] = frames[prefix] + (t,)
+                        arrive(new, total + v, frames[prefix] + (t,))
             ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)[: self.beam]
             beams = {p: sc for p, sc in ranked}
             frames = {p: nframes[p] for p in beams}

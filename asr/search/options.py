@@ -13,6 +13,8 @@ class DecodeOptions:
     rescore_ctc_weight: float = 0.5  # attention_rescoring: weight of the CTC score
     reverse_weight: float = 0.3  # attention_rescoring with a right-to-left decoder
     length_norm: float = 1.0  # AR beam: final score / length ** length_norm
+    eos_threshold: float = 1.0  # AR beam: end only where P(eos) >= this x the best other token's (0: off)
+    ctc_length_window: tuple[float, float] = (0.5, 1.5)  # AR beam: output length within (lo, hi) x CTC greedy length
     mask_threshold: float = 0.5  # mask_ctc: tokens with CTC confidence below this are re-predicted
     mask_iterations: int = 10
     timestamps: bool = True
@@ -25,6 +27,9 @@ class DecodeOptions:
             (self.rescore_ctc_weight >= 0.0, f"rescoring CTC weight must be >= 0, not {self.rescore_ctc_weight}"),
             (0.0 <= self.reverse_weight <= 1.0, f"reverse weight must be in [0, 1], not {self.reverse_weight}"),
             (self.length_norm >= 0.0, f"length normalisation must be >= 0, not {self.length_norm}"),
+            (self.eos_threshold >= 0.0, f"eos threshold must be >= 0, not {self.eos_threshold}"),
+            (len(self.ctc_length_window) == 2 and 0 <= self.ctc_length_window[0] <= max(self.ctc_length_window[1], 1e9),
+             f"ctc length window must be (lo, hi) with 0 <= lo, not {self.ctc_length_window}"),
             (0.0 <= self.mask_threshold <= 1.0, f"mask threshold must be in [0, 1], not {self.mask_threshold}"),
             (self.mask_iterations >= 1, f"mask iterations must be at least 1, not {self.mask_iterations}"),
             (self.fixed_len >= 0, f"fixed length must be >= 0, not {self.fixed_len}"),

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr.files import atomic_path
+from asr.files import atomic_path, stale_temp_files
 
 _CKPT = re.compile(r"^step-(\d+)\.pt$")
 
@@ -20,11 +20,15 @@ def atomic_torch_save(obj, path: Path) -> None:
 
 
 def rng_state() -> dict:
-    """Every RNG the training loop draws from, as plain tensors and lists (weights_only-loadable)."""
+    """Every RNG the training loop draws from, as plain tensors and lists (weights_only-loadable); the CUDA
+    generators too when CUDA is initialised."""
     py = random.getstate()
     npst = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "python": [py[0], list(py[1]), py[2]],
-            "numpy": [npst[0], torch.from_numpy(npst[1].astype(np.int64)), npst[2], npst[3], npst[4]]}
+    state = {"torch": torch.get_rng_state(), "python": [py[0], list(py[1]), py[2]],
+             "numpy": [npst[0], torch.from_numpy(npst[1].astype(np.int64)), npst[2], npst[3], npst[4]]}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def set_rng_state(s: dict) -> None:
@@ -32,6 +36,8 @@ def set_rng_state(s: dict) -> None:
     random.setstate((s["python"][0], tuple(s["python"][1]), s["python"][2]))
     n = s["numpy"]
     np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+    if "cuda" in s and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"][: torch.cuda.device_count()])
 
 
 def list_checkpoints(exp_dir: Path) -> list[Path]:
@@ -50,6 +56,28 @@ def save_checkpoint(exp_dir: Path, step: int, state: dict, keep_last: int) -> Pa
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_latest_checkpoint(exp_dir: Path, warn=None) -> tuple[dict, Path] | None:
+    """The newest readable checkpoint of ``exp_dir`` and its path (None when there is none). A newer
+    checkpoint that cannot be read (a crash mid-copy, a full disk) is renamed ``step-N.pt.corrupt`` so it
+    is kept for inspection but no longer counted, and ``warn`` is told; stale temporary files of killed
+    saves are removed."""
+    for tmp in stale_temp_files(exp_dir, "step-*.pt"):
+        tmp.unlink(missing_ok=True)
+    for path in reversed(list_checkpoints(exp_dir)):
+        try:
+            state = load_checkpoint(path)
+            if not isinstance(state, dict) or "model" not in state:
+                raise ValueError("no model weights in it")
+            return state, path
+        except Exception as e:  # noqa: BLE001 - zip, pickle and shape errors alike mean "unreadable"
+            bad = path.with_name(path.name + ".corrupt")
+            path.replace(bad)
+            if warn:
+                cause = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+                warn(f"{path}: unreadable checkpoint ({cause}); kept as {bad.name}, falling back to the previous one")
+    return None
 
 
 def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:

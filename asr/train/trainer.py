@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
 import resource
@@ -28,7 +30,7 @@ from asr.metrics import cer, wer
 from asr.evaluate import ctc_greedy_texts
 from asr.models.asr_model import ASRModel
 from asr.text import Tokenizer
-from asr.train.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from asr.train.checkpoint import list_checkpoints, load_latest_checkpoint, rng_state, save_checkpoint, set_rng_state
 from asr.data.batching import Batch, CutDataset, SkipSampler, make_loader, make_sampler
 
 
@@ -105,29 +107,119 @@ def evaluate(model: ASRModel, batches, tokenizer: Tokenizer, device: str) -> dic
             "valid_words": w.ref_len}
 
 
+def log_warning(msg: str) -> None:
+    logging.getLogger("asr.train").warning(msg)
+
+
+class ExperimentError(ValueError):
+    """An experiment folder that this run must not write into as asked. ``str(err)`` is one line."""
+
+
+RUN_FILES = ("train_log.jsonl", "train_summary.json", "tensorboard")  # with step-N.pt: what one run writes
+
+
+def _earlier_run(exp: Path) -> list[str]:
+    """What an earlier run left in ``exp`` (checkpoints, logs), by name."""
+    if not exp.is_dir():
+        return []
+    names = [p.name for p in list_checkpoints(exp)] + [p.name for p in sorted(exp.glob("step-*.pt.corrupt"))]
+    return names + [n for n in RUN_FILES if (exp / n).exists()]
+
+
+def _clear_run(exp: Path) -> None:
+    for p in list(list_checkpoints(exp)) + sorted(exp.glob("step-*.pt.corrupt")):
+        p.unlink()
+    for n in RUN_FILES:
+        if (exp / n).is_dir():
+            shutil.rmtree(exp / n)
+        elif (exp / n).exists():
+            (exp / n).unlink()
+
+
+def _check_resume(exp: Path, cfg: Config, lang: Path) -> None:
+    """Refuse to continue an experiment with another model shape or tokenizer (before anything is written)."""
+    from asr.config import load_config, to_dict
+
+    if (exp / "config.yaml").is_file():
+        try:
+            old = load_config(exp / "config.yaml")
+        except Exception as e:  # noqa: BLE001 - a damaged config cannot be compared
+            raise ExperimentError(f"{exp / 'config.yaml'}: cannot be read to check the resume ({e})") from None
+        a, b = to_dict(old.model), to_dict(cfg.model)
+        diff = sorted(_flat_diff(a, b))
+        if diff:
+            raise ExperimentError(f"{exp}: its checkpoints have another model config ({', '.join(diff[:4])}"
+                                  f"{'...' if len(diff) > 4 else ''}); resume with the same model, or use another --exp "
+                                  f"(or --overwrite to start over)")
+    for name in ("tokenizer.model", "cmvn.json"):
+        if (exp / name).is_file() and (lang / name).is_file() and (exp / name).read_bytes() != (lang / name).read_bytes():
+            raise ExperimentError(f"{exp / name}: differs from {lang / name}: the experiment was trained with another "
+                                  f"{name.split('.')[0]}; use its lang folder, another --exp, or --overwrite")
+
+
+def _flat_diff(a: dict, b: dict, prefix: str = "model") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        x, y = a.get(k), b.get(k)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _flat_diff(x, y, f"{prefix}.{k}")
+        elif x != y:
+            out.append(f"{prefix}.{k}: {x} -> {y}")
+    return out
+
+
+def _all_agree(flag: bool, dist_info: "Dist") -> bool:
+    """True on every rank when it is true on any (DDP ranks stop together, or none does)."""
+    if dist_info.world <= 1:
+        return flag
+    import torch.distributed as dist
+
+    t = torch.tensor([1.0 if flag else 0.0])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str = "train", valid_subset: str = "dev",
-          resume: bool = True, device: str = "cpu", progress: bool = True, curve_subset: str = "") -> dict:
+          resume: bool = True, device: str = "cpu", progress: bool = True, curve_subset: str = "",
+          overwrite: bool = False) -> dict:
     """Train (or continue training) a model; returns a summary of the run.
 
+    ``resume``: continue from the newest readable checkpoint in ``exp`` (same model config and tokenizer
+    required); with ``resume=False`` an ``exp`` that holds an earlier run is refused unless ``overwrite``,
+    which deletes that run's checkpoints and logs first.
     ``curve_subset``: also log CTC-greedy WER on (up to valid_max_cuts of) this subset at each validation,
-    for a learning curve on held-out data (e.g. the test subset); its time is not counted as training."""
+    for a learning curve on held-out data; its time is not counted as training."""
     from asr.data.prepare import load_cuts, speed_perturb
 
-    dist_info = init_distributed(device)
-    if device.startswith("cuda") and dist_info.world > 1:
-        device = f"cuda:{dist_info.local_rank}"
-        torch.cuda.set_device(device)
     exp, lang = Path(exp), Path(lang)
     tc = cfg.train
     tok_src = lang / "tokenizer.model"
     tokenizer = Tokenizer(tok_src)
     cfg = replace(cfg, model=replace(cfg.model, vocab_size=tokenizer.vocab_size))
+    # every check before anything is written (or a process group is started)
+    earlier = _earlier_run(exp)
+    if earlier and not resume and not overwrite:
+        raise ExperimentError(f"{exp}: holds an earlier run ({', '.join(earlier[:3])}{'...' if len(earlier) > 3 else ''}); "
+                              f"resume it (without --no-resume), pass --overwrite to delete it and start over, "
+                              f"or choose another --exp")
+    if earlier and resume and not overwrite:
+        _check_resume(exp, cfg, lang)
+    dist_info = init_distributed(device)
+    if device.startswith("cuda") and dist_info.world > 1:
+        device = f"cuda:{dist_info.local_rank}"
+        torch.cuda.set_device(device)
     if dist_info.main:
         exp.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            _clear_run(exp)
         save_config(cfg, exp / "config.yaml")
         for name in ("tokenizer.model", "tokenizer.vocab", "cmvn.json"):
             if (lang / name).is_file():
                 shutil.copyfile(lang / name, exp / name)
+    if dist_info.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # the other ranks read what rank 0 cleared or wrote
     torch.manual_seed(tc.seed)
     import random
 
@@ -147,9 +239,10 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s + 1, tc.warmup_steps, tc.schedule, tc.total_steps))
 
     step, epoch, batch_in_epoch, elapsed, audio_seen = 0, 0, 0, 0.0, 0.0
-    ckpts = list_checkpoints(exp) if resume else []
-    if ckpts:
-        st = load_checkpoint(ckpts[-1])
+    latest = load_latest_checkpoint(exp, warn=log_warning if dist_info.main else None) if resume and not overwrite else None
+    st = None
+    if latest is not None:
+        st, _ = latest
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
@@ -198,13 +291,16 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
 
     amp = _amp_dtype(tc.amp, device)
     scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+    if scaler is not None and st is not None and "scaler" in st:
+        scaler.load_state_dict(st["scaler"])
 
     def checkpoint() -> None:
         if dist_info.main:
             save_checkpoint(exp, step, {
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "elapsed": elapsed,
-                "audio_seen": audio_seen, "rng": rng_state()}, tc.keep_last)
+                "audio_seen": audio_seen, "rng": rng_state(),
+                **({"scaler": scaler.state_dict()} if scaler is not None else {})}, tc.keep_last)
 
     bar = None
     if progress and dist_info.main:
@@ -213,8 +309,10 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
         bar = tqdm(total=tc.total_steps or None, initial=step, unit="step", dynamic_ncols=True, desc="train")
 
     def done() -> bool:
-        return ((tc.total_steps and step >= tc.total_steps) or (tc.max_minutes and elapsed >= tc.max_minutes * 60)
-                or epoch >= tc.epochs)
+        """Every rank gets the same answer: each one measures its own time, so the decision is all-reduced."""
+        mine = bool((tc.total_steps and step >= tc.total_steps) or (tc.max_minutes and elapsed >= tc.max_minutes * 60)
+                    or epoch >= tc.epochs)
+        return _all_agree(mine, dist_info)
 
     t_last = time.perf_counter()
     window = {"loss": 0.0, "ctc": 0.0, "att": 0.0, "mlm": 0.0, "acc": 0.0, "n": 0, "audio": 0.0, "t": 0.0}
@@ -232,22 +330,27 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
         loader = make_loader(dataset, SkipSampler(sampler, batch_in_epoch * tc.accum_grad), tc.num_workers,
                              seed=tc.seed + epoch)
         micro = 0
+        opt.zero_grad(set_to_none=True)  # an epoch's unfinished accumulation does not leak into the next
         for batch in loader:
             batch: Batch
             feats, lens = batch.feats.to(device), batch.feat_lens.to(device)
             plain = step < tc.plain_steps
             model.spec_augment.train(tc.spec_augment and not plain)
-            with torch.autocast(device_type="cuda", dtype=amp, enabled=amp is not None):
+            last_micro = (micro + 1) % tc.accum_grad == 0
+            # DDP all-reduces gradients only on the micro-batch that ends an optimizer step
+            sync = ddp_model.no_sync() if dist_info.world > 1 and not last_micro else contextlib.nullcontext()
+            with sync, torch.autocast(device_type="cuda", dtype=amp, enabled=amp is not None):
                 out = ddp_model(feats, lens, batch.tokens, **({"chunk": 0} if plain else {}))
                 loss = out["loss"] / tc.accum_grad
-            (scaler.scale(loss) if scaler else loss).backward()
+                (scaler.scale(loss) if scaler else loss).backward()
             micro += 1
             for k in ("loss", "ctc", "att", "mlm", "acc"):
                 if k in out:
                     window[k] += float(out[k].detach())
             window["n"] += 1
             window["audio"] += batch.duration
-            if micro % tc.accum_grad:
+            audio_seen += batch.duration * dist_info.world  # every micro-batch's audio counts
+            if not last_micro:
                 continue
             if scaler:
                 scaler.unscale_(opt)
@@ -267,7 +370,6 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
             elapsed += now - t_last
             window["t"] += now - t_last
             t_last = now
-            audio_seen += batch.duration * dist_info.world
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(out['loss']):.1f}", lr=f"{sched.get_last_lr()[0]:.2e}", ep=epoch)
