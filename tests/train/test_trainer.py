@@ -121,3 +121,100 @@ def test_ddp_two_processes_keep_parameters_identical(tiny_manifests, lang, tmp_p
     sums = summary["ddp_param_checksums"]
     assert len(sums) == 2 and sums[0] == sums[1]
     assert summary["step"] == 3
+
+
+# ---------------------------------------------------------------- issue 12: items 2, 3, 4, 12
+QUICK = SMALL + ["train.valid_every=0", "train.checkpoint_every=1", "train.keep_last=3", "train.plain_steps=0"]
+
+
+def _quick(exp, steps, lang, manifests, extra=(), **kw):
+    cfg = load_config("tiny", QUICK + [f"train.total_steps={steps}", *extra])
+    return train(cfg, manifests, lang, exp, valid_subset="", progress=False, **kw)
+
+
+def test_2_no_resume_refuses_an_earlier_run_and_overwrite_starts_clean(tiny_manifests, lang, tmp_path):
+    from asr.train.trainer import ExperimentError
+
+    exp = tmp_path / "exp"
+    _quick(exp, 3, lang, tiny_manifests)
+    with pytest.raises(ExperimentError, match="earlier run"):
+        _quick(exp, 2, lang, tiny_manifests, resume=False)
+    assert [p.name for p in list_checkpoints(exp)] == ["step-1.pt", "step-2.pt", "step-3.pt"]  # untouched
+    _quick(exp, 2, lang, tiny_manifests, resume=False, overwrite=True)
+    assert [p.name for p in list_checkpoints(exp)] == ["step-1.pt", "step-2.pt"]  # only the new run's
+    steps = [json.loads(x)["step"] for x in (exp / "train_log.jsonl").read_text().splitlines()
+             if "loss" in json.loads(x)]
+    assert steps == [1, 2]  # the log holds one run
+
+
+def test_3_resume_with_another_model_config_writes_nothing(tiny_manifests, lang, tmp_path):
+    from asr.train.trainer import ExperimentError
+
+    exp = tmp_path / "exp"
+    _quick(exp, 1, lang, tiny_manifests)
+    before = {p.name: p.read_bytes() for p in exp.iterdir() if p.is_file()}
+    with pytest.raises(ExperimentError, match="num_layers"):
+        _quick(exp, 2, lang, tiny_manifests, extra=["model.encoder.num_layers=3"])
+    assert {p.name: p.read_bytes() for p in exp.iterdir() if p.is_file()} == before
+    # the experiment still exports
+    from asr.train.export import export_model
+
+    export_model(exp, tmp_path / "model")
+
+
+def test_4_corrupt_newest_checkpoint_falls_back_to_the_previous(tiny_manifests, lang, tmp_path, caplog):
+    import logging
+
+    exp = tmp_path / "exp"
+    _quick(exp, 2, lang, tiny_manifests)
+    (exp / "step-2.pt").write_bytes(b"PK\x03\x04 truncated")
+    stale = exp / ".tmp-999-step-3.pt"
+    stale.write_bytes(b"half a checkpoint")
+    caplog.set_level(logging.WARNING)
+    summary = _quick(exp, 3, lang, tiny_manifests)
+    assert summary["step"] == 3
+    assert any("step-2.pt: unreadable checkpoint" in r.getMessage() for r in caplog.records)
+    assert (exp / "step-2.pt.corrupt").is_file() and not stale.exists()
+    assert [p.name for p in list_checkpoints(exp)] == ["step-1.pt", "step-2.pt", "step-3.pt"]  # 2 and 3 redone
+
+
+def test_12_accumulation_counts_every_micro_batch(tiny_manifests, lang, tmp_path):
+    from asr.data.prepare import load_cuts
+
+    total = sum(c.duration for c in load_cuts(tiny_manifests, "train"))
+    cfg = load_config("tiny", QUICK + ["train.total_steps=0", "train.epochs=1", "train.accum_grad=2",
+                                       "train.speed_perturb=false", "train.curriculum_steps=0",
+                                       "train.checkpoint_every=0"])
+    summary = train(cfg, tiny_manifests, lang, tmp_path / "exp", valid_subset="", progress=False)
+    assert summary["audio_hours_seen"] * 3600 == pytest.approx(total, rel=0.01)
+
+
+def test_12_rng_state_round_trip():
+    from asr.train.checkpoint import rng_state, set_rng_state
+
+    s = rng_state()
+    a = torch.rand(3)
+    set_rng_state(s)
+    assert torch.equal(torch.rand(3), a)
+    if torch.cuda.is_available():  # the CUDA generators are saved too (checked where a GPU is present)
+        torch.cuda.init()
+        assert "cuda" in rng_state()
+
+
+def test_12_ddp_ranks_stop_together_on_max_minutes(tiny_manifests, lang, tmp_path):
+    """Rank 0 validates every step and does not count that time; rank 1 waits for it and does. Stopping on
+    max_minutes must still be one decision (before: rank 1 left, rank 0 waited for it forever)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "asr.cli",
+           "train", "--config", "tiny", "--manifests", str(tiny_manifests), "--lang", str(lang), "--exp",
+           str(tmp_path / "ddp"), "--no-progress"]
+    for o in SMALL + ["train.total_steps=0", "train.max_minutes=0.08", "train.valid_every=1", "train.valid_max_cuts=12",
+                      "train.checkpoint_every=0"]:
+        cmd += ["--set", o]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    except subprocess.TimeoutExpired:
+        pytest.fail("DDP training did not stop: the ranks disagreed about max_minutes")
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((tmp_path / "ddp" / "train_summary.json").read_text())
+    assert summary["ddp_param_checksums"][0] == summary["ddp_param_checksums"][1]
