@@ -46,13 +46,14 @@ def _one_line_error(r, *needles: str) -> None:
 def test_1_manifest_ids_stay_inside_output_dir(random_model_dir, speech_clips, tmp_path):
     wav = speech_clips[0].path
     scp = tmp_path / "in.scp"
-    scp.write_text(f"../esc {wav}\n/tmp/abs_asr_test {wav}\nsub/dir {wav}\nplain {wav}\n")
+    absolute = tmp_path / "elsewhere" / "abs"
+    scp.write_text(f"../esc {wav}\n{absolute} {wav}\nsub/dir {wav}\nplain {wav}\n")
     out = tmp_path / "out"
     r = runner.invoke(app, ["transcribe", str(scp), "--model", str(random_model_dir), "--output-dir", str(out),
                             "--no-progress"])
-    _one_line_error(r, "'../esc'", "'/tmp/abs_asr_test'")
+    _one_line_error(r, "'../esc'", f"'{absolute}'")
     assert sorted(p.name for p in out.iterdir()) == ["plain.txt", "sub_dir.txt"]
-    assert not (tmp_path / "esc.txt").exists() and not Path("/tmp/abs_asr_test.txt").exists()
+    assert not (tmp_path / "esc.txt").exists() and not (tmp_path / "elsewhere").exists()
 
 
 # ------------------------------------------------------------------------------------ 5: eval exit codes

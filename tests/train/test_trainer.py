@@ -211,10 +211,16 @@ def test_12_ddp_ranks_stop_together_on_max_minutes(tiny_manifests, lang, tmp_pat
     for o in SMALL + ["train.total_steps=0", "train.max_minutes=0.08", "train.valid_every=1", "train.valid_max_cuts=12",
                       "train.checkpoint_every=0"]:
         cmd += ["--set", o]
+    import signal
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+        _, err = proc.communicate(timeout=240)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks
+        proc.communicate()
         pytest.fail("DDP training did not stop: the ranks disagreed about max_minutes")
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert proc.returncode == 0, err[-3000:]
     summary = json.loads((tmp_path / "ddp" / "train_summary.json").read_text())
     assert summary["ddp_param_checksums"][0] == summary["ddp_param_checksums"][1]
