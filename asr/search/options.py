@@ -19,6 +19,10 @@ class DecodeOptions:
     mask_iterations: int = 10
     timestamps: bool = True
     fixed_len: int = 0  # benchmarks on random weights: force this many output tokens (AR, Mask-CTC)
+    lm: str = ""  # LM directory (asr lm train) for ctc_lm; "" = none
+    lm_weight: float = 1.0  # ctc_lm: weight of the word n-gram log-probability
+    word_score: float = 0.0  # ctc_lm: added per word (positive: longer outputs)
+    lm_beam: int = 50  # ctc_lm: beam size of the lexicon decoder
 
     def __post_init__(self) -> None:
         checks = [
@@ -33,6 +37,8 @@ class DecodeOptions:
             (0.0 <= self.mask_threshold <= 1.0, f"mask threshold must be in [0, 1], not {self.mask_threshold}"),
             (self.mask_iterations >= 1, f"mask iterations must be at least 1, not {self.mask_iterations}"),
             (self.fixed_len >= 0, f"fixed length must be >= 0, not {self.fixed_len}"),
+            (self.lm_beam >= 1, f"LM beam must be at least 1, not {self.lm_beam}"),
+            (self.lm_weight >= 0.0, f"LM weight must be >= 0, not {self.lm_weight}"),
         ]
         for ok, msg in checks:
             if not ok:

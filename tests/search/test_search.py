@@ -94,7 +94,7 @@ def test_ctc_prefix_scorer_matches_ctc_loss():
     assert math.isclose(float(scores[0, 0]), float(want0), rel_tol=1e-4)
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "ctc_lm"])  # ctc_lm: tests/test_lm.py
 def test_batched_equals_one_at_a_time(model, batch, method):
     feats, lens = batch
     opts = DecodeOptions(beam=4, timestamps=False)

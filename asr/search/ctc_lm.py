@@ -1,0 +1,65 @@
+"""Lexicon-constrained CTC beam search with a word n-gram: torchaudio's ``ctc_decoder`` (flashlight-text,
+KenLM inside). Words are limited to the LM directory's vocabulary, spelled in the model's own tokens;
+the hypothesis score is ``CTC + lm_weight * LM + word_score * words``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from asr.search.result import Hypothesis
+
+
+class LexiconDecoder:
+    """One loaded decoder for (LM directory, tokenizer, settings); build it once, call it per batch."""
+
+    def __init__(self, lm_dir: str, tokenizer, beam: int = 50, lm_weight: float = 1.0, word_score: float = 0.0,
+                 beam_threshold: float = 25.0):
+        try:
+            from torchaudio.models.decoder import ctc_decoder
+        except ImportError as e:  # flashlight-text missing
+            raise ValueError(f"the lexicon decoder needs flashlight-text (pip install flashlight-text): {e}") from None
+        from asr.lm import load_lm_dir
+        from asr.lm.lexicon import BOUNDARY, model_tokens, write_lexicon
+
+        d = load_lm_dir(lm_dir)
+        tokens = model_tokens(tokenizer)
+        self._tmp = tempfile.TemporaryDirectory(prefix="asr-lexicon-")
+        lex = Path(self._tmp.name) / "lexicon.txt"
+        n_ok, _ = write_lexicon(d.words, tokenizer, lex)
+        if n_ok == 0:
+            raise ValueError(f"{d.path}: none of its words can be spelled with this model's tokens")
+        sil = BOUNDARY if BOUNDARY in tokens else tokens[0]
+        self.decoder = ctc_decoder(lexicon=str(lex), tokens=tokens, lm=str(d.arpa), nbest=1, beam_size=beam,
+                                   beam_threshold=beam_threshold, lm_weight=lm_weight, word_score=word_score,
+                                   sil_token=sil, blank_token=tokens[0], unk_word="<unk>")
+        self.tokenizer = tokenizer
+
+    def __call__(self, log_probs: torch.Tensor, lens: torch.Tensor) -> list[list[Hypothesis]]:
+        """``log_probs (B, T, V)``, ``lens (B,)`` -> one hypothesis per utterance: its words re-spelled in the
+        model's tokens (word timestamps come from forced alignment like every other method)."""
+        out = self.decoder(log_probs.float().cpu().contiguous(), lens.cpu().to(torch.int32))
+        hyps = []
+        for res in out:
+            if not res:
+                hyps.append([Hypothesis((), float("-inf"))])
+                continue
+            best = res[0]
+            text = " ".join(w for w in best.words if w not in ("<unk>",))
+            hyps.append([Hypothesis(tuple(self.tokenizer.encode(text)), float(best.score))])
+        return hyps
+
+
+@lru_cache(maxsize=4)
+def lexicon_decoder(lm_dir: str, tokenizer_path: str, beam: int, lm_weight: float, word_score: float) -> LexiconDecoder:
+    """A cached :class:`LexiconDecoder` (loading the ARPA and the lexicon takes seconds)."""
+    from asr.text import Tokenizer
+
+    return LexiconDecoder(lm_dir, Tokenizer(tokenizer_path), beam, lm_weight, word_score)
+
+
+__all__ = ["LexiconDecoder", "lexicon_decoder"]

@@ -1,0 +1,164 @@
+"""Language models: the Kneser-Ney ARPA builder, LM directories, the lexicon + n-gram CTC decoder, tuning."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from asr.cli import app
+from asr.lm.ngram import ArpaLM, build_kneser_ney
+
+runner = CliRunner()
+TEXT = ["HELLO WORLD", "THE QUICK BROWN FOX", "JUMPS OVER THE LAZY DOG", "HELLO THE WORLD", "THE LAZY FOX",
+        "THE WORLD SAYS HELLO", "A QUICK DOG JUMPS"]
+
+
+def test_kneser_ney_distributions_sum_to_one(tmp_path):
+    arpa = tmp_path / "lm.arpa"
+    arpa.write_text(build_kneser_ney([s.split() for s in TEXT * 2], order=3))
+    lm = ArpaLM(arpa)
+    vocab = sorted({w for s in TEXT for w in s.split()}) + ["</s>", "<unk>"]
+    for hist in (["<s>"], ["<s>", "HELLO"], ["THE", "LAZY"], ["UNSEEN", "WORDS"], ["FOX"]):
+        assert sum(math.exp(lm.score(hist, w)) for w in vocab) == pytest.approx(1.0, abs=1e-4), hist
+    seen = lm.perplexity([s.split() for s in TEXT])
+    unseen = lm.perplexity([["DOG", "WORLD", "QUICK", "HELLO"]])
+    assert 1.0 < seen < unseen < len(vocab) * 10
+
+
+def test_arpa_errors_are_one_line(tmp_path):
+    from asr.lm import LMError, load_lm_dir
+
+    bad = tmp_path / "bad.arpa"
+    bad.write_text("\\data\\\nngram 1=1\n\n\\1-grams:\nnot-a-number\tX\n")
+    with pytest.raises(LMError, match="bad.arpa"):
+        ArpaLM(bad)
+    with pytest.raises(LMError, match="not an LM directory"):
+        load_lm_dir(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory) -> Path:
+    f = tmp_path_factory.mktemp("text") / "text.txt"
+    f.write_text("\n".join(TEXT * 3) + "\n")
+    return f
+
+
+@pytest.fixture(scope="module")
+def lm_dir(text_file, random_model_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("lm") / "lm"
+    r = runner.invoke(app, ["lm", "train", str(text_file), "--out", str(out), "--order", "3", "--model",
+                            str(random_model_dir)])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_lm_train_writes_a_directory_with_its_card(lm_dir):
+    card = json.loads((lm_dir / "card.json").read_text())
+    assert card["order"] == 3 and card["train_sentences"] >= 5 and card["heldout_perplexity"] > 1
+    assert card["words_without_spelling"] == 0 and card["lexicon_words"] == len((lm_dir / "words.txt").read_text().split())
+    assert "HELLO\tH E L L O" in (lm_dir / "lexicon.txt").read_text()
+
+
+def test_lm_train_leaves_out_dev_and_test_sentences(tiny_manifests, random_model_dir, tmp_path):
+    from asr.data.prepare import load_cuts
+    from asr.text import normalize_text
+
+    dev = [normalize_text(c.supervisions[0].text) for c in load_cuts(tiny_manifests, "dev")]
+    test = [normalize_text(c.supervisions[0].text) for c in load_cuts(tiny_manifests, "test")]
+    text = tmp_path / "t.txt"
+    text.write_text("\n".join(TEXT * 3 + dev + test + ["ZEBRAS ARE STRIPED"] * 3) + "\n")
+    out = tmp_path / "lm"
+    r = runner.invoke(app, ["lm", "train", str(text), "--out", str(out), "--exclude-manifests", str(tiny_manifests),
+                            "--model", str(random_model_dir)])
+    assert r.exit_code == 0, r.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["sentences_excluded"] == len(set(dev + test))
+    arpa = (out / "lm.arpa").read_text()
+    for s in dev + test:
+        assert f"\t{s.split()[0]} {s.split()[1]} {s.split()[2]}\n" not in arpa or any(
+            " ".join(s.split()[:3]) in t for t in TEXT)  # no trigram that only a held-out sentence has
+
+
+def _emissions(tok, text: str, drop: int | None = None, frames_per_token: int = 3):
+    """CTC log-probs spelling ``text``: each token peaks on one frame, blanks around it; ``drop``: that
+    token is left out (a spelling mistake for the lexicon to repair)."""
+    ids = tok.encode(text)
+    V = tok.vocab_size
+    rows = []
+    for k, i in enumerate(ids):
+        if k == drop:
+            continue
+        for f in range(frames_per_token):
+            p = np.full(V, 0.01 / (V - 1))
+            p[i if f == 1 else 0] = 0.99
+            rows.append(p)
+    lp = torch.tensor(np.log(np.stack(rows)), dtype=torch.float32)
+    return lp.log_softmax(-1)
+
+
+def test_lexicon_decoder_repairs_a_misspelled_word(lm_dir, random_model_dir):
+    from asr.model_dir import load_model
+    from asr.search.ctc import ctc_greedy
+    from asr.search.ctc_lm import LexiconDecoder
+
+    tok = load_model(random_model_dir).tokenizer
+    lp = _emissions(tok, "HELLO WORLD", drop=3)  # "HELO WORLD"
+    lens = torch.tensor([lp.size(0)])
+    greedy = tok.decode(ctc_greedy(lp.unsqueeze(0), lens)[0][0].tokens)
+    assert greedy == "HELO WORLD"
+    dec = LexiconDecoder(str(lm_dir), tok, beam=20, lm_weight=1.0, word_score=0.0)
+    assert tok.decode(dec(lp.unsqueeze(0), lens)[0][0].tokens) == "HELLO WORLD"
+
+
+def test_lexicon_decoder_batched_equals_single(lm_dir, random_model_dir):
+    from asr.model_dir import load_model
+    from asr.search.ctc_lm import LexiconDecoder
+
+    tok = load_model(random_model_dir).tokenizer
+    a, b = _emissions(tok, "THE LAZY FOX"), _emissions(tok, "HELLO WORLD", drop=2)
+    pad = torch.nn.utils.rnn.pad_sequence([a, b], batch_first=True)
+    lens = torch.tensor([a.size(0), b.size(0)])
+    dec = LexiconDecoder(str(lm_dir), tok, beam=20)
+    batched = dec(pad, lens)
+    singles = [dec(x.unsqueeze(0), torch.tensor([x.size(0)]))[0] for x in (a, b)]
+    assert [h[0].tokens for h in batched] == [h[0].tokens for h in singles]
+    assert tok.decode(batched[0][0].tokens) == "THE LAZY FOX"
+
+
+def test_ctc_lm_from_the_command_line(lm_dir, random_model_dir, speech_clips, tmp_path):
+    clip = str(speech_clips[0].path)
+    r = runner.invoke(app, ["transcribe", clip, "--model", str(random_model_dir), "--decoder", "ctc_lm", "--no-progress"])
+    assert r.exit_code == 1 and "without --lm" in r.output and "Traceback" not in r.output
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["transcribe", clip, "--model", str(random_model_dir), "--decoder", "ctc_lm", "--lm",
+                            str(lm_dir), "--format", "json", "--output-dir", str(out), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    data = json.loads((out / f"{speech_clips[0].path.stem}.json").read_text())
+    vocab = set((lm_dir / "words.txt").read_text().split())
+    assert set(data["text"].split()) <= vocab  # every word comes from the lexicon
+    assert [w["word"] for w in data["words"]] == data["text"].split()
+    r = runner.invoke(app, ["transcribe", clip, "--model", str(random_model_dir), "--decoder", "ctc_lm", "--lm",
+                            str(tmp_path / "nolm"), "--no-progress"])
+    assert r.exit_code == 1 and "not an LM directory" in r.output
+
+
+def test_lm_tune_writes_the_best_weights(lm_dir, random_model_dir, tiny_manifests, tmp_path):
+    import shutil
+
+    d = tmp_path / "lm"
+    shutil.copytree(lm_dir, d)
+    r = runner.invoke(app, ["lm", "tune", "--lm", str(d), "--model", str(random_model_dir), "--manifests",
+                            str(tiny_manifests), "--limit", "3", "--lm-weight", "0.5", "--lm-weight", "2.0",
+                            "--word-score", "0.0"])
+    assert r.exit_code == 0, r.output
+    card = json.loads((d / "card.json").read_text())
+    assert card["lm_weight"] in (0.5, 2.0) and card["word_score"] == 0.0 and card["tuned_on"]["subset"] == "dev"
+    r = runner.invoke(app, ["lm", "tune", "--lm", str(d), "--model", str(random_model_dir), "--manifests",
+                            str(tiny_manifests), "--subset", "test"])
+    assert r.exit_code == 1 and "never on test" in r.output
