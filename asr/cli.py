@@ -332,6 +332,13 @@ def _decode_options(beam: int, ctc_weight: float, mask_threshold: float, mask_it
                 mask_iterations=mask_iterations, timestamps=timestamps, **lm_kw)
 
 
+def _preload_lm(opts, lm) -> None:
+    """Load the lexicon decoder before decoding starts, so a bad LM directory is one line, not a traceback."""
+    from asr.search.ctc_lm import lexicon_decoder
+
+    _run(lexicon_decoder, str(opts.lm), str(lm.tokenizer.model_path), opts.lm_beam, opts.lm_weight, opts.word_score)
+
+
 @app.command("transcribe")
 def transcribe_cmd(
     paths: List[str] = typer.Argument(..., help="Audio files, folders, globs, or manifests (lhotse .jsonl.gz, .list/.scp)."),
@@ -383,6 +390,8 @@ def transcribe_cmd(
     if decoder not in have:
         _fail(f"decoder {decoder!r} is not available for {lm.path}" + (" without --lm" if decoder == "ctc_lm" else "")
               + f" (it has: {', '.join(have)})")
+    if decoder == "ctc_lm":
+        _preload_lm(opts, lm)
     inputs, errors = expand_inputs(paths)
     for e in errors:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
@@ -481,6 +490,8 @@ def eval_cmd(
     for m in methods:
         if m not in have:
             _fail(f"decoder {m!r} is not available for {lm.path}" + (" without --lm" if m == "ctc_lm" else ""))
+    if "ctc_lm" in methods:
+        _preload_lm(opts, lm)
     errors: list[str] = []
     if refs is not None:
         cuts, errors = _run(load_refs_tsv, refs)

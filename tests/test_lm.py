@@ -162,3 +162,15 @@ def test_lm_tune_writes_the_best_weights(lm_dir, random_model_dir, tiny_manifest
     r = runner.invoke(app, ["lm", "tune", "--lm", str(d), "--model", str(random_model_dir), "--manifests",
                             str(tiny_manifests), "--subset", "test"])
     assert r.exit_code == 1 and "never on test" in r.output
+
+
+def test_corrupt_arpa_is_one_line(lm_dir, random_model_dir, speech_clips, tmp_path):
+    import shutil
+
+    d = tmp_path / "lm"
+    shutil.copytree(lm_dir, d)
+    (d / "lm.arpa").write_text("this is not an ARPA file\n")
+    r = runner.invoke(app, ["transcribe", str(speech_clips[0].path), "--model", str(random_model_dir), "--decoder",
+                            "ctc_lm", "--lm", str(d), "--lm-weight", "0.7", "--no-progress"])
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert any("lm.arpa" in line for line in r.output.splitlines() if line.startswith("error:")), r.output

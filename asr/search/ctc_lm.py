@@ -5,6 +5,7 @@ the hypothesis score is ``CTC + lm_weight * LM + word_score * words``.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -34,9 +35,14 @@ class LexiconDecoder:
         if n_ok == 0:
             raise ValueError(f"{d.path}: none of its words can be spelled with this model's tokens")
         sil = BOUNDARY if BOUNDARY in tokens else tokens[0]
-        self.decoder = ctc_decoder(lexicon=str(lex), tokens=tokens, lm=str(d.arpa), nbest=1, beam_size=beam,
-                                   beam_threshold=beam_threshold, lm_weight=lm_weight, word_score=word_score,
-                                   sil_token=sil, blank_token=tokens[0], unk_word="<unk>")
+        try:
+            with _quiet_native_output():  # KenLM prints a progress bar while it reads an ARPA file
+                self.decoder = ctc_decoder(lexicon=str(lex), tokens=tokens, lm=str(d.arpa), nbest=1, beam_size=beam,
+                                           beam_threshold=beam_threshold, lm_weight=lm_weight, word_score=word_score,
+                                           sil_token=sil, blank_token=tokens[0], unk_word="<unk>")
+        except RuntimeError as e:
+            cause = (str(e).strip().splitlines() or ["unreadable"])[0][:200]
+            raise ValueError(f"{d.arpa}: the decoder cannot load it ({cause})") from None
         self.tokenizer = tokenizer
 
     def __call__(self, log_probs: torch.Tensor, lens: torch.Tensor) -> list[list[Hypothesis]]:
@@ -52,6 +58,27 @@ class LexiconDecoder:
             text = " ".join(w for w in best.words if w not in ("<unk>",))
             hyps.append([Hypothesis(tuple(self.tokenizer.encode(text)), float(best.score))])
         return hyps
+
+
+@contextlib.contextmanager
+def _quiet_native_output():
+    """Silence what native code writes to the process's stdout/stderr (file descriptors 1 and 2)."""
+    import os
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
 
 
 @lru_cache(maxsize=4)

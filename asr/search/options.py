@@ -20,8 +20,8 @@ class DecodeOptions:
     timestamps: bool = True
     fixed_len: int = 0  # benchmarks on random weights: force this many output tokens (AR, Mask-CTC)
     lm: str = ""  # LM directory (asr lm train) for ctc_lm; "" = none
-    lm_weight: float = 1.0  # ctc_lm: weight of the word n-gram log-probability
-    word_score: float = 0.0  # ctc_lm: added per word (positive: longer outputs)
+    lm_weight: float = 1.5  # ctc_lm: weight of the word n-gram log-probability (dev-tuned for the demo model)
+    word_score: float = -1.0  # ctc_lm: added per word (positive: longer outputs; dev-tuned for the demo model)
     lm_beam: int = 50  # ctc_lm: beam size of the lexicon decoder
 
     def __post_init__(self) -> None:

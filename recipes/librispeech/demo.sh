@@ -3,7 +3,8 @@
 #   1. synthesize the synthetic recipe's test subset (unseen voices; identical to the full recipe's)
 #   2. lhotse manifests
 #   3. transcribe a few of its recordings into txt/json/srt/vtt with word timestamps
-#   4. score every decoder on the first N test utterances and print the WER / real-time-factor table
+#   4. build a word 3-gram LM from the corpus's text sources minus every test sentence (about 15 s)
+#   5. score every decoder (CTC + LM included) on the first N test utterances and print the WER / RTF table
 #
 #   bash recipes/librispeech/demo.sh [--limit N] [--work DIR]
 set -euo pipefail
@@ -24,11 +25,11 @@ command -v asr >/dev/null || { echo "demo.sh: 'asr' not found: run 'bash tools/s
 log() { printf '\033[1m[demo %s]\033[0m %s\n' "$(date +%H:%M:%S)" "$*"; }
 
 corpus=$work/synthetic; manifests=$work/manifests_synthetic; out=$work/demo
-log "1/4 synthesize the test subset (seed 0, the recipe's plan) into $corpus"
+log "1/5 synthesize the test subset (seed 0, the recipe's plan) into $corpus"
 asr data synth --out "$corpus" --hours 8 --seed 0 --subset test --no-progress
-log "2/4 manifests in $manifests"
+log "2/5 manifests in $manifests"
 asr data prepare --corpus-dir "$corpus" --out "$manifests"
-log "3/4 transcribe 3 recordings -> $out/transcripts"
+log "3/5 transcribe 3 recordings -> $out/transcripts"
 mapfile -t files < <(find "$corpus/test" -name '*.flac' | sort | head -n 3)
 asr transcribe "${files[@]}" --model demo --decoder attention_rescoring --format txt --format json --format srt \
   --format vtt --output-dir "$out/transcripts" --no-progress
@@ -36,6 +37,10 @@ for f in "${files[@]}"; do
   id=$(basename "$f" .flac)
   printf '  %s\n    ref: %s\n    hyp: %s\n' "$id" "$(grep "^$id " "$(dirname "$f")"/*.trans.txt | cut -d' ' -f2-)" "$(cat "$out/transcripts/$id.txt")"
 done
-log "4/4 every decoder on the first $limit test utterances (2 threads)"
-asr eval --model demo --manifests "$manifests" --subset test --limit "$limit" --decoder all --out-dir "$out/eval" --threads 2
+log "4/5 word 3-gram LM without any test sentence -> $out/lm"
+[ -f "$out/lm/lm.arpa" ] || asr lm train default --out "$out/lm" --order 3 --exclude-manifests "$manifests" \
+  --exclude-subset test --model demo > /dev/null
+log "5/5 every decoder on the first $limit test utterances (2 threads)"
+asr eval --model demo --manifests "$manifests" --subset test --limit "$limit" --decoder all --lm "$out/lm" \
+  --out-dir "$out/eval" --threads 2
 log "done: transcripts in $out/transcripts, per-utterance details and the WER-vs-speed plot in $out/eval"

@@ -13,6 +13,8 @@
 #   4  export    average the last checkpoints and write a self-describing model directory
 #   5  decode    every decoder on every test subset: WER, CER, real-time factor -> $exp/RESULTS.md,
 #                per-utterance details and a WER-vs-speed plot in $exp/decode
+#   6  lm        word 3-gram + lexicon from text without any dev/test sentence ($exp/lm), weights tuned on dev,
+#                the test subset decoded with ctc_lm, appended to $exp/RESULTS.md
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -20,7 +22,7 @@ repo=$(cd "$here/../.." && pwd)
 [ -x "$repo/.venv/bin/asr" ] && export PATH="$repo/.venv/bin:$PATH"
 
 stage=0
-stop_stage=5
+stop_stage=6
 data=synthetic            # synthetic | librispeech
 hours=8                   # synthetic corpus size (the tiny preset's training data)
 seed=0
@@ -34,6 +36,8 @@ nproc=1                   # processes for DDP training (torchrun)
 device=cpu
 average=4                 # checkpoints averaged at export
 train_args=()             # extra `asr train --set key=value` overrides
+lm_text=                  # LM text (default: the synthetic corpus's sources; LibriSpeech: its training transcripts)
+lm_order=3
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -52,7 +56,9 @@ while [ $# -gt 0 ]; do
     --device) device=$2; shift 2 ;;
     --average) average=$2; shift 2 ;;
     --set) train_args+=(--set "$2"); shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --lm-text) lm_text=$2; shift 2 ;;
+    --lm-order) lm_order=$2; shift 2 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -125,5 +131,31 @@ if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
     echo "Per-utterance details: $exp/decode/${test_set}_DECODER.details.txt; plot: $exp/decode/$test_set.wer_vs_rtf.png"
   } > "$exp/RESULTS.md.tmp" && mv "$exp/RESULTS.md.tmp" "$exp/RESULTS.md"
   cat "$exp/RESULTS.md"
+fi
+if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
+  if [ -z "$lm_text" ]; then
+    if [ "$data" = synthetic ]; then
+      lm_text=default
+    else
+      lm_text=$work/lm_text_$train_set.txt
+      python -c "import sys; from asr.data.prepare import load_cuts
+with open(sys.argv[3], 'w') as f:
+    for c in load_cuts(sys.argv[1], sys.argv[2]): f.write(' '.join(s.text for s in c.supervisions) + '\n')" \
+        "$manifests" "$train_set" "$lm_text"
+    fi
+  fi
+  log "stage 6: $lm_order-gram LM from $lm_text (minus $valid_set/$test_set sentences) -> $exp/lm; tune on $valid_set"
+  asr lm train "$lm_text" --out "$exp/lm" --order "$lm_order" --exclude-manifests "$manifests" \
+    --exclude-subset "$valid_set" --exclude-subset "$test_set" --model "$exp/model"
+  asr lm tune --lm "$exp/lm" --model "$exp/model" --manifests "$manifests" --subset "$valid_set" --limit 200
+  asr eval --model "$exp/model" --manifests "$manifests" --subset "$test_set" --decoder ctc_lm --lm "$exp/lm" \
+    --out-dir "$exp/decode_lm" --threads 2
+  {
+    sed '/^With the word/,$d' "$exp/RESULTS.md"  # a re-run replaces its own section
+    echo "With the word $lm_order-gram ($exp/lm, weights tuned on $valid_set):"
+    echo
+    cat "$exp/decode_lm/$test_set.results.md"
+  } > "$exp/RESULTS.md.tmp" && mv "$exp/RESULTS.md.tmp" "$exp/RESULTS.md"
+  cat "$exp/decode_lm/$test_set.results.md"
 fi
 log "done (stages $stage-$stop_stage)"
