@@ -302,11 +302,10 @@ def lm_tune_cmd(
             typer.echo(f"lm_weight {w:4.2f} word_score {ws:5.2f}: WER {100 * r.wer.rate:6.2f}%  CER {100 * r.cer.rate:6.2f}%")
             if best is None or r.wer.rate < best[0]:
                 best = (r.wer.rate, w, ws)
-    card = update_card(lm_dir, lm_weight=best[1], word_score=best[2],
-                       tuned_on={"subset": subset, "utterances": len(cuts), "wer": round(best[0], 4), "model": str(lm.path)})
+    update_card(lm_dir, lm_weight=best[1], word_score=best[2],
+                tuned_on={"subset": subset, "utterances": len(cuts), "wer": round(best[0], 4), "model": str(lm.path)})
     typer.echo(f"best: lm_weight {best[1]} word_score {best[2]} (WER {100 * best[0]:.2f}% on {len(cuts)} {subset} "
                f"utterances); written to {lm_dir}/card.json")
-    _ = card
 
 
 def _load(model: str, device: str = "cpu"):
@@ -332,6 +331,17 @@ def _decode_options(beam: int, ctc_weight: float, mask_threshold: float, mask_it
                 mask_iterations=mask_iterations, timestamps=timestamps, **lm_kw)
 
 
+# decoding options shared by `transcribe` and `eval` (defaults from DecodeOptions)
+BEAM_OPT = typer.Option(DEFAULTS.beam, help="Beam size (beam-search decoders).")
+CTC_WEIGHT_OPT = typer.Option(DEFAULTS.ctc_weight, help="CTC weight in joint_ctc_attention.")
+MASK_THRESHOLD_OPT = typer.Option(DEFAULTS.mask_threshold, help="Mask-CTC: re-predict tokens with CTC confidence below this.")
+MASK_ITERATIONS_OPT = typer.Option(DEFAULTS.mask_iterations, help="Mask-CTC iterations.")
+LM_DIR_OPT = typer.Option(None, "--lm", help="LM directory (asr lm train): enables the ctc_lm decoder (lexicon + word n-gram).")
+LM_WEIGHT_OPT = typer.Option(None, help=f"ctc_lm: LM weight (default: the LM card's tuned value, else {DEFAULTS.lm_weight}).")
+WORD_SCORE_OPT = typer.Option(None, help=f"ctc_lm: score added per word (default: tuned, else {DEFAULTS.word_score}).")
+LM_BEAM_OPT = typer.Option(DEFAULTS.lm_beam, help="ctc_lm: beam size (500: more accurate, about 4x slower).")
+
+
 def _preload_lm(opts, lm) -> None:
     """Load the lexicon decoder before decoding starts, so a bad LM directory is one line, not a traceback."""
     from asr.search.ctc_lm import lexicon_decoder
@@ -343,17 +353,17 @@ def _preload_lm(opts, lm) -> None:
 def transcribe_cmd(
     paths: List[str] = typer.Argument(..., help="Audio files, folders, globs, or manifests (lhotse .jsonl.gz, .list/.scp)."),
     model: str = typer.Option(DEMO_MODEL, "--model", help="Model directory (asr export-model) or 'demo' (the bundled model)."),
-    decoder: str = typer.Option("ctc_greedy", "--decoder", help="ctc_greedy, ctc_prefix_beam, attention_beam, joint_ctc_attention, attention_rescoring, mask_ctc."),
+    decoder: str = typer.Option("ctc_greedy", "--decoder", help="ctc_greedy, ctc_prefix_beam, attention_beam, joint_ctc_attention, attention_rescoring, mask_ctc, ctc_lm (with --lm)."),
     formats: List[str] = typer.Option(["txt"], "--format", help="txt, json, srt, vtt, tsv (repeatable)."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Write ID.FORMAT files here (default: print text to stdout)."),
-    beam: int = typer.Option(DEFAULTS.beam, help="Beam size (beam-search decoders)."),
-    ctc_weight: float = typer.Option(DEFAULTS.ctc_weight, help="CTC weight in joint_ctc_attention."),
-    mask_threshold: float = typer.Option(DEFAULTS.mask_threshold, help="Mask-CTC: re-predict tokens with CTC confidence below this."),
-    mask_iterations: int = typer.Option(DEFAULTS.mask_iterations, help="Mask-CTC iterations."),
-    lm_dir: Optional[Path] = typer.Option(None, "--lm", help="LM directory (asr lm train): enables the ctc_lm decoder (lexicon + word n-gram)."),
-    lm_weight: Optional[float] = typer.Option(None, help="ctc_lm: LM weight (default: the LM card's tuned value, else %s)." % DEFAULTS.lm_weight),
-    word_score: Optional[float] = typer.Option(None, help="ctc_lm: score added per word (default: tuned, else %s)." % DEFAULTS.word_score),
-    lm_beam: int = typer.Option(DEFAULTS.lm_beam, help="ctc_lm: beam size."),
+    beam: int = BEAM_OPT,
+    ctc_weight: float = CTC_WEIGHT_OPT,
+    mask_threshold: float = MASK_THRESHOLD_OPT,
+    mask_iterations: int = MASK_ITERATIONS_OPT,
+    lm_dir: Optional[Path] = LM_DIR_OPT,
+    lm_weight: Optional[float] = LM_WEIGHT_OPT,
+    word_score: Optional[float] = WORD_SCORE_OPT,
+    lm_beam: int = LM_BEAM_OPT,
     batch_seconds: float = typer.Option(60.0, help="Audio seconds per decoding batch."),
     max_segment: float = typer.Option(20.0, help="Long recordings are cut into segments of at most this many seconds."),
     skip_existing: bool = typer.Option(False, help="Skip inputs whose outputs all exist (resume a killed job)."),
@@ -458,14 +468,14 @@ def eval_cmd(
     subset: str = typer.Option("test", help="Subset of --manifests to score."),
     refs: Optional[Path] = typer.Option(None, "--refs", help="Instead of manifests: a TSV 'path<TAB>reference' (or ID/path/reference columns)."),
     decoders: List[str] = typer.Option(["ctc_greedy"], "--decoder", help="Decoders to compare (repeatable; 'all' for every one the model has)."),
-    beam: int = typer.Option(DEFAULTS.beam, help="Beam size."),
-    ctc_weight: float = typer.Option(DEFAULTS.ctc_weight, help="CTC weight in joint_ctc_attention."),
-    mask_threshold: float = typer.Option(DEFAULTS.mask_threshold, help="Mask-CTC threshold."),
-    mask_iterations: int = typer.Option(DEFAULTS.mask_iterations, help="Mask-CTC iterations."),
-    lm_dir: Optional[Path] = typer.Option(None, "--lm", help="LM directory (asr lm train): enables the ctc_lm decoder (lexicon + word n-gram)."),
-    lm_weight: Optional[float] = typer.Option(None, help="ctc_lm: LM weight (default: the LM card's tuned value, else %s)." % DEFAULTS.lm_weight),
-    word_score: Optional[float] = typer.Option(None, help="ctc_lm: score added per word (default: tuned, else %s)." % DEFAULTS.word_score),
-    lm_beam: int = typer.Option(DEFAULTS.lm_beam, help="ctc_lm: beam size."),
+    beam: int = BEAM_OPT,
+    ctc_weight: float = CTC_WEIGHT_OPT,
+    mask_threshold: float = MASK_THRESHOLD_OPT,
+    mask_iterations: int = MASK_ITERATIONS_OPT,
+    lm_dir: Optional[Path] = LM_DIR_OPT,
+    lm_weight: Optional[float] = LM_WEIGHT_OPT,
+    word_score: Optional[float] = WORD_SCORE_OPT,
+    lm_beam: int = LM_BEAM_OPT,
     limit: int = typer.Option(0, help="Score only the first N utterances (0: all)."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write per-utterance details, results.md/json and a WER-vs-speed plot here."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
