@@ -22,6 +22,7 @@ from asr.search.result import Hypothesis
 METHODS = ("ctc_greedy", "ctc_prefix_beam", "attention_beam", "joint_ctc_attention", "attention_rescoring", "mask_ctc",
            "ctc_lm")
 AUTOREGRESSIVE = ("attention_beam", "joint_ctc_attention", "attention_rescoring")
+LM_RESCORED = ("ctc_prefix_beam", "attention_rescoring")  # n-best methods re-ranked by the n-gram when an LM is given
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,18 @@ def search(model, enc: torch.Tensor, enc_lens: torch.Tensor, method: str,
 
         dec = lexicon_decoder(str(opts.lm), str(tokenizer.model_path), opts.lm_beam, opts.lm_weight, opts.word_score)
         return dec(lp if lp is not None else model.ctc_log_probs(enc), enc_lens)
+    nbests = _search(model, enc, enc_lens, method, opts, lp)
+    if opts.lm and method in LM_RESCORED and tokenizer is not None and opts.rescore_lm_weight > 0:
+        from asr.lm import load_lm_dir
+        from asr.lm.ngram import cached_arpa
+        from asr.search.rescoring import lm_rescore
+
+        lm = cached_arpa(str(load_lm_dir(opts.lm).arpa))
+        nbests = lm_rescore(nbests, tokenizer, lm, opts.rescore_lm_weight, opts.rescore_word_score)
+    return nbests
+
+
+def _search(model, enc, enc_lens, method: str, opts: DecodeOptions, lp) -> list[list[Hypothesis]]:
     if method == "ctc_greedy":
         return ctc_greedy(lp if lp is not None else model.ctc_log_probs(enc), enc_lens)
     if method == "ctc_prefix_beam":

@@ -174,3 +174,32 @@ def test_corrupt_arpa_is_one_line(lm_dir, random_model_dir, speech_clips, tmp_pa
                             "ctc_lm", "--lm", str(d), "--lm-weight", "0.7", "--no-progress"])
     assert r.exit_code == 1 and "Traceback" not in r.output, r.output
     assert any("lm.arpa" in line for line in r.output.splitlines() if line.startswith("error:")), r.output
+
+
+def test_lm_rescoring_prefers_the_sentence_the_lm_knows(lm_dir, random_model_dir):
+    from asr.lm import load_lm_dir
+    from asr.lm.ngram import cached_arpa
+    from asr.model_dir import load_model
+    from asr.search.rescoring import lm_rescore
+    from asr.search.result import Hypothesis
+
+    tok = load_model(random_model_dir).tokenizer
+    lm = cached_arpa(str(load_lm_dir(lm_dir).arpa))
+    odd, known = tok.encode("WORLD LAZY HELLO"), tok.encode("HELLO WORLD")
+    nbest = [[Hypothesis(tuple(odd), -10.0), Hypothesis(tuple(known), -10.5)]]
+    assert lm_rescore(nbest, tok, lm, weight=0.0)[0][0].tokens == tuple(odd)
+    assert lm_rescore(nbest, tok, lm, weight=0.5)[0][0].tokens == tuple(known)
+
+
+def test_prefix_beam_with_lm_is_rescored(lm_dir, random_model_dir):
+    from asr.decode import DecodeOptions, search
+    from asr.model_dir import load_model
+
+    lm = load_model(random_model_dir)
+    lp = _emissions(lm.tokenizer, "HELLO WORLD").unsqueeze(0)
+    lens = torch.tensor([lp.size(1)])
+    plain = search(lm.model, None, lens, "ctc_prefix_beam", DecodeOptions(beam=4), ctc_log_probs=lp)
+    with_lm = search(lm.model, None, lens, "ctc_prefix_beam", DecodeOptions(beam=4, lm=str(lm_dir)), ctc_log_probs=lp,
+                     tokenizer=lm.tokenizer)
+    assert with_lm[0][0].tokens == plain[0][0].tokens  # clear audio: same words
+    assert with_lm[0][0].score != plain[0][0].score  # but scored with the LM

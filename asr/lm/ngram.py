@@ -193,4 +193,15 @@ class ArpaLM:
         return math.exp(-lp / n) if n else float("nan")
 
 
-__all__ = ["build_kneser_ney", "build_with_kenlm", "ArpaLM", "LMError", "BOS", "EOS", "UNK"]
+def cached_arpa(path: str) -> ArpaLM:
+    """One :class:`ArpaLM` per file for the process (reading an ARPA of ~700k n-grams takes about 1 s)."""
+    key = str(Path(path).resolve())
+    if key not in _CACHE:
+        _CACHE.clear()  # one LM at a time is what decoding uses
+        _CACHE[key] = ArpaLM(key)
+    return _CACHE[key]
+
+
+_CACHE: dict[str, ArpaLM] = {}
+
+__all__ = ["build_kneser_ney", "build_with_kenlm", "ArpaLM", "cached_arpa", "LMError", "BOS", "EOS", "UNK"]

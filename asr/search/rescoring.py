@@ -56,3 +56,17 @@ def attention_rescoring(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: 
             i += 1
         out.append(sorted(scored, key=lambda h: h.score, reverse=True))
     return out
+
+
+def lm_rescore(nbests: list[list[Hypothesis]], tokenizer, lm, weight: float, word_score: float = 0.0) -> list[list[Hypothesis]]:
+    """Re-rank each n-best list by ``score + weight * log P_LM(words) + word_score * len(words)`` with a word
+    n-gram (:class:`asr.lm.ngram.ArpaLM`); the list stays best first."""
+    out = []
+    for nb in nbests:
+        scored = []
+        for h in nb:
+            words = tokenizer.decode(h.tokens).split()
+            bonus = weight * lm.sentence_logprob(words) + word_score * len(words)
+            scored.append(Hypothesis(h.tokens, h.score + bonus, h.token_frames))
+        out.append(sorted(scored, key=lambda h: h.score, reverse=True))
+    return out
