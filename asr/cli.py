@@ -565,7 +565,8 @@ def live_cmd(
     output: Optional[Path] = typer.Option(None, "--output", help="Write the running transcript: .txt, .srt, .vtt or .jsonl."),
     chunk_ms: int = typer.Option(640, help="Chunk size in milliseconds (a multiple of the encoder frame)."),
     left_chunks: int = typer.Option(4, help="Attention context in chunks."),
-    final: str = typer.Option("attention_rescoring", help="Second pass at an endpoint: attention_rescoring, mask_ctc or none."),
+    final: Optional[str] = typer.Option(None, help="Second pass at an endpoint: attention_rescoring, mask_ctc, ctc_lm or none (default: ctc_lm with --lm, else attention_rescoring)."),
+    lm_dir: Optional[Path] = typer.Option(None, "--lm", help="LM directory (asr lm train) for the ctc_lm second pass."),
     silence_after_speech: float = typer.Option(0.8, help="Endpoint after this many seconds of silence following speech."),
     silence_before_speech: float = typer.Option(2.4, help="Endpoint after this much silence when nothing was said."),
     max_segment: float = typer.Option(20.0, help="Endpoint when a segment reaches this many seconds."),
@@ -596,7 +597,13 @@ def live_cmd(
         _fail(f"--chunk-ms must be a multiple of {fs} ms for this model")
     ep = EndpointConfig(EndpointRule(False, silence_before_speech, 0.0), EndpointRule(True, silence_after_speech, 0.0),
                         EndpointRule(False, 0.0, max_segment))
-    rec = _run(Recognizer, lm, StreamingOptions(chunk=chunk_ms // fs, left_chunks=left_chunks, final=final, endpoint=ep))
+    dopts = _decode_options(DEFAULTS.beam, DEFAULTS.ctc_weight, DEFAULTS.mask_threshold, DEFAULTS.mask_iterations,
+                            lm_dir=lm_dir)
+    final = final or ("ctc_lm" if lm_dir else "attention_rescoring")
+    rec = _run(Recognizer, lm, StreamingOptions(chunk=chunk_ms // fs, left_chunks=left_chunks, final=final, endpoint=ep,
+                                                decode=dopts))
+    if final == "ctc_lm":
+        _preload_lm(dopts, lm)
     writer = _run(TranscriptWriter, output) if output else None
     term = TerminalCaptions()
     mic_stats = MicStats()
@@ -671,6 +678,7 @@ def bench_stream_cmd(
     subset: str = typer.Option("test", help="Subset for the streaming WER."),
     limit: int = typer.Option(100, help="Utterances for the streaming WER."),
     threads: int = typer.Option(1, help="CPU threads for torch."),
+    lm_dir: Optional[Path] = typer.Option(None, "--lm", help="Also measure streaming WER with the ctc_lm second pass."),
 ) -> None:
     """Streaming speed (real-time factor per chunk size, bounded per-chunk cost) and, with --manifests,
     streaming WER against full-context WER plus caption stability (committed revisions must be 0)."""
@@ -693,6 +701,12 @@ def bench_stream_cmd(
         typer.echo(json.dumps({"full_context_attention_rescoring_wer": round(full.wer.rate, 4)}))
         for c in chunks_ms:
             typer.echo(json.dumps(streaming_wer(lm, cuts, c, left_chunks)))
+        if lm_dir is not None:
+            dopts = _decode_options(DEFAULTS.beam, DEFAULTS.ctc_weight, DEFAULTS.mask_threshold, DEFAULTS.mask_iterations,
+                                    lm_dir=lm_dir)
+            _preload_lm(dopts, lm)
+            for c in chunks_ms:
+                typer.echo(json.dumps(streaming_wer(lm, cuts, c, left_chunks, "ctc_lm", dopts)))
 
 
 def main() -> None:

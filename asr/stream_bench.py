@@ -82,14 +82,16 @@ def chunk_rtf(model: str = "demo", chunk_ms: int = 640, left_chunks: int = 4, se
     return out
 
 
-def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: str = "attention_rescoring") -> dict:
+def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: str = "attention_rescoring",
+                  decode=None) -> dict:
     """Decode each cut as a stream (fed in 100 ms blocks, endpoints as in live use, the second pass at each
     endpoint) and score the committed text; also count committed-text revisions and tentative changes."""
     from asr.metrics import cer, wer
     from asr.text import normalize_text
 
     chunk = chunk_ms // (lm.model.encoder.rate * 10)
-    rec = Recognizer(lm, StreamingOptions(chunk=chunk, left_chunks=left_chunks, final=final))
+    extra = {"decode": decode} if decode is not None else {}
+    rec = Recognizer(lm, StreamingOptions(chunk=chunk, left_chunks=left_chunks, final=final, **extra))
     refs, hyps, revisions, changes, t_compute, audio_s = [], [], 0, 0, 0.0, 0.0
     for c in cuts:
         audio = c.load_audio()[0]

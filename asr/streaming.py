@@ -67,7 +67,7 @@ class StreamingOptions:
     chunk: int = 16  # encoder frames per chunk (16 x 40 ms = 640 ms with 4x subsampling)
     left_chunks: int = 4  # attention context in chunks (< 0: everything since the segment began)
     beam: int = 4  # CTC prefix beam for partial results
-    final: str = "attention_rescoring"  # second pass at an endpoint: attention_rescoring, mask_ctc or none
+    final: str = "attention_rescoring"  # second pass at an endpoint: attention_rescoring, mask_ctc, ctc_lm or none
     final_beam: int = 8  # n-best size of the attention-rescoring second pass
     endpoint: EndpointConfig = EndpointConfig()
     decode: DecodeOptions = DEFAULTS  # the second pass's other settings (the same defaults as offline decoding)
@@ -77,9 +77,11 @@ class StreamingOptions:
             raise ValueError(f"unknown second pass {self.final!r}; choose from {', '.join(FINAL_PASSES)}")
         if self.chunk < 1 or self.beam < 1 or self.final_beam < 1:
             raise ValueError("chunk, beam and final_beam must be at least 1")
+        if self.final == "ctc_lm" and not self.decode.lm:
+            raise ValueError("the ctc_lm second pass needs an LM directory (decode=DecodeOptions(lm=...), --lm)")
 
 
-FINAL_PASSES = ("attention_rescoring", "mask_ctc", "none")
+FINAL_PASSES = ("attention_rescoring", "mask_ctc", "ctc_lm", "none")
 
 
 @dataclass
@@ -269,6 +271,12 @@ class Recognizer:
                 d = self.options.decode
                 tokens = list(attention_rescoring(self.model, enc, lens, self.options.final_beam, d.rescore_ctc_weight,
                                                   d.reverse_weight)[0][0].tokens)
+            elif tokens and final == "ctc_lm":  # lexicon + word n-gram over the segment's CTC log-probs
+                from asr.search.ctc_lm import lexicon_decoder
+
+                d = self.options.decode
+                dec = lexicon_decoder(str(d.lm), str(self.tokenizer.model_path), d.lm_beam, d.lm_weight, d.word_score)
+                tokens = list(dec(lp.unsqueeze(0), torch.tensor([lp.size(0)]))[0][0].tokens)
             elif tokens and final == "mask_ctc":
                 from asr.search.mask_ctc import mask_ctc
 

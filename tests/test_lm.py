@@ -203,3 +203,27 @@ def test_prefix_beam_with_lm_is_rescored(lm_dir, random_model_dir):
                      tokenizer=lm.tokenizer)
     assert with_lm[0][0].tokens == plain[0][0].tokens  # clear audio: same words
     assert with_lm[0][0].score != plain[0][0].score  # but scored with the LM
+
+
+def test_streaming_second_pass_with_the_lm(lm_dir, random_model_dir, speech_clips):
+    from asr.decode import DecodeOptions
+    from asr.model_dir import load_model
+    from asr.streaming import Recognizer, StreamingOptions
+
+    lm = load_model(random_model_dir)
+    with pytest.raises(ValueError, match="needs an LM directory"):
+        StreamingOptions(final="ctc_lm")
+    rec = Recognizer(lm, StreamingOptions(final="ctc_lm", decode=DecodeOptions(lm=str(lm_dir))))
+    import soundfile as sf
+
+    s = rec.create_stream()
+    s.accept_waveform(16000, sf.read(speech_clips[0].path, dtype="float32")[0][: 16000 * 4])
+    s.input_finished()
+    while rec.is_ready(s):
+        rec.decode([s])
+    seg = rec.finalize(s)
+    vocab = set((lm_dir / "words.txt").read_text().split())
+    assert seg is None or set(seg.text.split()) <= vocab
+    r = runner.invoke(app, ["live", "--model", str(random_model_dir), "--input", str(speech_clips[0].path), "--fast",
+                            "--lm", str(lm_dir)])
+    assert r.exit_code == 0, r.output
