@@ -22,7 +22,19 @@ from asr.search.result import Hypothesis
 METHODS = ("ctc_greedy", "ctc_prefix_beam", "attention_beam", "joint_ctc_attention", "attention_rescoring", "mask_ctc",
            "ctc_lm")
 AUTOREGRESSIVE = ("attention_beam", "joint_ctc_attention", "attention_rescoring")
-LM_RESCORED = ("ctc_prefix_beam", "attention_rescoring")  # n-best methods re-ranked by the n-gram when an LM is given
+LM_FUSED = ("ctc_prefix_beam", "attention_rescoring")  # prefix searches that fuse the word n-gram when an LM is given
+
+
+def word_fusion_factory(opts: DecodeOptions, tokenizer):
+    """``() -> WordFusion`` for the LM of ``opts`` (None without an LM, a tokenizer or a fusion weight)."""
+    if not opts.lm or tokenizer is None or opts.fusion_weight <= 0:
+        return None
+    from asr.lm import load_lm_dir
+    from asr.lm.ngram import cached_arpa
+    from asr.search.fusion import WordFusion
+
+    arpa = cached_arpa(str(load_lm_dir(opts.lm).arpa))
+    return lambda: WordFusion(arpa, tokenizer, opts.fusion_weight, opts.fusion_word_score)
 
 
 @dataclass(frozen=True)
@@ -63,22 +75,12 @@ def search(model, enc: torch.Tensor, enc_lens: torch.Tensor, method: str,
 
         dec = lexicon_decoder(str(opts.lm), str(tokenizer.model_path), opts.lm_beam, opts.lm_weight, opts.word_score)
         return dec(lp if lp is not None else model.ctc_log_probs(enc), enc_lens)
-    nbests = _search(model, enc, enc_lens, method, opts, lp)
-    if opts.lm and method in LM_RESCORED and tokenizer is not None and opts.rescore_lm_weight > 0:
-        from asr.lm import load_lm_dir
-        from asr.lm.ngram import cached_arpa
-        from asr.search.rescoring import lm_rescore
-
-        lm = cached_arpa(str(load_lm_dir(opts.lm).arpa))
-        nbests = lm_rescore(nbests, tokenizer, lm, opts.rescore_lm_weight, opts.rescore_word_score)
-    return nbests
-
-
-def _search(model, enc, enc_lens, method: str, opts: DecodeOptions, lp) -> list[list[Hypothesis]]:
+    fusion = word_fusion_factory(opts, tokenizer) if method in LM_FUSED else None
     if method == "ctc_greedy":
         return ctc_greedy(lp if lp is not None else model.ctc_log_probs(enc), enc_lens)
     if method == "ctc_prefix_beam":
-        return ctc_prefix_beam(lp if lp is not None else model.ctc_log_probs(enc), enc_lens, beam=opts.beam)
+        return ctc_prefix_beam(lp if lp is not None else model.ctc_log_probs(enc), enc_lens, beam=opts.beam,
+                               fusion_factory=fusion)
     if method == "attention_beam":
         return attention_beam(model, enc, enc_lens, opts.beam, length_norm=opts.length_norm, fixed_len=opts.fixed_len,
                               eos_threshold=opts.eos_threshold, ctc_length_window=opts.ctc_length_window)
@@ -87,7 +89,8 @@ def _search(model, enc, enc_lens, method: str, opts: DecodeOptions, lp) -> list[
                                    length_norm=opts.length_norm, fixed_len=opts.fixed_len, eos_threshold=0.0,
                                    ctc_length_window=(0.0, 0.0))
     if method == "attention_rescoring":
-        return attention_rescoring(model, enc, enc_lens, opts.beam, opts.rescore_ctc_weight, opts.reverse_weight)
+        return attention_rescoring(model, enc, enc_lens, opts.beam, opts.rescore_ctc_weight, opts.reverse_weight,
+                                   fusion_factory=fusion)
     return mask_ctc(model, enc, enc_lens, opts.mask_threshold, opts.mask_iterations, fixed_len=opts.fixed_len)
 
 

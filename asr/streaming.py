@@ -122,7 +122,8 @@ class Stream:
 
     def _new_segment(self, start_seconds: float) -> None:
         self.state: EncoderState = self._rec.model.encoder.init_state(1)
-        self.beam = PrefixBeam(self._rec.options.beam)
+        fusion = self._rec.fusion_factory() if self._rec.fusion_factory else None
+        self.beam = PrefixBeam(self._rec.options.beam, fusion=fusion)  # partials (word n-gram fused with an LM)
         self.enc_chunks: list[torch.Tensor] = []  # (1, C, D) encoder outputs of this segment
         self.lp_chunks: list[torch.Tensor] = []  # (C, V) CTC log-probs of this segment
         self.seg_start = start_seconds
@@ -190,6 +191,9 @@ class Recognizer:
             raise ValueError(f"{self.lm.path}: streaming needs a model trained with causal convolution")
         if options.final == "attention_rescoring" and self.model.decoder is None:
             self.options = StreamingOptions(**{**options.__dict__, "final": "mask_ctc" if self.model.mlm else "none"})
+        from asr.decode import word_fusion_factory
+
+        self.fusion_factory = word_fusion_factory(self.options.decode, self.tokenizer)
         self.window, self.stride = self.model.encoder.chunk_window(options.chunk)
         self.frame_seconds = encoder_frame_seconds(self.model.encoder.rate)
         self.left_frames = options.left_chunks * options.chunk if options.left_chunks >= 0 else -1

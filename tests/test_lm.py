@@ -176,22 +176,22 @@ def test_corrupt_arpa_is_one_line(lm_dir, random_model_dir, speech_clips, tmp_pa
     assert any("lm.arpa" in line for line in r.output.splitlines() if line.startswith("error:")), r.output
 
 
-def test_lm_rescoring_prefers_the_sentence_the_lm_knows(lm_dir, random_model_dir):
+def test_word_fusion_scores_completed_words_and_prefers_known_sentences(lm_dir, random_model_dir):
     from asr.lm import load_lm_dir
     from asr.lm.ngram import cached_arpa
     from asr.model_dir import load_model
-    from asr.search.rescoring import lm_rescore
-    from asr.search.result import Hypothesis
+    from asr.search.fusion import WordFusion
 
     tok = load_model(random_model_dir).tokenizer
-    lm = cached_arpa(str(load_lm_dir(lm_dir).arpa))
-    odd, known = tok.encode("WORLD LAZY HELLO"), tok.encode("HELLO WORLD")
-    nbest = [[Hypothesis(tuple(odd), -10.0), Hypothesis(tuple(known), -10.5)]]
-    assert lm_rescore(nbest, tok, lm, weight=0.0)[0][0].tokens == tuple(odd)
-    assert lm_rescore(nbest, tok, lm, weight=0.5)[0][0].tokens == tuple(known)
+    fus = WordFusion(cached_arpa(str(load_lm_dir(lm_dir).arpa)), tok, weight=1.0, word_score=0.0)
+    known, odd = tuple(tok.encode("HELLO WORLD")), tuple(tok.encode("WORLD LAZY HELLO"))
+    assert fus.score(known[:3]) == 0.0  # "_HE": no word complete yet
+    first_word = tuple(tok.encode("HELLO")) + (tok.encode("WORLD")[0],)  # "_HELLO_": HELLO is complete
+    assert fus.score(first_word) < 0.0
+    assert fus.final_score(known) > fus.final_score(odd)
 
 
-def test_prefix_beam_with_lm_is_rescored(lm_dir, random_model_dir):
+def test_prefix_beam_with_lm_is_fused(lm_dir, random_model_dir):
     from asr.decode import DecodeOptions, search
     from asr.model_dir import load_model
 

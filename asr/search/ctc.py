@@ -45,8 +45,9 @@ class PrefixBeam:
     Each prefix keeps (log P ending in blank, log P ending in its last token) and the frame where each
     of its tokens was first emitted."""
 
-    def __init__(self, beam: int, prune: float = math.log(1e-4)):
+    def __init__(self, beam: int, prune: float = math.log(1e-4), fusion=None):
         self.beam, self.prune = beam, prune
+        self.fusion = fusion  # optional asr.search.fusion.WordFusion: word n-gram scores join the ranking
         self.beams: dict[tuple[int, ...], list[float]] = {(): [0.0, NEG_INF]}
         self.frames: dict[tuple[int, ...], tuple[int, ...]] = {(): ()}
         self.t = 0  # frames consumed
@@ -94,30 +95,41 @@ class PrefixBeam:
                     else:
                         e[1] = _logaddexp(e[1], total + v)
                         arrive(new, total + v, frames[prefix] + (t,))
-            ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)[: self.beam]
+            fus = self.fusion
+            if fus is None:
+                ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)[: self.beam]
+            else:
+                ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(*kv[1]) + fus.score(kv[0]), reverse=True)[: self.beam]
             beams = {p: sc for p, sc in ranked}
             frames = {p: nframes[p] for p in beams}
+        if self.fusion is not None:
+            self.fusion.forget(set(beams))
         self.beams, self.frames = beams, frames
         self.t += lp.size(0)
 
     def nbest(self, n: int | None = None) -> list[Hypothesis]:
-        ranked = sorted(self.beams.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)[: n or self.beam]
-        return [Hypothesis(p, _logaddexp(*sc), self.frames[p]) for p, sc in ranked]
+        """Best first; with fusion, scored as whole utterances (last word and sentence end included)."""
+        fus = self.fusion
+        total = {p: _logaddexp(*sc) + (fus.final_score(p) if fus is not None else 0.0) for p, sc in self.beams.items()}
+        ranked = sorted(total.items(), key=lambda kv: kv[1], reverse=True)[: n or self.beam]
+        return [Hypothesis(p, sc, self.frames[p]) for p, sc in ranked]
 
 
 def ctc_prefix_beam(log_probs: torch.Tensor, lens: torch.Tensor, beam: int = DEFAULTS.beam, nbest: int | None = None,
-                    prune: float = math.log(1e-4)) -> list[list[Hypothesis]]:
+                    prune: float = math.log(1e-4), fusion_factory=None) -> list[list[Hypothesis]]:
     """CTC prefix beam search (Hannun et al. 2014). ``log_probs (B, T, V)``, ``lens (B,)``.
 
     Keeps ``beam`` prefixes per frame, extending each with the ``beam`` most likely tokens of the frame
     whose log-probability exceeds ``prune``. Returns, per utterance, up to ``nbest`` (default ``beam``)
     hypotheses, best first, scored by their total CTC prefix log-probability. ``beam=1`` is greedy decoding.
+    ``fusion_factory()``: a fresh :class:`asr.search.fusion.WordFusion` per utterance (word n-gram shallow
+    fusion; the scores then include the LM).
     """
     nbest = beam if nbest is None else nbest
     lp = log_probs.float().cpu()
     out = []
     for b in range(lp.size(0)):
-        pb = PrefixBeam(beam, prune)
+        pb = PrefixBeam(beam, prune, fusion_factory() if fusion_factory else None)
         pb.advance(lp[b, : int(lens[b])])
         out.append(pb.nbest(nbest))
     return out

@@ -23,8 +23,8 @@ class DecodeOptions:
     lm_weight: float = 1.5  # ctc_lm: weight of the word n-gram log-probability (dev-tuned for the demo model)
     word_score: float = -1.0  # ctc_lm: added per word (positive: longer outputs; dev-tuned for the demo model)
     lm_beam: int = 50  # ctc_lm: beam size of the lexicon decoder
-    rescore_lm_weight: float = 0.5  # with lm: n-best lists of ctc_prefix_beam / attention_rescoring re-ranked by the n-gram
-    rescore_word_score: float = 1.0  # with lm: added per word when re-ranking (weights: best on 100 dev utterances)
+    fusion_weight: float = 0.3  # with lm: word n-gram shallow fusion in ctc_prefix_beam / attention_rescoring (0: off)
+    fusion_word_score: float = 3.0  # with lm: added per completed word in that fusion (both chosen on 100 dev utterances)
 
     def __post_init__(self) -> None:
         checks = [
@@ -41,7 +41,7 @@ class DecodeOptions:
             (self.fixed_len >= 0, f"fixed length must be >= 0, not {self.fixed_len}"),
             (self.lm_beam >= 1, f"LM beam must be at least 1, not {self.lm_beam}"),
             (self.lm_weight >= 0.0, f"LM weight must be >= 0, not {self.lm_weight}"),
-            (self.rescore_lm_weight >= 0.0, f"rescoring LM weight must be >= 0, not {self.rescore_lm_weight}"),
+            (self.fusion_weight >= 0.0, f"fusion weight must be >= 0, not {self.fusion_weight}"),
         ]
         for ok, msg in checks:
             if not ok:

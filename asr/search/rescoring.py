@@ -30,13 +30,15 @@ def _teacher_forced(decoder, enc, enc_lens, seqs: list[tuple[int, ...]], owner: 
 
 @torch.inference_mode()
 def attention_rescoring(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DEFAULTS.beam,
-                        ctc_weight: float = DEFAULTS.rescore_ctc_weight, reverse_weight: float = DEFAULTS.reverse_weight) -> list[list[Hypothesis]]:
+                        ctc_weight: float = DEFAULTS.rescore_ctc_weight, reverse_weight: float = DEFAULTS.reverse_weight,
+                        fusion_factory=None) -> list[list[Hypothesis]]:
     """Rescore the CTC prefix-beam ``beam``-best with the decoder: ``att + ctc_weight * ctc`` where ``att``
     mixes left-to-right and right-to-left decoder scores (``reverse_weight``) when the model has both.
-    Returns the n-best per utterance, re-ranked (timing from the CTC pass)."""
+    Returns the n-best per utterance, re-ranked (timing from the CTC pass). ``fusion_factory``: word n-gram
+    shallow fusion in the first pass (its scores then include the LM)."""
     if model.decoder is None:
         raise ValueError("this model has no attention decoder (model.decoder.num_layers = 0)")
-    nbests = ctc_prefix_beam(model.ctc_log_probs(enc), enc_lens, beam=beam)
+    nbests = ctc_prefix_beam(model.ctc_log_probs(enc), enc_lens, beam=beam, fusion_factory=fusion_factory)
     seqs, owner = [], []
     for b, nb in enumerate(nbests):
         for h in nb:
@@ -54,19 +56,5 @@ def attention_rescoring(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: 
         for h in nb:
             scored.append(Hypothesis(h.tokens, float(att[i]) + ctc_weight * h.score, h.token_frames))
             i += 1
-        out.append(sorted(scored, key=lambda h: h.score, reverse=True))
-    return out
-
-
-def lm_rescore(nbests: list[list[Hypothesis]], tokenizer, lm, weight: float, word_score: float = 0.0) -> list[list[Hypothesis]]:
-    """Re-rank each n-best list by ``score + weight * log P_LM(words) + word_score * len(words)`` with a word
-    n-gram (:class:`asr.lm.ngram.ArpaLM`); the list stays best first."""
-    out = []
-    for nb in nbests:
-        scored = []
-        for h in nb:
-            words = tokenizer.decode(h.tokens).split()
-            bonus = weight * lm.sentence_logprob(words) + word_score * len(words)
-            scored.append(Hypothesis(h.tokens, h.score + bonus, h.token_frames))
         out.append(sorted(scored, key=lambda h: h.score, reverse=True))
     return out
