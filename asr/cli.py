@@ -316,7 +316,8 @@ def _load(model: str, device: str = "cpu"):
 
 def _decode_options(beam: int, ctc_weight: float, mask_threshold: float, mask_iterations: int, timestamps: bool = True,
                     lm_dir: Optional[Path] = None, lm_weight: Optional[float] = None, word_score: Optional[float] = None,
-                    lm_beam: int = DEFAULTS.lm_beam):
+                    lm_beam: int = DEFAULTS.lm_beam, fusion_weight: float = DEFAULTS.fusion_weight,
+                    fusion_word_score: float = DEFAULTS.fusion_word_score):
     """The options as given, checked (a bad value is a one-line error). LM weights not given come from the
     LM directory's card (``asr lm tune``), else the defaults."""
     lm_kw = {}
@@ -326,7 +327,8 @@ def _decode_options(beam: int, ctc_weight: float, mask_threshold: float, mask_it
         card = _run(load_lm_dir, lm_dir).card
         lm_kw = {"lm": str(lm_dir), "lm_beam": lm_beam,
                  "lm_weight": lm_weight if lm_weight is not None else card.get("lm_weight", DEFAULTS.lm_weight),
-                 "word_score": word_score if word_score is not None else card.get("word_score", DEFAULTS.word_score)}
+                 "word_score": word_score if word_score is not None else card.get("word_score", DEFAULTS.word_score),
+                 "fusion_weight": fusion_weight, "fusion_word_score": fusion_word_score}
     return _run(DecodeOptions, beam=beam, ctc_weight=ctc_weight, mask_threshold=mask_threshold,
                 mask_iterations=mask_iterations, timestamps=timestamps, **lm_kw)
 
@@ -340,6 +342,8 @@ LM_DIR_OPT = typer.Option(None, "--lm", help="LM directory (asr lm train): enabl
 LM_WEIGHT_OPT = typer.Option(None, help=f"ctc_lm: LM weight (default: the LM card's tuned value, else {DEFAULTS.lm_weight}).")
 WORD_SCORE_OPT = typer.Option(None, help=f"ctc_lm: score added per word (default: tuned, else {DEFAULTS.word_score}).")
 LM_BEAM_OPT = typer.Option(DEFAULTS.lm_beam, help="ctc_lm: beam size (500: more accurate, about 4x slower).")
+FUSION_WEIGHT_OPT = typer.Option(DEFAULTS.fusion_weight, help="With --lm: word n-gram weight fused into ctc_prefix_beam / attention_rescoring (0: off).")
+FUSION_WORD_SCORE_OPT = typer.Option(DEFAULTS.fusion_word_score, help="With --lm: bonus per completed word in that fusion.")
 
 
 def _preload_lm(opts, lm) -> None:
@@ -364,6 +368,8 @@ def transcribe_cmd(
     lm_weight: Optional[float] = LM_WEIGHT_OPT,
     word_score: Optional[float] = WORD_SCORE_OPT,
     lm_beam: int = LM_BEAM_OPT,
+    fusion_weight: float = FUSION_WEIGHT_OPT,
+    fusion_word_score: float = FUSION_WORD_SCORE_OPT,
     batch_seconds: float = typer.Option(60.0, help="Audio seconds per decoding batch."),
     max_segment: float = typer.Option(20.0, help="Long recordings are cut into segments of at most this many seconds."),
     skip_existing: bool = typer.Option(False, help="Skip inputs whose outputs all exist (resume a killed job)."),
@@ -392,7 +398,8 @@ def transcribe_cmd(
         _fail(f"--batch-seconds must be positive, not {batch_seconds}")
     opts = _decode_options(beam, ctc_weight, mask_threshold, mask_iterations,
                            timestamps=plot or any(f in ("json", "srt", "vtt", "tsv") for f in formats), lm_dir=lm_dir,
-                           lm_weight=lm_weight, word_score=word_score, lm_beam=lm_beam)
+                           lm_weight=lm_weight, word_score=word_score, lm_beam=lm_beam,
+                           fusion_weight=fusion_weight, fusion_word_score=fusion_word_score)
     lm = _load(model, device)
     from asr.decode import available_methods
 
@@ -476,6 +483,8 @@ def eval_cmd(
     lm_weight: Optional[float] = LM_WEIGHT_OPT,
     word_score: Optional[float] = WORD_SCORE_OPT,
     lm_beam: int = LM_BEAM_OPT,
+    fusion_weight: float = FUSION_WEIGHT_OPT,
+    fusion_word_score: float = FUSION_WORD_SCORE_OPT,
     limit: int = typer.Option(0, help="Score only the first N utterances (0: all)."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write per-utterance details, results.md/json and a WER-vs-speed plot here."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
@@ -493,7 +502,8 @@ def eval_cmd(
     if limit < 0:
         _fail(f"--limit must be 0 (all) or a positive number of utterances, not {limit}")
     opts = _decode_options(beam, ctc_weight, mask_threshold, mask_iterations, timestamps=False, lm_dir=lm_dir,
-                           lm_weight=lm_weight, word_score=word_score, lm_beam=lm_beam)
+                           lm_weight=lm_weight, word_score=word_score, lm_beam=lm_beam,
+                           fusion_weight=fusion_weight, fusion_word_score=fusion_word_score)
     lm = _load(model, device)
     have = available_methods(lm.model, with_lm=lm_dir is not None)
     methods = have if decoders == ["all"] else decoders
