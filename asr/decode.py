@@ -83,11 +83,12 @@ def search(model, enc: torch.Tensor, enc_lens: torch.Tensor, method: str,
                                fusion_factory=fusion)
     if method == "attention_beam":
         return attention_beam(model, enc, enc_lens, opts.beam, length_norm=opts.length_norm, fixed_len=opts.fixed_len,
-                              eos_threshold=opts.eos_threshold, ctc_length_window=opts.ctc_length_window)
+                              eos_threshold=opts.eos_threshold, ctc_length_window=opts.ctc_length_window,
+                              ctc_log_probs=lp)
     if method == "joint_ctc_attention":  # the CTC prefix score already keeps the length; no window needed
         return joint_ctc_attention(model, enc, enc_lens, opts.beam, ctc_weight=opts.ctc_weight,
                                    length_norm=opts.length_norm, fixed_len=opts.fixed_len, eos_threshold=0.0,
-                                   ctc_length_window=(0.0, 0.0))
+                                   ctc_length_window=(0.0, 0.0), ctc_log_probs=lp)
     if method == "attention_rescoring":
         return attention_rescoring(model, enc, enc_lens, opts.beam, opts.rescore_ctc_weight, opts.reverse_weight,
                                    fusion_factory=fusion)

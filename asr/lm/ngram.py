@@ -160,7 +160,7 @@ class ArpaLM:
                         self.bow[g] = b * LOG10
         except (OSError, ValueError, IndexError) as e:
             raise LMError(f"{self.path}: not a readable ARPA file ({e})") from None
-        if not self.order or (UNK,) not in self.prob and not self.prob:
+        if not self.prob:
             raise LMError(f"{self.path}: no n-grams in this ARPA file")
         self.unk = self.prob.get((UNK,), -100.0)
 

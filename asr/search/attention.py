@@ -31,7 +31,8 @@ def _uncached_step(decoder, memory, memory_lens, prefixes: torch.Tensor) -> torc
 def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DEFAULTS.beam, ctc_weight: float = 0.0,
                 length_norm: float = DEFAULTS.length_norm, max_len_ratio: float = 1.0, use_cache: bool = True,
                 fixed_len: int = 0, eos_threshold: float = DEFAULTS.eos_threshold,
-                ctc_length_window: tuple[float, float] = DEFAULTS.ctc_length_window) -> list[list[Hypothesis]]:
+                ctc_length_window: tuple[float, float] = DEFAULTS.ctc_length_window,
+                ctc_log_probs: torch.Tensor | None = None) -> list[list[Hypothesis]]:
     """Beam search over ``enc (B, T, D)``, ``enc_lens (B,)``; returns up to ``beam`` hypotheses per
     utterance, best first by ``score / len ** length_norm`` (len counts the end token).
 
@@ -43,6 +44,7 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
       against); ``fixed_len > 0`` forces exactly that many tokens (speed benchmarks on random weights);
     * ``eos_threshold > 0``: a hypothesis may end only where the decoder's end probability is at least
       that fraction of its most probable other token (wav2letter's rule);
+    * ``ctc_log_probs (B, T, V)``: the CTC head's output when the caller has it (computed here otherwise);
     * ``ctc_length_window = (lo, hi)``: the output has between ``lo * L`` and ``ceil(hi * L) + 2`` tokens,
       where L is the CTC greedy transcript's length (no output when L <= 1: silence); ``(0, 0)`` turns it off.
 
@@ -66,15 +68,18 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
     mem_lens = enc_lens.repeat_interleave(beam)
     mem_mask = lengths_to_mask(mem_lens, T)  # (N, T)
     cache = decoder.init_cache(memory) if use_cache else None
+    lo, hi = ctc_length_window
+    needs_ctc = ctc_weight > 0 or (hi > 0 and not fixed_len)
+    if needs_ctc and ctc_log_probs is None:  # the caller usually has them already (decode_features)
+        ctc_log_probs = model.ctc_log_probs(enc)
     max_len = (enc_lens.float() * max_len_ratio).long().clamp_min(1)  # (B,)
     min_len = torch.zeros_like(max_len)
-    lo, hi = ctc_length_window
     if fixed_len:
         max_len = torch.full_like(max_len, fixed_len)
     elif hi > 0:
         from asr.search.ctc import ctc_greedy
 
-        ctc_len = torch.tensor([len(nb[0].tokens) for nb in ctc_greedy(model.ctc_log_probs(enc), enc_lens)],
+        ctc_len = torch.tensor([len(nb[0].tokens) for nb in ctc_greedy(ctc_log_probs, enc_lens)],
                                device=device)
         # a CTC transcript of at most one token (silence, or a lone word boundary) allows no output at all
         window = torch.where(ctc_len > 1, (ctc_len.float() * hi).ceil().long() + 2, torch.zeros_like(ctc_len))
@@ -82,7 +87,7 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
         min_len = torch.minimum((ctc_len.float() * lo).floor().long(), max_len)
     log_thr = math.log(eos_threshold) if eos_threshold > 0 else None
     steps = int(max_len.max()) + 1  # the last step can only end hypotheses
-    scorer = CTCPrefixScorer(model.ctc_log_probs(enc), enc_lens, beam, eos) if ctc_weight > 0 else None
+    scorer = CTCPrefixScorer(ctc_log_probs, enc_lens, beam, eos) if ctc_weight > 0 else None
     ctc_state = scorer.init_state() if scorer is not None else None
     n_cand = min(V, int(1.5 * beam) + 1) if scorer is not None else beam
 

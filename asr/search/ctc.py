@@ -39,6 +39,10 @@ def ctc_greedy(log_probs: torch.Tensor, lens: torch.Tensor) -> list[list[Hypothe
     return out
 
 
+def _no_bonus(prefix: tuple[int, ...]) -> float:
+    return 0.0
+
+
 class PrefixBeam:
     """CTC prefix beam search state that can be advanced chunk by chunk (streaming partial results).
 
@@ -95,11 +99,8 @@ class PrefixBeam:
                     else:
                         e[1] = _logaddexp(e[1], total + v)
                         arrive(new, total + v, frames[prefix] + (t,))
-            fus = self.fusion
-            if fus is None:
-                ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(*kv[1]), reverse=True)[: self.beam]
-            else:
-                ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(*kv[1]) + fus.score(kv[0]), reverse=True)[: self.beam]
+            bonus = self.fusion.score if self.fusion is not None else _no_bonus
+            ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(*kv[1]) + bonus(kv[0]), reverse=True)[: self.beam]
             beams = {p: sc for p, sc in ranked}
             frames = {p: nframes[p] for p in beams}
         if self.fusion is not None:
@@ -109,8 +110,8 @@ class PrefixBeam:
 
     def nbest(self, n: int | None = None) -> list[Hypothesis]:
         """Best first; with fusion, scored as whole utterances (last word and sentence end included)."""
-        fus = self.fusion
-        total = {p: _logaddexp(*sc) + (fus.final_score(p) if fus is not None else 0.0) for p, sc in self.beams.items()}
+        bonus = self.fusion.final_score if self.fusion is not None else _no_bonus
+        total = {p: _logaddexp(*sc) + bonus(p) for p, sc in self.beams.items()}
         ranked = sorted(total.items(), key=lambda kv: kv[1], reverse=True)[: n or self.beam]
         return [Hypothesis(p, sc, self.frames[p]) for p, sc in ranked]
 
