@@ -257,18 +257,37 @@ def lm_train_cmd(
     exclude_manifests: Optional[Path] = typer.Option(None, "--exclude-manifests", help="Drop every transcript of these manifests' --exclude-subset subsets from the text."),
     exclude_subsets: List[str] = typer.Option(["dev", "test"], "--exclude-subset", help="Subsets whose sentences the LM must not see (repeatable)."),
     words: Optional[Path] = typer.Option(None, "--words", help="Also put these words in the vocabulary (e.g. /usr/share/dict/words)."),
-    model: str = typer.Option(DEMO_MODEL, "--model", help="Spell lexicon.txt in this model's tokens (for inspection)."),
+    model: str = typer.Option(DEMO_MODEL, "--model", help="Spell lexicon.txt in this model's tokens (for inspection); the neural LM is trained on this model's tokens."),
+    neural: bool = typer.Option(False, "--neural", help="Also train a neural token LM (LSTM) for the AR/joint search and rescoring (--nlm-weight)."),
+    neural_minutes: float = typer.Option(10.0, help="Wall-clock budget of the neural LM's training."),
+    neural_dim: int = typer.Option(256, help="Neural LM width."),
+    neural_layers: int = typer.Option(1, help="Neural LM LSTM layers."),
+    threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
 ) -> None:
     """Build a word n-gram LM directory (ARPA, words, lexicon, card with held-out perplexity) from text,
-    minus every dev/test sentence. KenLM's lmplz builds it when installed, else pure-Python Kneser-Ney."""
-    from asr.lm import excluded_sentences, train_lm
+    minus every dev/test sentence. KenLM's lmplz builds it when installed, else pure-Python Kneser-Ney.
+    With --neural, a neural token LM of --model's tokens joins it (nlm.safetensors, nlm.json)."""
+    from asr.lm import excluded_sentences, read_sentences, train_lm
 
     if order < 1:
         _fail(f"--order must be at least 1, not {order}")
+    if neural and not (neural_minutes > 0 and neural_dim >= 8 and neural_layers >= 1):
+        _fail("--neural-minutes must be positive, --neural-dim at least 8, --neural-layers at least 1")
     exclude = _run(excluded_sentences, exclude_manifests, exclude_subsets) if exclude_manifests else set()
     lm = _load(model)
     card = _run(train_lm, texts, out, order, exclude, words, lm.tokenizer)
     typer.echo(json.dumps(card, indent=2))
+    if neural:
+        import torch
+
+        from asr.lm.neural import train_neural_lm
+
+        if threads:
+            torch.set_num_threads(threads)
+        sentences = [t for t in _run(read_sentences, texts) if t not in exclude]
+        cfg = _run(train_neural_lm, sentences, lm.tokenizer, lm.model.cfg.vocab_size, out, neural_dim, neural_layers,
+                   neural_minutes, log=typer.echo)
+        typer.echo(json.dumps({k: v for k, v in cfg.items() if k != "epochs"}, indent=2))
 
 
 @lm_app.command("tune")
@@ -317,10 +336,15 @@ def _load(model: str, device: str = "cpu"):
 def _decode_options(beam: int, ctc_weight: float, mask_threshold: float, mask_iterations: int, timestamps: bool = True,
                     lm_dir: Optional[Path] = None, lm_weight: Optional[float] = None, word_score: Optional[float] = None,
                     lm_beam: int = DEFAULTS.lm_beam, fusion_weight: float = DEFAULTS.fusion_weight,
-                    fusion_word_score: float = DEFAULTS.fusion_word_score):
+                    fusion_word_score: float = DEFAULTS.fusion_word_score, hotwords: Optional[Path] = None,
+                    hotword_boost: float = 2.0, **lm_extra):
     """The options as given, checked (a bad value is a one-line error). LM weights not given come from the
-    LM directory's card (``asr lm tune``), else the defaults."""
+    LM directory's card (``asr lm tune``), else the defaults. ``lm_extra``: the AR fusion / neural LM weights."""
     lm_kw = {}
+    if hotwords is not None:
+        from asr.search.hotwords import load_hotwords
+
+        lm_kw["hotwords"] = _run(load_hotwords, hotwords, hotword_boost)
     if lm_dir is not None:
         from asr.lm import load_lm_dir
 
@@ -328,7 +352,12 @@ def _decode_options(beam: int, ctc_weight: float, mask_threshold: float, mask_it
         lm_kw = {"lm": str(lm_dir), "lm_beam": lm_beam,
                  "lm_weight": lm_weight if lm_weight is not None else card.get("lm_weight", DEFAULTS.lm_weight),
                  "word_score": word_score if word_score is not None else card.get("word_score", DEFAULTS.word_score),
-                 "fusion_weight": fusion_weight, "fusion_word_score": fusion_word_score}
+                 "fusion_weight": fusion_weight, "fusion_word_score": fusion_word_score, **lm_extra}
+        if lm_kw.get("nlm_weight", 0) > 0:
+            from asr.lm.neural import NLM_CONFIG
+
+            if not (lm_dir / NLM_CONFIG).is_file():
+                _fail(f"{lm_dir}: --nlm-weight needs a neural LM there (asr lm train --neural --out {lm_dir})")
     return _run(DecodeOptions, beam=beam, ctc_weight=ctc_weight, mask_threshold=mask_threshold,
                 mask_iterations=mask_iterations, timestamps=timestamps, **lm_kw)
 
@@ -344,13 +373,24 @@ WORD_SCORE_OPT = typer.Option(None, help=f"ctc_lm: score added per word (default
 LM_BEAM_OPT = typer.Option(DEFAULTS.lm_beam, help="ctc_lm: beam size (500: more accurate, about 4x slower).")
 FUSION_WEIGHT_OPT = typer.Option(DEFAULTS.fusion_weight, help="With --lm: word n-gram weight fused into ctc_prefix_beam / attention_rescoring (0: off).")
 FUSION_WORD_SCORE_OPT = typer.Option(DEFAULTS.fusion_word_score, help="With --lm: bonus per completed word in that fusion.")
+AR_FUSION_WEIGHT_OPT = typer.Option(DEFAULTS.ar_fusion_weight, help="With --lm: word n-gram weight fused into attention_beam / joint_ctc_attention (0: off).")
+AR_FUSION_WORD_SCORE_OPT = typer.Option(DEFAULTS.ar_fusion_word_score, help="With --lm: bonus per completed word in that fusion.")
+NLM_WEIGHT_OPT = typer.Option(DEFAULTS.nlm_weight, help="With --lm holding a neural LM (asr lm train --neural): its weight in the AR/joint search and attention_rescoring.")
+HOTWORDS_OPT = typer.Option(None, "--hotwords", help="File of hotwords to favour, one phrase a line, optionally followed by its boost.")
+HOTWORD_BOOST_OPT = typer.Option(2.0, help="Boost per token of a hotword line that gives none.")
 
 
-def _preload_lm(opts, lm) -> None:
-    """Load the lexicon decoder before decoding starts, so a bad LM directory is one line, not a traceback."""
-    from asr.search.ctc_lm import lexicon_decoder
+def _preload_lm(opts, lm, methods) -> None:
+    """Load the LMs the decoders will use before decoding starts, so a bad LM directory is one line, not a
+    traceback: the lexicon decoder (ctc_lm), the neural LM (--nlm-weight with an attention decoder)."""
+    if "ctc_lm" in methods:
+        from asr.search.ctc_lm import lexicon_decoder
 
-    _run(lexicon_decoder, str(opts.lm), str(lm.tokenizer.model_path), opts.lm_beam, opts.lm_weight, opts.word_score)
+        _run(lexicon_decoder, str(opts.lm), str(lm.tokenizer.model_path), opts.lm_beam, opts.lm_weight, opts.word_score)
+    if opts.lm and opts.nlm_weight > 0 and lm.model.decoder is not None:
+        from asr.lm.neural import load_neural_lm
+
+        _run(load_neural_lm, opts.lm, lm.tokenizer, lm.model.decoder.out.out_features)
 
 
 @app.command("transcribe")
@@ -370,6 +410,11 @@ def transcribe_cmd(
     lm_beam: int = LM_BEAM_OPT,
     fusion_weight: float = FUSION_WEIGHT_OPT,
     fusion_word_score: float = FUSION_WORD_SCORE_OPT,
+    ar_fusion_weight: float = AR_FUSION_WEIGHT_OPT,
+    ar_fusion_word_score: float = AR_FUSION_WORD_SCORE_OPT,
+    nlm_weight: float = NLM_WEIGHT_OPT,
+    hotwords: Optional[Path] = HOTWORDS_OPT,
+    hotword_boost: float = HOTWORD_BOOST_OPT,
     batch_seconds: float = typer.Option(60.0, help="Audio seconds per decoding batch."),
     max_segment: float = typer.Option(20.0, help="Long recordings are cut into segments of at most this many seconds."),
     skip_existing: bool = typer.Option(False, help="Skip inputs whose outputs all exist (resume a killed job)."),
@@ -399,7 +444,9 @@ def transcribe_cmd(
     opts = _decode_options(beam, ctc_weight, mask_threshold, mask_iterations,
                            timestamps=plot or any(f in ("json", "srt", "vtt", "tsv") for f in formats), lm_dir=lm_dir,
                            lm_weight=lm_weight, word_score=word_score, lm_beam=lm_beam,
-                           fusion_weight=fusion_weight, fusion_word_score=fusion_word_score)
+                           fusion_weight=fusion_weight, fusion_word_score=fusion_word_score, hotwords=hotwords,
+                           hotword_boost=hotword_boost, ar_fusion_weight=ar_fusion_weight,
+                           ar_fusion_word_score=ar_fusion_word_score, nlm_weight=nlm_weight)
     lm = _load(model, device)
     from asr.decode import available_methods
 
@@ -407,8 +454,7 @@ def transcribe_cmd(
     if decoder not in have:
         _fail(f"decoder {decoder!r} is not available for {lm.path}" + (" without --lm" if decoder == "ctc_lm" else "")
               + f" (it has: {', '.join(have)})")
-    if decoder == "ctc_lm":
-        _preload_lm(opts, lm)
+    _preload_lm(opts, lm, [decoder])
     inputs, errors = expand_inputs(paths)
     for e in errors:
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
@@ -485,6 +531,11 @@ def eval_cmd(
     lm_beam: int = LM_BEAM_OPT,
     fusion_weight: float = FUSION_WEIGHT_OPT,
     fusion_word_score: float = FUSION_WORD_SCORE_OPT,
+    ar_fusion_weight: float = AR_FUSION_WEIGHT_OPT,
+    ar_fusion_word_score: float = AR_FUSION_WORD_SCORE_OPT,
+    nlm_weight: float = NLM_WEIGHT_OPT,
+    hotwords: Optional[Path] = HOTWORDS_OPT,
+    hotword_boost: float = HOTWORD_BOOST_OPT,
     limit: int = typer.Option(0, help="Score only the first N utterances (0: all)."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write per-utterance details, results.md/json and a WER-vs-speed plot here."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
@@ -503,15 +554,16 @@ def eval_cmd(
         _fail(f"--limit must be 0 (all) or a positive number of utterances, not {limit}")
     opts = _decode_options(beam, ctc_weight, mask_threshold, mask_iterations, timestamps=False, lm_dir=lm_dir,
                            lm_weight=lm_weight, word_score=word_score, lm_beam=lm_beam,
-                           fusion_weight=fusion_weight, fusion_word_score=fusion_word_score)
+                           fusion_weight=fusion_weight, fusion_word_score=fusion_word_score, hotwords=hotwords,
+                           hotword_boost=hotword_boost, ar_fusion_weight=ar_fusion_weight,
+                           ar_fusion_word_score=ar_fusion_word_score, nlm_weight=nlm_weight)
     lm = _load(model, device)
     have = available_methods(lm.model, with_lm=lm_dir is not None)
     methods = have if decoders == ["all"] else decoders
     for m in methods:
         if m not in have:
             _fail(f"decoder {m!r} is not available for {lm.path}" + (" without --lm" if m == "ctc_lm" else ""))
-    if "ctc_lm" in methods:
-        _preload_lm(opts, lm)
+    _preload_lm(opts, lm, methods)
     errors: list[str] = []
     if refs is not None:
         cuts, errors = _run(load_refs_tsv, refs)
@@ -586,6 +638,8 @@ def live_cmd(
     host: str = typer.Option("127.0.0.1", help="--serve: address to bind."),
     port: int = typer.Option(8765, help="--serve: port."),
     no_mic: bool = typer.Option(False, "--no-mic", help="--serve: no server microphone (browser clients only)."),
+    hotwords: Optional[Path] = HOTWORDS_OPT,
+    hotword_boost: float = HOTWORD_BOOST_OPT,
 ) -> None:
     """Live captions from the microphone (or --input FILE) in the terminal; Ctrl-C ends cleanly and keeps the
     last segment. With --serve, a caption web page at http://HOST:PORT/ shows them, and browsers can send
@@ -608,12 +662,11 @@ def live_cmd(
     ep = EndpointConfig(EndpointRule(False, silence_before_speech, 0.0), EndpointRule(True, silence_after_speech, 0.0),
                         EndpointRule(False, 0.0, max_segment))
     dopts = _decode_options(DEFAULTS.beam, DEFAULTS.ctc_weight, DEFAULTS.mask_threshold, DEFAULTS.mask_iterations,
-                            lm_dir=lm_dir)
+                            lm_dir=lm_dir, hotwords=hotwords, hotword_boost=hotword_boost)
     final = final or ("ctc_lm" if lm_dir else "attention_rescoring")
     rec = _run(Recognizer, lm, StreamingOptions(chunk=chunk_ms // fs, left_chunks=left_chunks, final=final, endpoint=ep,
                                                 decode=dopts))
-    if final == "ctc_lm":
-        _preload_lm(dopts, lm)
+    _preload_lm(dopts, lm, [final])
     writer = _run(TranscriptWriter, output) if output else None
     term = TerminalCaptions()
     mic_stats = MicStats()
@@ -714,7 +767,7 @@ def bench_stream_cmd(
         if lm_dir is not None:
             dopts = _decode_options(DEFAULTS.beam, DEFAULTS.ctc_weight, DEFAULTS.mask_threshold, DEFAULTS.mask_iterations,
                                     lm_dir=lm_dir)
-            _preload_lm(dopts, lm)
+            _preload_lm(dopts, lm, ["ctc_lm"])
             for c in chunks_ms:
                 typer.echo(json.dumps(streaming_wer(lm, cuts, c, left_chunks, "ctc_lm", dopts)))
 

@@ -22,19 +22,64 @@ from asr.search.result import Hypothesis
 METHODS = ("ctc_greedy", "ctc_prefix_beam", "attention_beam", "joint_ctc_attention", "attention_rescoring", "mask_ctc",
            "ctc_lm")
 AUTOREGRESSIVE = ("attention_beam", "joint_ctc_attention", "attention_rescoring")
-LM_FUSED = ("ctc_prefix_beam", "attention_rescoring")  # prefix searches that fuse the word n-gram when an LM is given
+LM_FUSED = ("ctc_prefix_beam", "attention_rescoring")  # prefix searches that fuse the word n-gram / hotwords
 
 
 def word_fusion_factory(opts: DecodeOptions, tokenizer):
-    """``() -> WordFusion`` for the LM of ``opts`` (None without an LM, a tokenizer or a fusion weight)."""
-    if not opts.lm or tokenizer is None or opts.fusion_weight <= 0:
+    """``() -> prefix bonus`` for the CTC prefix searches: word n-gram shallow fusion when ``opts`` has an LM
+    (and a fusion weight) plus hotword biasing when it has hotwords; None when neither applies."""
+    if tokenizer is None:
         return None
-    from asr.lm import load_lm_dir
-    from asr.lm.ngram import cached_arpa
-    from asr.search.fusion import WordFusion
+    parts = []
+    if opts.lm and opts.fusion_weight > 0:
+        from asr.lm import load_lm_dir
+        from asr.lm.ngram import cached_arpa
+        from asr.search.fusion import WordFusion
 
-    arpa = cached_arpa(str(load_lm_dir(opts.lm).arpa))
-    return lambda: WordFusion(arpa, tokenizer, opts.fusion_weight, opts.fusion_word_score)
+        arpa = cached_arpa(str(load_lm_dir(opts.lm).arpa))
+        parts.append(lambda: WordFusion(arpa, tokenizer, opts.fusion_weight, opts.fusion_word_score))
+    if opts.hotwords:
+        from asr.search.hotwords import HotwordBias
+
+        parts.append(lambda: HotwordBias(opts.hotwords, tokenizer))
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    from asr.search.hotwords import SumBonus
+
+    return lambda: SumBonus(f() for f in parts)
+
+
+def ar_scorers(model, opts: DecodeOptions, tokenizer, n: int, device) -> list:
+    """The extra weighted scorers (:mod:`asr.search.scorers`) of the AR / joint search for ``opts``:
+    word n-gram fusion (``fusion_weight``/``fusion_word_score``, inside the bonus), the neural LM
+    (``nlm_weight``), hotwords and the length bonus. ``n`` hypotheses (utterances x beam)."""
+    from asr.search.scorers import LengthBonus, PrefixBonusScorer, TokenLMScorer, Weighted
+
+    out = []
+    eos = model.sos
+    if tokenizer is not None and opts.lm and opts.ar_fusion_weight > 0:
+        from asr.lm import load_lm_dir
+        from asr.lm.ngram import cached_arpa
+        from asr.search.fusion import WordFusion
+
+        arpa = cached_arpa(str(load_lm_dir(opts.lm).arpa))
+        fusion = WordFusion(arpa, tokenizer, opts.ar_fusion_weight, opts.ar_fusion_word_score)
+        out.append(Weighted("ngram", 1.0, PrefixBonusScorer(fusion, eos)))
+    if opts.lm and opts.nlm_weight > 0:
+        from asr.lm.neural import load_neural_lm
+
+        nlm = load_neural_lm(opts.lm, tokenizer, model.decoder.out.out_features)
+        out.append(Weighted("neural_lm", opts.nlm_weight, TokenLMScorer(nlm, n, device)))
+    if tokenizer is not None and opts.hotwords:
+        from asr.search.hotwords import HotwordBias, HotwordScorer
+
+        bias = HotwordBias(opts.hotwords, tokenizer)
+        out.append(Weighted("hotwords", 1.0, HotwordScorer(bias, model.decoder.out.out_features, eos)))
+    if opts.length_bonus:
+        out.append(Weighted("length_bonus", opts.length_bonus, LengthBonus(model.decoder.out.out_features, eos, device)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -81,17 +126,24 @@ def search(model, enc: torch.Tensor, enc_lens: torch.Tensor, method: str,
     if method == "ctc_prefix_beam":
         return ctc_prefix_beam(lp if lp is not None else model.ctc_log_probs(enc), enc_lens, beam=opts.beam,
                                fusion_factory=fusion)
+    if method in ("attention_beam", "joint_ctc_attention"):
+        extra = ar_scorers(model, opts, tokenizer, enc.size(0) * opts.beam, enc.device)
     if method == "attention_beam":
         return attention_beam(model, enc, enc_lens, opts.beam, length_norm=opts.length_norm, fixed_len=opts.fixed_len,
                               eos_threshold=opts.eos_threshold, ctc_length_window=opts.ctc_length_window,
-                              ctc_log_probs=lp)
+                              ctc_log_probs=lp, extra_scorers=extra)
     if method == "joint_ctc_attention":  # the CTC prefix score already keeps the length; no window needed
         return joint_ctc_attention(model, enc, enc_lens, opts.beam, ctc_weight=opts.ctc_weight,
                                    length_norm=opts.length_norm, fixed_len=opts.fixed_len, eos_threshold=0.0,
-                                   ctc_length_window=(0.0, 0.0), ctc_log_probs=lp)
+                                   ctc_length_window=(0.0, 0.0), ctc_log_probs=lp, extra_scorers=extra)
     if method == "attention_rescoring":
+        nlm = None
+        if opts.lm and opts.nlm_weight > 0:
+            from asr.lm.neural import load_neural_lm
+
+            nlm = load_neural_lm(opts.lm, tokenizer, model.decoder.out.out_features)
         return attention_rescoring(model, enc, enc_lens, opts.beam, opts.rescore_ctc_weight, opts.reverse_weight,
-                                   fusion_factory=fusion)
+                                   fusion_factory=fusion, neural_lm=nlm, neural_lm_weight=opts.nlm_weight)
     return mask_ctc(model, enc, enc_lens, opts.mask_threshold, opts.mask_iterations, fixed_len=opts.fixed_len)
 
 

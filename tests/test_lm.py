@@ -227,3 +227,55 @@ def test_streaming_second_pass_with_the_lm(lm_dir, random_model_dir, speech_clip
     r = runner.invoke(app, ["live", "--model", str(random_model_dir), "--input", str(speech_clips[0].path), "--fast",
                             "--lm", str(lm_dir)])
     assert r.exit_code == 0, r.output
+
+
+def test_neural_lm_trains_loads_and_fuses(lm_dir, random_model_dir, speech_clips, tmp_path):
+    import shutil
+
+    from asr.lm import LMError
+    from asr.lm.neural import load_neural_lm
+    from asr.model_dir import load_model
+
+    d = tmp_path / "lm"
+    shutil.copytree(lm_dir, d)
+    clip = str(speech_clips[0].path)
+    r = runner.invoke(app, ["transcribe", clip, "--model", str(random_model_dir), "--decoder", "joint_ctc_attention",
+                            "--lm", str(d), "--nlm-weight", "0.3", "--no-progress"])
+    assert r.exit_code == 1 and "asr lm train --neural" in r.output and "Traceback" not in r.output
+    text = tmp_path / "t.txt"
+    text.write_text("\n".join(TEXT * 20) + "\n")
+    r = runner.invoke(app, ["lm", "train", str(text), "--out", str(d), "--model", str(random_model_dir), "--neural",
+                            "--neural-minutes", "0.1", "--neural-dim", "32"])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((d / "nlm.json").read_text())
+    assert cfg["heldout_token_perplexity"] > 1 and cfg["epochs"]
+    lm = load_model(random_model_dir)
+    nlm = load_neural_lm(d, lm.tokenizer, lm.model.cfg.vocab_size)
+    known, odd = [lm.tokenizer.encode(s) for s in ("THE LAZY FOX", "XQZ FOX LAZY THE")]
+    a, b = nlm.sentence_log_prob([known, odd])
+    assert a > b  # it learned something of the text
+    with pytest.raises(LMError, match="tokens"):
+        load_neural_lm(d, None, lm.model.cfg.vocab_size + 1)
+    for method in ("joint_ctc_attention", "attention_beam", "attention_rescoring"):
+        r = runner.invoke(app, ["transcribe", clip, "--model", str(random_model_dir), "--decoder", method, "--lm", str(d),
+                                "--nlm-weight", "0.3", "--no-progress"])
+        assert r.exit_code == 0, (method, r.output)
+    (d / "nlm.safetensors").write_bytes(b"broken")
+    r = runner.invoke(app, ["transcribe", clip, "--model", str(random_model_dir), "--decoder", "joint_ctc_attention",
+                            "--lm", str(d), "--nlm-weight", "0.3", "--no-progress"])
+    assert r.exit_code == 1 and "cannot load the neural LM" in r.output and "Traceback" not in r.output, r.output
+
+
+def test_hotwords_from_the_command_line(random_model_dir, speech_clips, tmp_path):
+    clip = str(speech_clips[0].path)
+    hot = tmp_path / "hot.txt"
+    hot.write_text("QUIXOTIC ZEBRA 40\n")
+    for method in ("ctc_prefix_beam", "joint_ctc_attention", "attention_rescoring"):  # biasing itself: test_scorers
+        r = runner.invoke(app, ["transcribe", clip, "--model", str(random_model_dir), "--decoder", method,
+                                "--hotwords", str(hot), "--no-progress"])
+        assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["live", "--model", str(random_model_dir), "--input", clip, "--fast", "--hotwords", str(hot)])
+    assert r.exit_code == 0, r.output  # streaming partials (and the second pass) take them too
+    hot.write_text("ZEBRA nan\n")
+    r = runner.invoke(app, ["transcribe", clip, "--model", str(random_model_dir), "--hotwords", str(hot), "--no-progress"])
+    assert r.exit_code == 1 and "hot.txt:1" in r.output and "Traceback" not in r.output

@@ -2,6 +2,8 @@
 
 One function serves two methods: ``attention_beam`` (decoder scores only) and ``joint_ctc_attention``
 (ESPnet's hybrid one-pass search: each extension is scored ``(1 - w) * decoder + w * CTC prefix``).
+Every term of the score is a weighted :class:`asr.search.scorers.Scorer` (decoder, CTC prefix, and any
+``extra_scorers``: word n-gram, neural LM, hotwords, length bonus), so adding one never edits the search.
 The decoder's per-layer key/value cache (:class:`asr.state.DecoderCache`) is reordered with
 ``select`` after every step, so a step costs one new position per hypothesis.
 """
@@ -9,11 +11,11 @@ The decoder's per-layer key/value cache (:class:`asr.state.DecoderCache`) is reo
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
-from asr.nn.masks import lengths_to_mask
-from asr.search.ctc_prefix_score import CTCPrefixScorer
+from asr.search.scorers import CTCScorer, DecoderScorer, Weighted
 from asr.search.options import DEFAULTS
 from asr.search.result import Hypothesis
 from asr.text import BLANK_ID
@@ -21,18 +23,12 @@ from asr.text import BLANK_ID
 NEG_INF = float("-inf")
 
 
-def _uncached_step(decoder, memory, memory_lens, prefixes: torch.Tensor) -> torch.Tensor:
-    """Reference step that recomputes the whole prefix ``(N, t)``: log-probs ``(N, V)`` of the next token."""
-    lens = torch.full((prefixes.size(0),), prefixes.size(1), dtype=torch.long, device=prefixes.device)
-    return decoder(memory, memory_lens, prefixes, lens)[:, -1].log_softmax(-1)
-
-
 @torch.inference_mode()
 def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DEFAULTS.beam, ctc_weight: float = 0.0,
                 length_norm: float = DEFAULTS.length_norm, max_len_ratio: float = 1.0, use_cache: bool = True,
                 fixed_len: int = 0, eos_threshold: float = DEFAULTS.eos_threshold,
                 ctc_length_window: tuple[float, float] = DEFAULTS.ctc_length_window,
-                ctc_log_probs: torch.Tensor | None = None) -> list[list[Hypothesis]]:
+                ctc_log_probs: torch.Tensor | None = None, extra_scorers: Sequence[Weighted] = ()) -> list[list[Hypothesis]]:
     """Beam search over ``enc (B, T, D)``, ``enc_lens (B,)``; returns up to ``beam`` hypotheses per
     utterance, best first by ``score / len ** length_norm`` (len counts the end token).
 
@@ -45,6 +41,9 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
     * ``eos_threshold > 0``: a hypothesis may end only where the decoder's end probability is at least
       that fraction of its most probable other token (wav2letter's rule);
     * ``ctc_log_probs (B, T, V)``: the CTC head's output when the caller has it (computed here otherwise);
+    * ``extra_scorers``: more weighted terms of the score (:mod:`asr.search.scorers`: a word n-gram, a neural
+      LM, hotwords, a length bonus); the decoder (weight ``1 - ctc_weight``) and the CTC prefix score (weight
+      ``ctc_weight``) are scorers too, and the candidates are the best of the weighted full scorers' sum;
     * ``ctc_length_window = (lo, hi)``: the output has between ``lo * L`` and ``ceil(hi * L) + 2`` tokens,
       where L is the CTC greedy transcript's length (no output when L <= 1: silence); ``(0, 0)`` turns it off.
 
@@ -66,8 +65,6 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
     N = B * beam
     memory = enc.repeat_interleave(beam, 0)  # (N, T, D)
     mem_lens = enc_lens.repeat_interleave(beam)
-    mem_mask = lengths_to_mask(mem_lens, T)  # (N, T)
-    cache = decoder.init_cache(memory) if use_cache else None
     lo, hi = ctc_length_window
     needs_ctc = ctc_weight > 0 or (hi > 0 and not fixed_len)
     if needs_ctc and ctc_log_probs is None:  # the caller usually has them already (decode_features)
@@ -87,45 +84,58 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
         min_len = torch.minimum((ctc_len.float() * lo).floor().long(), max_len)
     log_thr = math.log(eos_threshold) if eos_threshold > 0 else None
     steps = int(max_len.max()) + 1  # the last step can only end hypotheses
-    scorer = CTCPrefixScorer(ctc_log_probs, enc_lens, beam, eos) if ctc_weight > 0 else None
-    ctc_state = scorer.init_state() if scorer is not None else None
-    n_cand = min(V, int(1.5 * beam) + 1) if scorer is not None else beam
+
+    scorers = [Weighted("decoder", 1.0 - ctc_weight, DecoderScorer(decoder, memory, mem_lens, sos, use_cache))]
+    if ctc_weight > 0:
+        scorers.append(Weighted("ctc", ctc_weight, CTCScorer(ctc_log_probs, enc_lens, beam, eos)))
+    scorers += [s for s in extra_scorers if s.weight != 0]
+    if len({s.name for s in scorers}) != len(scorers):
+        raise ValueError(f"scorer names must be unique: {[s.name for s in scorers]}")
+    full = [s for s in scorers if s.scorer.full]
+    partial = [s for s in scorers if not s.scorer.full]
+    states = {s.name: s.scorer.init_state() for s in scorers}
+    n_cand = min(V, int(1.5 * beam) + 1) if partial else beam  # ESPnet's pre-beam for partial scorers
 
     # Only the first hypothesis of each utterance is alive at the start.
     scores = torch.full((B, beam), NEG_INF, device=device)
     scores[:, 0] = 0.0
     scores = scores.view(N)
-    tokens = torch.full((N,), sos, dtype=torch.long, device=device)
     prefix = torch.empty((N, 0), dtype=torch.long, device=device)
     finished: list[list[tuple[float, tuple[int, ...], float]]] = [[] for _ in range(B)]
     done = torch.zeros(B, dtype=torch.bool, device=device)
     banned = [i for i in (BLANK_ID, getattr(model, "mask_id", -1)) if 0 <= i < V]
     base = (torch.arange(B, device=device) * beam).repeat_interleave(beam)  # (N,) first row of each utterance
+    eos_col = torch.tensor([eos], device=device)
 
     for t in range(steps):
-        if use_cache:
-            lp, cache = decoder.step(tokens, mem_mask, cache)  # (N, V)
-        else:
-            lp = _uncached_step(decoder, memory, mem_lens, torch.cat([torch.full((N, 1), sos, device=device,
-                                                                                dtype=torch.long), prefix], 1))
-        lp = lp.float()
+        aux = {}
+        lp = torch.zeros((N, V), device=device)
+        dec_lp = None
+        for s in full:
+            inc, aux[s.name] = s.scorer.score(states[s.name], prefix, None)
+            if s.name == "decoder":
+                dec_lp = inc
+            lp = lp + s.weight * inc
+        # candidates come from the weighted full scores (the decoder's own when its weight is 0: CTC alone)
+        pre = lp if scorers[0].weight > 0 else lp + dec_lp
         lp[:, banned] = NEG_INF
         at_limit = (t >= max_len).repeat_interleave(beam)  # (N,): the next token must be eos
         if fixed_len:
             lp[~at_limit, eos] = NEG_INF
         else:
             no_end = (t < min_len).repeat_interleave(beam)  # (N,): too short to end
-            if log_thr is not None:
-                other = lp.index_fill(1, torch.tensor([eos], device=device), NEG_INF).max(-1).values
-                no_end |= lp[:, eos] < other + log_thr
+            if log_thr is not None:  # the decoder's own end rule
+                other = dec_lp.index_fill(1, eos_col, NEG_INF).max(-1).values
+                no_end |= dec_lp[:, eos] < other + log_thr
             lp[no_end & ~at_limit, eos] = NEG_INF
         # the best tokens other than eos, then eos itself: every hypothesis can always end
-        _, cand = lp.index_fill(1, torch.tensor([eos], device=device), NEG_INF).topk(n_cand, dim=-1)
+        pre = pre.masked_fill(~torch.isfinite(lp), NEG_INF)
+        _, cand = pre.index_fill(1, eos_col, NEG_INF).topk(n_cand, dim=-1)
         cand = torch.cat([cand, torch.full((N, 1), eos, device=device, dtype=torch.long)], 1)  # (N, C)
         step_scores = torch.gather(lp, 1, cand)
-        if scorer is not None:
-            ctc_scores, ctc_r = scorer.score(ctc_state, cand)
-            step_scores = (1 - ctc_weight) * step_scores + ctc_weight * (ctc_scores - ctc_state.score.unsqueeze(1))
+        for s in partial:
+            inc, aux[s.name] = s.scorer.score(states[s.name], prefix, cand)
+            step_scores = step_scores + s.weight * inc
         C = cand.size(1)
         is_eos = cand == eos
         step_scores = torch.where(at_limit.unsqueeze(1) & ~is_eos, torch.full_like(step_scores, NEG_INF), step_scores)
@@ -159,11 +169,9 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
         # keep the running hypotheses alive even when done (their scores are -inf and are ignored)
         parent = torch.where(torch.isfinite(scores), parent, base)
         prefix = torch.cat([prefix[parent], new_tok.unsqueeze(1)], dim=1)
-        tokens = new_tok
-        if use_cache:
-            cache = cache.select(parent)
-        if scorer is not None:
-            ctc_state = ctc_state.advance(parent, col, new_tok, ctc_scores, ctc_r)
+        for s in scorers:
+            states[s.name] = s.scorer.select(states[s.name], aux[s.name], parent,
+                                             new_tok if s.scorer.full else col, new_tok)
     out = []
     for b in range(B):
         ranked = sorted(finished[b], key=lambda f: f[2], reverse=True)[:beam]

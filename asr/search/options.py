@@ -25,6 +25,11 @@ class DecodeOptions:
     lm_beam: int = 50  # ctc_lm: beam size of the lexicon decoder
     fusion_weight: float = 0.3  # with lm: word n-gram shallow fusion in ctc_prefix_beam / attention_rescoring (0: off)
     fusion_word_score: float = 3.0  # with lm: added per completed word in that fusion (both chosen on 100 dev utterances)
+    ar_fusion_weight: float = 0.3  # with lm: word n-gram weight in attention_beam / joint_ctc_attention (0: off)
+    ar_fusion_word_score: float = 1.0  # with lm: added per completed word there
+    nlm_weight: float = 0.0  # with an lm directory holding a neural LM: its weight in the AR/joint search and rescoring
+    hotwords: tuple = ()  # ((phrase, boost), ...): contextual biasing (asr.search.hotwords.load_hotwords reads a file)
+    length_bonus: float = 0.0  # AR/joint search: added per token
 
     def __post_init__(self) -> None:
         checks = [
@@ -42,6 +47,10 @@ class DecodeOptions:
             (self.lm_beam >= 1, f"LM beam must be at least 1, not {self.lm_beam}"),
             (self.lm_weight >= 0.0, f"LM weight must be >= 0, not {self.lm_weight}"),
             (self.fusion_weight >= 0.0, f"fusion weight must be >= 0, not {self.fusion_weight}"),
+            (self.ar_fusion_weight >= 0.0, f"AR fusion weight must be >= 0, not {self.ar_fusion_weight}"),
+            (self.nlm_weight >= 0.0, f"neural LM weight must be >= 0, not {self.nlm_weight}"),
+            (all(len(h) == 2 and isinstance(h[0], str) and h[0] for h in self.hotwords),
+             "hotwords must be (phrase, boost) pairs"),
         ]
         for ok, msg in checks:
             if not ok:

@@ -31,11 +31,12 @@ def _teacher_forced(decoder, enc, enc_lens, seqs: list[tuple[int, ...]], owner: 
 @torch.inference_mode()
 def attention_rescoring(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DEFAULTS.beam,
                         ctc_weight: float = DEFAULTS.rescore_ctc_weight, reverse_weight: float = DEFAULTS.reverse_weight,
-                        fusion_factory=None) -> list[list[Hypothesis]]:
+                        fusion_factory=None, neural_lm=None, neural_lm_weight: float = 0.0) -> list[list[Hypothesis]]:
     """Rescore the CTC prefix-beam ``beam``-best with the decoder: ``att + ctc_weight * ctc`` where ``att``
     mixes left-to-right and right-to-left decoder scores (``reverse_weight``) when the model has both.
     Returns the n-best per utterance, re-ranked (timing from the CTC pass). ``fusion_factory``: word n-gram
-    shallow fusion in the first pass (its scores then include the LM)."""
+    shallow fusion / hotwords in the first pass (its scores then include them). ``neural_lm``
+    (:class:`asr.lm.neural.TokenLM`): adds ``neural_lm_weight * log P_nlm(hypothesis)`` to the second pass."""
     if model.decoder is None:
         raise ValueError("this model has no attention decoder (model.decoder.num_layers = 0)")
     nbests = ctc_prefix_beam(model.ctc_log_probs(enc), enc_lens, beam=beam, fusion_factory=fusion_factory)
@@ -50,6 +51,9 @@ def attention_rescoring(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: 
     if model.r2l_decoder is not None and reverse_weight > 0:
         r2l = _teacher_forced(model.r2l_decoder, enc, enc_lens, [s[::-1] for s in seqs], owner, model.sos)
         att = (1 - reverse_weight) * att + reverse_weight * r2l
+    if neural_lm is not None and neural_lm_weight:
+        att = att + neural_lm_weight * torch.tensor(neural_lm.sentence_log_prob([list(s) for s in seqs]),
+                                                    device=att.device)
     out, i = [], 0
     for nb in nbests:
         scored = []

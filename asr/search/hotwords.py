@@ -1,0 +1,170 @@
+"""Hotword (contextual) biasing: names and terms the user expects get a bonus while a hypothesis spells them.
+
+A token trie of the hotwords (icefall's ``ContextGraph`` idea, without failure arcs): a hypothesis earns
+``boost`` per token while its latest tokens follow a hotword from that word's first piece; if the path
+breaks before the hotword is complete, what it earned on the path is taken back, so a partial match
+leaves no trace; a completed hotword keeps its bonus. It is a prefix bonus (``score`` / ``final_score``
+/ ``forget``), like :class:`asr.search.fusion.WordFusion`, so it works in the CTC prefix search (batch and
+streaming partials); :class:`HotwordScorer` makes it a full scorer of the AR / joint search.
+
+Hotword file: one phrase per line, optionally followed by a TAB or spaces and its boost (log-probability
+bonus per token; default 2.0); ``#`` starts a comment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from asr.text import normalize_text
+
+DEFAULT_BOOST = 2.0
+
+
+class HotwordError(ValueError):
+    """A hotword file that cannot be used (the message names the file and line)."""
+
+
+def parse_hotwords(text: str, source: str = "<hotwords>", default_boost: float = DEFAULT_BOOST) -> tuple[tuple[str, float], ...]:
+    """``"PHRASE [BOOST]"`` lines -> ``((normalised phrase, boost), ...)``."""
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.replace("\t", " ").split()
+        boost = default_boost
+        if len(parts) > 1:
+            try:
+                boost = float(parts[-1])
+                parts = parts[:-1]
+            except ValueError:
+                pass
+        if boost != boost or abs(boost) == float("inf"):
+            raise HotwordError(f"{source}:{n}: the boost must be a finite number, not {parts[-1]!r}")
+        phrase = normalize_text(" ".join(parts))
+        if not phrase:
+            raise HotwordError(f"{source}:{n}: no word left after normalisation: {line!r}")
+        out.append((phrase, boost))
+    return tuple(out)
+
+
+def load_hotwords(path: str | Path, default_boost: float = DEFAULT_BOOST) -> tuple[tuple[str, float], ...]:
+    """Read a hotword file (see the module doc); a missing, unreadable or empty file is a one-line error."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise HotwordError(f"{p}: cannot read the hotword file ({e.__class__.__name__}: {e})") from None
+    words = parse_hotwords(text, str(p), default_boost)
+    if not words:
+        raise HotwordError(f"{p}: no hotwords in the file")
+    return words
+
+
+@dataclass
+class _Node:
+    children: dict = field(default_factory=dict)  # token -> _Node
+    boost: float = 0.0  # bonus for arriving here
+    end: bool = False  # a hotword ends here
+
+
+class HotwordBias:
+    """``hotwords ((phrase, boost), ...)`` spelled with ``tokenizer.encode``; a prefix's bonus is
+    ``sum of boosts on completed hotwords + on the one it is inside``."""
+
+    def __init__(self, hotwords, tokenizer):
+        self.root = _Node()
+        for phrase, boost in hotwords:
+            node = self.root
+            for tok in tokenizer.encode(phrase):
+                node = node.children.setdefault(tok, _Node(boost=boost))
+                node.boost = max(node.boost, boost)
+            node.end = True
+        self._states: dict[tuple[int, ...], tuple[_Node, float, float]] = {(): (self.root, 0.0, 0.0)}
+
+    def state(self, prefix: tuple[int, ...]) -> tuple[_Node, float, float]:
+        """(trie node, bonus earned on the running match, total bonus) of ``prefix``."""
+        st = self._states.get(prefix)
+        if st is None:
+            st = self._states[prefix] = self._step(self.state(prefix[:-1]), prefix[-1])
+        return st
+
+    def _step(self, st, tok: int):
+        node, pending, total = st
+        child = node.children.get(tok)
+        if child is None:  # the running match breaks: take its bonus back, try a new match from here
+            total -= pending
+            node, pending = self.root, 0.0
+            child = node.children.get(tok)
+            if child is None:
+                return self.root, 0.0, total
+        pending += child.boost
+        total += child.boost
+        if child.end:  # complete: the bonus stays (a longer hotword may go on from here)
+            pending = 0.0
+            if not child.children:
+                return self.root, 0.0, total
+        return child, pending, total
+
+    def score(self, prefix: tuple[int, ...]) -> float:
+        return self.state(prefix)[2]
+
+    def final_score(self, prefix: tuple[int, ...]) -> float:
+        _, pending, total = self.state(prefix)
+        return total - pending  # an unfinished hotword at the end earns nothing
+
+    def forget(self, keep: set) -> None:
+        if len(self._states) > 50 * max(1, len(keep)):
+            self._states = {p: s for p, s in self._states.items() if p in keep or not p}
+
+
+class HotwordScorer:
+    """Hotwords as a *full* scorer of the AR / joint search (:mod:`asr.search.scorers`): the exact bonus
+    increment of every next token, so a hotword's tokens join the candidates even where the decoder alone
+    would not have proposed them (a partial scorer can only re-rank what the decoder proposes)."""
+
+    full = True
+
+    def __init__(self, bias: HotwordBias, vocab: int, eos: int):
+        self.bias, self.vocab, self.eos = bias, vocab, eos
+
+    def init_state(self):
+        return None
+
+    def score(self, state, prefix, cand=None):
+        import torch
+
+        rows = torch.empty((prefix.size(0), self.vocab))
+        for i, p in enumerate(prefix.tolist()):
+            st = self.bias.state(tuple(p))
+            node, pending, total = st
+            rows[i].fill_(-pending)  # any other token breaks the running match
+            for tok in set(node.children) | set(self.bias.root.children):
+                if tok < self.vocab:
+                    rows[i, tok] = self.bias._step(st, tok)[2] - total
+            rows[i, self.eos] = -pending
+        return rows.to(prefix.device), None
+
+    def select(self, state, aux, parent, col, tokens):
+        return None
+
+
+class SumBonus:
+    """Several prefix bonuses as one (word n-gram fusion + hotwords)."""
+
+    def __init__(self, parts):
+        self.parts = list(parts)
+
+    def score(self, prefix):
+        return sum(p.score(prefix) for p in self.parts)
+
+    def final_score(self, prefix):
+        return sum(p.final_score(prefix) for p in self.parts)
+
+    def forget(self, keep):
+        for p in self.parts:
+            p.forget(keep)
+
+
+__all__ = ["HotwordBias", "HotwordScorer", "HotwordError", "SumBonus", "load_hotwords", "parse_hotwords", "DEFAULT_BOOST"]
