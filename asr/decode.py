@@ -23,6 +23,7 @@ METHODS = ("ctc_greedy", "ctc_prefix_beam", "attention_beam", "joint_ctc_attenti
            "ctc_lm")
 AUTOREGRESSIVE = ("attention_beam", "joint_ctc_attention", "attention_rescoring")
 LM_FUSED = ("ctc_prefix_beam", "attention_rescoring")  # prefix searches that fuse the word n-gram / hotwords
+LM_USERS = LM_FUSED + ("attention_beam", "joint_ctc_attention")  # methods an LM directory changes (ctc_lm aside)
 
 
 def word_fusion_factory(opts: DecodeOptions, tokenizer):

@@ -98,17 +98,32 @@ def results_table(name: str, results: list[EvalResult]) -> str:
 
 def evaluate_and_report(lm, cuts, name: str, methods: list[str], opts: DecodeOptions = DecodeOptions(),
                         out_dir: Path | None = None, device: str = "cpu",
-                        echo: Callable[[str], None] | None = None) -> str:
+                        echo: Callable[[str], None] | None = None, compare_lm: bool = False) -> str:
     """Decode ``cuts`` with every method; returns the markdown table, and with ``out_dir`` writes
-    ``NAME_METHOD.details.txt``, ``NAME.results.json``, ``NAME.results.md`` and ``NAME.wer_vs_rtf.png``."""
-    results = []
+    ``NAME_METHOD.details.txt``, ``NAME.results.json``, ``NAME.results.md`` and ``NAME.wer_vs_rtf.png``.
+    With an LM in ``opts``, the methods that use it are labelled ``METHOD+lm``; ``compare_lm`` also decodes
+    them without it, so the table and the plot show what the LM gives each decoder and what it costs."""
+    from dataclasses import replace
+
+    from asr.decode import LM_USERS
+
+    runs = []
     for m in methods:
-        r = evaluate_cuts(lm, cuts, m, opts, device=device)
+        if opts.lm and m in LM_USERS:
+            if compare_lm:
+                runs.append((m, m, replace(opts, lm="")))
+            runs.append((f"{m}+lm", m, opts))
+        else:
+            runs.append((m, m, opts))
+    results, used = [], []
+    for label, m, o in runs:
+        r = replace(evaluate_cuts(lm, cuts, m, o, device=device), method=label)
         results.append(r)
+        used.append(o)
         if echo:
-            echo(f"{name} {m}: WER {r.wer}  CER {100 * r.cer.rate:.2f}%  RTF {r.rtf:.4f}")
+            echo(f"{name} {label}: WER {r.wer}  CER {100 * r.cer.rate:.2f}%  RTF {r.rtf:.4f}")
         if out_dir:
-            write_atomic(Path(out_dir) / f"{name}_{m}.details.txt", details(r))
+            write_atomic(Path(out_dir) / f"{name}_{label}.details.txt", details(r))
     table = results_table(name, results)
     if out_dir:
         from asr.plots import plot_wer_vs_rtf
@@ -119,6 +134,6 @@ def evaluate_and_report(lm, cuts, name: str, methods: list[str], opts: DecodeOpt
             {"subset": name, "decoder": r.method, "utterances": r.utterances, "audio_seconds": round(r.audio_seconds, 2),
              "wer": r.wer.rate, "cer": r.cer.rate, "substitutions": r.wer.substitutions, "deletions": r.wer.deletions,
              "insertions": r.wer.insertions, "ref_words": r.wer.ref_len, "rtf": r.rtf,
-             "options": {k: v for k, v in opts.__dict__.items()}} for r in results], indent=2) + "\n")
+             "options": {k: v for k, v in o.__dict__.items()}} for r, o in zip(results, used)], indent=2) + "\n")
         plot_wer_vs_rtf(results, out / f"{name}.wer_vs_rtf.png", title=f"{lm.path.name}: {name}")
     return table

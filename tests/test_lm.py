@@ -279,3 +279,14 @@ def test_hotwords_from_the_command_line(random_model_dir, speech_clips, tmp_path
     hot.write_text("ZEBRA nan\n")
     r = runner.invoke(app, ["transcribe", clip, "--model", str(random_model_dir), "--hotwords", str(hot), "--no-progress"])
     assert r.exit_code == 1 and "hot.txt:1" in r.output and "Traceback" not in r.output
+
+
+def test_eval_compare_lm_puts_both_rows_in_the_table(lm_dir, random_model_dir, tiny_manifests, tmp_path):
+    out = tmp_path / "eval"
+    r = runner.invoke(app, ["eval", "--model", str(random_model_dir), "--manifests", str(tiny_manifests), "--subset", "dev",
+                            "--limit", "2", "--decoder", "ctc_greedy", "--decoder", "ctc_prefix_beam", "--decoder",
+                            "joint_ctc_attention", "--lm", str(lm_dir), "--compare-lm", "--out-dir", str(out)])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads((out / "dev.results.json").read_text())[i]["decoder"] for i in range(5)]
+    assert rows == ["ctc_greedy", "ctc_prefix_beam", "ctc_prefix_beam+lm", "joint_ctc_attention", "joint_ctc_attention+lm"]
+    assert (out / "dev_joint_ctc_attention+lm.details.txt").is_file() and (out / "dev.wer_vs_rtf.png").is_file()

@@ -28,14 +28,18 @@ class DecoderLayer(nn.Module):
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x, self_mask, memory, memory_mask, self_cache=None, memory_cache=None):
-        """``x (N, L, D)``, ``self_mask (N, L, Lc+L)``, ``memory (N, T, D)``, ``memory_mask (N, 1, T)``.
-        Returns ``(x, new_self_cache, memory_cache)``."""
+    def forward(self, x, self_mask, memory, memory_mask, self_cache=None, memory_cache=None, group: int = 1):
+        """``x (N, L, D)``, ``self_mask (N, L, Lc+L)``, ``memory (B, T, D)``, ``memory_mask (B, 1, T)``, N = B x
+        ``group`` (the ``group`` hypotheses of an utterance attend to its memory as ``group x L`` queries of one
+        row, so the memory is not repeated). Returns ``(x, new_self_cache, memory_cache)``."""
         h = self.norm1(x)
         a, new_self = self.self_attn(h, h, self_mask, self_cache)
         x = x + self.dropout(a)
-        s, mem = self.src_attn(self.norm2(x), memory, memory_mask, memory_cache, static_kv=memory_cache is not None)
-        x = x + self.dropout(s)
+        q = self.norm2(x)
+        N, L, D = q.shape
+        s, mem = self.src_attn(q.reshape(N // group, group * L, D), memory, memory_mask, memory_cache,
+                               static_kv=memory_cache is not None)
+        x = x + self.dropout(s.reshape(N, L, D))
         return x + self.dropout(self.ff(self.norm3(x))), new_self, mem
 
 
@@ -70,22 +74,23 @@ class TransformerDecoder(nn.Module):
         return self.norm(x) if return_hidden else self.out(self.norm(x))
 
     # -- incremental decoding (causal only)
-    def init_cache(self, memory: torch.Tensor) -> DecoderCache:
-        """Project the encoder memory ``(N, T, D)`` once for every layer's cross-attention."""
-        return DecoderCache(tuple(memory.new_zeros(memory.size(0), l.self_attn.h, 0, 2 * l.self_attn.d_k)
-                                  for l in self.layers),
-                            tuple(l.src_attn.project_kv(memory) for l in self.layers))
+    def init_cache(self, memory: torch.Tensor, group: int = 1) -> DecoderCache:
+        """Project the encoder memory ``(B, T, D)`` once for every layer's cross-attention; ``group``
+        hypotheses per utterance (a beam) share it."""
+        n = memory.size(0) * group
+        return DecoderCache(tuple(memory.new_zeros(n, l.self_attn.h, 0, 2 * l.self_attn.d_k) for l in self.layers),
+                            tuple(l.src_attn.project_kv(memory) for l in self.layers), group)
 
     def step(self, tokens: torch.Tensor, memory_mask: torch.Tensor, cache: DecoderCache) -> tuple[torch.Tensor, DecoderCache]:
-        """One position for N hypotheses. ``tokens (N,)`` the newest token of each, ``memory_mask (N, T)``
-        bool, ``cache`` from :meth:`init_cache` or the previous step. Returns log-probs ``(N, V)`` for the
-        next token and the new cache (the old one is not modified)."""
+        """One position for N = B x group hypotheses. ``tokens (N,)`` the newest token of each,
+        ``memory_mask (B, T)`` bool (one row per utterance), ``cache`` from :meth:`init_cache` or the previous
+        step. Returns log-probs ``(N, V)`` for the next token and the new cache (the old one is not modified)."""
         t = cache.length
         x = self.pos(self.embed(tokens.unsqueeze(1)), offset=t)  # (N, 1, D)
         mm = memory_mask.unsqueeze(1)
         new_self = []
         for layer, sc, mc in zip(self.layers, cache.self_kv, cache.memory_kv):
-            x, s, _ = layer(x, None, None, mm, sc, mc)
+            x, s, _ = layer(x, None, None, mm, sc, mc, cache.group)
             new_self.append(s)
         logits = self.out(self.norm(x[:, -1]))
-        return logits.log_softmax(-1), DecoderCache(tuple(new_self), cache.memory_kv)
+        return logits.log_softmax(-1), DecoderCache(tuple(new_self), cache.memory_kv, cache.group)

@@ -63,8 +63,6 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
     V = decoder.out.out_features
     sos = eos = model.sos
     N = B * beam
-    memory = enc.repeat_interleave(beam, 0)  # (N, T, D)
-    mem_lens = enc_lens.repeat_interleave(beam)
     lo, hi = ctc_length_window
     needs_ctc = ctc_weight > 0 or (hi > 0 and not fixed_len)
     if needs_ctc and ctc_log_probs is None:  # the caller usually has them already (decode_features)
@@ -85,7 +83,7 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
     log_thr = math.log(eos_threshold) if eos_threshold > 0 else None
     steps = int(max_len.max()) + 1  # the last step can only end hypotheses
 
-    scorers = [Weighted("decoder", 1.0 - ctc_weight, DecoderScorer(decoder, memory, mem_lens, sos, use_cache))]
+    scorers = [Weighted("decoder", 1.0 - ctc_weight, DecoderScorer(decoder, enc, enc_lens, sos, beam, use_cache))]
     if ctc_weight > 0:
         scorers.append(Weighted("ctc", ctc_weight, CTCScorer(ctc_log_probs, enc_lens, beam, eos)))
     scorers += [s for s in extra_scorers if s.weight != 0]

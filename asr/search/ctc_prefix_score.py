@@ -30,6 +30,31 @@ class CTCPrefixState:
         return CTCPrefixState(r[:, :, parent, column], scores[parent, column], tokens, self.length + 1)
 
 
+def _forward(r0: torch.Tensor, r1: torch.Tensor, phi: torch.Tensor, x: torch.Tensor, blank: torch.Tensor):
+    """The prefix forward recursion over frames ``t = 1..S`` without a loop over time:
+
+        r0[t] = logaddexp(r0[t-1], phi[t-1]) + x[t]      (the prefix ends in its last token at t)
+        r1[t] = logaddexp(r0[t-1], r1[t-1]) + blank[t]   (it ends in a blank at t)
+
+    Both are first-order linear recurrences in probability space, so with ``A = cumsum(x)`` the first is
+    ``r0[t] = A[t] + logsumexp(r0[0], phi[s-1] - A[s-1] for s <= t)`` (a ``logcumsumexp``), and the second
+    the same over ``r0``. Sums run in float64 (``A`` reaches -1e4 over a long utterance).
+    ``r0, r1 (N, C)`` at frame 0; ``phi (S, N, C)`` frames 0..S-1; ``x (S, N, C)``, ``blank (S, N, 1)`` frames
+    1..S. Returns ``r0, r1`` of frames 1..S, ``(S, N, C)`` each."""
+    dt = x.dtype
+    r0, r1, phi, x, blank = (t.double() for t in (r0, r1, phi, x, blank))
+    A = torch.cumsum(x, 0)  # A[k] = x[1] + .. x[k+1]
+    A_prev = torch.cat([torch.zeros_like(A[:1]), A[:-1]])  # A at frame t-1
+    q = torch.logaddexp(r0.unsqueeze(0), torch.logcumsumexp(phi - A_prev, 0))
+    out0 = A + q
+    Bc = torch.cumsum(blank.expand_as(x), 0)
+    B_prev = torch.cat([torch.zeros_like(Bc[:1]), Bc[:-1]])
+    r0_prev = torch.cat([r0.unsqueeze(0), out0[:-1]])  # r0 at frame t-1
+    p = torch.logaddexp(r1.unsqueeze(0), torch.logcumsumexp(r0_prev - B_prev, 0))
+    out1 = Bc + p
+    return out0.to(dt).clamp_min(NEG), out1.to(dt).clamp_min(NEG)
+
+
 class CTCPrefixScorer:
     """``log_probs (B, T, V)``, ``lens (B,)``; hypotheses are laid out utterance-major, ``beam`` each."""
 
@@ -68,13 +93,10 @@ class CTCPrefixScorer:
             r[0, 0] = xs[0]
         log_psi = r[start - 1, 0].clone()  # (N, C)
         blank = self.x[:, :, BLANK_ID].unsqueeze(-1)  # (T, N, 1)
-        # phi[t-1] + x[t] for all t at once; the recursion itself stays a loop over time
-        emit = log_phi[:-1] + xs[1:]  # (T-1, N, C)
-        r0, r1 = r[start - 1, 0], r[start - 1, 1]
-        for t in range(start, T):
-            r0, r1 = torch.logaddexp(r0, log_phi[t - 1]) + xs[t], torch.logaddexp(r0, r1) + blank[t]
-            r[t, 0], r[t, 1] = r0, r1
+        emit = log_phi[:-1] + xs[1:]  # (T-1, N, C): phi[t-1] + x[t] for all t at once
         if start < T:
+            r[start:, 0], r[start:, 1] = _forward(r[start - 1, 0], r[start - 1, 1], log_phi[start - 1:-1], xs[start:],
+                                                  blank[start:])
             log_psi = torch.logaddexp(log_psi, torch.logsumexp(emit[start - 1:], dim=0))
         is_eos = cand == self.eos
         if is_eos.any():

@@ -51,19 +51,24 @@ class Weighted:
 
 
 class DecoderScorer:
-    """The attention decoder, incremental (per-layer key/value cache, one position per step) or, with
-    ``use_cache=False``, recomputing the whole prefix (the reference the cache is tested against).
-    ``memory (N, T, D)``, ``memory_lens (N,)``."""
+    """The attention decoder, incremental (per-layer key/value cache, one position per step; the encoder
+    memory is projected once per utterance and shared by its ``beam`` hypotheses) or, with
+    ``use_cache=False``, recomputing the whole prefix over a per-hypothesis copy of the memory (the
+    reference the cache is tested against). ``memory (B, T, D)``, ``memory_lens (B,)``."""
 
     full = True
 
-    def __init__(self, decoder, memory: torch.Tensor, memory_lens: torch.Tensor, sos: int, use_cache: bool = True):
-        self.decoder, self.memory, self.memory_lens, self.sos = decoder, memory, memory_lens, sos
-        self.mask = lengths_to_mask(memory_lens, memory.size(1))  # (N, T)
-        self.use_cache = use_cache
+    def __init__(self, decoder, memory: torch.Tensor, memory_lens: torch.Tensor, sos: int, beam: int,
+                 use_cache: bool = True):
+        self.decoder, self.sos, self.beam, self.use_cache = decoder, sos, beam, use_cache
+        if use_cache:
+            self.memory, self.memory_lens = memory, memory_lens
+        else:
+            self.memory, self.memory_lens = memory.repeat_interleave(beam, 0), memory_lens.repeat_interleave(beam)
+        self.mask = lengths_to_mask(self.memory_lens, memory.size(1))  # (B, T), (N, T) uncached
 
     def init_state(self):
-        return self.decoder.init_cache(self.memory) if self.use_cache else None
+        return self.decoder.init_cache(self.memory, self.beam) if self.use_cache else None
 
     def score(self, state, prefix, cand=None):
         N = prefix.size(0)

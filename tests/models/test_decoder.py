@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from asr.models.decoder import TransformerDecoder
@@ -61,3 +62,25 @@ def test_padded_tokens_do_not_change_valid_positions():
     a = dec(memory, ml, toks, torch.tensor([4, 2]))
     b = dec(memory[1:], ml[1:], toks[1:, :2], torch.tensor([2]))
     assert torch.allclose(a[1, :2], b[0], atol=1e-5)
+
+
+def test_shared_memory_groups_equal_repeated_memory():
+    """A beam's hypotheses share their utterance's projected memory (group = beam) instead of copies."""
+    dec = _dec()
+    memory = torch.randn(2, 13, 32)
+    mem_lens = torch.tensor([13, 6])
+    mask = torch.arange(13).unsqueeze(0) < mem_lens.unsqueeze(1)
+    beam = 3
+    shared = dec.init_cache(memory, group=beam)
+    copies = dec.init_cache(memory.repeat_interleave(beam, 0))
+    assert shared.memory_kv[0].size(0) == 2 and copies.memory_kv[0].size(0) == 6
+    g = torch.Generator().manual_seed(0)
+    for t in range(5):
+        toks = torch.randint(1, 29, (6,), generator=g)
+        a, shared = dec.step(toks, mask, shared)
+        b, copies = dec.step(toks, mask.repeat_interleave(beam, 0), copies)
+        assert torch.allclose(a, b, atol=1e-5), t
+        parent = torch.tensor([2, 0, 0, 4, 5, 3])  # reorder inside each utterance's beam
+        shared, copies = shared.select(parent), copies.select(parent)
+    with pytest.raises(ValueError, match="inside its utterance"):
+        shared.select(torch.tensor([3, 0, 0, 4, 5, 3]))  # row 0 would take utterance 1's hypothesis

@@ -12,7 +12,7 @@ from asr.lm.neural import TokenLM
 from asr.search.attention import beam_search
 from asr.search.hotwords import HotwordBias, HotwordError, HotwordScorer, load_hotwords, parse_hotwords
 from asr.search.scorers import LengthBonus, PrefixBonusScorer, TokenLMScorer, Weighted
-from tests.search.test_search import V, batch, model  # noqa: F401 - fixtures
+from tests.search.conftest import V
 
 
 class TokenBoost:
