@@ -18,7 +18,7 @@ from asr.decode import METHODS, DecodeOptions, available_methods, search
 from asr.features import fbank
 
 
-def _model(model: str, vocab_size: int, device: str):
+def _model(model: str, vocab_size: int, device: str, quantize: str | None = None):
     from asr.config import load_config
     from asr.model_dir import load_model, resolve_model_path
 
@@ -27,8 +27,8 @@ def _model(model: str, vocab_size: int, device: str):
     except FileNotFoundError:
         path = None
     if path is not None:
-        lm = load_model(path, device)
-        return lm.model, f"{lm.path.name} (trained)"
+        lm = load_model(path, device, quantize)
+        return lm.model, f"{lm.path.name} (trained{', ' + quantize if quantize else ''})"
     from dataclasses import replace
 
     from asr.models.asr_model import ASRModel, count_parameters
@@ -36,7 +36,12 @@ def _model(model: str, vocab_size: int, device: str):
     cfg = load_config(model)
     torch.manual_seed(0)
     m = ASRModel(replace(cfg.model, vocab_size=vocab_size)).to(device).eval()
-    return m, f"preset {model}, random weights, vocab {vocab_size}, {count_parameters(m)['total'] / 1e6:.1f}M params"
+    desc = f"preset {model}, random weights, vocab {vocab_size}, {count_parameters(m)['total'] / 1e6:.1f}M params"
+    if quantize:
+        from asr.model_dir import quantize_model
+
+        m, desc = quantize_model(m, quantize, device), f"{desc}, {quantize}"
+    return m, desc
 
 
 def _median_time(fn, runs: int) -> float:
@@ -51,8 +56,9 @@ def _median_time(fn, runs: int) -> float:
 
 def bench_decoders(model: str = "demo", decoders: list[str] | None = None, seconds: float = 20.0, batch: int = 1,
                    beam: int = 10, output_tokens: int = 0, runs: int = 5, vocab_size: int = 5000,
-                   uncached: bool = True, device: str = "cpu", mask_iterations: int = 10) -> str:
-    m, desc = _model(model, vocab_size, device)
+                   uncached: bool = True, device: str = "cpu", mask_iterations: int = 10,
+                   quantize: str | None = None) -> str:
+    m, desc = _model(model, vocab_size, device, quantize)
     methods = available_methods(m) if not decoders or decoders == ["all"] else decoders
     for d in methods:
         if d not in METHODS:

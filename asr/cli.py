@@ -327,10 +327,10 @@ def lm_tune_cmd(
                f"utterances); written to {lm_dir}/card.json")
 
 
-def _load(model: str, device: str = "cpu"):
+def _load(model: str, device: str = "cpu", quantize: Optional[str] = None):
     from asr.model_dir import load_model
 
-    return _run(load_model, model, device)
+    return _run(load_model, model, device, quantize)
 
 
 def _decode_options(beam: int, ctc_weight: float, mask_threshold: float, mask_iterations: int, timestamps: bool = True,
@@ -353,11 +353,12 @@ def _decode_options(beam: int, ctc_weight: float, mask_threshold: float, mask_it
                  "lm_weight": lm_weight if lm_weight is not None else card.get("lm_weight", DEFAULTS.lm_weight),
                  "word_score": word_score if word_score is not None else card.get("word_score", DEFAULTS.word_score),
                  "fusion_weight": fusion_weight, "fusion_word_score": fusion_word_score, **lm_extra}
-        if lm_kw.get("nlm_weight", 0) > 0:
-            from asr.lm.neural import NLM_CONFIG
+        from asr.lm.neural import has_neural_lm
 
-            if not (lm_dir / NLM_CONFIG).is_file():
-                _fail(f"{lm_dir}: --nlm-weight needs a neural LM there (asr lm train --neural --out {lm_dir})")
+        if lm_kw.get("nlm_weight") is None:
+            lm_kw["nlm_weight"] = DEFAULTS.nlm_weight
+        elif lm_kw["nlm_weight"] > 0 and not has_neural_lm(lm_dir):
+            _fail(f"{lm_dir}: --nlm-weight needs a neural LM there (asr lm train --neural --out {lm_dir})")
     return _run(DecodeOptions, beam=beam, ctc_weight=ctc_weight, mask_threshold=mask_threshold,
                 mask_iterations=mask_iterations, timestamps=timestamps, **lm_kw)
 
@@ -373,9 +374,10 @@ WORD_SCORE_OPT = typer.Option(None, help=f"ctc_lm: score added per word (default
 LM_BEAM_OPT = typer.Option(DEFAULTS.lm_beam, help="ctc_lm: beam size (500: more accurate, about 4x slower).")
 FUSION_WEIGHT_OPT = typer.Option(DEFAULTS.fusion_weight, help="With --lm: word n-gram weight fused into ctc_prefix_beam / attention_rescoring (0: off).")
 FUSION_WORD_SCORE_OPT = typer.Option(DEFAULTS.fusion_word_score, help="With --lm: bonus per completed word in that fusion.")
-AR_FUSION_WEIGHT_OPT = typer.Option(DEFAULTS.ar_fusion_weight, help="With --lm: word n-gram weight fused into attention_beam / joint_ctc_attention (0: off).")
+AR_FUSION_WEIGHT_OPT = typer.Option(DEFAULTS.ar_fusion_weight, help="With --lm and no neural LM in use (--nlm-weight 0 or none there): word n-gram weight fused into attention_beam / joint_ctc_attention (0: off).")
 AR_FUSION_WORD_SCORE_OPT = typer.Option(DEFAULTS.ar_fusion_word_score, help="With --lm: bonus per completed word in that fusion.")
-NLM_WEIGHT_OPT = typer.Option(DEFAULTS.nlm_weight, help="With --lm holding a neural LM (asr lm train --neural): its weight in the AR/joint search and attention_rescoring.")
+NLM_WEIGHT_OPT = typer.Option(None, help=f"With --lm holding a neural LM (asr lm train --neural): its weight in the AR/joint search and attention_rescoring (default {DEFAULTS.nlm_weight}; 0: off).")
+QUANTIZE_OPT = typer.Option(None, "--quantize", help="int8: dynamic int8 Linear layers (CPU inference; faster, see the README for the WER change).")
 HOTWORDS_OPT = typer.Option(None, "--hotwords", help="File of hotwords to favour, one phrase a line, optionally followed by its boost.")
 HOTWORD_BOOST_OPT = typer.Option(2.0, help="Boost per token of a hotword line that gives none.")
 
@@ -387,9 +389,9 @@ def _preload_lm(opts, lm, methods) -> None:
         from asr.search.ctc_lm import lexicon_decoder
 
         _run(lexicon_decoder, str(opts.lm), str(lm.tokenizer.model_path), opts.lm_beam, opts.lm_weight, opts.word_score)
-    if opts.lm and opts.nlm_weight > 0 and lm.model.decoder is not None:
-        from asr.lm.neural import load_neural_lm
+    from asr.lm.neural import has_neural_lm, load_neural_lm
 
+    if opts.lm and opts.nlm_weight > 0 and lm.model.decoder is not None and has_neural_lm(opts.lm):
         _run(load_neural_lm, opts.lm, lm.tokenizer, lm.model.decoder.out.out_features)
 
 
@@ -412,7 +414,7 @@ def transcribe_cmd(
     fusion_word_score: float = FUSION_WORD_SCORE_OPT,
     ar_fusion_weight: float = AR_FUSION_WEIGHT_OPT,
     ar_fusion_word_score: float = AR_FUSION_WORD_SCORE_OPT,
-    nlm_weight: float = NLM_WEIGHT_OPT,
+    nlm_weight: Optional[float] = NLM_WEIGHT_OPT,
     hotwords: Optional[Path] = HOTWORDS_OPT,
     hotword_boost: float = HOTWORD_BOOST_OPT,
     batch_seconds: float = typer.Option(60.0, help="Audio seconds per decoding batch."),
@@ -422,6 +424,7 @@ def transcribe_cmd(
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
     progress: bool = typer.Option(True, help="Show a progress bar with the running real-time factor."),
+    quantize: Optional[str] = QUANTIZE_OPT,
 ) -> None:
     """Transcribe recordings. A file that cannot be read gets a one-line error and the rest go on; the exit
     code is 1 if any failed."""
@@ -447,7 +450,7 @@ def transcribe_cmd(
                            fusion_weight=fusion_weight, fusion_word_score=fusion_word_score, hotwords=hotwords,
                            hotword_boost=hotword_boost, ar_fusion_weight=ar_fusion_weight,
                            ar_fusion_word_score=ar_fusion_word_score, nlm_weight=nlm_weight)
-    lm = _load(model, device)
+    lm = _load(model, device, quantize)
     from asr.decode import available_methods
 
     have = available_methods(lm.model, with_lm=lm_dir is not None)
@@ -533,7 +536,7 @@ def eval_cmd(
     fusion_word_score: float = FUSION_WORD_SCORE_OPT,
     ar_fusion_weight: float = AR_FUSION_WEIGHT_OPT,
     ar_fusion_word_score: float = AR_FUSION_WORD_SCORE_OPT,
-    nlm_weight: float = NLM_WEIGHT_OPT,
+    nlm_weight: Optional[float] = NLM_WEIGHT_OPT,
     hotwords: Optional[Path] = HOTWORDS_OPT,
     hotword_boost: float = HOTWORD_BOOST_OPT,
     compare_lm: bool = typer.Option(False, "--compare-lm", help="With --lm: also decode each LM-using decoder without it (rows METHOD and METHOD+lm)."),
@@ -541,6 +544,7 @@ def eval_cmd(
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write per-utterance details, results.md/json and a WER-vs-speed plot here."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N."),
+    quantize: Optional[str] = QUANTIZE_OPT,
 ) -> None:
     """Score decoders: WER/CER with substitution/deletion/insertion counts and the real-time factor of the
     whole decode; per-utterance details (worst first) and a WER-vs-speed plot with --out-dir."""
@@ -558,7 +562,7 @@ def eval_cmd(
                            fusion_weight=fusion_weight, fusion_word_score=fusion_word_score, hotwords=hotwords,
                            hotword_boost=hotword_boost, ar_fusion_weight=ar_fusion_weight,
                            ar_fusion_word_score=ar_fusion_word_score, nlm_weight=nlm_weight)
-    lm = _load(model, device)
+    lm = _load(model, device, quantize)
     have = available_methods(lm.model, with_lm=lm_dir is not None)
     methods = have if decoders == ["all"] else decoders
     for m in methods:
@@ -605,6 +609,7 @@ def bench_cmd(
     uncached: bool = typer.Option(True, help="Also time AR beam search recomputing the whole prefix each step."),
     mask_iterations: int = typer.Option(DEFAULTS.mask_iterations, help="Mask-CTC iterations."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N."),
+    quantize: Optional[str] = QUANTIZE_OPT,
 ) -> None:
     """Speed of each decoder: real-time factor of the whole decode (fbank, encoder, search) and of the search
     alone, medians of several runs."""
@@ -614,7 +619,7 @@ def bench_cmd(
 
     torch.set_num_threads(threads)
     table = _run(bench_decoders, model, decoders, seconds, batch, beam, output_tokens, runs, vocab_size, uncached, device,
-                 mask_iterations)
+                 mask_iterations, quantize)
     typer.echo(table)
 
 
@@ -642,6 +647,7 @@ def live_cmd(
     no_mic: bool = typer.Option(False, "--no-mic", help="--serve: no server microphone (browser clients only)."),
     hotwords: Optional[Path] = HOTWORDS_OPT,
     hotword_boost: float = HOTWORD_BOOST_OPT,
+    quantize: Optional[str] = QUANTIZE_OPT,
 ) -> None:
     """Live captions from the microphone (or --input FILE) in the terminal; Ctrl-C ends cleanly and keeps the
     last segment. With --serve, a caption web page at http://HOST:PORT/ shows them, and browsers can send
@@ -657,7 +663,7 @@ def live_cmd(
     from asr.live import MicStats, TerminalCaptions, TranscriptWriter, file_source, mic_source, run_captions
     from asr.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions
 
-    lm = _load(model)
+    lm = _load(model, quantize=quantize)
     fs = lm.model.encoder.rate * 10
     if chunk_ms % fs:
         _fail(f"--chunk-ms must be a multiple of {fs} ms for this model")
@@ -744,6 +750,7 @@ def bench_stream_cmd(
     limit: int = typer.Option(100, help="Utterances for the streaming WER."),
     threads: int = typer.Option(1, help="CPU threads for torch."),
     lm_dir: Optional[Path] = typer.Option(None, "--lm", help="Also measure streaming WER with the ctc_lm second pass."),
+    quantize: Optional[str] = QUANTIZE_OPT,
 ) -> None:
     """Streaming speed (real-time factor per chunk size, bounded per-chunk cost) and, with --manifests,
     streaming WER against full-context WER plus caption stability (committed revisions must be 0)."""
@@ -753,14 +760,14 @@ def bench_stream_cmd(
 
     torch.set_num_threads(threads)
     for c in chunks_ms:
-        typer.echo(json.dumps(_run(chunk_rtf, model, c, left_chunks, seconds)))
+        typer.echo(json.dumps(_run(chunk_rtf, model, c, left_chunks, seconds, quantize=quantize)))
     if long_minutes:
-        typer.echo(json.dumps(_run(chunk_rtf, model, chunks_ms[0], left_chunks, seconds, long_minutes)))
+        typer.echo(json.dumps(_run(chunk_rtf, model, chunks_ms[0], left_chunks, seconds, long_minutes, quantize)))
     if manifests:
         from asr.data.prepare import load_cuts
         from asr.evaluate import evaluate_cuts
 
-        lm = _load(model)
+        lm = _load(model, quantize=quantize)
         cuts = _run(load_cuts, manifests, subset).to_eager().subset(first=limit)
         full = evaluate_cuts(lm, cuts, "attention_rescoring")
         typer.echo(json.dumps({"full_context_attention_rescoring_wer": round(full.wer.rate, 4)}))

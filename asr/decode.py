@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from asr.lm.neural import has_neural_lm
 from asr.search.align import Word, encoder_frame_seconds, token_spans, words_from_tokens
 from asr.search.attention import attention_beam, joint_ctc_attention
 from asr.search.ctc import ctc_greedy, ctc_prefix_beam
@@ -53,14 +54,16 @@ def word_fusion_factory(opts: DecodeOptions, tokenizer):
 
 
 def ar_scorers(model, opts: DecodeOptions, tokenizer, n: int, device) -> list:
-    """The extra weighted scorers (:mod:`asr.search.scorers`) of the AR / joint search for ``opts``:
-    word n-gram fusion (``fusion_weight``/``fusion_word_score``, inside the bonus), the neural LM
-    (``nlm_weight``), hotwords and the length bonus. ``n`` hypotheses (utterances x beam)."""
+    """The extra weighted scorers (:mod:`asr.search.scorers`) of the AR / joint search for ``opts``: the
+    neural LM (``nlm_weight``) when the LM directory has one, else word n-gram fusion (``ar_fusion_weight`` /
+    ``ar_fusion_word_score``, inside the bonus); hotwords; the length bonus. ``n`` hypotheses (utterances x beam)."""
     from asr.search.scorers import LengthBonus, PrefixBonusScorer, TokenLMScorer, Weighted
 
     out = []
     eos = model.sos
-    if tokenizer is not None and opts.lm and opts.ar_fusion_weight > 0:
+    use_nlm = bool(opts.lm) and opts.nlm_weight > 0 and has_neural_lm(opts.lm)
+    # with a neural LM the word n-gram stays out: together they did worse on dev than the neural LM alone
+    if tokenizer is not None and opts.lm and opts.ar_fusion_weight > 0 and not use_nlm:
         from asr.lm import load_lm_dir
         from asr.lm.ngram import cached_arpa
         from asr.search.fusion import WordFusion
@@ -68,7 +71,7 @@ def ar_scorers(model, opts: DecodeOptions, tokenizer, n: int, device) -> list:
         arpa = cached_arpa(str(load_lm_dir(opts.lm).arpa))
         fusion = WordFusion(arpa, tokenizer, opts.ar_fusion_weight, opts.ar_fusion_word_score)
         out.append(Weighted("ngram", 1.0, PrefixBonusScorer(fusion, eos)))
-    if opts.lm and opts.nlm_weight > 0:
+    if use_nlm:
         from asr.lm.neural import load_neural_lm
 
         nlm = load_neural_lm(opts.lm, tokenizer, model.decoder.out.out_features)
@@ -139,7 +142,7 @@ def search(model, enc: torch.Tensor, enc_lens: torch.Tensor, method: str,
                                    ctc_length_window=(0.0, 0.0), ctc_log_probs=lp, extra_scorers=extra)
     if method == "attention_rescoring":
         nlm = None
-        if opts.lm and opts.nlm_weight > 0:
+        if opts.lm and opts.nlm_weight > 0 and has_neural_lm(opts.lm):
             from asr.lm.neural import load_neural_lm
 
             nlm = load_neural_lm(opts.lm, tokenizer, model.decoder.out.out_features)

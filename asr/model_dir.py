@@ -77,9 +77,29 @@ def _first_line(e: BaseException) -> str:
     return (lines[0] if lines else type(e).__name__)[:200]
 
 
-def load_model(path: str | os.PathLike, device: str = "cpu") -> LoadedModel:
+QUANTIZE = ("int8",)
+
+
+def quantize_model(model, mode: str, device: str = "cpu"):
+    """``int8``: dynamic quantization of every ``nn.Linear`` (int8 weights, activations quantized per batch
+    at run time) for CPU inference; convolutions, embeddings and normalisation stay float. Returns a new module."""
+    import warnings
+
+    import torch
+
+    if mode not in QUANTIZE:
+        raise ModelError(f"unknown quantization {mode!r}; choose from {', '.join(QUANTIZE)}")
+    if not str(device).startswith("cpu"):
+        raise ModelError(f"--quantize {mode} runs on the CPU only, not on {device}")
+    with warnings.catch_warnings():  # torch points to torchao for new code; the eager API still works and is fast
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def load_model(path: str | os.PathLike, device: str = "cpu", quantize: str | None = None) -> LoadedModel:
     """Load a model directory (or a bundled model by name, e.g. ``demo``): config, safetensors weights and
-    tokenizer. Nothing is unpickled. A file that cannot be used raises :class:`ModelError` (one line)."""
+    tokenizer. Nothing is unpickled. A file that cannot be used raises :class:`ModelError` (one line).
+    ``quantize="int8"``: dynamic int8 Linear layers for CPU inference (:func:`quantize_model`)."""
     import yaml
     from safetensors.torch import load_file
 
@@ -120,8 +140,11 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> LoadedModel:
         raise ModelError(f"{d}: the weights do not match config.yaml ({len(missing_keys)} missing, "
                          f"{len(unexpected)} unexpected, {len(bad_shape)} of another shape; e.g. {example})")
     model.load_state_dict(weights)
-    return LoadedModel(model.to(device).eval(), tok, cfg, d)
+    model = model.to(device).eval()
+    if quantize:
+        model = quantize_model(model, quantize, device)
+    return LoadedModel(model, tok, cfg, d)
 
 
-__all__ = ["LoadedModel", "ModelError", "load_model", "resolve_model_path", "bundled_models", "write_card_section",
+__all__ = ["LoadedModel", "ModelError", "load_model", "quantize_model", "QUANTIZE", "resolve_model_path", "bundled_models", "write_card_section",
            "BUNDLED", "FILES"]

@@ -15,10 +15,11 @@ from asr.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOpt
 NO_ENDPOINT = EndpointConfig(EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0))
 
 
-def _recognizer(model: str, chunk_ms: int, left_chunks: int, vocab_size: int = 5000, endpoint=NO_ENDPOINT):
+def _recognizer(model: str, chunk_ms: int, left_chunks: int, vocab_size: int = 5000, endpoint=NO_ENDPOINT,
+                quantize: str | None = None):
     from asr.bench import _model
 
-    m, desc = _model(model, vocab_size, "cpu")
+    m, desc = _model(model, vocab_size, "cpu", quantize)
 
     class _LM:  # the Recognizer needs model + tokenizer; random presets get a stand-in tokenizer
         pass
@@ -44,13 +45,13 @@ def _recognizer(model: str, chunk_ms: int, left_chunks: int, vocab_size: int = 5
 
 
 def chunk_rtf(model: str = "demo", chunk_ms: int = 640, left_chunks: int = 4, seconds: float = 60.0,
-              minutes_long: float = 0.0) -> dict:
+              minutes_long: float = 0.0, quantize: str | None = None) -> dict:
     """Stream ``seconds`` of noise through one stream (features + encoder + CTC + partial search) and time
     every chunk. With ``minutes_long``, stream that long and compare the last minute's chunk cost with the
     first minute's (bounded state means flat cost)."""
     # the live endpoint rules (a segment ends after 20 s at most), as in real use; the second pass is
     # left out so the figure is the streaming path's own cost
-    rec, desc = _recognizer(model, chunk_ms, left_chunks, endpoint=EndpointConfig())
+    rec, desc = _recognizer(model, chunk_ms, left_chunks, endpoint=EndpointConfig(), quantize=quantize)
     rng = np.random.default_rng(0)
     total = (minutes_long * 60) if minutes_long else seconds
     block = int(chunk_ms / 1000 * SAMPLE_RATE)

@@ -256,6 +256,12 @@ def test_neural_lm_trains_loads_and_fuses(lm_dir, random_model_dir, speech_clips
     assert a > b  # it learned something of the text
     with pytest.raises(LMError, match="tokens"):
         load_neural_lm(d, None, lm.model.cfg.vocab_size + 1)
+    from asr.decode import DecodeOptions, ar_scorers
+
+    names = lambda o: [x.name for x in ar_scorers(lm.model, o, lm.tokenizer, 4, "cpu")]  # noqa: E731
+    assert names(DecodeOptions(lm=str(d))) == ["neural_lm"]  # the neural LM alone when the directory has one
+    assert names(DecodeOptions(lm=str(d), nlm_weight=0.0)) == ["ngram"]
+    assert names(DecodeOptions(lm=str(lm_dir))) == ["ngram"]
     for method in ("joint_ctc_attention", "attention_beam", "attention_rescoring"):
         r = runner.invoke(app, ["transcribe", clip, "--model", str(random_model_dir), "--decoder", method, "--lm", str(d),
                                 "--nlm-weight", "0.3", "--no-progress"])

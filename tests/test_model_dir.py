@@ -85,3 +85,35 @@ def test_card_has_learning_curve(exp, tmp_path):
     assert "| step | minutes | valid WER | valid CER | test WER | test CER |" in card
     assert "| 100 | 2.0 | 90.0% | 50.0% | 80.0% | 45.0% |" in card
     assert "| 200 | 4.2 | 50.0% | 20.0% |  |  |" in card
+
+
+def test_int8_quantized_demo_decodes_like_the_float_model(speech_clips):
+    import jiwer
+    import soundfile as sf
+
+    from asr.decode import decode_features
+    from asr.features import fbank
+    from typer.testing import CliRunner
+
+    from asr.cli import app
+    from asr.model_dir import ModelError, load_model
+
+    runner = CliRunner()
+    fp32, int8 = load_model("demo"), load_model("demo", quantize="int8")
+    linears = [m for m in int8.model.modules() if type(m) is torch.nn.Linear]
+    assert not linears  # every Linear became a dynamic int8 one
+    refs, hyp32, hyp8 = [], [], []
+    for clip in speech_clips[:4]:
+        audio = sf.read(clip.path, dtype="float32")[0]
+        f = fbank(audio).unsqueeze(0)
+        lens = torch.tensor([f.size(1)])
+        hyp32.append(decode_features(fp32.model, fp32.tokenizer, f, lens)[0].text)
+        hyp8.append(decode_features(int8.model, int8.tokenizer, f, lens)[0].text)
+    # the int8 model's transcripts stay close to the float model's (not to the truth: that is the WER's job)
+    assert jiwer.cer(hyp32, hyp8) < 0.1, (hyp32, hyp8)
+    with pytest.raises(ModelError, match="unknown quantization"):
+        load_model("demo", quantize="int4")
+    r = runner.invoke(app, ["transcribe", str(speech_clips[0].path), "--quantize", "int8", "--no-progress"])
+    assert r.exit_code == 0 and r.output.strip(), r.output
+    r = runner.invoke(app, ["transcribe", str(speech_clips[0].path), "--quantize", "int4", "--no-progress"])
+    assert r.exit_code == 1 and "unknown quantization" in r.output and "Traceback" not in r.output

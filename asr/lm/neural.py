@@ -181,6 +181,12 @@ def train_neural_lm(sentences: list[str], tokenizer, vocab: int, out: str | os.P
     return cfg
 
 
+def has_neural_lm(lm_dir: str | os.PathLike) -> bool:
+    """Whether an LM directory holds a neural LM (``asr lm train --neural``)."""
+    d = Path(lm_dir)
+    return (d / NLM_CONFIG).is_file() and (d / NLM_WEIGHTS).is_file()
+
+
 _CACHE: dict = {}
 
 
@@ -213,4 +219,4 @@ def load_neural_lm(lm_dir: str | os.PathLike, tokenizer=None, vocab: int | None 
     return lm
 
 
-__all__ = ["TokenLM", "train_neural_lm", "load_neural_lm", "NLM_WEIGHTS", "NLM_CONFIG"]
+__all__ = ["TokenLM", "train_neural_lm", "load_neural_lm", "has_neural_lm", "NLM_WEIGHTS", "NLM_CONFIG"]

@@ -25,9 +25,10 @@ class DecodeOptions:
     lm_beam: int = 50  # ctc_lm: beam size of the lexicon decoder
     fusion_weight: float = 0.3  # with lm: word n-gram shallow fusion in ctc_prefix_beam / attention_rescoring (0: off)
     fusion_word_score: float = 3.0  # with lm: added per completed word in that fusion (both chosen on 100 dev utterances)
-    ar_fusion_weight: float = 0.3  # with lm: word n-gram weight in attention_beam / joint_ctc_attention (0: off)
-    ar_fusion_word_score: float = 1.0  # with lm: added per completed word there
-    nlm_weight: float = 0.0  # with an lm directory holding a neural LM: its weight in the AR/joint search and rescoring
+    ar_fusion_weight: float = 0.4  # with lm and no neural LM in use: word n-gram weight in attention_beam / joint_ctc_attention (0: off)
+    ar_fusion_word_score: float = 3.0  # with lm: added per completed word there (both chosen on 100 dev utterances)
+    nlm_weight: float = 0.8  # with an lm directory holding a neural LM: its weight in the AR/joint search and
+    # attention_rescoring's second pass (best for joint_ctc_attention on 100 dev utterances; 0: off)
     hotwords: tuple = ()  # ((phrase, boost), ...): contextual biasing (asr.search.hotwords.load_hotwords reads a file)
     length_bonus: float = 0.0  # AR/joint search: added per token
 
