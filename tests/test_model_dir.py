@@ -102,7 +102,7 @@ def test_int8_quantized_demo_decodes_like_the_float_model(speech_clips):
     fp32, int8 = load_model("demo"), load_model("demo", quantize="int8")
     linears = [m for m in int8.model.modules() if type(m) is torch.nn.Linear]
     assert not linears  # every Linear became a dynamic int8 one
-    refs, hyp32, hyp8 = [], [], []
+    hyp32, hyp8 = [], []
     for clip in speech_clips[:4]:
         audio = sf.read(clip.path, dtype="float32")[0]
         f = fbank(audio).unsqueeze(0)
