@@ -11,6 +11,7 @@ from typing import List, Optional
 import typer
 
 from asr.search.options import DEFAULTS, DecodeOptions
+from asr.search.hotwords import DEFAULT_BOOST as HOTWORD_DEFAULT_BOOST
 
 app = typer.Typer(
     help="asr: streaming speech recognition toolkit (Conformer encoder; CTC, attention and Mask-CTC decoders).",
@@ -327,7 +328,15 @@ def lm_tune_cmd(
                f"utterances); written to {lm_dir}/card.json")
 
 
-def _load(model: str, device: str = "cpu", quantize: Optional[str] = None):
+def _load(model: str, device: str = "cpu", quantize: Optional[str] = None, backend: str = "torch"):
+    if backend == "onnx":
+        if quantize or not str(device).startswith("cpu"):
+            _fail("--backend onnx runs on the CPU, without --quantize")
+        from asr.onnx_runtime import load_onnx_model
+
+        return _run(load_onnx_model, model)
+    if backend != "torch":
+        _fail(f"unknown backend {backend!r}; choose torch or onnx")
     from asr.model_dir import load_model
 
     return _run(load_model, model, device, quantize)
@@ -337,7 +346,7 @@ def _decode_options(beam: int, ctc_weight: float, mask_threshold: float, mask_it
                     lm_dir: Optional[Path] = None, lm_weight: Optional[float] = None, word_score: Optional[float] = None,
                     lm_beam: int = DEFAULTS.lm_beam, fusion_weight: float = DEFAULTS.fusion_weight,
                     fusion_word_score: float = DEFAULTS.fusion_word_score, hotwords: Optional[Path] = None,
-                    hotword_boost: float = 2.0, **lm_extra):
+                    hotword_boost: float = HOTWORD_DEFAULT_BOOST, **lm_extra):
     """The options as given, checked (a bad value is a one-line error). LM weights not given come from the
     LM directory's card (``asr lm tune``), else the defaults. ``lm_extra``: the AR fusion / neural LM weights."""
     lm_kw = {}
@@ -377,9 +386,10 @@ FUSION_WORD_SCORE_OPT = typer.Option(DEFAULTS.fusion_word_score, help="With --lm
 AR_FUSION_WEIGHT_OPT = typer.Option(DEFAULTS.ar_fusion_weight, help="With --lm and no neural LM in use (--nlm-weight 0 or none there): word n-gram weight fused into attention_beam / joint_ctc_attention (0: off).")
 AR_FUSION_WORD_SCORE_OPT = typer.Option(DEFAULTS.ar_fusion_word_score, help="With --lm: bonus per completed word in that fusion.")
 NLM_WEIGHT_OPT = typer.Option(None, help=f"With --lm holding a neural LM (asr lm train --neural): its weight in the AR/joint search and attention_rescoring (default {DEFAULTS.nlm_weight}; 0: off).")
+BACKEND_OPT = typer.Option("torch", "--backend", help="torch, or onnx: run an `asr export-onnx` directory (--model) with onnxruntime.")
 QUANTIZE_OPT = typer.Option(None, "--quantize", help="int8: dynamic int8 Linear layers (CPU inference; faster, see the README for the WER change).")
 HOTWORDS_OPT = typer.Option(None, "--hotwords", help="File of hotwords to favour, one phrase a line, optionally followed by its boost.")
-HOTWORD_BOOST_OPT = typer.Option(2.0, help="Boost per token of a hotword line that gives none.")
+HOTWORD_BOOST_OPT = typer.Option(HOTWORD_DEFAULT_BOOST, help="Boost per token of a hotword line that gives none.")
 
 
 def _preload_lm(opts, lm, methods) -> None:
@@ -425,6 +435,7 @@ def transcribe_cmd(
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
     progress: bool = typer.Option(True, help="Show a progress bar with the running real-time factor."),
     quantize: Optional[str] = QUANTIZE_OPT,
+    backend: str = BACKEND_OPT,
 ) -> None:
     """Transcribe recordings. A file that cannot be read gets a one-line error and the rest go on; the exit
     code is 1 if any failed."""
@@ -450,7 +461,7 @@ def transcribe_cmd(
                            fusion_weight=fusion_weight, fusion_word_score=fusion_word_score, hotwords=hotwords,
                            hotword_boost=hotword_boost, ar_fusion_weight=ar_fusion_weight,
                            ar_fusion_word_score=ar_fusion_word_score, nlm_weight=nlm_weight)
-    lm = _load(model, device, quantize)
+    lm = _load(model, device, quantize, backend)
     from asr.decode import available_methods
 
     have = available_methods(lm.model, with_lm=lm_dir is not None)
@@ -545,6 +556,7 @@ def eval_cmd(
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N."),
     quantize: Optional[str] = QUANTIZE_OPT,
+    backend: str = BACKEND_OPT,
 ) -> None:
     """Score decoders: WER/CER with substitution/deletion/insertion counts and the real-time factor of the
     whole decode; per-utterance details (worst first) and a WER-vs-speed plot with --out-dir."""
@@ -562,7 +574,7 @@ def eval_cmd(
                            fusion_weight=fusion_weight, fusion_word_score=fusion_word_score, hotwords=hotwords,
                            hotword_boost=hotword_boost, ar_fusion_weight=ar_fusion_weight,
                            ar_fusion_word_score=ar_fusion_word_score, nlm_weight=nlm_weight)
-    lm = _load(model, device, quantize)
+    lm = _load(model, device, quantize, backend)
     have = available_methods(lm.model, with_lm=lm_dir is not None)
     methods = have if decoders == ["all"] else decoders
     for m in methods:
@@ -593,6 +605,22 @@ def eval_cmd(
         typer.secho(f"error: {len(errors)} row(s) could not be scored and are not in these figures", fg=typer.colors.RED,
                     err=True)
         raise typer.Exit(1)
+
+
+@app.command("export-onnx")
+def export_onnx_cmd(
+    model: str = typer.Argument(..., help="Model directory (asr export-model) or 'demo'."),
+    out: Path = typer.Argument(..., help="Folder for the ONNX graphs (run them with --backend onnx --model OUT)."),
+) -> None:
+    """Export the encoder (full context and one streaming chunk with explicit caches), the CTC head and the
+    decoder (memory projection and one cached step) as ONNX graphs, and check each against PyTorch."""
+    from asr.onnx_export import export_onnx
+
+    info = _run(export_onnx, model, out)
+    typer.echo(json.dumps(info, indent=2))
+    worst = max(info["max_abs_diff"].values())
+    if worst > 1e-4:
+        _fail(f"{out}: onnxruntime differs from PyTorch by {worst:.2e} (more than 1e-4)")
 
 
 @app.command("bench")
@@ -648,6 +676,7 @@ def live_cmd(
     hotwords: Optional[Path] = HOTWORDS_OPT,
     hotword_boost: float = HOTWORD_BOOST_OPT,
     quantize: Optional[str] = QUANTIZE_OPT,
+    backend: str = BACKEND_OPT,
 ) -> None:
     """Live captions from the microphone (or --input FILE) in the terminal; Ctrl-C ends cleanly and keeps the
     last segment. With --serve, a caption web page at http://HOST:PORT/ shows them, and browsers can send
@@ -663,7 +692,7 @@ def live_cmd(
     from asr.live import MicStats, TerminalCaptions, TranscriptWriter, file_source, mic_source, run_captions
     from asr.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions
 
-    lm = _load(model, quantize=quantize)
+    lm = _load(model, quantize=quantize, backend=backend)
     fs = lm.model.encoder.rate * 10
     if chunk_ms % fs:
         _fail(f"--chunk-ms must be a multiple of {fs} ms for this model")

@@ -106,7 +106,8 @@ def available_methods(model, with_lm: bool = False) -> list[str]:
         out.append("mask_ctc")
     if with_lm:
         out.append("ctc_lm")
-    return out
+    allowed = getattr(model, "methods", None)  # an ONNX model runs only some of them
+    return [m for m in out if allowed is None or m in allowed]
 
 
 def search(model, enc: torch.Tensor, enc_lens: torch.Tensor, method: str,

@@ -191,6 +191,9 @@ class Recognizer:
             raise ValueError(f"{self.lm.path}: streaming needs a model trained with causal convolution")
         if options.final == "attention_rescoring" and self.model.decoder is None:
             self.options = StreamingOptions(**{**options.__dict__, "final": "mask_ctc" if self.model.mlm else "none"})
+        passes = getattr(self.model, "second_passes", None)  # an ONNX model runs only some of them
+        if passes is not None and self.options.final not in passes:
+            self.options = StreamingOptions(**{**self.options.__dict__, "final": "none"})
         from asr.decode import word_fusion_factory
 
         self.fusion_factory = word_fusion_factory(self.options.decode, self.tokenizer)

@@ -28,17 +28,18 @@ class DecoderLayer(nn.Module):
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x, self_mask, memory, memory_mask, self_cache=None, memory_cache=None, group: int = 1):
-        """``x (N, L, D)``, ``self_mask (N, L, Lc+L)``, ``memory (B, T, D)``, ``memory_mask (B, 1, T)``, N = B x
-        ``group`` (the ``group`` hypotheses of an utterance attend to its memory as ``group x L`` queries of one
-        row, so the memory is not repeated). Returns ``(x, new_self_cache, memory_cache)``."""
+    def forward(self, x, self_mask, memory, memory_mask, self_cache=None, memory_cache=None):
+        """``x (N, L, D)``, ``self_mask (N, L, Lc+L)``, ``memory (B, T, D)`` or its projection ``memory_cache
+        (B, H, T, 2 d_k)``, ``memory_mask (B, 1, T)``, N = B x G: the G hypotheses of an utterance attend to its
+        memory as ``G x L`` queries of one row, so the memory is never repeated per hypothesis.
+        Returns ``(x, new_self_cache, memory_cache)``."""
         h = self.norm1(x)
         a, new_self = self.self_attn(h, h, self_mask, self_cache)
         x = x + self.dropout(a)
         q = self.norm2(x)
         N, L, D = q.shape
-        s, mem = self.src_attn(q.reshape(N // group, group * L, D), memory, memory_mask, memory_cache,
-                               static_kv=memory_cache is not None)
+        B = (memory_cache if memory_cache is not None else memory).size(0)
+        s, mem = self.src_attn(q.reshape(B, -1, D), memory, memory_mask, memory_cache, static_kv=memory_cache is not None)
         x = x + self.dropout(s.reshape(N, L, D))
         return x + self.dropout(self.ff(self.norm3(x))), new_self, mem
 
@@ -90,7 +91,7 @@ class TransformerDecoder(nn.Module):
         mm = memory_mask.unsqueeze(1)
         new_self = []
         for layer, sc, mc in zip(self.layers, cache.self_kv, cache.memory_kv):
-            x, s, _ = layer(x, None, None, mm, sc, mc, cache.group)
+            x, s, _ = layer(x, None, None, mm, sc, mc)
             new_self.append(s)
         logits = self.out(self.norm(x[:, -1]))
         return logits.log_softmax(-1), DecoderCache(tuple(new_self), cache.memory_kv, cache.group)

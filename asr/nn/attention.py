@@ -61,6 +61,10 @@ def rel_shift(x: torch.Tensor, k_len: int) -> torch.Tensor:
     """``x (B, H, Tq, Tk + Tq - 1)`` with columns for distances ``Tk-1 .. -(Tq-1)`` -> ``(B, H, Tq, Tk)``
     where ``out[..., i, j]`` is the score for distance ``(Tk - Tq + i) - j`` (queries are the last Tq keys)."""
     B, H, Tq, P = x.shape
+    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        # the same result from pad + reshape (ONNX has no as_strided): after one zero column on the left,
+        # the flat rows shifted by Tq put x[i, Tq - 1 - i + j] at [i, j]
+        return F.pad(x, (1, 0)).reshape(B, H, -1)[:, :, Tq:].reshape(B, H, Tq, P)[..., :k_len]
     x = x.contiguous()
     s = x.stride()
     # out[i, j] = x[i, (Tq - 1 - i) + j]  ->  flat offset i * (P - 1) + (Tq - 1) + j

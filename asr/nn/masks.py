@@ -7,7 +7,8 @@ import torch
 
 def lengths_to_mask(lens: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
     """``lens (B,)`` -> ``(B, T)`` with True on valid positions."""
-    T = int(max_len if max_len is not None else (lens.max().item() if lens.numel() else 0))
+    # max_len stays as given (a traced size when exporting to ONNX; int() would freeze it)
+    T = max_len if max_len is not None else int(lens.max().item() if lens.numel() else 0)
     return torch.arange(T, device=lens.device).unsqueeze(0) < lens.unsqueeze(1)
 
 

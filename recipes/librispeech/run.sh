@@ -13,8 +13,8 @@
 #   4  export    average the last checkpoints and write a self-describing model directory
 #   5  decode    every decoder on every test subset: WER, CER, real-time factor -> $exp/RESULTS.md,
 #                per-utterance details and a WER-vs-speed plot in $exp/decode
-#   6  lm        word 3-gram + lexicon from text without any dev/test sentence ($exp/lm), weights tuned on dev,
-#                the test subset decoded with ctc_lm, appended to $exp/RESULTS.md
+#   6  lm        word 3-gram + lexicon (+ a neural token LM) from text without any dev/test sentence ($exp/lm),
+#                weights tuned on dev, every decoder on the test subset with and without it -> $exp/RESULTS.md
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -38,6 +38,7 @@ average=4                 # checkpoints averaged at export
 train_args=()             # extra `asr train --set key=value` overrides
 lm_text=                  # LM text (default: the synthetic corpus's sources; LibriSpeech: its training transcripts)
 lm_order=3
+lm_neural_minutes=10        # training budget of the neural token LM in stage 6 (0: none)
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -58,6 +59,7 @@ while [ $# -gt 0 ]; do
     --set) train_args+=(--set "$2"); shift 2 ;;
     --lm-text) lm_text=$2; shift 2 ;;
     --lm-order) lm_order=$2; shift 2 ;;
+    --lm-neural-minutes) lm_neural_minutes=$2; shift 2 ;;
     -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -145,14 +147,16 @@ with open(sys.argv[3], 'w') as f:
     fi
   fi
   log "stage 6: $lm_order-gram LM from $lm_text (minus $valid_set/$test_set sentences) -> $exp/lm; tune on $valid_set"
+  neural=()
+  [ "$lm_neural_minutes" = 0 ] || neural=(--neural --neural-minutes "$lm_neural_minutes")
   asr lm train "$lm_text" --out "$exp/lm" --order "$lm_order" --exclude-manifests "$manifests" \
-    --exclude-subset "$valid_set" --exclude-subset "$test_set" --model "$exp/model"
+    --exclude-subset "$valid_set" --exclude-subset "$test_set" --model "$exp/model" "${neural[@]}"
   asr lm tune --lm "$exp/lm" --model "$exp/model" --manifests "$manifests" --subset "$valid_set" --limit 200
-  asr eval --model "$exp/model" --manifests "$manifests" --subset "$test_set" --decoder ctc_lm --lm "$exp/lm" \
-    --out-dir "$exp/decode_lm" --threads 2
+  asr eval --model "$exp/model" --manifests "$manifests" --subset "$test_set" --decoder all --lm "$exp/lm" \
+    --compare-lm --out-dir "$exp/decode_lm" --threads 2
   {
     sed '/^With the word/,$d' "$exp/RESULTS.md"  # a re-run replaces its own section
-    echo "With the word $lm_order-gram ($exp/lm, weights tuned on $valid_set):"
+    echo "With the word $lm_order-gram (and the neural LM when trained; $exp/lm, weights tuned on $valid_set); METHOD+lm rows use it:"
     echo
     cat "$exp/decode_lm/$test_set.results.md"
   } > "$exp/RESULTS.md.tmp" && mv "$exp/RESULTS.md.tmp" "$exp/RESULTS.md"

@@ -114,7 +114,7 @@ def test_prefix_bonus_scorer_gives_increments_and_the_end_bonus():
 
 def test_hotword_files_parse_and_bad_ones_are_one_line(tmp_path):
     assert parse_hotwords("# names\nNew York 3.5\nmarie\tcurie\n\nO'Brien 1\n") == (
-        ("NEW YORK", 3.5), ("MARIE CURIE", 2.0), ("O'BRIEN", 1.0))
+        ("NEW YORK", 3.5), ("MARIE CURIE", 1.5), ("O'BRIEN", 1.0))
     f = tmp_path / "hot.txt"
     f.write_text("good 2\nbad inf\n")
     with pytest.raises(HotwordError, match=r"hot.txt:2: the boost"):
