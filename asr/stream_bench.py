@@ -84,9 +84,19 @@ def chunk_rtf(model: str = "demo", chunk_ms: int = 640, left_chunks: int = 4, se
 
 
 def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: str = "attention_rescoring",
-                  decode=None) -> dict:
-    """Decode each cut as a stream (fed in 100 ms blocks, endpoints as in live use, the second pass at each
-    endpoint) and score the committed text; also count committed-text revisions and tentative changes."""
+                  decode=None, tail_seconds: float = 2.0) -> dict:
+    """Decode each cut as a live stream and score the committed text; also count committed-text revisions and
+    tentative changes, and time what a caption reader sees.
+
+    The audio (plus ``tail_seconds`` of silence, so the end-of-speech rule can fire as it would live) is fed
+    in 100 ms blocks on a simulated real-time clock: a block arrives at its audio time, a chunk is decoded as
+    soon as it is complete and the decoder is free, so compute slower than real time shows as lag.
+    ``partial_latency``: for each committed word, the time from the end of its audio (its final timestamp) to
+    the first display of a partial with that many words in its segment (or its commit, if the partials never
+    got that far). ``commit_latency``: from the end of each segment's last word to its commit (endpoint
+    detection plus the second pass). Medians and 90th percentiles in seconds."""
+    import numpy as np
+
     from asr.metrics import cer, wer
     from asr.text import normalize_text
 
@@ -94,26 +104,61 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
     extra = {"decode": decode} if decode is not None else {}
     rec = Recognizer(lm, StreamingOptions(chunk=chunk, left_chunks=left_chunks, final=final, **extra))
     refs, hyps, revisions, changes, t_compute, audio_s = [], [], 0, 0, 0.0, 0.0
+    partial_lat: list[float] = []
+    commit_lat: list[float] = []
+    block = SAMPLE_RATE // 10
     for c in cuts:
-        audio = c.load_audio()[0]
+        audio = c.load_audio()[0].astype(np.float32)
+        audio = np.concatenate([audio, np.zeros(int(tail_seconds * SAMPLE_RATE), dtype=np.float32)])
         s = rec.create_stream()
-        t0 = time.perf_counter()
-        for i in range(0, len(audio), 1600):
-            s.accept_waveform(SAMPLE_RATE, audio[i:i + 1600])
+        clock = 0.0  # simulated wall time (s since the stream began)
+        first_seen: dict[int, float] = {}  # word index in the running segment -> first display time
+
+        def commit(start: float) -> tuple[float, float]:
+            """Second pass + commit from ``start``; returns (the time it shows, its compute seconds)."""
+            t0 = time.perf_counter()
+            seg = rec.finalize(s)
+            dt = time.perf_counter() - t0
+            now = start + dt
+            if seg is not None:
+                for j, w in enumerate(seg.words):
+                    partial_lat.append(min(first_seen.get(j, now), now) - w.end)
+                commit_lat.append(now - seg.end)
+            first_seen.clear()
+            return now, dt
+
+        def run(now_audio: float) -> None:
+            nonlocal clock, t_compute
             while rec.is_ready(s):
+                start = max(clock, now_audio)
+                t0 = time.perf_counter()
                 rec.decode([s])
+                dt = time.perf_counter() - t0
+                clock = start + dt
+                for j in range(len(s.result.tentative.split())):
+                    first_seen.setdefault(j, clock)
+                t_compute += dt
                 if s.is_endpoint:
-                    rec.finalize(s)
+                    clock, dt2 = commit(clock)
+                    t_compute += dt2
+
+        for i in range(0, len(audio), block):
+            s.accept_waveform(SAMPLE_RATE, audio[i:i + block])
+            run((i + len(audio[i:i + block])) / SAMPLE_RATE)
         s.input_finished()
-        while rec.is_ready(s):
-            rec.decode([s])
-        rec.finalize(s)
-        t_compute += time.perf_counter() - t0
+        run(len(audio) / SAMPLE_RATE)
+        t_compute += commit(clock)[1]
         audio_s += len(audio) / SAMPLE_RATE
         revisions += s.stats["committed_revisions"]
         changes += s.stats["tentative_changes"]
         refs.append(normalize_text(" ".join(x.text for x in c.supervisions)))
         hyps.append(s.result.committed)
     w, ch = wer(refs, hyps), cer(refs, hyps)
+
+    def q(xs: list[float], p: float) -> float | None:
+        return round(float(np.quantile(xs, p)), 3) if xs else None
+
     return {"utterances": len(refs), "chunk_ms": chunk_ms, "final": final, "wer": round(w.rate, 4), "cer": round(ch.rate, 4),
-            "rtf": round(t_compute / audio_s, 4), "committed_revisions": revisions, "tentative_changes": changes}
+            "rtf": round(t_compute / audio_s, 4), "committed_revisions": revisions, "tentative_changes": changes,
+            "partial_latency_median_s": q(partial_lat, 0.5), "partial_latency_p90_s": q(partial_lat, 0.9),
+            "commit_latency_median_s": q(commit_lat, 0.5), "commit_latency_p90_s": q(commit_lat, 0.9)}

@@ -157,3 +157,17 @@ def test_transcribe_plot_draws_png(random_model_dir, clips, tmp_path):
     assert r.exit_code == 0, r.output
     png = tmp_path / f"{clip.stem}.png"
     assert png.stat().st_size > 10000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_stream_reports_caption_latencies(tiny_manifests):
+    """Streaming WER with the demo model on the tiny corpus: committed text never revised, and the reader's
+    latencies (partial words, end of speech to commit) measured on the simulated real-time clock."""
+    r = runner.invoke(app, ["bench-stream", "--model", "demo", "--seconds", "2", "--chunk-ms", "640",
+                            "--manifests", str(tiny_manifests), "--subset", "dev", "--limit", "3"])
+    assert r.exit_code == 0, r.output
+    row = json.loads(r.output.strip().splitlines()[-1])
+    assert row["utterances"] == 3 and row["committed_revisions"] == 0
+    # a segment is committed after 0.8 s of silence past its last word (rule 2), less the word-time slack
+    assert row["commit_latency_median_s"] is not None and row["commit_latency_median_s"] >= 0.3
+    assert row["partial_latency_median_s"] is not None and -1.0 < row["partial_latency_median_s"] < 2.0
+    assert row["partial_latency_p90_s"] >= row["partial_latency_median_s"]
