@@ -387,7 +387,7 @@ AR_FUSION_WEIGHT_OPT = typer.Option(DEFAULTS.ar_fusion_weight, help="With --lm a
 AR_FUSION_WORD_SCORE_OPT = typer.Option(DEFAULTS.ar_fusion_word_score, help="With --lm: bonus per completed word in that fusion.")
 NLM_WEIGHT_OPT = typer.Option(None, help=f"With --lm holding a neural LM (asr lm train --neural): its weight in the AR/joint search and attention_rescoring (default {DEFAULTS.nlm_weight}; 0: off).")
 BACKEND_OPT = typer.Option("torch", "--backend", help="torch, or onnx: run an `asr export-onnx` directory (--model) with onnxruntime.")
-QUANTIZE_OPT = typer.Option(None, "--quantize", help="int8: dynamic int8 Linear layers (CPU inference; faster, see the README for the WER change).")
+QUANTIZE_OPT = typer.Option(None, "--quantize", help="int8: dynamic int8 Linear layers (CPU); bf16: bfloat16 weights (fast on CPUs with AMX / AVX512-BF16 and on GPUs). See the README for speed and WER.")
 HOTWORDS_OPT = typer.Option(None, "--hotwords", help="File of hotwords to favour, one phrase a line, optionally followed by its boost.")
 HOTWORD_BOOST_OPT = typer.Option(HOTWORD_DEFAULT_BOOST, help="Boost per token of a hotword line that gives none.")
 

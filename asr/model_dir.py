@@ -77,18 +77,25 @@ def _first_line(e: BaseException) -> str:
     return (lines[0] if lines else type(e).__name__)[:200]
 
 
-QUANTIZE = ("int8",)
+QUANTIZE = ("int8", "bf16")
 
 
 def quantize_model(model, mode: str, device: str = "cpu"):
     """``int8``: dynamic quantization of every ``nn.Linear`` (int8 weights, activations quantized per batch
-    at run time) for CPU inference; convolutions, embeddings and normalisation stay float. Returns a new module."""
+    at run time) for CPU inference; convolutions, embeddings and normalisation stay float. ``bf16``: every
+    weight in bfloat16 (fast where the CPU has AMX / AVX512-BF16, or on a GPU; CMVN and log-probabilities stay
+    float32). Returns the model to use."""
     import warnings
 
     import torch
 
     if mode not in QUANTIZE:
         raise ModelError(f"unknown quantization {mode!r}; choose from {', '.join(QUANTIZE)}")
+    if mode == "bf16":
+        model = model.to(torch.bfloat16)
+        if hasattr(model, "cmvn_mean"):
+            model.cmvn_mean, model.cmvn_std = model.cmvn_mean.float(), model.cmvn_std.float()
+        return model
     if not str(device).startswith("cpu"):
         raise ModelError(f"--quantize {mode} runs on the CPU only, not on {device}")
     with warnings.catch_warnings():  # torch points to torchao for new code; the eager API still works and is fast

@@ -87,7 +87,7 @@ def test_card_has_learning_curve(exp, tmp_path):
     assert "| 200 | 4.2 | 50.0% | 20.0% |  |  |" in card
 
 
-def test_int8_quantized_demo_decodes_like_the_float_model(speech_clips):
+def test_int8_and_bf16_demo_decode_like_the_float_model(speech_clips):
     import jiwer
     import soundfile as sf
 
@@ -99,18 +99,23 @@ def test_int8_quantized_demo_decodes_like_the_float_model(speech_clips):
     from asr.model_dir import ModelError, load_model
 
     runner = CliRunner()
-    fp32, int8 = load_model("demo"), load_model("demo", quantize="int8")
+    fp32, int8, bf16 = load_model("demo"), load_model("demo", quantize="int8"), load_model("demo", quantize="bf16")
     linears = [m for m in int8.model.modules() if type(m) is torch.nn.Linear]
     assert not linears  # every Linear became a dynamic int8 one
-    hyp32, hyp8 = [], []
+    assert bf16.model.decoder.out.weight.dtype == torch.bfloat16 and bf16.model.cmvn_mean.dtype == torch.float32
+    hyp32, hyp8, hyp16 = [], [], []
     for clip in speech_clips[:4]:
         audio = sf.read(clip.path, dtype="float32")[0]
         f = fbank(audio).unsqueeze(0)
         lens = torch.tensor([f.size(1)])
         hyp32.append(decode_features(fp32.model, fp32.tokenizer, f, lens)[0].text)
         hyp8.append(decode_features(int8.model, int8.tokenizer, f, lens)[0].text)
-    # the int8 model's transcripts stay close to the float model's (not to the truth: that is the WER's job)
+        hyp16.append(decode_features(bf16.model, bf16.tokenizer, f, lens)[0].text)
+    # the int8 / bf16 models' transcripts stay close to the float model's (not to the truth: that is the WER's job)
     assert jiwer.cer(hyp32, hyp8) < 0.1, (hyp32, hyp8)
+    assert jiwer.cer(hyp32, hyp16) < 0.15, (hyp32, hyp16)
+    r = runner.invoke(app, ["live", "--input", str(speech_clips[0].path), "--fast", "--quantize", "bf16"])
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output
     with pytest.raises(ModelError, match="unknown quantization"):
         load_model("demo", quantize="int4")
     r = runner.invoke(app, ["transcribe", str(speech_clips[0].path), "--quantize", "int8", "--no-progress"])

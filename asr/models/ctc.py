@@ -16,8 +16,8 @@ class CTCHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def log_probs(self, enc: torch.Tensor) -> torch.Tensor:
-        """``enc (B, T, D)`` -> ``(B, T, V)`` log-probabilities."""
-        return self.proj(self.dropout(enc)).log_softmax(-1)
+        """``enc (B, T, D)`` -> ``(B, T, V)`` log-probabilities (float32 whatever the model's dtype)."""
+        return self.proj(self.dropout(enc)).float().log_softmax(-1)
 
     def loss(self, enc: torch.Tensor, enc_lens: torch.Tensor, targets: torch.Tensor, target_lens: torch.Tensor) -> torch.Tensor:
         """Summed CTC loss over the batch. ``targets (B, L)`` padded with anything, ``target_lens (B,)``."""

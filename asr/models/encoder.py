@@ -63,7 +63,7 @@ class ConformerEncoder(nn.Module):
         ``chunk > 0`` restricts attention to chunks of that many encoder frames with ``left_chunks``
         chunks of left context (all when < 0): the exact computation :meth:`forward_chunk` streams.
         """
-        x, lens = self.subsampling(x, x_lens)
+        x, lens = self.subsampling(x.to(self.weight_dtype), x_lens)
         x = self.pos(x)
         T = x.size(1)
         pad = lengths_to_mask(lens, T)  # (B, T)
@@ -77,8 +77,14 @@ class ConformerEncoder(nn.Module):
             x, _, _ = layer(x, pos, att, pad)
         return x, lens
 
+    @property
+    def weight_dtype(self) -> torch.dtype:
+        """The dtype of the weights (float32, or bfloat16 / float16 for half-precision inference)."""
+        return self.layers[0].norm_out.weight.dtype
+
     def init_state(self, batch_size: int = 1, device: torch.device | str = "cpu",
-                   dtype: torch.dtype = torch.float32) -> EncoderState:
+                   dtype: torch.dtype | None = None) -> EncoderState:
+        dtype = dtype or self.weight_dtype
         c = self.cfg
         L, H, dk = c.num_layers, c.num_heads, c.d_model // c.num_heads
         k = c.kernel_size - 1 if c.causal_conv else 0
@@ -98,7 +104,7 @@ class ConformerEncoder(nn.Module):
         if not self.cfg.causal_conv:
             raise RuntimeError("streaming needs a model trained with causal_conv: true")
         lens = torch.full((x.size(0),), x.size(1), dtype=torch.long, device=x.device)
-        x, _ = self.subsampling(x, lens)
+        x, _ = self.subsampling(x.to(self.weight_dtype), lens)
         x = self.pos(x)
         C = x.size(1)
         if C == 0:
