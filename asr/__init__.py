@@ -3,7 +3,9 @@
 Public API::
 
     import asr
-    m = asr.load_model("path/to/model_dir")     # LoadedModel(model, tokenizer, config, path)
+    model = asr.load_model("demo")                  # or a model directory; LoadedModel(model, tokenizer, config, path)
+    result = model.transcribe("talk.wav")           # or samples; .text, .segments, .words (asr.api)
+    live = model.stream(); live.feed(samples, 48000); segments = live.finish()
 """
 
 from __future__ import annotations

@@ -30,6 +30,19 @@ class LoadedModel:
     config: Config
     path: Path
 
+    def transcribe(self, audio, decoder: str = "ctc_greedy", **kwargs):
+        """A path or samples -> :class:`asr.api.Result` (text, segments, words); see :func:`asr.api.transcribe`."""
+        from asr.api import transcribe
+
+        return transcribe(self, audio, decoder, **kwargs)
+
+    def stream(self, **options):
+        """A streaming session (:class:`asr.api.LiveSession`); ``options`` are :class:`asr.streaming.StreamingOptions`
+        fields (``chunk=``, ``final=``...)."""
+        from asr.api import LiveSession
+
+        return LiveSession(self, **options)
+
 
 def write_card_section(model_dir: str | os.PathLike, title: str, body: str) -> None:
     """Append (or replace) a ``## title`` section of MODEL_CARD.md, atomically."""
