@@ -1,7 +1,7 @@
 """Caption files: cue grouping and the SRT / WebVTT text of cues (the one home of both formats).
 
-Used by ``asr transcribe`` (whole files, cues grouped from word timestamps) and ``asr live`` (one cue per
-committed segment, appended as it ends).
+Used by ``asr transcribe`` (whole files) and ``asr live`` (each committed segment, appended as it ends): cues
+are grouped from word timestamps, at most two lines of 42 characters and 7 seconds each.
 """
 
 from __future__ import annotations
@@ -23,19 +23,45 @@ def timestamp(seconds: float, sep: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
-def caption_cues(words: Sequence[Word], max_chars: int = 42, max_seconds: float = 5.0, gap: float = 1.0) -> list[Cue]:
-    """Group words into caption cues: a new cue when the line would pass ``max_chars`` or ``max_seconds``,
-    or after a pause longer than ``gap``."""
+MAX_LINE_CHARS = 42  # the BBC / Netflix caption guidelines: two lines of at most 42 characters
+MAX_LINES = 2
+MAX_CUE_SECONDS = 7.0
+
+
+def break_lines(words: Sequence[str], max_chars: int = MAX_LINE_CHARS) -> list[str] | None:
+    """The words as one line, or as two balanced lines (the longer as short as possible), each at most
+    ``max_chars``; None when they do not fit in two lines."""
+    one = " ".join(words)
+    if len(one) <= max_chars:
+        return [one]
+    best = None
+    for k in range(1, len(words)):
+        a, b = " ".join(words[:k]), " ".join(words[k:])
+        if len(a) <= max_chars and len(b) <= max_chars and (best is None or max(len(a), len(b)) < best[0]):
+            best = (max(len(a), len(b)), [a, b])
+    return best[1] if best else None
+
+
+def caption_cues(words: Sequence[Word], max_chars: int = MAX_LINE_CHARS, max_seconds: float = MAX_CUE_SECONDS,
+                 gap: float = 1.0) -> list[Cue]:
+    """Group timed words into caption cues of at most two lines of ``max_chars`` and ``max_seconds``: a new cue
+    when the next word would not fit, or after a pause longer than ``gap``. A cue's text holds its line break
+    (``\n``). A single word longer than a line gets a cue of its own."""
     cues: list[Cue] = []
     cur: list[Word] = []
+
+    def close() -> None:
+        lines = break_lines([x.word for x in cur], max_chars) or [" ".join(x.word for x in cur)]
+        cues.append((cur[0].start, cur[-1].end, "\n".join(lines)))
+
     for w in words:
-        if cur and (len(" ".join(x.word for x in cur + [w])) > max_chars or w.end - cur[0].start > max_seconds
-                    or w.start - cur[-1].end > gap):
-            cues.append((cur[0].start, cur[-1].end, " ".join(x.word for x in cur)))
+        if cur and (break_lines([x.word for x in cur + [w]], max_chars) is None
+                    or w.end - cur[0].start > max_seconds or w.start - cur[-1].end > gap):
+            close()
             cur = []
         cur.append(w)
     if cur:
-        cues.append((cur[0].start, cur[-1].end, " ".join(x.word for x in cur)))
+        close()
     return cues
 
 
@@ -59,4 +85,4 @@ def vtt(cues: Sequence[Cue]) -> str:
     return VTT_HEADER + "".join(vtt_cue(c) for c in cues)
 
 
-__all__ = ["Cue", "timestamp", "caption_cues", "srt_cue", "vtt_cue", "srt", "vtt", "VTT_HEADER"]
+__all__ = ["Cue", "timestamp", "caption_cues", "break_lines", "MAX_LINE_CHARS", "MAX_CUE_SECONDS", "srt_cue", "vtt_cue", "srt", "vtt", "VTT_HEADER"]

@@ -22,7 +22,7 @@ import numpy as np
 
 from asr.audio import SAMPLE_RATE
 from asr.streaming import Recognizer, Segment
-from asr.captions import VTT_HEADER, srt_cue, vtt_cue
+from asr.captions import VTT_HEADER, caption_cues, srt_cue, vtt_cue
 
 
 # ------------------------------------------------------------------------------------- sources
@@ -97,16 +97,18 @@ class TranscriptWriter:
             self.f.flush()
 
     def write(self, seg: Segment) -> None:
+        if self.fmt in ("srt", "vtt"):  # a long segment becomes several cues (two lines of 42, 7 s at most)
+            for cue in caption_cues(seg.words) if seg.words else [(seg.start, seg.end, seg.text)]:
+                self.n += 1
+                self.f.write(srt_cue(self.n, cue) if self.fmt == "srt" else vtt_cue(cue))
+            self.f.flush()
+            return
         self.n += 1
         if self.fmt == "txt":
             self.f.write(seg.text + "\n")
         elif self.fmt == "jsonl":
             self.f.write(json.dumps({"start": round(seg.start, 3), "end": round(seg.end, 3), "text": seg.text,
                                      "words": [w.as_dict() for w in seg.words]}, ensure_ascii=False) + "\n")
-        elif self.fmt == "srt":
-            self.f.write(srt_cue(self.n, (seg.start, seg.end, seg.text)))
-        else:
-            self.f.write(vtt_cue((seg.start, seg.end, seg.text)))
         self.f.flush()
 
     def close(self) -> None:

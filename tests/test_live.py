@@ -106,3 +106,29 @@ def test_live_captions_virtual_microphone(virtual_mic, tmp_path):
     # the demo model's measured test CER is 24.5% (WER 61%: a character model early in training); a caption
     # of this utterance must be recognisably it
     assert cer([text], [got]).rate < 0.5, (got, output)
+
+
+def test_live_caption_files_split_long_segments_into_cues(tmp_path):
+    """A committed segment of 40 words becomes several cues of two lines of 42 characters and 7 s at most."""
+    import srt as srt_lib
+
+    from asr.live import TranscriptWriter
+    from asr.search.align import Word
+    from asr.streaming import Segment
+
+    words = [Word(f"w{i:02d}xx", 1.0 + i * 0.35, 1.0 + i * 0.35 + 0.3, 0.9) for i in range(40)]
+    seg = Segment(" ".join(w.word for w in words), words[0].start, words[-1].end, words)
+    for fmt in ("srt", "vtt"):
+        w = TranscriptWriter(tmp_path / f"live.{fmt}")
+        w.write(seg)
+        w.write(Segment("short one", 20.0, 21.0, [Word("short", 20.0, 20.4, 1.0), Word("one", 20.5, 21.0, 1.0)]))
+        w.close()
+    subs = list(srt_lib.parse((tmp_path / "live.srt").read_text()))
+    assert len(subs) >= 4 and [s.index for s in subs] == list(range(1, len(subs) + 1))
+    for s in subs:
+        lines = s.content.split("\n")
+        assert len(lines) <= 2 and all(len(line) <= 42 for line in lines)
+        assert (s.end - s.start).total_seconds() <= 7.0
+    assert " ".join(s.content.replace("\n", " ") for s in subs).split() == seg.text.split() + ["short", "one"]
+    vtt = (tmp_path / "live.vtt").read_text()
+    assert vtt.startswith("WEBVTT") and vtt.count(" --> ") == len(subs)

@@ -108,15 +108,25 @@ def test_folder_glob_and_list_inputs(random_model_dir, clips, tmp_path):
         assert len([line for line in r.output.splitlines() if "\t" in line]) == 2, arg
 
 
-def test_caption_cues_break_on_length_and_pause():
+def test_caption_cues_are_two_lines_of_42_and_7_seconds_at_most():
+    from asr.captions import break_lines
     from asr.search.align import Word
 
-    words = [Word(f"word{i}", i * 0.5, i * 0.5 + 0.4, 1.0) for i in range(20)]
-    words.append(Word("late", 20.0, 20.5, 1.0))
+    words = [Word(f"word{i}", i * 0.35, i * 0.35 + 0.3, 1.0) for i in range(40)]
+    words.append(Word("late", 20.0, 20.5, 1.0))  # after a pause: a cue of its own
+    words.append(Word("x" * 50, 21.0, 21.5, 1.0))  # longer than a line: alone, not lost
     cues = caption_cues(words)
-    assert all(len(t) <= 42 for _, _, t in cues)
-    assert cues[-1][2] == "late"
-    assert " ".join(t for _, _, t in cues).split() == [w.word for w in words]
+    for start, end, text in cues[:-1]:
+        lines = text.split("\n")
+        assert len(lines) <= 2 and all(len(line) <= 42 for line in lines), text
+        assert end - start <= 7.0
+    assert cues[-2][2] == "late" and cues[-1][2] == "x" * 50
+    assert " ".join(t.replace("\n", " ") for _, _, t in cues).split() == [w.word for w in words]
+    assert len(cues[0][2].split("\n")) == 2  # a full cue uses both lines
+    # two balanced lines: the longer as short as possible
+    assert break_lines("the quick brown fox jumps over the lazy dog and runs far away".split()) == [
+        "the quick brown fox jumps over", "the lazy dog and runs far away"]
+    assert break_lines(["a" * 43]) is None
 
 
 def test_eval_with_refs_writes_table_details_and_plot(random_model_dir, clips, tmp_path):
