@@ -20,8 +20,7 @@ Everything here is a thin layer over :mod:`asr.transcribe`, :mod:`asr.decode` an
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
