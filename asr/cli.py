@@ -779,6 +779,7 @@ def bench_stream_cmd(
     limit: int = typer.Option(100, help="Utterances for the streaming WER."),
     threads: int = typer.Option(1, help="CPU threads for torch."),
     lm_dir: Optional[Path] = typer.Option(None, "--lm", help="Also measure streaming WER with the ctc_lm second pass."),
+    pauses: List[float] = typer.Option([], "--pause", help="With --manifests: end-of-speech silence (rule 2, seconds) to measure (repeatable; default: the live default)."),
     quantize: Optional[str] = QUANTIZE_OPT,
 ) -> None:
     """Streaming speed (real-time factor per chunk size, bounded per-chunk cost) and, with --manifests,
@@ -801,7 +802,8 @@ def bench_stream_cmd(
         full = evaluate_cuts(lm, cuts, "attention_rescoring")
         typer.echo(json.dumps({"full_context_attention_rescoring_wer": round(full.wer.rate, 4)}))
         for c in chunks_ms:
-            typer.echo(json.dumps(streaming_wer(lm, cuts, c, left_chunks)))
+            for p in pauses or [None]:
+                typer.echo(json.dumps(streaming_wer(lm, cuts, c, left_chunks, pause=p)))
         if lm_dir is not None:
             dopts = _decode_options(DEFAULTS.beam, DEFAULTS.ctc_weight, DEFAULTS.mask_threshold, DEFAULTS.mask_iterations,
                                     lm_dir=lm_dir)

@@ -84,7 +84,7 @@ def chunk_rtf(model: str = "demo", chunk_ms: int = 640, left_chunks: int = 4, se
 
 
 def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: str = "attention_rescoring",
-                  decode=None, tail_seconds: float = 2.0) -> dict:
+                  decode=None, tail_seconds: float = 2.0, pause: float | None = None) -> dict:
     """Decode each cut as a live stream and score the committed text; also count committed-text revisions and
     tentative changes, and time what a caption reader sees.
 
@@ -94,7 +94,10 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
     ``partial_latency``: for each committed word, the time from the end of its audio (its final timestamp) to
     the first display of a partial with that many words in its segment (or its commit, if the partials never
     got that far). ``commit_latency``: from the end of each segment's last word to its commit (endpoint
-    detection plus the second pass). Medians and 90th percentiles in seconds."""
+    detection plus the second pass). Medians and 90th percentiles in seconds. ``erasure_rate``: characters of
+    shown tentative text later removed (by a later partial or by the committed text) over characters shown;
+    ``flicker_per_word``: updates that removed shown text, per committed word. ``pause``: rule 2's
+    end-of-speech silence in seconds (default: the live default)."""
     import numpy as np
 
     from asr.metrics import cer, wer
@@ -102,10 +105,14 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
 
     chunk = chunk_ms // (lm.model.encoder.rate * 10)
     extra = {"decode": decode} if decode is not None else {}
+    if pause is not None:
+        d = EndpointConfig()
+        extra["endpoint"] = EndpointConfig(d.rule1, EndpointRule(True, pause, 0.0), d.rule3)
     rec = Recognizer(lm, StreamingOptions(chunk=chunk, left_chunks=left_chunks, final=final, **extra))
     refs, hyps, revisions, changes, t_compute, audio_s = [], [], 0, 0, 0.0, 0.0
     partial_lat: list[float] = []
     commit_lat: list[float] = []
+    shown_chars = erased_chars = rewrites = committed_words = 0
     block = SAMPLE_RATE // 10
     for c in cuts:
         audio = c.load_audio()[0].astype(np.float32)
@@ -113,9 +120,33 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
         s = rec.create_stream()
         clock = 0.0  # simulated wall time (s since the stream began)
         first_seen: dict[int, float] = {}  # word index in the running segment -> first display time
+        shown = ""  # the tentative text on screen
+
+        def show(new: str, tentative: bool = True) -> None:
+            """The tentative text goes from ``shown`` to ``new`` (``tentative=False``: the committed text takes
+            its place). Word by word: a word still there, or grown (``LIT`` -> ``LITTLE``), erases nothing; a word
+            changed or gone erases its characters."""
+            nonlocal shown, shown_chars, erased_chars, rewrites
+            old_w, new_w = shown.split(), new.split()
+            erased = appeared = 0
+            for i in range(max(len(old_w), len(new_w))):
+                a = old_w[i] if i < len(old_w) else ""
+                b = new_w[i] if i < len(new_w) else ""
+                if b.startswith(a):
+                    appeared += len(b) - len(a)
+                else:
+                    erased += len(a)
+                    appeared += len(b)
+            if erased:
+                erased_chars += erased
+                rewrites += 1
+            if tentative:
+                shown_chars += appeared
+            shown = new if tentative else ""
 
         def commit(start: float) -> tuple[float, float]:
             """Second pass + commit from ``start``; returns (the time it shows, its compute seconds)."""
+            nonlocal committed_words
             t0 = time.perf_counter()
             seg = rec.finalize(s)
             dt = time.perf_counter() - t0
@@ -124,6 +155,8 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
                 for j, w in enumerate(seg.words):
                     partial_lat.append(min(first_seen.get(j, now), now) - w.end)
                 commit_lat.append(now - seg.end)
+                committed_words += len(seg.words)
+            show(seg.text if seg is not None else "", tentative=False)  # the committed text takes its place
             first_seen.clear()
             return now, dt
 
@@ -135,6 +168,8 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
                 rec.decode([s])
                 dt = time.perf_counter() - t0
                 clock = start + dt
+                if s.result.tentative != shown:
+                    show(s.result.tentative)
                 for j in range(len(s.result.tentative.split())):
                     first_seen.setdefault(j, clock)
                 t_compute += dt
@@ -161,4 +196,7 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
     return {"utterances": len(refs), "chunk_ms": chunk_ms, "final": final, "wer": round(w.rate, 4), "cer": round(ch.rate, 4),
             "rtf": round(t_compute / audio_s, 4), "committed_revisions": revisions, "tentative_changes": changes,
             "partial_latency_median_s": q(partial_lat, 0.5), "partial_latency_p90_s": q(partial_lat, 0.9),
-            "commit_latency_median_s": q(commit_lat, 0.5), "commit_latency_p90_s": q(commit_lat, 0.9)}
+            "commit_latency_median_s": q(commit_lat, 0.5), "commit_latency_p90_s": q(commit_lat, 0.9),
+            "erasure_rate": round(erased_chars / max(1, shown_chars), 4),
+            "flicker_per_word": round(rewrites / max(1, committed_words), 4),
+            "pause_s": rec.options.endpoint.rule2.min_trailing_silence}
