@@ -779,6 +779,7 @@ def bench_stream_cmd(
     limit: int = typer.Option(100, help="Utterances for the streaming WER."),
     threads: int = typer.Option(1, help="CPU threads for torch."),
     lm_dir: Optional[Path] = typer.Option(None, "--lm", help="Also measure streaming WER with the ctc_lm second pass."),
+    partials: List[str] = typer.Option(["ctc"], "--partial", help="With --manifests: tentative text from ctc (prefix beam) or mask_ctc (refined by the MLM decoder); repeatable."),
     pauses: List[float] = typer.Option([], "--pause", help="With --manifests: end-of-speech silence (rule 2, seconds) to measure (repeatable; default: the live default)."),
     quantize: Optional[str] = QUANTIZE_OPT,
 ) -> None:
@@ -803,7 +804,8 @@ def bench_stream_cmd(
         typer.echo(json.dumps({"full_context_attention_rescoring_wer": round(full.wer.rate, 4)}))
         for c in chunks_ms:
             for p in pauses or [None]:
-                typer.echo(json.dumps(streaming_wer(lm, cuts, c, left_chunks, pause=p)))
+                for part in partials:
+                    typer.echo(json.dumps(streaming_wer(lm, cuts, c, left_chunks, pause=p, partial=part)))
         if lm_dir is not None:
             dopts = _decode_options(DEFAULTS.beam, DEFAULTS.ctc_weight, DEFAULTS.mask_threshold, DEFAULTS.mask_iterations,
                                     lm_dir=lm_dir)

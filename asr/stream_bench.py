@@ -84,7 +84,7 @@ def chunk_rtf(model: str = "demo", chunk_ms: int = 640, left_chunks: int = 4, se
 
 
 def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: str = "attention_rescoring",
-                  decode=None, tail_seconds: float = 2.0, pause: float | None = None) -> dict:
+                  decode=None, tail_seconds: float = 2.0, pause: float | None = None, partial: str = "ctc") -> dict:
     """Decode each cut as a live stream and score the committed text; also count committed-text revisions and
     tentative changes, and time what a caption reader sees.
 
@@ -95,9 +95,12 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
     the first display of a partial with that many words in its segment (or its commit, if the partials never
     got that far). ``commit_latency``: from the end of each segment's last word to its commit (endpoint
     detection plus the second pass). Medians and 90th percentiles in seconds. ``erasure_rate``: characters of
-    shown tentative text later removed (by a later partial or by the committed text) over characters shown;
+    shown tentative words later changed or removed (by a later partial or by the committed text) over
+    characters shown (a word that only grows erases nothing);
     ``flicker_per_word``: updates that removed shown text, per committed word. ``pause``: rule 2's
-    end-of-speech silence in seconds (default: the live default)."""
+    end-of-speech silence in seconds (default: the live default). ``partial``: ``ctc`` or ``mask_ctc``
+    tentative text; ``partial_wer`` scores each segment's last tentative text (what the reader saw just
+    before the second pass replaced it)."""
     import numpy as np
 
     from asr.metrics import cer, wer
@@ -108,7 +111,8 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
     if pause is not None:
         d = EndpointConfig()
         extra["endpoint"] = EndpointConfig(d.rule1, EndpointRule(True, pause, 0.0), d.rule3)
-    rec = Recognizer(lm, StreamingOptions(chunk=chunk, left_chunks=left_chunks, final=final, **extra))
+    rec = Recognizer(lm, StreamingOptions(chunk=chunk, left_chunks=left_chunks, final=final, partial=partial, **extra))
+    partial_hyps: list[str] = []
     refs, hyps, revisions, changes, t_compute, audio_s = [], [], 0, 0, 0.0, 0.0
     partial_lat: list[float] = []
     commit_lat: list[float] = []
@@ -121,6 +125,7 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
         clock = 0.0  # simulated wall time (s since the stream began)
         first_seen: dict[int, float] = {}  # word index in the running segment -> first display time
         shown = ""  # the tentative text on screen
+        last_partials: list[str] = []
 
         def show(new: str, tentative: bool = True) -> None:
             """The tentative text goes from ``shown`` to ``new`` (``tentative=False``: the committed text takes
@@ -147,6 +152,8 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
         def commit(start: float) -> tuple[float, float]:
             """Second pass + commit from ``start``; returns (the time it shows, its compute seconds)."""
             nonlocal committed_words
+            if s.result.tentative:
+                last_partials.append(s.result.tentative)
             t0 = time.perf_counter()
             seg = rec.finalize(s)
             dt = time.perf_counter() - t0
@@ -188,12 +195,14 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
         changes += s.stats["tentative_changes"]
         refs.append(normalize_text(" ".join(x.text for x in c.supervisions)))
         hyps.append(s.result.committed)
+        partial_hyps.append(" ".join(last_partials))
     w, ch = wer(refs, hyps), cer(refs, hyps)
 
     def q(xs: list[float], p: float) -> float | None:
         return round(float(np.quantile(xs, p)), 3) if xs else None
 
-    return {"utterances": len(refs), "chunk_ms": chunk_ms, "final": final, "wer": round(w.rate, 4), "cer": round(ch.rate, 4),
+    return {"utterances": len(refs), "chunk_ms": chunk_ms, "partial": partial, "final": final,
+            "partial_wer": round(wer(refs, partial_hyps).rate, 4), "wer": round(w.rate, 4), "cer": round(ch.rate, 4),
             "rtf": round(t_compute / audio_s, 4), "committed_revisions": revisions, "tentative_changes": changes,
             "partial_latency_median_s": q(partial_lat, 0.5), "partial_latency_p90_s": q(partial_lat, 0.9),
             "commit_latency_median_s": q(commit_lat, 0.5), "commit_latency_p90_s": q(commit_lat, 0.9),

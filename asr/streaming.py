@@ -71,10 +71,14 @@ class StreamingOptions:
     final_beam: int = 8  # n-best size of the attention-rescoring second pass
     endpoint: EndpointConfig = EndpointConfig()
     decode: DecodeOptions = DEFAULTS  # the second pass's other settings (the same defaults as offline decoding)
+    partial: str = "ctc"  # tentative text: "ctc" (prefix beam) or "mask_ctc" (prefix beam refined by the MLM decoder)
+    refine_every: int = 1  # partial="mask_ctc": refine every this many chunks
 
     def __post_init__(self) -> None:
         if self.final not in FINAL_PASSES:
             raise ValueError(f"unknown second pass {self.final!r}; choose from {', '.join(FINAL_PASSES)}")
+        if self.partial not in ("ctc", "mask_ctc") or self.refine_every < 1:
+            raise ValueError(f"partial must be ctc or mask_ctc (not {self.partial!r}), refine_every at least 1")
         if self.chunk < 1 or self.beam < 1 or self.final_beam < 1:
             raise ValueError("chunk, beam and final_beam must be at least 1")
         if self.final == "ctc_lm" and not self.decode.lm:
@@ -131,6 +135,7 @@ class Stream:
         self.trailing_blank = 0
         self.had_speech = False
         self.shown_frames = set()
+        self.refined: tuple[int, ...] | None = None  # partial="mask_ctc": the last refined partial
 
     # -- audio in
     def accept_waveform(self, sample_rate: int, samples: np.ndarray) -> None:
@@ -194,6 +199,8 @@ class Recognizer:
         passes = getattr(self.model, "second_passes", None)  # an ONNX model runs only some of them
         if passes is not None and self.options.final not in passes:
             self.options = StreamingOptions(**{**self.options.__dict__, "final": "none"})
+        if self.options.partial == "mask_ctc" and getattr(self.model, "mlm", None) is None:
+            raise ValueError(f"{self.lm.path}: partial='mask_ctc' needs a model with a Mask-CTC decoder")
         from asr.decode import word_fusion_factory
 
         self.fusion_factory = word_fusion_factory(self.options.decode, self.tokenizer)
@@ -252,10 +259,26 @@ class Recognizer:
             if a not in s.shown_frames:
                 s.shown_frames.add(a)
                 s.first_seen[a] = now
-        text = self.tokenizer.decode(best.tokens)
+        tokens = best.tokens
+        if self.options.partial == "mask_ctc" and tokens:
+            if s.stats["chunks"] % self.options.refine_every == 0 or s.refined is None:
+                s.refined = self._refine(s, tokens)
+            tokens = s.refined
+        text = self.tokenizer.decode(tokens)
         if text != s.result.tentative:
             s.stats["tentative_changes"] += 1
             s.result.tentative = text
+
+    def _refine(self, s: Stream, tokens) -> tuple[int, ...]:
+        """Mask-CTC refinement of the running segment's partial: the CTC tokens of the segment so far whose
+        confidence is below the threshold are re-predicted by the MLM decoder over the segment's encoder output
+        (WeNet and sherpa show CTC partials only)."""
+        from asr.search.mask_ctc import mask_ctc
+
+        enc = torch.cat(s.enc_chunks, 1)  # (1, T, D)
+        d = self.options.decode
+        return mask_ctc(self.model, enc, torch.tensor([enc.size(1)], device=enc.device), d.mask_threshold,
+                        d.mask_iterations)[0][0].tokens
 
     def _abs_frame(self, s: Stream, f: int) -> int:
         return int(round(s.seg_start / self.frame_seconds)) + f

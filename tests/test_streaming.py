@@ -124,3 +124,33 @@ def test_speech_silence_speech_gives_two_segments_with_demo_model(clip):
     assert s.stats["committed_revisions"] == 0
     starts = [w.start for seg in segments for w in seg.words]
     assert starts == sorted(starts)
+
+
+def test_mask_ctc_partials_refine_only_the_tentative_text(speech_clips):
+    """partial='mask_ctc' changes what is shown while a segment runs, never what is committed."""
+    import soundfile as sf
+
+    from asr.model_dir import load_model
+    from asr.streaming import Recognizer, StreamingOptions
+
+    lm = load_model("demo")
+    audio = sf.read(speech_clips[0].path, dtype="float32")[0][: 16000 * 6]
+    seen, committed = {}, {}
+    for partial in ("ctc", "mask_ctc"):
+        rec = Recognizer(lm, StreamingOptions(partial=partial))
+        s = rec.create_stream()
+        tentative = []
+        for i in range(0, len(audio), 1600):
+            s.accept_waveform(16000, audio[i:i + 1600])
+            while rec.is_ready(s):
+                rec.decode([s])
+                tentative.append(s.result.tentative)
+        s.input_finished()
+        while rec.is_ready(s):
+            rec.decode([s])
+        rec.finalize(s)
+        seen[partial], committed[partial] = tentative, s.result.committed
+    assert committed["ctc"] == committed["mask_ctc"] and committed["ctc"]
+    assert any(seen["mask_ctc"]) and len(seen["ctc"]) == len(seen["mask_ctc"])
+    with pytest.raises(ValueError, match="partial must be"):
+        StreamingOptions(partial="greedy")
