@@ -131,3 +131,52 @@ def test_browser_page_shows_captions_of_a_recording(speech_clips):
         stop.set()
         t.join(10)
     _ = np
+
+
+def test_overlay_page_two_lines_transparent_clears_and_reconnects(speech_clips):
+    """Headless Chromium on ``?overlay``: no buttons, transparent background (screenshot alpha), caption pixels
+    in the requested colour, at most two lines, cleared after a silence, and reconnect attempts when the server
+    goes away."""
+    import io
+
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed: tools/setup.sh installs it")
+    rec = Recognizer(load_model("demo"))
+    clip = min(speech_clips[:4], key=lambda c: sf.info(str(c.path)).duration)
+    port, stop, t, _ = _start(rec, file_source(clip.path, realtime=True))
+    stopped = False
+    try:
+        with sync_playwright() as p:
+            try:
+                browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+            except Exception as e:  # noqa: BLE001 - a browser that cannot start here is a skip, not a failure
+                pytest.skip(f"headless Chromium could not start: {str(e).splitlines()[0]}")
+            page = browser.new_page(viewport={"width": 640, "height": 360})
+            page.goto(f"http://127.0.0.1:{port}/?overlay&lines=2&size=28px&color=%23ffff00&tentative=%23ffff00&clear=1")
+            assert not page.is_visible("#mic")  # no buttons on the overlay
+            page.wait_for_function("document.getElementById('committed').textContent.trim().split(' ').length >= 2",
+                                   timeout=60000)
+            page.evaluate("document.getElementById('committed').textContent = 'word '.repeat(80)")  # many lines
+            shot = Image.open(io.BytesIO(page.screenshot(omit_background=True))).convert("RGBA")
+            height = page.evaluate("document.getElementById('captions').getBoundingClientRect().height")
+            px = np.asarray(shot)
+            assert px[5, 5, 3] == 0 and px[5, -5, 3] == 0  # transparent background
+            yellow = (px[..., 0] > 200) & (px[..., 1] > 200) & (px[..., 2] < 80) & (px[..., 3] > 200)
+            rows = np.nonzero(yellow.any(1))[0]
+            assert yellow.sum() > 200 and rows.min() > 360 * 0.5  # caption pixels, in the lower half
+            assert height <= 2 * 28 * 1.3 + 12  # two lines (and padding) only
+            page.wait_for_function("window.asrState.cleared >= 1", timeout=30000)  # silence after the recording
+            assert page.inner_text("#committed").strip() == ""
+            stop.set()
+            t.join(10)
+            stopped = True
+            page.wait_for_function("window.asrState.reconnects >= 1", timeout=20000)
+            browser.close()
+    finally:
+        if not stopped:
+            stop.set()
+            t.join(10)
