@@ -10,6 +10,7 @@ from typing import List, Optional
 
 import typer
 
+from asr.config import ENDPOINT_IDLE_SECONDS, ENDPOINT_MAX_SEGMENT_SECONDS, ENDPOINT_PAUSE_SECONDS
 from asr.search.options import DEFAULTS, DecodeOptions
 from asr.search.hotwords import DEFAULT_BOOST as HOTWORD_DEFAULT_BOOST
 
@@ -664,9 +665,9 @@ def live_cmd(
     left_chunks: int = typer.Option(4, help="Attention context in chunks."),
     final: Optional[str] = typer.Option(None, help="Second pass at an endpoint: attention_rescoring, mask_ctc, ctc_lm or none (default: ctc_lm with --lm, else attention_rescoring)."),
     lm_dir: Optional[Path] = typer.Option(None, "--lm", help="LM directory (asr lm train) for the ctc_lm second pass."),
-    silence_after_speech: float = typer.Option(0.8, help="Endpoint after this many seconds of silence following speech."),
-    silence_before_speech: float = typer.Option(2.4, help="Endpoint after this much silence when nothing was said."),
-    max_segment: float = typer.Option(20.0, help="Endpoint when a segment reaches this many seconds."),
+    silence_after_speech: float = typer.Option(ENDPOINT_PAUSE_SECONDS, help="Endpoint after this many seconds of silence following speech."),
+    silence_before_speech: float = typer.Option(ENDPOINT_IDLE_SECONDS, help="Endpoint after this much silence when nothing was said."),
+    max_segment: float = typer.Option(ENDPOINT_MAX_SEGMENT_SECONDS, help="Endpoint when a segment reaches this many seconds."),
     stats: bool = typer.Option(False, "--stats", help="Print caption metrics at the end (RTF, latencies, revisions)."),
     threads: int = typer.Option(1, help="CPU threads for torch."),
     serve_flag: bool = typer.Option(False, "--serve", help="Serve a caption web page (HTTP + WebSocket) instead of the terminal."),

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from asr.audio import SAMPLE_RATE
+from asr.config import ENDPOINT_IDLE_SECONDS, ENDPOINT_MAX_SEGMENT_SECONDS, ENDPOINT_PAUSE_SECONDS
 from asr.features import StreamingFbank
 from asr.search.align import Word, encoder_frame_seconds, token_spans, words_from_tokens
 from asr.search.ctc import PrefixBeam
@@ -45,9 +46,9 @@ class EndpointRule:
 class EndpointConfig:
     """An endpoint fires when any rule matches (sherpa-onnx's defaults, rule 2 shortened for captions)."""
 
-    rule1: EndpointRule = EndpointRule(False, 2.4, 0.0)  # nothing said for a long time
-    rule2: EndpointRule = EndpointRule(True, 0.8, 0.0)  # a pause after speech
-    rule3: EndpointRule = EndpointRule(False, 0.0, 20.0)  # maximum segment length
+    rule1: EndpointRule = EndpointRule(False, ENDPOINT_IDLE_SECONDS, 0.0)  # nothing said for a long time
+    rule2: EndpointRule = EndpointRule(True, ENDPOINT_PAUSE_SECONDS, 0.0)  # a pause after speech (dev-chosen, asr.config)
+    rule3: EndpointRule = EndpointRule(False, 0.0, ENDPOINT_MAX_SEGMENT_SECONDS)  # maximum segment length
 
     def fires(self, had_speech: bool, trailing_silence: float, length: float) -> bool:
         for r in (self.rule1, self.rule2, self.rule3):

@@ -86,8 +86,8 @@ def test_endpoint_rules():
     ep = EndpointConfig()
     assert not ep.fires(False, 1.0, 1.0)
     assert ep.fires(False, 2.5, 2.5)  # rule 1: long silence, nothing said
-    assert not ep.fires(True, 0.5, 3.0)
-    assert ep.fires(True, 0.9, 3.0)  # rule 2: pause after speech
+    assert not ep.fires(True, 0.3, 3.0)
+    assert ep.fires(True, 0.6, 3.0)  # rule 2: pause after speech (0.5 s)
     assert ep.fires(True, 0.0, 20.0)  # rule 3: maximum length
     assert not NO_ENDPOINT.fires(True, 100.0, 100.0)
 
