@@ -65,6 +65,54 @@ def caption_cues(words: Sequence[Word], max_chars: int = MAX_LINE_CHARS, max_sec
     return cues
 
 
+class ScreenMetrics:
+    """What a caption reader sees change: feed every tentative text shown and every committed segment.
+
+    Word by word, a word still there or grown (``LIT`` -> ``LITTLE``) erases nothing; a word changed or gone
+    erases its characters. ``erasure_rate``: erased characters of tentative text / characters of tentative text
+    shown; ``flicker_per_word``: updates that erased something / committed words."""
+
+    def __init__(self) -> None:
+        self.shown = ""
+        self.shown_chars = self.erased_chars = self.rewrites = self.committed_words = 0
+
+    def _change(self, new: str, tentative: bool) -> None:
+        old_w, new_w = self.shown.split(), new.split()
+        erased = appeared = 0
+        for i in range(max(len(old_w), len(new_w))):
+            a = old_w[i] if i < len(old_w) else ""
+            b = new_w[i] if i < len(new_w) else ""
+            if b.startswith(a):
+                appeared += len(b) - len(a)
+            else:
+                erased += len(a)
+                appeared += len(b)
+        if erased:
+            self.erased_chars += erased
+            self.rewrites += 1
+        if tentative:
+            self.shown_chars += appeared
+        self.shown = new if tentative else ""
+
+    def tentative(self, text: str) -> None:
+        """The running segment's tentative text is now ``text``."""
+        if text != self.shown:
+            self._change(text, True)
+
+    def commit(self, text: str, words: int) -> None:
+        """The running segment ended with ``text`` (``words`` words; "" when nothing was committed)."""
+        self._change(text, False)
+        self.committed_words += words
+
+    @property
+    def erasure_rate(self) -> float:
+        return self.erased_chars / max(1, self.shown_chars)
+
+    @property
+    def flicker_per_word(self) -> float:
+        return self.rewrites / max(1, self.committed_words)
+
+
 def srt_cue(index: int, cue: Cue) -> str:
     """One SRT block (``index`` counts from 1)."""
     a, b, text = cue
@@ -85,4 +133,4 @@ def vtt(cues: Sequence[Cue]) -> str:
     return VTT_HEADER + "".join(vtt_cue(c) for c in cues)
 
 
-__all__ = ["Cue", "timestamp", "caption_cues", "break_lines", "MAX_LINE_CHARS", "MAX_CUE_SECONDS", "srt_cue", "vtt_cue", "srt", "vtt", "VTT_HEADER"]
+__all__ = ["ScreenMetrics", "Cue", "timestamp", "caption_cues", "break_lines", "MAX_LINE_CHARS", "MAX_CUE_SECONDS", "srt_cue", "vtt_cue", "srt", "vtt", "VTT_HEADER"]

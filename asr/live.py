@@ -22,7 +22,7 @@ import numpy as np
 
 from asr.audio import SAMPLE_RATE
 from asr.streaming import Recognizer, Segment
-from asr.captions import VTT_HEADER, caption_cues, srt_cue, vtt_cue
+from asr.captions import VTT_HEADER, ScreenMetrics, caption_cues, srt_cue, vtt_cue
 
 
 # ------------------------------------------------------------------------------------- sources
@@ -142,8 +142,10 @@ class TerminalCaptions:
 class CaptionStats:
     audio_seconds: float = 0.0
     compute_seconds: float = 0.0
-    partial_latency: list[float] = field(default_factory=list)  # audio arrival -> first display of a word
-    final_latency: list[float] = field(default_factory=list)  # endpoint fired -> final text ready
+    partial_latency: list[float] = field(default_factory=list)  # audio arrival -> first display of a token
+    final_latency: list[float] = field(default_factory=list)  # endpoint fired -> final text ready (second pass)
+    commit_latency: list[float] = field(default_factory=list)  # last word's audio arrived -> its segment committed
+    screen: ScreenMetrics = field(default_factory=ScreenMetrics)  # erasure and flicker of the tentative text
     segments: int = 0
     committed_revisions: int = 0
     tentative_changes: int = 0
@@ -155,8 +157,10 @@ class CaptionStats:
 
         rtf = self.compute_seconds / self.audio_seconds if self.audio_seconds else float("nan")
         return (f"audio {self.audio_seconds:.1f} s, RTF {rtf:.3f}; partial latency median {med(self.partial_latency)}; "
-                f"final latency median {med(self.final_latency)}; segments {self.segments}; committed revisions "
-                f"{self.committed_revisions}; tentative changes {self.tentative_changes}; overflows {self.overflows}")
+                f"end of speech to commit median {med(self.commit_latency)} (second pass {med(self.final_latency)}); "
+                f"erasure rate {100 * self.screen.erasure_rate:.1f}%, flicker {self.screen.flicker_per_word:.3f} per "
+                f"word; segments {self.segments}; committed revisions {self.committed_revisions}; tentative changes "
+                f"{self.tentative_changes}; overflows {self.overflows}")
 
 
 def run_captions(recognizer: Recognizer, source, on_tentative: Callable[[str], None] | None = None,
@@ -165,7 +169,8 @@ def run_captions(recognizer: Recognizer, source, on_tentative: Callable[[str], N
     or Ctrl-C; the last segment is always finalized."""
     stats = CaptionStats()
     stream = recognizer.create_stream()
-    arrival: dict[int, float] = {}  # encoder frame -> wall time its audio arrived
+    arrival: dict[int, float] = {}  # encoder frame -> wall time its audio arrived (until a token shows on it)
+    arrived: dict[int, float] = {}  # the same for every recent frame (end-of-speech-to-commit latency)
     fs = recognizer.frame_seconds
 
     def pump() -> None:
@@ -179,6 +184,7 @@ def run_captions(recognizer: Recognizer, source, on_tentative: Callable[[str], N
             stream.first_seen.clear()
             while len(arrival) > 5000:  # frames that never carried a token
                 arrival.pop(next(iter(arrival)))
+            stats.screen.tentative(stream.result.tentative)
             if on_tentative:
                 on_tentative(stream.result.tentative)
             if stream.is_endpoint:
@@ -189,8 +195,12 @@ def run_captions(recognizer: Recognizer, source, on_tentative: Callable[[str], N
         seg = recognizer.finalize(stream)
         dt = time.perf_counter() - t0
         stats.compute_seconds += dt
+        stats.screen.commit(seg.text if seg is not None else "", len(seg.words) if seg is not None else 0)
         if seg is not None:
             stats.final_latency.append(dt)
+            end = arrived.get(min(int(seg.end / fs), max(arrived, default=0)))
+            if end is not None:
+                stats.commit_latency.append(time.perf_counter() - end)
             stats.segments += 1
             if on_segment:
                 on_segment(seg)
@@ -202,7 +212,9 @@ def run_captions(recognizer: Recognizer, source, on_tentative: Callable[[str], N
             stream.accept_waveform(rate, block)
             # remember when the audio of each encoder frame arrived (for partial latency)
             for f in range(int(before / fs), int(stream.seconds / fs)):
-                arrival[f] = now
+                arrival[f] = arrived[f] = now
+            while len(arrived) > 3000:  # two minutes of frames
+                arrived.pop(next(iter(arrived)))
             stats.audio_seconds = stream.seconds
             pump()
             if stop is not None and stop.is_set():

@@ -116,7 +116,9 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
     refs, hyps, revisions, changes, t_compute, audio_s = [], [], 0, 0, 0.0, 0.0
     partial_lat: list[float] = []
     commit_lat: list[float] = []
-    shown_chars = erased_chars = rewrites = committed_words = 0
+    from asr.captions import ScreenMetrics
+
+    screen = ScreenMetrics()
     block = SAMPLE_RATE // 10
     for c in cuts:
         audio = c.load_audio()[0].astype(np.float32)
@@ -124,34 +126,10 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
         s = rec.create_stream()
         clock = 0.0  # simulated wall time (s since the stream began)
         first_seen: dict[int, float] = {}  # word index in the running segment -> first display time
-        shown = ""  # the tentative text on screen
         last_partials: list[str] = []
-
-        def show(new: str, tentative: bool = True) -> None:
-            """The tentative text goes from ``shown`` to ``new`` (``tentative=False``: the committed text takes
-            its place). Word by word: a word still there, or grown (``LIT`` -> ``LITTLE``), erases nothing; a word
-            changed or gone erases its characters."""
-            nonlocal shown, shown_chars, erased_chars, rewrites
-            old_w, new_w = shown.split(), new.split()
-            erased = appeared = 0
-            for i in range(max(len(old_w), len(new_w))):
-                a = old_w[i] if i < len(old_w) else ""
-                b = new_w[i] if i < len(new_w) else ""
-                if b.startswith(a):
-                    appeared += len(b) - len(a)
-                else:
-                    erased += len(a)
-                    appeared += len(b)
-            if erased:
-                erased_chars += erased
-                rewrites += 1
-            if tentative:
-                shown_chars += appeared
-            shown = new if tentative else ""
 
         def commit(start: float) -> tuple[float, float]:
             """Second pass + commit from ``start``; returns (the time it shows, its compute seconds)."""
-            nonlocal committed_words
             if s.result.tentative:
                 last_partials.append(s.result.tentative)
             t0 = time.perf_counter()
@@ -162,8 +140,7 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
                 for j, w in enumerate(seg.words):
                     partial_lat.append(min(first_seen.get(j, now), now) - w.end)
                 commit_lat.append(now - seg.end)
-                committed_words += len(seg.words)
-            show(seg.text if seg is not None else "", tentative=False)  # the committed text takes its place
+            screen.commit(seg.text if seg is not None else "", len(seg.words) if seg is not None else 0)
             first_seen.clear()
             return now, dt
 
@@ -175,8 +152,7 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
                 rec.decode([s])
                 dt = time.perf_counter() - t0
                 clock = start + dt
-                if s.result.tentative != shown:
-                    show(s.result.tentative)
+                screen.tentative(s.result.tentative)
                 for j in range(len(s.result.tentative.split())):
                     first_seen.setdefault(j, clock)
                 t_compute += dt
@@ -206,6 +182,5 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
             "rtf": round(t_compute / audio_s, 4), "committed_revisions": revisions, "tentative_changes": changes,
             "partial_latency_median_s": q(partial_lat, 0.5), "partial_latency_p90_s": q(partial_lat, 0.9),
             "commit_latency_median_s": q(commit_lat, 0.5), "commit_latency_p90_s": q(commit_lat, 0.9),
-            "erasure_rate": round(erased_chars / max(1, shown_chars), 4),
-            "flicker_per_word": round(rewrites / max(1, committed_words), 4),
+            "erasure_rate": round(screen.erasure_rate, 4), "flicker_per_word": round(screen.flicker_per_word, 4),
             "pause_s": rec.options.endpoint.rule2.min_trailing_silence}

@@ -51,6 +51,21 @@ def test_live_input_file_fast_writes_transcript(random_model_dir, speech_clips, 
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert lines and all(x["end"] >= x["start"] for x in lines)
     assert "committed revisions 0" in r.output
+    assert "end of speech to commit median" in r.output and "erasure rate" in r.output and "flicker" in r.output
+
+
+def test_screen_metrics_count_erasures_not_growth():
+    from asr.captions import ScreenMetrics
+
+    m = ScreenMetrics()
+    for text in ("THE", "THE LIT", "THE LITTLE", "THE LITTLE CAT"):  # only growing: nothing erased
+        m.tentative(text)
+    assert m.erased_chars == 0 and m.shown_chars == len("THELITTLECAT")
+    m.tentative("THE LITTLE HAT")  # a word changed: its 3 characters erased
+    m.commit("A LITTLE HAT", 3)  # the second pass changes the first word
+    assert m.erased_chars == 3 + 3 and m.rewrites == 2 and m.committed_words == 3
+    assert m.erasure_rate == pytest.approx(6 / (len("THELITTLECAT") + 3))
+    assert m.flicker_per_word == pytest.approx(2 / 3)
 
 
 def test_live_bad_input_is_one_line(random_model_dir, tmp_path):
