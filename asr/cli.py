@@ -780,6 +780,7 @@ def bench_stream_cmd(
     limit: int = typer.Option(100, help="Utterances for the streaming WER."),
     threads: int = typer.Option(1, help="CPU threads for torch."),
     lm_dir: Optional[Path] = typer.Option(None, "--lm", help="Also measure streaming WER with the ctc_lm second pass."),
+    finals: List[str] = typer.Option(["attention_rescoring"], "--final", help="With --manifests: second pass at each endpoint (attention_rescoring, mask_ctc, none; ctc_lm with --lm); repeatable."),
     partials: List[str] = typer.Option(["ctc"], "--partial", help="With --manifests: tentative text from ctc (prefix beam) or mask_ctc (refined by the MLM decoder); repeatable."),
     pauses: List[float] = typer.Option([], "--pause", help="With --manifests: end-of-speech silence (rule 2, seconds) to measure (repeatable; default: the live default)."),
     quantize: Optional[str] = QUANTIZE_OPT,
@@ -789,7 +790,11 @@ def bench_stream_cmd(
     import torch
 
     from asr.stream_bench import chunk_rtf, streaming_wer
+    from asr.streaming import FINAL_PASSES
 
+    bad = [f for f in finals if f not in FINAL_PASSES or f == "ctc_lm"] + [p for p in partials if p not in ("ctc", "mask_ctc")]
+    if bad:
+        _fail(f"unknown --final / --partial {bad[0]!r} (finals: attention_rescoring, mask_ctc, none; partials: ctc, mask_ctc)")
     torch.set_num_threads(threads)
     for c in chunks_ms:
         typer.echo(json.dumps(_run(chunk_rtf, model, c, left_chunks, seconds, quantize=quantize)))
@@ -806,7 +811,8 @@ def bench_stream_cmd(
         for c in chunks_ms:
             for p in pauses or [None]:
                 for part in partials:
-                    typer.echo(json.dumps(streaming_wer(lm, cuts, c, left_chunks, pause=p, partial=part)))
+                    for fin in finals:
+                        typer.echo(json.dumps(streaming_wer(lm, cuts, c, left_chunks, fin, pause=p, partial=part)))
         if lm_dir is not None:
             dopts = _decode_options(DEFAULTS.beam, DEFAULTS.ctc_weight, DEFAULTS.mask_threshold, DEFAULTS.mask_iterations,
                                     lm_dir=lm_dir)
