@@ -104,22 +104,31 @@ def test_page_two_clients_and_bad_frames(random_model_dir, speech_clips):
     assert srv.stats["rejected"] == 2 and srv.stats["max_batch"] >= 1
 
 
+def _chromium_path() -> str:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed: tools/setup.sh installs it")
+    return chromium
+
+
+def _launch(p, chromium: str):
+    try:
+        return p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+    except Exception as e:  # noqa: BLE001 - a browser that cannot start here is a skip, not a failure
+        pytest.skip(f"headless Chromium could not start: {str(e).splitlines()[0]}")
+
+
 def test_browser_page_shows_captions_of_a_recording(speech_clips):
     """Headless Chromium loads the page while the server captions a recording with the demo model."""
     from playwright.sync_api import sync_playwright
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("chromium is not installed: tools/setup.sh installs it")
+    chromium = _chromium_path()
     rec = Recognizer(load_model("demo"))
     wav = speech_clips[0].path
     port, stop, t, _ = _start(rec, file_source(wav, realtime=True))
     try:
         with sync_playwright() as p:
-            try:
-                browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-            except Exception as e:  # noqa: BLE001 - a browser that cannot start here is a skip, not a failure
-                pytest.skip(f"headless Chromium could not start: {str(e).splitlines()[0]}")
+            browser = _launch(p, chromium)
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/")
             page.wait_for_function(
@@ -142,19 +151,14 @@ def test_overlay_page_two_lines_transparent_clears_and_reconnects(speech_clips):
     from PIL import Image
     from playwright.sync_api import sync_playwright
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("chromium is not installed: tools/setup.sh installs it")
+    chromium = _chromium_path()
     rec = Recognizer(load_model("demo"))
     clip = min(speech_clips[:4], key=lambda c: sf.info(str(c.path)).duration)
     port, stop, t, _ = _start(rec, file_source(clip.path, realtime=True))
     stopped = False
     try:
         with sync_playwright() as p:
-            try:
-                browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-            except Exception as e:  # noqa: BLE001 - a browser that cannot start here is a skip, not a failure
-                pytest.skip(f"headless Chromium could not start: {str(e).splitlines()[0]}")
+            browser = _launch(p, chromium)
             page = browser.new_page(viewport={"width": 640, "height": 360})
             page.goto(f"http://127.0.0.1:{port}/?overlay&lines=2&size=28px&color=%23ffff00&tentative=%23ffff00&clear=1")
             assert not page.is_visible("#mic")  # no buttons on the overlay
