@@ -222,7 +222,8 @@ def average_cmd(
 def export_cmd(
     exp: Path = typer.Option(..., "--exp", help="Experiment folder."),
     out: Path = typer.Option(..., "--out", help="Model directory to write."),
-    average: int = typer.Option(1, help="Average the last N checkpoints first."),
+    average: int = typer.Option(1, help="Average N checkpoints first."),
+    select: str = typer.Option("best", help="best: the N with the lowest dev CER recorded in training (WeNet's val_best); last: the newest N."),
     manifests: Optional[Path] = typer.Option(None, "--manifests", help="Score the exported model on subsets of these manifests."),
     subsets: Optional[List[str]] = typer.Option(None, "--subset", help="Subsets to score (repeatable; default: test)."),
     half: bool = typer.Option(False, help="Store the weights in float16 (half the size)."),
@@ -232,7 +233,7 @@ def export_cmd(
     from asr.model_dir import load_model, write_card_section
     from asr.train.export import export_model
 
-    path = _run(export_model, exp, out, average, half=half)
+    path = _run(export_model, exp, out, average, half=half, select=select)
     typer.echo(f"exported {path}")
     if manifests:
         from asr.data.prepare import load_cuts

@@ -93,6 +93,7 @@ class TrainConfig:
     valid_max_cuts: int = 200
     checkpoint_every: int = 200
     keep_last: int = 5
+    keep_best: int = 5  # also keep the checkpoints with the lowest dev CER (export --select best averages them)
     seed: int = 0
 
 

@@ -12,6 +12,7 @@ import torch
 from asr.files import atomic_path, stale_temp_files
 
 _CKPT = re.compile(r"^step-(\d+)\.pt$")
+SCORES = "valid_scores.json"  # {step: dev CER at that checkpoint}: what --select best ranks by
 
 
 def atomic_torch_save(obj, path: Path) -> None:
@@ -46,11 +47,49 @@ def list_checkpoints(exp_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def save_checkpoint(exp_dir: Path, step: int, state: dict, keep_last: int) -> Path:
+def load_scores(exp_dir: Path) -> dict[int, float]:
+    """Dev CER of each checkpoint step that had a validation (empty for older experiments)."""
+    import json
+
+    p = Path(exp_dir) / SCORES
+    if not p.is_file():
+        return {}
+    try:
+        return {int(k): float(v) for k, v in json.loads(p.read_text()).items()}
+    except (ValueError, TypeError, AttributeError):
+        return {}
+
+
+def record_score(exp_dir: Path, step: int, score: float) -> None:
+    import json
+
+    from asr.files import write_atomic
+
+    scores = load_scores(exp_dir)
+    scores[step] = float(score)
+    write_atomic(Path(exp_dir) / SCORES, json.dumps({str(k): v for k, v in sorted(scores.items())}, indent=1) + "\n")
+
+
+def best_checkpoints(exp_dir: Path, n: int) -> list[Path]:
+    """The ``n`` checkpoints with the lowest recorded dev CER (WeNet's ``--val_best``), oldest first; the last
+    ``n`` when no scores were recorded."""
+    scores = load_scores(exp_dir)
+    paths = list_checkpoints(exp_dir)
+    scored = [p for p in paths if int(_CKPT.match(p.name).group(1)) in scores]
+    if not scored:
+        return paths[-n:]
+    best = sorted(scored, key=lambda p: (scores[int(_CKPT.match(p.name).group(1))], -paths.index(p)))[:n]
+    return [p for p in paths if p in best]
+
+
+def save_checkpoint(exp_dir: Path, step: int, state: dict, keep_last: int, keep_best: int = 0) -> Path:
+    """Save atomically; delete all but the newest ``keep_last`` and the ``keep_best`` best-scored ones."""
     path = Path(exp_dir) / f"step-{step}.pt"
     atomic_torch_save(state, path)
+    keep = set(best_checkpoints(exp_dir, keep_best)) if keep_best > 0 and load_scores(exp_dir) else set()
     for old in list_checkpoints(exp_dir)[:-keep_last] if keep_last > 0 else []:
-        old.unlink(missing_ok=True)
+        if old not in keep:
+            old.unlink(missing_ok=True)
     return path
 
 

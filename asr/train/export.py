@@ -10,12 +10,16 @@ from pathlib import Path
 
 from asr.config import load_config, to_dict
 from asr.models.asr_model import ASRModel, count_parameters
-from asr.train.checkpoint import average_checkpoints, list_checkpoints, load_checkpoint
+from asr.train.checkpoint import average_checkpoints, best_checkpoints, list_checkpoints, load_checkpoint, load_scores
 
 
-def averaged_weights(exp: Path, last: int = 1, checkpoints: list[Path] | None = None) -> tuple[dict, list[Path]]:
-    """Model weights averaged over the ``last`` N checkpoints of ``exp`` (or the given ones)."""
-    paths = checkpoints or list_checkpoints(exp)[-last:]
+def averaged_weights(exp: Path, last: int = 1, checkpoints: list[Path] | None = None,
+                     select: str = "last") -> tuple[dict, list[Path]]:
+    """Model weights averaged over N checkpoints of ``exp`` (or the given ones): the ``last`` N, or with
+    ``select="best"`` the N with the lowest dev CER recorded during training (the last N when none was)."""
+    if select not in ("best", "last"):
+        raise ValueError(f"select must be best or last, not {select!r}")
+    paths = checkpoints or (best_checkpoints(exp, last) if select == "best" else list_checkpoints(exp)[-last:])
     if not paths:
         raise FileNotFoundError(f"{exp}: no checkpoints (step-N.pt)")
     if len(paths) == 1:
@@ -24,15 +28,17 @@ def averaged_weights(exp: Path, last: int = 1, checkpoints: list[Path] | None = 
 
 
 def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: int = 1, card_extra: str = "",
-                 half: bool = False) -> Path:
-    """Write a model directory from experiment ``exp`` (atomically: a temp folder renamed into place).
+                 half: bool = False, select: str = "best") -> Path:
+    """Write a model directory from experiment ``exp`` (atomically: a temp folder renamed into place), averaging
+    ``average_last`` checkpoints chosen by ``select`` (``best``: lowest dev CER; ``last``: newest).
     ``half``: store weights in float16 (half the size; loaded back into float32)."""
     import torch
     from safetensors.torch import save_file
 
     exp, out = Path(exp), Path(out)
     cfg = load_config(exp / "config.yaml")
-    weights, used = averaged_weights(exp, average_last)
+    weights, used = averaged_weights(exp, average_last, select=select)
+    scores = load_scores(exp)
     model = ASRModel(cfg.model)
     model.load_state_dict(weights)  # validates the weights against the config
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -55,7 +61,9 @@ def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: i
         card = [f"# {out.name}", "", "Conformer encoder with CTC, attention and Mask-CTC heads, trained with `asr train`.", "",
                 "## Shape", "", "```yaml", json.dumps(to_dict(cfg.model), indent=1), "```", "",
                 "Parameters: " + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in params.items()), "",
-                "## Training", "", f"Averaged checkpoints: {', '.join(p.name for p in used)}", ""]
+                "## Training", "", f"Averaged checkpoints ({select} by dev CER): " + ", ".join(
+                    p.name + (f" (dev CER {100 * scores[int(p.stem.split('-')[1])]:.1f}%)"
+                              if int(p.stem.split('-')[1]) in scores else "") for p in used), ""]
         if summary:
             card += ["| figure | value |", "|---|---|"] + [f"| {k} | {round(v, 4) if isinstance(v, float) else v} |"
                                                          for k, v in summary.items()

@@ -30,7 +30,8 @@ from asr.metrics import cer, wer
 from asr.evaluate import ctc_greedy_texts
 from asr.models.asr_model import ASRModel
 from asr.text import Tokenizer
-from asr.train.checkpoint import list_checkpoints, load_latest_checkpoint, rng_state, save_checkpoint, set_rng_state
+from asr.train.checkpoint import (list_checkpoints, load_latest_checkpoint, record_score, rng_state, save_checkpoint,
+                                  set_rng_state)
 from asr.data.batching import Batch, CutDataset, SkipSampler, make_loader, make_sampler
 
 
@@ -115,7 +116,7 @@ class ExperimentError(ValueError):
     """An experiment folder that this run must not write into as asked. ``str(err)`` is one line."""
 
 
-RUN_FILES = ("train_log.jsonl", "train_summary.json", "tensorboard")  # with step-N.pt: what one run writes
+RUN_FILES = ("train_log.jsonl", "train_summary.json", "tensorboard", "valid_scores.json")  # with step-N.pt: one run's files
 
 
 def _earlier_run(exp: Path) -> list[str]:
@@ -296,11 +297,13 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
 
     def checkpoint() -> None:
         if dist_info.main:
+            if last_valid is not None and last_valid_step == step:
+                record_score(exp, step, last_valid["valid_cer"])
             save_checkpoint(exp, step, {
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "elapsed": elapsed,
                 "audio_seen": audio_seen, "rng": rng_state(),
-                **({"scaler": scaler.state_dict()} if scaler is not None else {})}, tc.keep_last)
+                **({"scaler": scaler.state_dict()} if scaler is not None else {})}, tc.keep_last, tc.keep_best)
 
     bar = None
     if progress and dist_info.main:
@@ -318,7 +321,23 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
     window = {"loss": 0.0, "ctc": 0.0, "att": 0.0, "mlm": 0.0, "acc": 0.0, "n": 0, "audio": 0.0, "t": 0.0}
     model.train()
     stop = bool(done())
-    last_valid = None
+    last_valid, last_valid_step = None, -1
+    plateau_warned = False
+
+    def validated() -> None:
+        """After a validation: log it; warn once if dev CER is still near 100% well after warm-up."""
+        nonlocal last_valid_step, plateau_warned
+        last_valid_step = step
+        log(last_valid)
+        if not plateau_warned and step >= 2 * tc.warmup_steps and last_valid["valid_cer"] > 0.95:
+            plateau_warned = True
+            log_warning(
+                f"step {step}: dev CER {100 * last_valid['valid_cer']:.1f}% long after warm-up ({tc.warmup_steps} "
+                "steps): the model is still on the CTC blank plateau (it outputs blanks only). Try "
+                "--set train.plain_steps=1000 (no SpecAugment / chunk masks at first), "
+                "--set train.curriculum_steps=1000 (short utterances first), a higher train.lr or shorter "
+                "train.warmup_steps, or a smaller preset; check that the transcripts match the audio.")
+
     while not stop:
         # Curriculum epochs (short utterances only) while step < curriculum_steps; decided by step, so a
         # resumed run rebuilds the same sampler.
@@ -386,7 +405,7 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
                     c = evaluate(model, curve_batches, tokenizer, device)
                     last_valid.update({f"{curve_subset}_wer": c["valid_wer"], f"{curve_subset}_cer": c["valid_cer"],
                                        f"{curve_subset}_loss": c["valid_loss"]})
-                log(last_valid)
+                validated()
                 t_last = time.perf_counter()  # validation time does not count as training time
             if tc.checkpoint_every and step % tc.checkpoint_every == 0:
                 checkpoint()
@@ -404,7 +423,7 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
         bar.close()
     if valid_batches is not None and (last_valid is None or step % max(1, tc.valid_every)):
         last_valid = evaluate(model, valid_batches, tokenizer, device)
-        log(last_valid)
+        validated()
     checkpoint()
     summary = {"step": step, "epoch": epoch, "wall_minutes": round(elapsed / 60, 2),
                "audio_hours_seen": round(audio_seen / 3600, 3),

@@ -10,7 +10,7 @@
 #   1  prepare   lhotse manifests (recordings, supervisions, cuts) per subset
 #   2  stats     global CMVN and the SentencePiece tokenizer from the training subset
 #   3  train     `asr train` (torchrun DDP when --ngpu/--nproc > 1); a killed run resumes from its checkpoint
-#   4  export    average the last checkpoints and write a self-describing model directory
+#   4  export    average the checkpoints with the lowest dev CER and write a self-describing model directory
 #   5  decode    every decoder on every test subset: WER, CER, real-time factor -> $exp/RESULTS.md,
 #                per-utterance details and a WER-vs-speed plot in $exp/decode
 #   6  lm        word 3-gram + lexicon (+ a neural token LM) from text without any dev/test sentence ($exp/lm),
@@ -106,7 +106,7 @@ fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   log "stage 3: train $config -> $exp ($nproc process(es), $device)"
   args=(train --config "$config" --manifests "$manifests" --lang "$lang" --exp "$exp" --train-subset "$train_set"
-        --valid-subset "$valid_set" --curve-subset "$test_set" --device "$device" "${train_args[@]}")
+        --valid-subset "$valid_set" --device "$device" "${train_args[@]}")  # the curve is logged on dev only
   if [ "$nproc" -gt 1 ]; then
     python -m torch.distributed.run --standalone --nproc_per_node "$nproc" -m asr.cli "${args[@]}"
   else
@@ -115,8 +115,8 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  log "stage 4: average the last $average checkpoints, export $exp/model"
-  asr export-model --exp "$exp" --out "$exp/model" --average "$average" --manifests "$manifests" \
+  log "stage 4: average the $average checkpoints with the lowest dev CER, export $exp/model"
+  asr export-model --exp "$exp" --out "$exp/model" --average "$average" --select best --manifests "$manifests" \
     --subset "$valid_set" --subset "$test_set"
 fi
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then

@@ -224,3 +224,34 @@ def test_12_ddp_ranks_stop_together_on_max_minutes(tiny_manifests, lang, tmp_pat
     assert proc.returncode == 0, err[-3000:]
     summary = json.loads((tmp_path / "ddp" / "train_summary.json").read_text())
     assert summary["ddp_param_checksums"][0] == summary["ddp_param_checksums"][1]
+
+
+def test_val_best_keeps_and_exports_the_best_dev_checkpoints(tiny_manifests, lang, tmp_path, caplog):
+    """Dev CER is recorded at each checkpoint; the best-scored ones survive keep_last; export --select best
+    averages them; and a dev CER near 100% long after warm-up (the blank plateau) is warned about."""
+    import logging
+
+    from asr.train.checkpoint import best_checkpoints, load_scores, record_score, save_checkpoint
+    from asr.train.export import averaged_weights
+
+    exp = tmp_path / "exp"
+    caplog.set_level(logging.WARNING)
+    cfg = load_config("tiny", QUICK + ["train.total_steps=4", "train.valid_every=2", "train.checkpoint_every=2",
+                                       "train.warmup_steps=1", "train.keep_last=1", "train.keep_best=2"])
+    train(cfg, tiny_manifests, lang, exp, valid_subset="dev", progress=False)
+    scores = load_scores(exp)
+    assert sorted(scores) == [2, 4] and all(0.0 <= v <= 2.0 for v in scores.values())
+    assert any("blank plateau" in r.getMessage() for r in caplog.records)  # 4 steps: still outputs blanks
+
+    # ranking and pruning on made-up scores: step 6 is best, then 2; 8 is newest
+    d = tmp_path / "ranked"
+    d.mkdir()
+    for step, cer in ((2, 0.5), (4, 0.9), (6, 0.3), (8, 0.8)):
+        record_score(d, step, cer)
+        save_checkpoint(d, step, {"model": {"w": torch.full((2,), float(step))}}, keep_last=1, keep_best=2)
+    assert [p.name for p in list_checkpoints(d)] == ["step-2.pt", "step-6.pt", "step-8.pt"]
+    assert [p.name for p in best_checkpoints(d, 2)] == ["step-2.pt", "step-6.pt"]
+    weights, used = averaged_weights(d, 2, select="best")
+    assert [p.name for p in used] == ["step-2.pt", "step-6.pt"] and torch.equal(weights["w"], torch.full((2,), 4.0))
+    _, used = averaged_weights(d, 1, select="last")
+    assert [p.name for p in used] == ["step-8.pt"]
