@@ -4,7 +4,7 @@
 #   2. lhotse manifests
 #   3. transcribe a few of its recordings into txt/json/srt/vtt with word timestamps
 #   4. build a word 3-gram LM from the corpus's text sources minus every test sentence (about 15 s)
-#   5. score every decoder (CTC + LM included) on the first N test utterances and print the WER / RTF table
+#   5. score every decoder, with and without the LM, on the first N test utterances; print the WER / RTF table
 #
 #   bash recipes/librispeech/demo.sh [--limit N] [--work DIR]
 set -euo pipefail
@@ -41,6 +41,6 @@ log "4/5 word 3-gram LM without any test sentence -> $out/lm"
 [ -f "$out/lm/lm.arpa" ] || asr lm train default --out "$out/lm" --order 3 --exclude-manifests "$manifests" \
   --exclude-subset test --model demo > /dev/null
 log "5/5 every decoder on the first $limit test utterances (2 threads)"
-asr eval --model demo --manifests "$manifests" --subset test --limit "$limit" --decoder all --lm "$out/lm" \
+asr eval --model demo --manifests "$manifests" --subset test --limit "$limit" --decoder all --lm "$out/lm" --compare-lm \
   --out-dir "$out/eval" --threads 2
 log "done: transcripts in $out/transcripts, per-utterance details and the WER-vs-speed plot in $out/eval"
