@@ -94,6 +94,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     keep_last: int = 5
     keep_best: int = 5  # also keep the checkpoints with the lowest dev CER (export --select best averages them)
+    feature_cache: str = ""  # folder for cached fbank features ("" = compute every time; "auto" = MANIFESTS/feature_cache)
     seed: int = 0
 
 

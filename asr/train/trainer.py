@@ -263,7 +263,10 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
     if tc.speed_perturb:
         train_cuts = speed_perturb(train_cuts)
     valid_batches = None
-    dataset = CutDataset(str(tok_src))
+    cache_dir = None
+    if tc.feature_cache:
+        cache_dir = Path(manifests) / "feature_cache" if tc.feature_cache == "auto" else Path(tc.feature_cache)
+    dataset = CutDataset(str(tok_src), cache_dir)
     if dist_info.main and valid_subset:
         vc = load_cuts(manifests, valid_subset).subset(first=tc.valid_max_cuts) if tc.valid_max_cuts else load_cuts(manifests, valid_subset)
         valid_batches = [dataset[c] for c in make_sampler(vc.to_eager(), tc.max_duration, 1, False, 0)]

@@ -84,3 +84,24 @@ def test_compute_stats(tiny_manifests, tmp_path):
     mtime = (tmp_path / "lang" / "cmvn.json").stat().st_mtime_ns
     compute_stats(tiny_manifests, tmp_path / "lang", vocab_size=64)
     assert (tmp_path / "lang" / "cmvn.json").stat().st_mtime_ns == mtime
+
+
+def test_feature_cache_returns_the_same_features_and_survives_damage(tiny_manifests, tmp_path):
+    import torch
+
+    from asr.data.batching import FeatureCache
+    from asr.data.prepare import load_cuts
+    from asr.features import fbank
+
+    cut = next(iter(load_cuts(tiny_manifests, "dev")))
+    cache = FeatureCache(tmp_path / "fc")
+    direct = fbank(cut.load_audio()[0])
+    first = cache.fbank(cut)  # computed and written
+    files = list((tmp_path / "fc").rglob("*.npy"))
+    assert len(files) == 1 and torch.equal(first, direct)
+    assert torch.equal(cache.fbank(cut), direct)  # read back
+    fast = cut.perturb_speed(1.1)
+    assert cache._key(fast) != cache._key(cut) and cache.fbank(fast).shape[0] < direct.shape[0]
+    files[0].write_bytes(b"not a numpy file")  # damaged: recomputed and rewritten
+    assert torch.equal(cache.fbank(cut), direct)
+    assert torch.equal(FeatureCache(tmp_path / "fc").fbank(cut), direct)
