@@ -66,6 +66,8 @@ class ModelConfig:
     mlm_weight: float = 0.0
     r2l_weight: float = 0.3  # share of the attention loss given to the right-to-left decoder
     label_smoothing: float = 0.1
+    inter_ctc_layer: int = 0  # intermediate CTC (Lee & Watanabe 2021): also apply the CTC loss (shared head) to
+    inter_ctc_weight: float = 0.3  # this encoder layer's output (1-based; 0: off); CTC term = (1-w) final + w inter
 
 
 @dataclass(frozen=True)

@@ -80,15 +80,24 @@ class ASRModel(nn.Module):
             x = self.spec_augment(x, feat_lens)
         if chunk is None:
             chunk, left_chunks = self._sample_chunk()
-        enc, enc_lens = self.encoder(x, feat_lens, chunk, left_chunks)
+        c = self.cfg
+        tap = c.inter_ctc_layer if 0 < c.inter_ctc_layer < c.encoder.num_layers and c.ctc_weight > 0 else 0
+        inter = None
+        if tap:
+            enc, enc_lens, inter = self.encoder(x, feat_lens, chunk, left_chunks, tap=tap)
+        else:
+            enc, enc_lens = self.encoder(x, feat_lens, chunk, left_chunks)
         ys = [torch.as_tensor(t, dtype=torch.long, device=dev) for t in targets]
         y_lens = torch.tensor([len(y) for y in ys], dtype=torch.long, device=dev)
         out: dict[str, torch.Tensor] = {}
-        c = self.cfg
         loss = enc.new_zeros(())
         if c.ctc_weight > 0:
             out["ctc"] = self.ctc.loss(enc, enc_lens, pad_list(ys, 0), y_lens) / B
-            loss = loss + c.ctc_weight * out["ctc"]
+            ctc = out["ctc"]
+            if inter is not None:  # the same head on a middle layer: a shorter path for the CTC gradient
+                out["inter_ctc"] = self.ctc.loss(inter, enc_lens, pad_list(ys, 0), y_lens) / B
+                ctc = (1 - c.inter_ctc_weight) * ctc + c.inter_ctc_weight * out["inter_ctc"]
+            loss = loss + c.ctc_weight * ctc
         if self.decoder is not None:
             att, acc = self._att_loss(self.decoder, enc, enc_lens, ys)
             out["att"], out["acc"] = att, acc

@@ -57,11 +57,12 @@ class ConformerEncoder(nn.Module):
         return self.subsampling.rate
 
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor, chunk: int = 0,
-                left_chunks: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+                left_chunks: int = -1, tap: int = 0):
         """``x (B, T, F)`` normalised features, ``x_lens (B,)`` -> ``(y (B, T', D), y_lens (B,))``.
 
         ``chunk > 0`` restricts attention to chunks of that many encoder frames with ``left_chunks``
         chunks of left context (all when < 0): the exact computation :meth:`forward_chunk` streams.
+        ``tap > 0``: also return layer ``tap``'s output ``(B, T', D)`` (intermediate CTC): ``(y, y_lens, h)``.
         """
         x, lens = self.subsampling(x.to(self.weight_dtype), x_lens)
         x = self.pos(x)
@@ -73,9 +74,12 @@ class ConformerEncoder(nn.Module):
         else:
             att = att.expand(-1, T, -1)
         pos = self.pos.rel_embeddings(T, T, x.device, x.dtype)
-        for layer in self.layers:
+        inter = None
+        for i, layer in enumerate(self.layers, 1):
             x, _, _ = layer(x, pos, att, pad)
-        return x, lens
+            if i == tap:
+                inter = x
+        return (x, lens, inter) if tap > 0 else (x, lens)
 
     @property
     def weight_dtype(self) -> torch.dtype:

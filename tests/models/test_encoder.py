@@ -102,3 +102,34 @@ def test_full_context_differs_from_chunked():
     a, _ = enc(x, torch.tensor([200]))
     b, _ = enc(x, torch.tensor([200]), chunk=2, left_chunks=1)
     assert (a - b).abs().max() > 1e-3
+
+
+def test_intermediate_ctc_adds_a_loss_on_a_middle_layer():
+    """model.inter_ctc_layer: the shared CTC head also scores that layer's output; its gradient reaches the
+    layers below it through the shorter path; off by default (the same loss as before)."""
+    import dataclasses
+
+    from asr.config import load_config
+    from asr.models.asr_model import ASRModel
+
+    cfg = load_config("tiny").model
+    enc = dataclasses.replace(cfg.encoder, num_layers=3, d_model=32, ffn_dim=64, num_heads=2, dropout=0.0,
+                              chunk_prob=0.0)
+    base = dataclasses.replace(cfg, encoder=enc, vocab_size=20, mlm_weight=0.0, att_weight=0.0, ctc_weight=1.0)
+    feats, lens = torch.randn(2, 120, 80) * 3 + 8, torch.tensor([120, 90])
+    targets = [[3, 4, 5, 6], [7, 8]]
+    losses = {}
+    for layer in (0, 1):
+        torch.manual_seed(0)
+        m = ASRModel(dataclasses.replace(base, inter_ctc_layer=layer, inter_ctc_weight=0.5)).eval()
+        out = m(feats, lens, targets, chunk=0)
+        losses[layer] = out
+        if layer:
+            assert torch.isfinite(out["inter_ctc"]) and "inter_ctc" in out
+            assert out["loss"].item() == pytest.approx(0.5 * out["ctc"].item() + 0.5 * out["inter_ctc"].item(), rel=1e-5)
+            out["inter_ctc"].backward()
+            first = m.encoder.layers[0].ff1[0].weight.grad
+            last = m.encoder.layers[2].ff1[0].weight.grad
+            assert first is not None and float(first.abs().sum()) > 0 and (last is None or float(last.abs().sum()) == 0)
+    assert "inter_ctc" not in losses[0]
+    assert losses[0]["ctc"].item() == pytest.approx(losses[1]["ctc"].item(), rel=1e-6)  # same weights, same final CTC
