@@ -401,10 +401,9 @@ def _preload_lm(opts, lm, methods) -> None:
         from asr.search.ctc_lm import lexicon_decoder
 
         _run(lexicon_decoder, str(opts.lm), str(lm.tokenizer.model_path), opts.lm_beam, opts.lm_weight, opts.word_score)
-    from asr.lm.neural import has_neural_lm, load_neural_lm
+    from asr.decode import neural_lm
 
-    if opts.lm and opts.nlm_weight > 0 and lm.model.decoder is not None and has_neural_lm(opts.lm):
-        _run(load_neural_lm, opts.lm, lm.tokenizer, lm.model.decoder.out.out_features)
+    _run(neural_lm, lm.model, opts, lm.tokenizer)
 
 
 @app.command("transcribe")

@@ -27,6 +27,24 @@ LM_FUSED = ("ctc_prefix_beam", "attention_rescoring")  # prefix searches that fu
 LM_USERS = LM_FUSED + ("attention_beam", "joint_ctc_attention")  # methods an LM directory changes (ctc_lm aside)
 
 
+def _arpa(opts: DecodeOptions):
+    """The word n-gram of ``opts.lm``, loaded once per process (:func:`asr.lm.ngram.cached_arpa`)."""
+    from asr.lm import load_lm_dir
+    from asr.lm.ngram import cached_arpa
+
+    return cached_arpa(str(load_lm_dir(opts.lm).arpa))
+
+
+def neural_lm(model, opts: DecodeOptions, tokenizer):
+    """The neural LM of ``opts.lm`` when the AR searches use it (a neural LM there and ``nlm_weight > 0``),
+    else None; checked against the model's vocabulary and tokenizer (cached per process)."""
+    if not opts.lm or opts.nlm_weight <= 0 or model.decoder is None or not has_neural_lm(opts.lm):
+        return None
+    from asr.lm.neural import load_neural_lm
+
+    return load_neural_lm(opts.lm, tokenizer, model.decoder.out.out_features)
+
+
 def word_fusion_factory(opts: DecodeOptions, tokenizer):
     """``() -> prefix bonus`` for the CTC prefix searches: word n-gram shallow fusion when ``opts`` has an LM
     (and a fusion weight) plus hotword biasing when it has hotwords; None when neither applies."""
@@ -34,11 +52,9 @@ def word_fusion_factory(opts: DecodeOptions, tokenizer):
         return None
     parts = []
     if opts.lm and opts.fusion_weight > 0:
-        from asr.lm import load_lm_dir
-        from asr.lm.ngram import cached_arpa
         from asr.search.fusion import WordFusion
 
-        arpa = cached_arpa(str(load_lm_dir(opts.lm).arpa))
+        arpa = _arpa(opts)
         parts.append(lambda: WordFusion(arpa, tokenizer, opts.fusion_weight, opts.fusion_word_score))
     if opts.hotwords:
         from asr.search.hotwords import HotwordBias
@@ -48,7 +64,7 @@ def word_fusion_factory(opts: DecodeOptions, tokenizer):
         return None
     if len(parts) == 1:
         return parts[0]
-    from asr.search.hotwords import SumBonus
+    from asr.search.prefix_bonus import SumBonus
 
     return lambda: SumBonus(f() for f in parts)
 
@@ -61,20 +77,14 @@ def ar_scorers(model, opts: DecodeOptions, tokenizer, n: int, device) -> list:
 
     out = []
     eos = model.sos
-    use_nlm = bool(opts.lm) and opts.nlm_weight > 0 and has_neural_lm(opts.lm)
+    nlm = neural_lm(model, opts, tokenizer)
     # with a neural LM the word n-gram stays out: together they did worse on dev than the neural LM alone
-    if tokenizer is not None and opts.lm and opts.ar_fusion_weight > 0 and not use_nlm:
-        from asr.lm import load_lm_dir
-        from asr.lm.ngram import cached_arpa
+    if tokenizer is not None and opts.lm and opts.ar_fusion_weight > 0 and nlm is None:
         from asr.search.fusion import WordFusion
 
-        arpa = cached_arpa(str(load_lm_dir(opts.lm).arpa))
-        fusion = WordFusion(arpa, tokenizer, opts.ar_fusion_weight, opts.ar_fusion_word_score)
+        fusion = WordFusion(_arpa(opts), tokenizer, opts.ar_fusion_weight, opts.ar_fusion_word_score)
         out.append(Weighted("ngram", 1.0, PrefixBonusScorer(fusion, eos)))
-    if use_nlm:
-        from asr.lm.neural import load_neural_lm
-
-        nlm = load_neural_lm(opts.lm, tokenizer, model.decoder.out.out_features)
+    if nlm is not None:
         out.append(Weighted("neural_lm", opts.nlm_weight, TokenLMScorer(nlm, n, device)))
     if tokenizer is not None and opts.hotwords:
         from asr.search.hotwords import HotwordBias, HotwordScorer
@@ -142,13 +152,9 @@ def search(model, enc: torch.Tensor, enc_lens: torch.Tensor, method: str,
                                    length_norm=opts.length_norm, fixed_len=opts.fixed_len, eos_threshold=0.0,
                                    ctc_length_window=(0.0, 0.0), ctc_log_probs=lp, extra_scorers=extra)
     if method == "attention_rescoring":
-        nlm = None
-        if opts.lm and opts.nlm_weight > 0 and has_neural_lm(opts.lm):
-            from asr.lm.neural import load_neural_lm
-
-            nlm = load_neural_lm(opts.lm, tokenizer, model.decoder.out.out_features)
         return attention_rescoring(model, enc, enc_lens, opts.beam, opts.rescore_ctc_weight, opts.reverse_weight,
-                                   fusion_factory=fusion, neural_lm=nlm, neural_lm_weight=opts.nlm_weight)
+                                   fusion_factory=fusion, neural_lm=neural_lm(model, opts, tokenizer),
+                                   neural_lm_weight=opts.nlm_weight)
     return mask_ctc(model, enc, enc_lens, opts.mask_threshold, opts.mask_iterations, fixed_len=opts.fixed_len)
 
 

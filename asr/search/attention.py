@@ -107,15 +107,14 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
 
     for t in range(steps):
         aux = {}
-        lp = torch.zeros((N, V), device=device)
-        dec_lp = None
+        lp = dec_lp = None
         for s in full:
             inc, aux[s.name] = s.scorer.score(states[s.name], prefix, None)
             if s.name == "decoder":
                 dec_lp = inc
-            lp = lp + s.weight * inc
+            lp = s.weight * inc if lp is None else lp + s.weight * inc
         # candidates come from the weighted full scores (the decoder's own when its weight is 0: CTC alone)
-        pre = lp if scorers[0].weight > 0 else lp + dec_lp
+        pre = lp if scorers[0].weight > 0 else None
         lp[:, banned] = NEG_INF
         at_limit = (t >= max_len).repeat_interleave(beam)  # (N,): the next token must be eos
         if fixed_len:
@@ -127,7 +126,8 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
                 no_end |= dec_lp[:, eos] < other + log_thr
             lp[no_end & ~at_limit, eos] = NEG_INF
         # the best tokens other than eos, then eos itself: every hypothesis can always end
-        pre = pre.masked_fill(~torch.isfinite(lp), NEG_INF)
+        if pre is None:  # the decoder ranks, under the same bans as the weighted scores
+            pre = (lp + dec_lp).masked_fill(~torch.isfinite(lp), NEG_INF)
         _, cand = pre.index_fill(1, eos_col, NEG_INF).topk(n_cand, dim=-1)
         cand = torch.cat([cand, torch.full((N, 1), eos, device=device, dtype=torch.long)], 1)  # (N, C)
         step_scores = torch.gather(lp, 1, cand)

@@ -10,26 +10,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from asr.search.prefix_bonus import PrefixStates
+
 
 @dataclass
-class WordFusion:
+class WordFusion(PrefixStates):
     lm: object  # asr.lm.ngram.ArpaLM: score(history, word) -> natural-log probability
     tokenizer: object  # decode(ids) -> str, is_word_start(id) -> bool
     weight: float = 0.5
     word_score: float = 0.0
     _states: dict = field(default_factory=dict)  # prefix -> (completed words, start of the running word, score)
 
-    def state(self, prefix: tuple[int, ...]) -> tuple[tuple[str, ...], int, float]:
-        if prefix not in self._states:
-            self._states[prefix] = self._extend(prefix)
-        return self._states[prefix]
+    def _initial(self) -> tuple[tuple[str, ...], int, float]:
+        return (), 0, 0.0
 
-    def _extend(self, prefix: tuple[int, ...]) -> tuple[tuple[str, ...], int, float]:
-        if not prefix:
-            return (), 0, 0.0
-        words, start, score = self.state(prefix[:-1])
-        tok = prefix[-1]
-        if not self.tokenizer.is_word_start(tok):
+    def _step(self, parent, prefix: tuple[int, ...]) -> tuple[tuple[str, ...], int, float]:
+        words, start, score = parent
+        if not self.tokenizer.is_word_start(prefix[-1]):
             return words, start, score
         word = self.tokenizer.decode(prefix[start:-1]).strip()  # the word the new piece closes
         if word:
@@ -50,11 +47,6 @@ class WordFusion:
             score += self.weight * self.lm.score(hist, last) + self.word_score
             hist = hist + (last,)
         return score + self.weight * self.lm.score(hist, "</s>")
-
-    def forget(self, keep: set) -> None:
-        """Drop the states of prefixes no longer in the beam (their ancestors are recomputed on demand)."""
-        if len(self._states) > 50 * max(1, len(keep)):
-            self._states = {p: s for p, s in self._states.items() if p in keep}
 
 
 __all__ = ["WordFusion"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from asr.search.prefix_bonus import PrefixStates, SumBonus
 from asr.text import normalize_text
 
 DEFAULT_BOOST = 1.5  # per token; chosen on 100 dev utterances (see the README)
@@ -69,9 +70,10 @@ class _Node:
     end: bool = False  # a hotword ends here
 
 
-class HotwordBias:
+class HotwordBias(PrefixStates):
     """``hotwords ((phrase, boost), ...)`` spelled with ``tokenizer.encode``; a prefix's bonus is
-    ``sum of boosts on completed hotwords + on the one it is inside``."""
+    ``sum of boosts on completed hotwords + on the one it is inside``. A prefix's state is (trie node, bonus
+    earned on the running match, total bonus)."""
 
     def __init__(self, hotwords, tokenizer):
         self.root = _Node()
@@ -81,16 +83,16 @@ class HotwordBias:
                 node = node.children.setdefault(tok, _Node(boost=boost))
                 node.boost = max(node.boost, boost)
             node.end = True
-        self._states: dict[tuple[int, ...], tuple[_Node, float, float]] = {(): (self.root, 0.0, 0.0)}
+        self._states: dict[tuple[int, ...], tuple[_Node, float, float]] = {}
 
-    def state(self, prefix: tuple[int, ...]) -> tuple[_Node, float, float]:
-        """(trie node, bonus earned on the running match, total bonus) of ``prefix``."""
-        st = self._states.get(prefix)
-        if st is None:
-            st = self._states[prefix] = self._step(self.state(prefix[:-1]), prefix[-1])
-        return st
+    def _initial(self) -> tuple[_Node, float, float]:
+        return self.root, 0.0, 0.0
 
-    def _step(self, st, tok: int):
+    def _step(self, parent, prefix: tuple[int, ...]) -> tuple[_Node, float, float]:
+        return self.advance(parent, prefix[-1])
+
+    def advance(self, st, tok: int) -> tuple[_Node, float, float]:
+        """The state after token ``tok`` from state ``st``."""
         node, pending, total = st
         child = node.children.get(tok)
         if child is None:  # the running match breaks: take its bonus back, try a new match from here
@@ -114,10 +116,6 @@ class HotwordBias:
         _, pending, total = self.state(prefix)
         return total - pending  # an unfinished hotword at the end earns nothing
 
-    def forget(self, keep: set) -> None:
-        if len(self._states) > 50 * max(1, len(keep)):
-            self._states = {p: s for p, s in self._states.items() if p in keep or not p}
-
 
 class HotwordScorer:
     """Hotwords as a *full* scorer of the AR / joint search (:mod:`asr.search.scorers`): the exact bonus
@@ -128,6 +126,7 @@ class HotwordScorer:
 
     def __init__(self, bias: HotwordBias, vocab: int, eos: int):
         self.bias, self.vocab, self.eos = bias, vocab, eos
+        self.starts = frozenset(bias.root.children)  # tokens that can begin a hotword
 
     def init_state(self):
         return None
@@ -140,31 +139,14 @@ class HotwordScorer:
             st = self.bias.state(tuple(p))
             node, pending, total = st
             rows[i].fill_(-pending)  # any other token breaks the running match
-            for tok in set(node.children) | set(self.bias.root.children):
+            for tok in self.starts.union(node.children):
                 if tok < self.vocab:
-                    rows[i, tok] = self.bias._step(st, tok)[2] - total
+                    rows[i, tok] = self.bias.advance(st, tok)[2] - total
             rows[i, self.eos] = -pending
         return rows.to(prefix.device), None
 
     def select(self, state, aux, parent, col, tokens):
         return None
-
-
-class SumBonus:
-    """Several prefix bonuses as one (word n-gram fusion + hotwords)."""
-
-    def __init__(self, parts):
-        self.parts = list(parts)
-
-    def score(self, prefix):
-        return sum(p.score(prefix) for p in self.parts)
-
-    def final_score(self, prefix):
-        return sum(p.final_score(prefix) for p in self.parts)
-
-    def forget(self, keep):
-        for p in self.parts:
-            p.forget(keep)
 
 
 __all__ = ["HotwordBias", "HotwordScorer", "HotwordError", "SumBonus", "load_hotwords", "parse_hotwords", "DEFAULT_BOOST"]
