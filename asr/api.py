@@ -14,7 +14,8 @@
         partial = live.feed(block, sample_rate=48000)         # committed + tentative text so far
     segments = live.finish()                                  # the rest committed (second pass)
 
-Everything here is a thin layer over :mod:`asr.transcribe`, :mod:`asr.decode` and :mod:`asr.streaming`.
+Everything here is a thin layer over :mod:`asr.transcribe` (the same segmentation and batching as
+``asr transcribe``), :mod:`asr.decode` and :mod:`asr.streaming`.
 """
 
 from __future__ import annotations
@@ -69,10 +70,9 @@ def transcribe(lm, audio, decoder: str = "ctc_greedy", sample_rate: int | None =
     """One recording (a path or samples) -> :class:`Result`. ``decoder``: any of :data:`asr.decode.METHODS`
     the model has; ``lm_dir``: an ``asr lm train`` directory; ``hotwords``: a file or ``[(phrase, boost), ...]``;
     other keyword arguments are :class:`asr.decode.DecodeOptions` fields (``beam=``, ``ctc_weight=``...)."""
-    from asr.decode import DecodeOptions, available_methods, decode_features
-    from asr.features import fbank
+    from asr.decode import DecodeOptions, available_methods
     from asr.search.hotwords import load_hotwords, parse_hotwords
-    from asr.transcribe import split_points
+    from asr.transcribe import transcribe_files
 
     samples, _ = _samples(audio, sample_rate)
     have = available_methods(lm.model, with_lm=lm_dir is not None)
@@ -83,21 +83,16 @@ def transcribe(lm, audio, decoder: str = "ctc_greedy", sample_rate: int | None =
     elif hotwords:  # phrases, or (phrase, boost) pairs: normalised and checked as a file's lines are
         hotwords = parse_hotwords("\n".join(h if isinstance(h, str) else f"{h[0]} {float(h[1])}" for h in hotwords))
     opts = DecodeOptions(**{"lm": str(lm_dir) if lm_dir else "", "hotwords": tuple(hotwords or ()), **options})
-    min_frames = lm.model.encoder.subsampling.receptive_field
-    segments: list[Segment] = []
-    for a, b in split_points(samples, max_segment):
-        feats = fbank(samples[a:b])
-        if feats.shape[0] < min_frames:
-            continue
-        with torch.inference_mode():
-            t = decode_features(lm.model, lm.tokenizer, feats.unsqueeze(0), torch.tensor([feats.shape[0]]), decoder,
-                                opts, [a / SAMPLE_RATE])[0]
-        if t.text.strip():
-            start = t.words[0].start if t.words else a / SAMPLE_RATE
-            end = t.words[-1].end if t.words else b / SAMPLE_RATE
-            segments.append(Segment(t.text, start, end, t.words))
+    device = str(next(lm.model.parameters()).device) if isinstance(lm.model, torch.nn.Module) else "cpu"
+    out: list = []
+    summary = transcribe_files(lm, [("audio", samples)], decoder, opts, max_segment=max_segment, device=device,
+                               on_result=out.append)
+    if summary.failed:
+        raise ValueError(summary.failed[0])
+    segments = tuple(Segment(t.text, t.words[0].start if t.words else a, t.words[-1].end if t.words else b, t.words)
+                     for a, b, t in out[0].segments if t.text.strip())
     words = tuple(w for s in segments for w in s.words)
-    return Result(" ".join(s.text for s in segments), tuple(segments), words, len(samples) / SAMPLE_RATE)
+    return Result(" ".join(s.text for s in segments), segments, words, len(samples) / SAMPLE_RATE)
 
 
 class LiveSession:

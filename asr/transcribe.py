@@ -139,13 +139,15 @@ def split_points(audio: np.ndarray, max_segment: float = 20.0, search: float = 4
 @dataclass
 class FileResult:
     id: str
-    path: Path
+    path: Path | None  # None for samples given as an array
     duration: float
     text: str
     words: list[Word] = field(default_factory=list)
+    segments: list[tuple[float, float, Transcript]] = field(default_factory=list)  # (start s, end s, its transcript)
 
     def as_dict(self, extra: dict | None = None) -> dict:
-        return {"id": self.id, "path": str(self.path), "duration": round(self.duration, 3), "text": self.text,
+        return {"id": self.id, "path": str(self.path) if self.path else None, "duration": round(self.duration, 3),
+                "text": self.text,
                 "words": [w.as_dict() for w in self.words], **(extra or {})}
 
 
@@ -169,10 +171,10 @@ def render(result: FileResult, fmt: str, extra: dict | None = None) -> str:
 @dataclass
 class _Pending:
     id: str
-    path: Path
+    path: Path | None
     duration: float
     parts: dict[int, Transcript] = field(default_factory=dict)
-    offsets: list[float] = field(default_factory=list)
+    ranges: list[tuple[float, float]] = field(default_factory=list)  # (start s, end s) of each segment
 
 
 @dataclass(frozen=True)
@@ -187,13 +189,13 @@ class TranscribeSummary:
         return self.wall_seconds / self.audio_seconds if self.audio_seconds else float("nan")
 
 
-def transcribe_files(lm, inputs: list[tuple[str, Path]], method: str = "ctc_greedy",
+def transcribe_files(lm, inputs: list[tuple[str, Path | np.ndarray]], method: str = "ctc_greedy",
                      opts: DecodeOptions = DecodeOptions(), max_batch_seconds: float = 60.0, max_segment: float = 20.0,
                      device: str = "cpu", on_result: Callable[[FileResult], None] | None = None,
                      on_error: Callable[[str], None] | None = None,
                      on_progress: Callable[[float, float], None] | None = None) -> TranscribeSummary:
-    """Decode every input; ``on_result`` gets each finished file, ``on_error`` each one-line failure,
-    ``on_progress(audio_seconds_done, wall_seconds)`` follows the batches."""
+    """Decode every input (``(id, path)``, or ``(id, samples)`` at 16 kHz); ``on_result`` gets each finished
+    file, ``on_error`` each one-line failure, ``on_progress(audio_seconds_done, wall_seconds)`` follows the batches."""
     t0 = time.perf_counter()
     min_frames = lm.model.encoder.subsampling.receptive_field
     failed: list[str] = []
@@ -212,26 +214,27 @@ def transcribe_files(lm, inputs: list[tuple[str, Path]], method: str = "ctc_gree
         results: dict[int, Transcript] = {i: Transcript("", (), 0.0) for i in range(len(queue))}
         if ok:
             padded, lens = fbank_batch([feats[i] for i in ok])
-            offs = [queue[i][0].offsets[queue[i][1]] for i in ok]
+            offs = [queue[i][0].ranges[queue[i][1]][0] for i in ok]
             with torch.inference_mode():
                 outs = decode_features(lm.model, lm.tokenizer, padded.to(device), lens.to(device), method, opts, offs)
             results.update(dict(zip(ok, outs)))
         for i, (pend, k, seg) in enumerate(queue):
             pend.parts[k] = results[i]
             done_audio += len(seg) / SAMPLE_RATE
-            if len(pend.parts) == len(pend.offsets):
-                parts = [pend.parts[j] for j in range(len(pend.offsets))]
+            if len(pend.parts) == len(pend.ranges):
+                parts = [pend.parts[j] for j in range(len(pend.ranges))]
                 text = " ".join(p.text for p in parts if p.text)
                 words = [w for p in parts for w in p.words]
                 if on_result:
-                    on_result(FileResult(pend.id, pend.path, pend.duration, text, words))
+                    on_result(FileResult(pend.id, pend.path, pend.duration, text, words,
+                                         [(a, b, p) for (a, b), p in zip(pend.ranges, parts)]))
         queue, queued = [], 0.0
         if on_progress:
             on_progress(done_audio, time.perf_counter() - t0)
 
     for fid, path in inputs:
         try:
-            audio = load_audio(path)
+            audio = path if isinstance(path, np.ndarray) else load_audio(path)
         except AudioError as e:
             failed.append(str(e))
             if on_error:
@@ -239,7 +242,8 @@ def transcribe_files(lm, inputs: list[tuple[str, Path]], method: str = "ctc_gree
             continue
         files += 1
         ranges = split_points(audio, max_segment)
-        pend = _Pending(fid, Path(path), len(audio) / SAMPLE_RATE, offsets=[a / SAMPLE_RATE for a, _ in ranges])
+        pend = _Pending(fid, None if isinstance(path, np.ndarray) else Path(path), len(audio) / SAMPLE_RATE,
+                        ranges=[(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in ranges])
         for k, (a, b) in enumerate(ranges):
             queue.append((pend, k, audio[a:b]))
             queued += (b - a) / SAMPLE_RATE
