@@ -88,13 +88,14 @@ class OnnxEncoder:
         self.subsampling = SimpleNamespace(rate=rate, receptive_field=receptive_field)
 
     def init_state(self, batch_size: int = 1, device="cpu", dtype=torch.float32) -> EncoderState:
-        c = self.cfg
-        dk = c.d_model // c.num_heads
-        return EncoderState(torch.zeros(c.num_layers, batch_size, c.num_heads, 0, 2 * dk),
-                            torch.zeros(c.num_layers, batch_size, c.d_model, c.kernel_size - 1), 0)
+        from asr.models.encoder import initial_state
+
+        return initial_state(self.cfg, batch_size, "cpu", torch.float32)
 
     def chunk_window(self, chunk: int) -> tuple[int, int]:
-        return (chunk - 1) * self.rate + self.subsampling.receptive_field, chunk * self.rate
+        from asr.models.encoder import chunk_window
+
+        return chunk_window(chunk, self.rate, self.subsampling.receptive_field)
 
     def forward_chunk(self, x: torch.Tensor, state: EncoderState, left_frames: int = -1):
         if self._chunk is None:

@@ -14,6 +14,20 @@ from asr.nn.subsampling import Conv2dSubsampling
 from asr.state import EncoderState
 
 
+def initial_state(cfg: EncoderConfig, batch_size: int = 1, device: torch.device | str = "cpu",
+                  dtype: torch.dtype = torch.float32) -> EncoderState:
+    """The empty streaming state of an encoder of shape ``cfg`` (no cached frames; zero convolution history)."""
+    L, H, dk = cfg.num_layers, cfg.num_heads, cfg.d_model // cfg.num_heads
+    k = cfg.kernel_size - 1 if cfg.causal_conv else 0
+    return EncoderState(torch.zeros(L, batch_size, H, 0, 2 * dk, device=device, dtype=dtype),
+                        torch.zeros(L, batch_size, cfg.d_model, k, device=device, dtype=dtype), 0)
+
+
+def chunk_window(chunk: int, rate: int, receptive_field: int) -> tuple[int, int]:
+    """``(window, stride)`` in feature frames for ``chunk`` encoder frames (see ConformerEncoder.chunk_window)."""
+    return (chunk - 1) * rate + receptive_field, chunk * rate
+
+
 class FeedForward(nn.Sequential):
     def __init__(self, d_model: int, ffn_dim: int, dropout: float):
         super().__init__(nn.Linear(d_model, ffn_dim), nn.SiLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, d_model))
@@ -88,17 +102,12 @@ class ConformerEncoder(nn.Module):
 
     def init_state(self, batch_size: int = 1, device: torch.device | str = "cpu",
                    dtype: torch.dtype | None = None) -> EncoderState:
-        dtype = dtype or self.weight_dtype
-        c = self.cfg
-        L, H, dk = c.num_layers, c.num_heads, c.d_model // c.num_heads
-        k = c.kernel_size - 1 if c.causal_conv else 0
-        return EncoderState(torch.zeros(L, batch_size, H, 0, 2 * dk, device=device, dtype=dtype),
-                            torch.zeros(L, batch_size, c.d_model, k, device=device, dtype=dtype), 0)
+        return initial_state(self.cfg, batch_size, device, dtype or self.weight_dtype)
 
     def chunk_window(self, chunk: int) -> tuple[int, int]:
         """``(window, stride)`` in feature frames: a window of ``window`` frames yields ``chunk`` encoder
         frames, and consecutive windows start ``stride`` frames apart (they overlap by window - stride)."""
-        return (chunk - 1) * self.rate + self.subsampling.receptive_field, chunk * self.rate
+        return chunk_window(chunk, self.rate, self.subsampling.receptive_field)
 
     def forward_chunk(self, x: torch.Tensor, state: EncoderState,
                       left_frames: int = -1) -> tuple[torch.Tensor, EncoderState]:
