@@ -63,13 +63,7 @@ class TokenLM(nn.Module):
         """Natural-log probability of each token sequence, its end included (n-best rescoring)."""
         if not seqs:
             return []
-        L = max(len(s) for s in seqs) + 1
-        ys = torch.full((len(seqs), L), self.sos, dtype=torch.long)
-        tgt = torch.full((len(seqs), L), -1, dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ys[i, 1: len(s) + 1] = torch.tensor(s, dtype=torch.long)
-            tgt[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-            tgt[i, len(s)] = self.eos
+        ys, tgt = _tensors(seqs, self.sos)  # inputs after sos; targets with the end, -100 past it
         lp = self.forward(ys)[0].log_softmax(-1)
         got = lp.gather(2, tgt.clamp_min(0).unsqueeze(-1)).squeeze(-1) * (tgt >= 0)
         return got.sum(1).tolist()
@@ -96,6 +90,8 @@ def _batches(seqs: list[list[int]], max_tokens: int, rng: random.Random):
 
 
 def _tensors(seqs: list[list[int]], sos: int):
+    """Token sequences -> ``(inputs (B, L+1): sos then tokens, targets (B, L+1): tokens then eos (= sos), -100
+    after)``."""
     L = max(len(s) for s in seqs) + 1
     x = torch.full((len(seqs), L), sos, dtype=torch.long)
     y = torch.full((len(seqs), L), -100, dtype=torch.long)
