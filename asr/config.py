@@ -78,6 +78,7 @@ class TrainConfig:
     lr: float = 1e-3  # peak learning rate
     warmup_steps: int = 500
     schedule: str = "noam"  # noam (inverse sqrt after warmup) | cosine
+    schedule_over: str = "steps"  # cosine decays over total_steps | minutes (max_minutes of training wall time)
     total_steps: int = 0  # stop after this many optimizer steps (0: use epochs)
     epochs: int = 100
     max_minutes: float = 0.0  # stop after this much wall time (0: no limit)

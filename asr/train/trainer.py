@@ -35,17 +35,24 @@ from asr.train.checkpoint import (list_checkpoints, load_latest_checkpoint, reco
 from asr.data.batching import Batch, CutDataset, SkipSampler, make_loader, make_sampler
 
 
-def lr_factor(step: int, warmup: int, schedule: str, total: int) -> float:
-    """Multiplier of the peak learning rate at optimizer step ``step`` (1-based)."""
+def lr_factor(step: int, warmup: int, schedule: str, total: int, progress: float | None = None) -> float:
+    """Multiplier of the peak learning rate at optimizer step ``step`` (1-based).
+
+    ``progress`` (0..1, e.g. the share of a wall-time budget spent) drives the cosine instead of
+    ``step / total`` when given: a run limited by minutes then ends its decay as its time ends, whatever its
+    throughput turns out to be."""
     step = max(1, step)
     if step <= warmup:
         return step / max(1, warmup)
     if schedule == "noam":
         return math.sqrt(warmup / step)
     if schedule == "cosine":
-        if total <= warmup:
+        if progress is not None:
+            p = min(1.0, max(0.0, progress))
+        elif total <= warmup:
             return 1.0
-        p = min(1.0, (step - warmup) / (total - warmup))
+        else:
+            p = min(1.0, (step - warmup) / (total - warmup))
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p))
     raise ValueError(f"unknown schedule {schedule!r} (noam or cosine)")
 
@@ -237,7 +244,19 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
         (no_decay if p.dim() < 2 or "norm" in n_ or "pos_bias" in n_ else decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=tc.lr, betas=(0.9, 0.98), eps=1e-9, **_fused_if_supported(device))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s + 1, tc.warmup_steps, tc.schedule, tc.total_steps))
+    if tc.schedule_over not in ("steps", "minutes"):
+        raise ValueError(f"train.schedule_over must be steps or minutes, not {tc.schedule_over!r}")
+    clock = {"elapsed": 0.0}  # training seconds so far (validation excluded); restored on resume
+
+    def progress(step_: int) -> float | None:
+        """Share of the run done, for a cosine over minutes: the larger of the time and step shares."""
+        if tc.schedule_over != "minutes" or not tc.max_minutes:
+            return None
+        by_steps = step_ / tc.total_steps if tc.total_steps else 0.0
+        return max(clock["elapsed"] / (tc.max_minutes * 60), by_steps)
+
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s + 1, tc.warmup_steps, tc.schedule, tc.total_steps, progress(s + 1)))
 
     step, epoch, batch_in_epoch, elapsed, audio_seen = 0, 0, 0, 0.0, 0.0
     latest = load_latest_checkpoint(exp, warn=log_warning if dist_info.main else None) if resume and not overwrite else None
@@ -249,6 +268,7 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
         sched.load_state_dict(st["scheduler"])
         step, epoch, batch_in_epoch = st["step"], st["epoch"], st["batch_in_epoch"]
         elapsed, audio_seen = st["elapsed"], st["audio_seen"]
+        clock["elapsed"] = elapsed
         set_rng_state(st["rng"])
     ddp_model = model
     if dist_info.world > 1:
@@ -382,16 +402,17 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
             if scaler:
                 scaler.update()
             opt.zero_grad(set_to_none=True)
+            now = time.perf_counter()
+            elapsed += now - t_last
+            window["t"] += now - t_last
+            t_last = now
+            clock["elapsed"] = elapsed
             sched.step()
             step += 1
             batch_in_epoch += 1
             switched = curriculum and step >= tc.curriculum_steps
             if switched:  # curriculum over: what is saved from now on points at a fresh epoch on all the data
                 epoch, batch_in_epoch = epoch + 1, 0
-            now = time.perf_counter()
-            elapsed += now - t_last
-            window["t"] += now - t_last
-            t_last = now
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(out['loss']):.1f}", lr=f"{sched.get_last_lr()[0]:.2e}", ep=epoch)

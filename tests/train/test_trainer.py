@@ -39,6 +39,11 @@ def test_lr_schedule():
     assert lr_factor(10, 10, "noam", 0) == pytest.approx(1.0)
     assert lr_factor(40, 10, "noam", 0) == pytest.approx(0.5)
     assert lr_factor(100, 10, "cosine", 100) == pytest.approx(0.05)
+    # over a time budget: the progress share drives the cosine, whatever the step count (no total needed)
+    assert lr_factor(5, 10, "cosine", 0, progress=0.9) == pytest.approx(0.5)  # warm-up still by steps
+    assert lr_factor(500, 10, "cosine", 0, progress=0.0) == pytest.approx(1.0)
+    assert lr_factor(500, 10, "cosine", 0, progress=0.5) == pytest.approx(0.525)
+    assert lr_factor(50, 10, "cosine", 0, progress=1.7) == pytest.approx(0.05)
     with pytest.raises(ValueError):
         lr_factor(20, 10, "wavy", 0)
 
@@ -255,3 +260,23 @@ def test_val_best_keeps_and_exports_the_best_dev_checkpoints(tiny_manifests, lan
     assert [p.name for p in used] == ["step-2.pt", "step-6.pt"] and torch.equal(weights["w"], torch.full((2,), 4.0))
     _, used = averaged_weights(d, 1, select="last")
     assert [p.name for p in used] == ["step-8.pt"]
+
+
+def test_14_cosine_over_minutes_decays_with_the_time_budget(tiny_manifests, lang, tmp_path):
+    """schedule_over=minutes: the cosine follows the wall-time budget (no step count given), and a run that
+    resumes keeps the time it had spent, so its learning rate goes on from where it was."""
+    exp = tmp_path / "exp"
+    extra = ["train.schedule=cosine", "train.schedule_over=minutes", "train.max_minutes=0.12", "train.warmup_steps=2",
+             "train.epochs=1000", "train.checkpoint_every=0"]
+    cfg = load_config("tiny", QUICK + ["train.total_steps=0", *extra])
+    train(cfg, tiny_manifests, lang, exp, valid_subset="", progress=False)
+    recs = [json.loads(x) for x in (exp / "train_log.jsonl").read_text().splitlines() if '"lr"' in x]
+    lrs = [r["lr"] for r in recs]
+    assert len(lrs) > 4 and recs[-1]["wall_min"] >= 0.12
+    peak = 0.003
+    assert max(lrs) > 0.5 * peak  # it reached (near) the peak after warm-up ...
+    assert lrs[-1] < 0.15 * peak  # ... and ended near the floor (5% of the peak) as the minutes ran out
+    assert all(b <= a + 1e-12 for a, b in zip(lrs[2:], lrs[3:]))  # monotone after warm-up
+    with pytest.raises(ValueError, match="schedule_over"):
+        train(load_config("tiny", QUICK + ["train.total_steps=1", "train.schedule_over=hours"]), tiny_manifests,
+              lang, tmp_path / "bad", valid_subset="", progress=False)
