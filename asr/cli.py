@@ -552,6 +552,7 @@ def eval_cmd(
     hotwords: Optional[Path] = HOTWORDS_OPT,
     hotword_boost: float = HOTWORD_BOOST_OPT,
     compare_lm: bool = typer.Option(False, "--compare-lm", help="With --lm: also decode each LM-using decoder without it (rows METHOD and METHOD+lm)."),
+    by_speaker: bool = typer.Option(False, "--by-speaker", help="Also WER/CER per speaker (per voice on the synthetic corpus, from its SPEAKERS.TXT)."),
     limit: int = typer.Option(0, help="Score only the first N utterances (0: all)."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write per-utterance details, results.md/json and a WER-vs-speed plot here."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
@@ -600,7 +601,7 @@ def eval_cmd(
     if len(cuts) == 0:
         _fail(f"{refs or manifests}: nothing to score ({len(errors)} unusable row(s))")
     table = _run(evaluate_and_report, lm, cuts, name, methods, opts, out_dir, device, echo=typer.echo,
-                 compare_lm=compare_lm)
+                 compare_lm=compare_lm, by_speaker=by_speaker)
     typer.echo(table)
     if errors:
         typer.secho(f"error: {len(errors)} row(s) could not be scored and are not in these figures", fg=typer.colors.RED,

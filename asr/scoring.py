@@ -11,6 +11,7 @@ from typing import Callable
 from asr.decode import DecodeOptions
 from asr.evaluate import EvalResult, evaluate_cuts
 from asr.files import write_atomic
+from asr.text import normalize_text
 
 
 def load_refs_tsv(path: str | os.PathLike):
@@ -70,8 +71,6 @@ def details(result: EvalResult) -> str:
     """Per-utterance aligned reference/hypothesis, worst (most word errors) first."""
     import jiwer
 
-    from asr.text import normalize_text
-
     blocks = []
     for cid, ref, hyp in result.rows:
         r, h = normalize_text(ref), normalize_text(hyp)
@@ -86,6 +85,62 @@ def details(result: EvalResult) -> str:
     return "".join(f"{cid}  errors {e}/{n}\n{t}\n" for e, n, cid, t in blocks)
 
 
+def speaker_labels(cuts) -> dict[str, str]:
+    """Cut id -> the speaker's label for a per-speaker breakdown: the voice (synthetic corpus) or the reader's
+    name (LibriSpeech) from the corpus's SPEAKERS.TXT when there is one (``CORPUS/SUBSET/SPK/CHAPTER/x.flac``),
+    else the supervision's speaker id."""
+    tables: dict[Path, dict[str, str]] = {}
+    out = {}
+    for c in cuts:
+        spk = str(c.supervisions[0].speaker) if c.supervisions and c.supervisions[0].speaker else ""
+        label = spk or "unknown"
+        src = c.recording.sources[0].source if c.has_recording and c.recording.sources else ""
+        parents = Path(str(src)).parents if src else []
+        if spk and len(parents) > 3:
+            root = parents[3]
+            if root not in tables:
+                tables[root] = _read_speakers_txt(root / "SPEAKERS.TXT")
+            label = tables[root].get(spk, label)
+        out[c.id] = label
+    return out
+
+
+def _read_speakers_txt(path: Path) -> dict[str, str]:
+    """``ID -> VOICE`` (synthetic corpus) or ``ID -> NAME`` (LibriSpeech's SPEAKERS.TXT); {} when absent."""
+    if not path.is_file():
+        return {}
+    header, rows = None, {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        cols = [x.strip() for x in line.lstrip(";").split("|")]
+        if line.startswith(";"):
+            if cols and cols[0].upper() == "ID":
+                header = [x.upper() for x in cols]
+            continue
+        if header is None or len(cols) < len(header):
+            continue
+        key = "VOICE" if "VOICE" in header else "NAME" if "NAME" in header else None
+        if key:
+            rows[cols[0]] = cols[header.index(key)]
+    return rows
+
+
+def breakdown_table(result: EvalResult, labels: dict[str, str], what: str = "speaker") -> str:
+    """WER and CER of ``result`` per label (e.g. per voice), worst first, as a markdown table."""
+    from asr.metrics import cer, wer
+
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for cid, ref, hyp in result.rows:
+        groups.setdefault(labels.get(cid, "unknown"), []).append((ref, normalize_text(hyp)))
+    scored = []
+    for label, pairs in groups.items():
+        refs, hyps = [r for r, _ in pairs], [h for _, h in pairs]
+        scored.append((wer(refs, hyps), cer(refs, hyps), len(pairs), label))
+    scored.sort(key=lambda x: (-x[0].rate, x[3]))
+    lines = [f"| {what} | utterances | words | WER | CER |", "|---|---|---|---|---|"]
+    lines += [f"| {label} | {n} | {w.ref_len} | {100 * w.rate:.2f}% | {100 * c.rate:.2f}% |" for w, c, n, label in scored]
+    return "\n".join(lines)
+
+
 def results_table(name: str, results: list[EvalResult]) -> str:
     lines = ["| subset | decoder | utterances | WER | S / D / I | CER | RTF (whole decode) |",
              "|---|---|---|---|---|---|---|"]
@@ -98,11 +153,14 @@ def results_table(name: str, results: list[EvalResult]) -> str:
 
 def evaluate_and_report(lm, cuts, name: str, methods: list[str], opts: DecodeOptions = DecodeOptions(),
                         out_dir: Path | None = None, device: str = "cpu",
-                        echo: Callable[[str], None] | None = None, compare_lm: bool = False) -> str:
+                        echo: Callable[[str], None] | None = None, compare_lm: bool = False,
+                        by_speaker: bool = False) -> str:
     """Decode ``cuts`` with every method; returns the markdown table, and with ``out_dir`` writes
     ``NAME_METHOD.details.txt``, ``NAME.results.json``, ``NAME.results.md`` and ``NAME.wer_vs_rtf.png``.
     With an LM in ``opts``, the methods that use it are labelled ``METHOD+lm``; ``compare_lm`` also decodes
-    them without it, so the table and the plot show what the LM gives each decoder and what it costs."""
+    them without it, so the table and the plot show what the LM gives each decoder and what it costs.
+    ``by_speaker``: also WER/CER per speaker (per voice on the synthetic corpus), printed and written to
+    ``NAME_METHOD.by_speaker.md``."""
     from dataclasses import replace
 
     from asr.decode import LM_USERS
@@ -116,6 +174,7 @@ def evaluate_and_report(lm, cuts, name: str, methods: list[str], opts: DecodeOpt
         else:
             runs.append((m, m, opts))
     results, used = [], []
+    labels = speaker_labels(cuts) if by_speaker else {}
     for label, m, o in runs:
         r = replace(evaluate_cuts(lm, cuts, m, o, device=device), method=label)
         results.append(r)
@@ -124,6 +183,12 @@ def evaluate_and_report(lm, cuts, name: str, methods: list[str], opts: DecodeOpt
             echo(f"{name} {label}: WER {r.wer}  CER {100 * r.cer.rate:.2f}%  RTF {r.rtf:.4f}")
         if out_dir:
             write_atomic(Path(out_dir) / f"{name}_{label}.details.txt", details(r))
+        if by_speaker:
+            t = breakdown_table(r, labels, "speaker")
+            if echo:
+                echo(f"{name} {label} per speaker:\n{t}")
+            if out_dir:
+                write_atomic(Path(out_dir) / f"{name}_{label}.by_speaker.md", t + "\n")
     table = results_table(name, results)
     if out_dir:
         from asr.plots import plot_wer_vs_rtf

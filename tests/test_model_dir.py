@@ -122,3 +122,31 @@ def test_int8_and_bf16_demo_decode_like_the_float_model(speech_clips):
     assert r.exit_code == 0 and r.output.strip(), r.output
     r = runner.invoke(app, ["transcribe", str(speech_clips[0].path), "--quantize", "int4", "--no-progress"])
     assert r.exit_code == 1 and "unknown quantization" in r.output and "Traceback" not in r.output
+
+
+def test_14_eval_by_speaker_names_the_voices_and_adds_up(exp, tmp_path, tiny_manifests, tiny_corpus):
+    """`asr eval --by-speaker`: one row per voice of the corpus's SPEAKERS.TXT; the rows' errors and words sum to
+    the whole subset's."""
+    from typer.testing import CliRunner
+
+    from asr.cli import app
+    from asr.data.prepare import load_cuts
+    from asr.evaluate import evaluate_cuts
+    from asr.scoring import breakdown_table, speaker_labels
+
+    model = export_model(exp, tmp_path / "m", average_last=2)
+    cuts = load_cuts(tiny_manifests, "dev").to_eager()
+    labels = speaker_labels(cuts)
+    voices = {line.split("|")[2].strip() for line in (tiny_corpus / "SPEAKERS.TXT").read_text().splitlines()
+              if not line.startswith(";") and "|dev" in line}
+    assert set(labels.values()) == voices and len(labels) == len(cuts)
+    res = evaluate_cuts(asr.load_model(model), cuts, "ctc_greedy")
+    rows = [r.split("|")[1:-1] for r in breakdown_table(res, labels, "voice").splitlines()[2:]]
+    assert sorted(r[0].strip() for r in rows) == sorted(voices)
+    assert sum(int(r[2]) for r in rows) == res.wer.ref_len
+    assert sum(int(r[1]) for r in rows) == len(cuts)
+    r = CliRunner().invoke(app, ["eval", "--model", str(model), "--manifests", str(tiny_manifests), "--subset", "dev",
+                                 "--by-speaker", "--out-dir", str(tmp_path / "ev")])
+    assert r.exit_code == 0, r.output
+    assert "per speaker" in r.output and all(v in r.output for v in voices)
+    assert (tmp_path / "ev" / "dev_ctc_greedy.by_speaker.md").is_file()
