@@ -2,8 +2,9 @@
 
     .venv/bin/python tools/make_demo_model.py EXP [--manifests DIR] [--real ../shared/real/manifest.tsv]
 
-Exports EXP (last 4 checkpoints averaged, fp16 weights) into asr/pretrained/demo, then scores every
-decoder on the synthetic test subset and on the real clips and writes both tables into MODEL_CARD.md.
+Exports EXP (the 4 checkpoints with the lowest dev CER averaged, fp16 weights) into asr/pretrained/demo, then
+scores every decoder on the synthetic test subset (and CTC greedy per test voice) and on the real clips and
+writes the tables into MODEL_CARD.md.
 """
 
 from __future__ import annotations
@@ -24,36 +25,47 @@ def main() -> None:
     from asr.decode import DecodeOptions, available_methods
     from asr.model_dir import BUNDLED, load_model, write_card_section
     from asr.train.export import export_model
-    from asr.scoring import evaluate_and_report, load_refs_tsv
+    from asr.evaluate import evaluate_cuts
+    from asr.scoring import breakdown_table, evaluate_and_report, load_refs_tsv, speaker_labels
 
     ap = argparse.ArgumentParser()
     ap.add_argument("exp", type=Path)
     ap.add_argument("--manifests", type=Path, default=REPO / "data/work/manifests_synthetic")
     ap.add_argument("--real", type=Path, default=REPO.parent / "shared/real/manifest.tsv")
     ap.add_argument("--average", type=int, default=4)
-    ap.add_argument("--limit", type=int, default=0, help="score only the first N test utterances")
+    ap.add_argument("--select", choices=("best", "last"), default="best", help="checkpoints by dev CER or newest")
+    ap.add_argument("--limit", type=int, default=0, help="score N evenly spaced test utterances with every decoder "
+                    "(CTC greedy per voice always scores all of them)")
     ap.add_argument("--out", type=Path, default=BUNDLED / "demo")
+    ap.add_argument("--recipe", default="bash recipes/librispeech/run.sh", help="the command that trained EXP (for the card)")
     a = ap.parse_args()
     torch.set_num_threads(2)
-    out = export_model(a.exp, a.out, average_last=a.average, half=True)
+    out = export_model(a.exp, a.out, average_last=a.average, half=True, select=a.select)
     lm = load_model(out)
     methods = available_methods(lm.model)
     opts = DecodeOptions()
     cuts = load_cuts(a.manifests, "test").to_eager()
-    if a.limit:
-        cuts = cuts.subset(first=a.limit)
+    all_cuts = cuts
+    if a.limit and a.limit < len(cuts):  # evenly spaced, so every test voice is in the table (cuts go by speaker)
+        ids = [c.id for c in cuts]
+        cuts = cuts.subset(cut_ids=[ids[i * len(ids) // a.limit] for i in range(a.limit)])
     t0 = time.time()
     table = evaluate_and_report(lm, cuts, "synthetic-test", methods, opts, a.exp / "decode_demo", echo=print)
-    body = [f"Decoded {len(cuts)} utterances of the synthetic test subset (5 voices never heard in training) "
+    body = [f"Decoded {len(cuts)} utterances of the synthetic test subset (voices never heard in training"
+            f"{', evenly spaced over its ' + str(len(all_cuts)) if len(cuts) < len(all_cuts) else ''}) "
             f"with every decoder; beam {opts.beam}, joint CTC weight {opts.ctc_weight}, Mask-CTC threshold "
             f"{opts.mask_threshold} / {opts.mask_iterations} iterations; real-time factor of the whole decode "
             f"on 2 CPU threads (fbank + encoder + search), full context.", "", table, ""]
+    greedy = evaluate_cuts(lm, all_cuts, "ctc_greedy", opts)
+    body += [f"CTC greedy per test voice (all {len(all_cuts)} test utterances; every voice unseen in training; "
+             f"overall WER {100 * greedy.wer.rate:.2f}%, CER {100 * greedy.cer.rate:.2f}%), worst first:", "",
+             breakdown_table(greedy, speaker_labels(all_cuts), "voice"), ""]
     if a.real.is_file():
         real_cuts, errors = load_refs_tsv(a.real)
         real = evaluate_and_report(lm, real_cuts, "shared-real", methods, opts, a.exp / "decode_demo", echo=print)
         body += [f"Real recorded speech ({len(real_cuts)} clips from ../shared/real: LibriSpeech, LJ Speech and "
                  "others; human voices, none like the synthetic training data):", "", real, ""]
-    body += ["Reproduce: `bash recipes/librispeech/run.sh` (trains this model), then "
+    body += [f"Reproduce: `{a.recipe}` (trains this model), then "
              f"`.venv/bin/python tools/make_demo_model.py {a.exp.relative_to(REPO) if a.exp.is_relative_to(REPO) else a.exp}`"
              f" (took {time.time() - t0:.0f} s here)."]
     write_card_section(out, "Measured WER per decoder", "\n".join(body))

@@ -415,7 +415,7 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
                 epoch, batch_in_epoch = epoch + 1, 0
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(out['loss']):.1f}", lr=f"{sched.get_last_lr()[0]:.2e}", ep=epoch)
+                bar.set_postfix(loss=f"{float(out['loss'].detach()):.1f}", lr=f"{sched.get_last_lr()[0]:.2e}", ep=epoch)
             if step % tc.log_every == 0 and window["n"]:
                 n = window["n"]
                 log({"loss": window["loss"] / n, **{k: window[k] / n for k in ("ctc", "att", "mlm", "acc") if window[k]},

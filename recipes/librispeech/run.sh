@@ -2,6 +2,8 @@
 # LibriSpeech recipe: the same stages on real LibriSpeech and on the offline synthetic corpus.
 #
 #   bash recipes/librispeech/run.sh                          synthetic corpus (8 h), all stages 0-5 (about 75 min)
+#   bash recipes/librispeech/run.sh --hours 16 --speakers-per-voice 4 --set train.max_minutes=120
+#                                                            the bundled demo model (about 2.5 h)
 #   bash recipes/librispeech/run.sh --data librispeech       real LibriSpeech (downloads; needs a network)
 #   bash recipes/librispeech/run.sh --stage 1 --stop-stage 2 resume / re-run some stages
 #
@@ -25,6 +27,7 @@ stage=0
 stop_stage=6
 data=synthetic            # synthetic | librispeech
 hours=8                   # synthetic corpus size (the tiny preset's training data)
+speakers_per_voice=2      # synthetic speakers (rate x pitch settings) per TTS voice
 seed=0
 parts="train-clean-100 dev-clean test-clean"   # real LibriSpeech parts to download
 work=$repo/data/work      # corpus, manifests, lang (git-ignored)
@@ -46,6 +49,7 @@ while [ $# -gt 0 ]; do
     --stop-stage) stop_stage=$2; shift 2 ;;
     --data) data=$2; shift 2 ;;
     --hours) hours=$2; shift 2 ;;
+    --speakers-per-voice) speakers_per_voice=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --parts) parts=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
@@ -60,7 +64,7 @@ while [ $# -gt 0 ]; do
     --lm-text) lm_text=$2; shift 2 ;;
     --lm-order) lm_order=$2; shift 2 ;;
     --lm-neural-minutes) lm_neural_minutes=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -80,7 +84,7 @@ command -v asr >/dev/null || { echo "run.sh: 'asr' not found: run 'bash tools/se
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   if [ "$data" = synthetic ]; then
     log "stage 0: synthesize $hours h into $corpus"
-    asr data synth --out "$corpus" --hours "$hours" --seed "$seed"
+    asr data synth --out "$corpus" --hours "$hours" --seed "$seed" --speakers-per-voice "$speakers_per_voice"
   else
     log "stage 0: download LibriSpeech ($parts) into $corpus"
     mkdir -p "$corpus"
