@@ -554,6 +554,7 @@ def eval_cmd(
     compare_lm: bool = typer.Option(False, "--compare-lm", help="With --lm: also decode each LM-using decoder without it (rows METHOD and METHOD+lm)."),
     by_speaker: bool = typer.Option(False, "--by-speaker", help="Also WER/CER per speaker (per voice on the synthetic corpus, from its SPEAKERS.TXT)."),
     limit: int = typer.Option(0, help="Score only the first N utterances (0: all)."),
+    spread: bool = typer.Option(False, "--spread", help="With --limit: N utterances evenly spaced over the subset (every speaker) instead of the first N."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write per-utterance details, results.md/json and a WER-vs-speed plot here."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N."),
@@ -565,7 +566,7 @@ def eval_cmd(
     import torch
 
     from asr.decode import available_methods
-    from asr.scoring import evaluate_and_report, load_refs_tsv
+    from asr.scoring import evaluate_and_report, load_refs_tsv, spread_subset
 
     if threads:
         torch.set_num_threads(threads)
@@ -597,7 +598,7 @@ def eval_cmd(
     else:
         _fail("give --manifests (and --subset) or --refs")
     if limit:
-        cuts = cuts.subset(first=limit)
+        cuts = spread_subset(cuts, limit) if spread else cuts.subset(first=limit)
     if len(cuts) == 0:
         _fail(f"{refs or manifests}: nothing to score ({len(errors)} unusable row(s))")
     table = _run(evaluate_and_report, lm, cuts, name, methods, opts, out_dir, device, echo=typer.echo,

@@ -85,6 +85,15 @@ def details(result: EvalResult) -> str:
     return "".join(f"{cid}  errors {e}/{n}\n{t}\n" for e, n, cid, t in blocks)
 
 
+def spread_subset(cuts, n: int):
+    """``n`` cuts evenly spaced over ``cuts`` (all of them when ``n`` is 0 or not smaller): manifests go speaker
+    by speaker, so the first ``n`` would hear only a few speakers."""
+    ids = [c.id for c in cuts]
+    if not n or n >= len(ids):
+        return cuts
+    return cuts.subset(cut_ids=[ids[i * len(ids) // n] for i in range(n)])
+
+
 def speaker_labels(cuts) -> dict[str, str]:
     """Cut id -> the speaker's label for a per-speaker breakdown: the voice (synthetic corpus) or the reader's
     name (LibriSpeech) from the corpus's SPEAKERS.TXT when there is one (``CORPUS/SUBSET/SPK/CHAPTER/x.flac``),

@@ -150,3 +150,13 @@ def test_14_eval_by_speaker_names_the_voices_and_adds_up(exp, tmp_path, tiny_man
     assert r.exit_code == 0, r.output
     assert "per speaker" in r.output and all(v in r.output for v in voices)
     assert (tmp_path / "ev" / "dev_ctc_greedy.by_speaker.md").is_file()
+    # --limit N --spread: N utterances over every speaker, where the first N hear only the first speakers
+    from asr.scoring import spread_subset
+
+    n = len(voices)
+    picked = spread_subset(cuts, n)
+    assert len(picked) == n and len({labels[c.id] for c in picked}) > len({labels[c.id] for c in cuts.subset(first=n)})
+    r = CliRunner().invoke(app, ["eval", "--model", str(model), "--manifests", str(tiny_manifests), "--subset", "dev",
+                                 "--limit", str(n), "--spread", "--by-speaker"])
+    assert r.exit_code == 0, r.output
+    assert f"| dev | ctc_greedy | {n} |" in r.output and sum(v in r.output for v in voices) == len({labels[c.id] for c in picked})

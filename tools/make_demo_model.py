@@ -26,7 +26,7 @@ def main() -> None:
     from asr.model_dir import BUNDLED, load_model, write_card_section
     from asr.train.export import export_model
     from asr.evaluate import evaluate_cuts
-    from asr.scoring import breakdown_table, evaluate_and_report, load_refs_tsv, speaker_labels
+    from asr.scoring import breakdown_table, evaluate_and_report, load_refs_tsv, speaker_labels, spread_subset
 
     ap = argparse.ArgumentParser()
     ap.add_argument("exp", type=Path)
@@ -46,9 +46,7 @@ def main() -> None:
     opts = DecodeOptions()
     cuts = load_cuts(a.manifests, "test").to_eager()
     all_cuts = cuts
-    if a.limit and a.limit < len(cuts):  # evenly spaced, so every test voice is in the table (cuts go by speaker)
-        ids = [c.id for c in cuts]
-        cuts = cuts.subset(cut_ids=[ids[i * len(ids) // a.limit] for i in range(a.limit)])
+    cuts = spread_subset(cuts, a.limit)  # evenly spaced, so every test voice is in the table
     t0 = time.time()
     table = evaluate_and_report(lm, cuts, "synthetic-test", methods, opts, a.exp / "decode_demo", echo=print)
     body = [f"Decoded {len(cuts)} utterances of the synthetic test subset (voices never heard in training"
