@@ -187,6 +187,18 @@ def _all_agree(flag: bool, dist_info: "Dist") -> bool:
     return bool(t.item())
 
 
+def _agreed_max(value: float, dist_info: "Dist") -> float:
+    """The largest ``value`` over the DDP ranks (each rank measures its own time; a schedule driven by time must
+    give every rank the same learning rate, or their weights drift apart)."""
+    if dist_info.world <= 1:
+        return value
+    import torch.distributed as dist
+
+    t = torch.tensor([float(value)], dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
 def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str = "train", valid_subset: str = "dev",
           resume: bool = True, device: str = "cpu", progress: bool = True, curve_subset: str = "",
           overwrite: bool = False) -> dict:
@@ -406,7 +418,8 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
             elapsed += now - t_last
             window["t"] += now - t_last
             t_last = now
-            clock["elapsed"] = elapsed
+            if tc.schedule_over == "minutes":
+                clock["elapsed"] = _agreed_max(elapsed, dist_info)
             sched.step()
             step += 1
             batch_in_epoch += 1

@@ -4,7 +4,8 @@
 #   2. lhotse manifests
 #   3. transcribe a few of its recordings into txt/json/srt/vtt with word timestamps
 #   4. build a word 3-gram LM from the corpus's text sources minus every test sentence (about 15 s)
-#   5. score every decoder, with and without the LM, on the first N test utterances; print the WER / RTF table
+#   5. score every decoder, with and without the LM, on N test utterances spread over every test voice; print
+#      the WER / RTF table
 #
 #   bash recipes/librispeech/demo.sh [--limit N] [--work DIR]
 set -euo pipefail
@@ -17,7 +18,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --limit) limit=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "demo.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -26,7 +27,7 @@ log() { printf '\033[1m[demo %s]\033[0m %s\n' "$(date +%H:%M:%S)" "$*"; }
 
 corpus=$work/synthetic; manifests=$work/manifests_synthetic; out=$work/demo
 log "1/5 synthesize the test subset (seed 0, the recipe's plan) into $corpus"
-asr data synth --out "$corpus" --hours 8 --seed 0 --subset test --no-progress
+asr data synth --out "$corpus" --hours 16 --speakers-per-voice 4 --seed 0 --subset test --no-progress
 log "2/5 manifests in $manifests"
 asr data prepare --corpus-dir "$corpus" --out "$manifests"
 log "3/5 transcribe 3 recordings -> $out/transcripts"
@@ -40,7 +41,7 @@ done
 log "4/5 word 3-gram LM without any test sentence -> $out/lm"
 [ -f "$out/lm/lm.arpa" ] || asr lm train default --out "$out/lm" --order 3 --exclude-manifests "$manifests" \
   --exclude-subset test --model demo > /dev/null
-log "5/5 every decoder on the first $limit test utterances (2 threads)"
-asr eval --model demo --manifests "$manifests" --subset test --limit "$limit" --decoder all --lm "$out/lm" --compare-lm \
+log "5/5 every decoder on $limit test utterances spread over the test voices (2 threads)"
+asr eval --model demo --manifests "$manifests" --subset test --limit "$limit" --spread --decoder all --lm "$out/lm" --compare-lm \
   --out-dir "$out/eval" --threads 2
 log "done: transcripts in $out/transcripts, per-utterance details and the WER-vs-speed plot in $out/eval"

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # LibriSpeech recipe: the same stages on real LibriSpeech and on the offline synthetic corpus.
 #
-#   bash recipes/librispeech/run.sh                          synthetic corpus (8 h), all stages 0-5 (about 75 min)
-#   bash recipes/librispeech/run.sh --hours 16 --speakers-per-voice 4 --set train.max_minutes=120
-#                                                            the bundled demo model (about 2.5 h)
+#   bash recipes/librispeech/run.sh                          synthetic corpus (16 h), all stages 0-5 (about 85 min)
+#   bash recipes/librispeech/run.sh --set train.max_minutes=120 --stop-stage 4
+#                                                            the bundled demo model (about 2 h 15 min)
 #   bash recipes/librispeech/run.sh --data librispeech       real LibriSpeech (downloads; needs a network)
 #   bash recipes/librispeech/run.sh --stage 1 --stop-stage 2 resume / re-run some stages
 #
@@ -26,8 +26,8 @@ repo=$(cd "$here/../.." && pwd)
 stage=0
 stop_stage=6
 data=synthetic            # synthetic | librispeech
-hours=8                   # synthetic corpus size (the tiny preset's training data)
-speakers_per_voice=2      # synthetic speakers (rate x pitch settings) per TTS voice
+hours=16                  # synthetic corpus size (the tiny preset's training data)
+speakers_per_voice=4      # synthetic speakers (rate x pitch settings) per TTS voice
 seed=0
 parts="train-clean-100 dev-clean test-clean"   # real LibriSpeech parts to download
 work=$repo/data/work      # corpus, manifests, lang (git-ignored)
