@@ -554,7 +554,7 @@ def eval_cmd(
     compare_lm: bool = typer.Option(False, "--compare-lm", help="With --lm: also decode each LM-using decoder without it (rows METHOD and METHOD+lm)."),
     by_speaker: bool = typer.Option(False, "--by-speaker", help="Also WER/CER per speaker (per voice on the synthetic corpus, from its SPEAKERS.TXT)."),
     limit: int = typer.Option(0, help="Score only the first N utterances (0: all)."),
-    spread: bool = typer.Option(False, "--spread", help="With --limit: N utterances evenly spaced over the subset (every speaker) instead of the first N."),
+    spread: bool = typer.Option(False, "--spread", help="With --limit: N utterances evenly spaced over the subset instead of the first N (which follow the folder order and may miss speakers)."),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Write per-utterance details, results.md/json and a WER-vs-speed plot here."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N."),

@@ -86,8 +86,8 @@ def details(result: EvalResult) -> str:
 
 
 def spread_subset(cuts, n: int):
-    """``n`` cuts evenly spaced over ``cuts`` (all of them when ``n`` is 0 or not smaller): manifests go speaker
-    by speaker, so the first ``n`` would hear only a few speakers."""
+    """``n`` cuts evenly spaced over ``cuts`` (all of them when ``n`` is 0 or not smaller): manifests follow the
+    corpus's folder order, so the first ``n`` may hear only some of its speakers."""
     ids = [c.id for c in cuts]
     if not n or n >= len(ids):
         return cuts

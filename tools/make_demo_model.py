@@ -46,7 +46,7 @@ def main() -> None:
     opts = DecodeOptions()
     cuts = load_cuts(a.manifests, "test").to_eager()
     all_cuts = cuts
-    cuts = spread_subset(cuts, a.limit)  # evenly spaced, so every test voice is in the table
+    cuts = spread_subset(cuts, a.limit)  # evenly spaced over the whole test subset
     t0 = time.time()
     table = evaluate_and_report(lm, cuts, "synthetic-test", methods, opts, a.exp / "decode_demo", echo=print)
     body = [f"Decoded {len(cuts)} utterances of the synthetic test subset (voices never heard in training"
