@@ -118,18 +118,16 @@ def _read_speakers_txt(path: Path) -> dict[str, str]:
     """``ID -> VOICE`` (synthetic corpus) or ``ID -> NAME`` (LibriSpeech's SPEAKERS.TXT); {} when absent."""
     if not path.is_file():
         return {}
-    header, rows = None, {}
+    header, col, rows = None, None, {}
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         cols = [x.strip() for x in line.lstrip(";").split("|")]
         if line.startswith(";"):
             if cols and cols[0].upper() == "ID":
                 header = [x.upper() for x in cols]
+                col = header.index("VOICE") if "VOICE" in header else header.index("NAME") if "NAME" in header else None
             continue
-        if header is None or len(cols) < len(header):
-            continue
-        key = "VOICE" if "VOICE" in header else "NAME" if "NAME" in header else None
-        if key:
-            rows[cols[0]] = cols[header.index(key)]
+        if col is not None and len(cols) >= len(header):
+            rows[cols[0]] = cols[col]
     return rows
 
 

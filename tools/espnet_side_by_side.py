@@ -30,6 +30,8 @@ V, D, HEADS, FFN, ENC_LAYERS, DEC_LAYERS, FRAMES = 5000, 256, 4, 2048, 12, 6, 20
 
 
 def _median(fn, runs: int) -> float:
+    """Median wall time of ``fn`` after one warm-up call. The same as ``asr.bench._median_time``, written out
+    here because ESPnet mode runs under ESPnet's interpreter, where this toolkit is not importable."""
     fn()
     ts = []
     for _ in range(runs):

@@ -38,6 +38,11 @@ class Batch:
     duration: float  # seconds of audio in the batch
 
 
+def cut_fbank(cut) -> torch.Tensor:
+    """``(T, 80)`` fbank of one cut's audio (16 kHz; speed perturbation applied by lhotse)."""
+    return fbank(cut.load_audio()[0])
+
+
 class FeatureCache:
     """Fbank of cuts on disk: ``DIR/ab/<sha1>.npy``, the hash over the cut (id, recording sources, start,
     duration, transforms such as speed perturbation) and the fbank settings, so a regenerated corpus or other
@@ -64,7 +69,7 @@ class FeatureCache:
             return torch.from_numpy(np.load(path))
         except (OSError, ValueError):
             pass
-        f = fbank(cut.load_audio()[0])
+        f = cut_fbank(cut)
         if self.writable:
             from asr.files import atomic_path
 
@@ -95,11 +100,7 @@ class CutDataset(torch.utils.data.Dataset):
             self._tok = Tokenizer(self.tokenizer_path)
         feats, texts, ids = [], [], []
         for c in cuts:
-            if self.cache is not None:
-                feats.append(self.cache.fbank(c))
-            else:
-                audio = c.load_audio()[0]  # (T,) at 16 kHz (speed perturbation applied by lhotse)
-                feats.append(fbank(audio))
+            feats.append(self.cache.fbank(c) if self.cache is not None else cut_fbank(c))
             texts.append(" ".join(s.text for s in c.supervisions))
             ids.append(c.id)
         padded, lens = fbank_batch(feats)

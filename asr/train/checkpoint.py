@@ -41,6 +41,11 @@ def set_rng_state(s: dict) -> None:
         torch.cuda.set_rng_state_all(s["cuda"][: torch.cuda.device_count()])
 
 
+def checkpoint_step(path: Path) -> int:
+    """N of ``step-N.pt``."""
+    return int(_CKPT.match(Path(path).name).group(1))
+
+
 def list_checkpoints(exp_dir: Path) -> list[Path]:
     """``exp_dir/step-N.pt`` sorted by N."""
     found = [(int(m.group(1)), p) for p in Path(exp_dir).glob("step-*.pt") if (m := _CKPT.match(p.name))]
@@ -75,10 +80,10 @@ def best_checkpoints(exp_dir: Path, n: int) -> list[Path]:
     ``n`` when no scores were recorded."""
     scores = load_scores(exp_dir)
     paths = list_checkpoints(exp_dir)
-    scored = [p for p in paths if int(_CKPT.match(p.name).group(1)) in scores]
+    scored = [p for p in paths if checkpoint_step(p) in scores]
     if not scored:
         return paths[-n:]
-    best = sorted(scored, key=lambda p: (scores[int(_CKPT.match(p.name).group(1))], -paths.index(p)))[:n]
+    best = sorted(scored, key=lambda p: (scores[checkpoint_step(p)], -paths.index(p)))[:n]
     return [p for p in paths if p in best]
 
 

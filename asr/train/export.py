@@ -10,7 +10,8 @@ from pathlib import Path
 
 from asr.config import load_config, to_dict
 from asr.models.asr_model import ASRModel, count_parameters
-from asr.train.checkpoint import average_checkpoints, best_checkpoints, list_checkpoints, load_checkpoint, load_scores
+from asr.train.checkpoint import (average_checkpoints, best_checkpoints, checkpoint_step, list_checkpoints, load_checkpoint,
+                                  load_scores)
 
 
 def averaged_weights(exp: Path, last: int = 1, checkpoints: list[Path] | None = None,
@@ -62,8 +63,8 @@ def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: i
                 "## Shape", "", "```yaml", json.dumps(to_dict(cfg.model), indent=1), "```", "",
                 "Parameters: " + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in params.items()), "",
                 "## Training", "", f"Averaged checkpoints ({select} by dev CER): " + ", ".join(
-                    p.name + (f" (dev CER {100 * scores[int(p.stem.split('-')[1])]:.1f}%)"
-                              if int(p.stem.split('-')[1]) in scores else "") for p in used), ""]
+                    p.name + (f" (dev CER {100 * scores[checkpoint_step(p)]:.1f}%)"
+                              if checkpoint_step(p) in scores else "") for p in used), ""]
         if summary:
             card += ["| figure | value |", "|---|---|"] + [f"| {k} | {round(v, 4) if isinstance(v, float) else v} |"
                                                          for k, v in summary.items()

@@ -178,13 +178,7 @@ def _flat_diff(a: dict, b: dict, prefix: str = "model") -> list[str]:
 
 def _all_agree(flag: bool, dist_info: "Dist") -> bool:
     """True on every rank when it is true on any (DDP ranks stop together, or none does)."""
-    if dist_info.world <= 1:
-        return flag
-    import torch.distributed as dist
-
-    t = torch.tensor([1.0 if flag else 0.0])
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return bool(_agreed_max(1.0 if flag else 0.0, dist_info))
 
 
 def _agreed_max(value: float, dist_info: "Dist") -> float:
