@@ -86,6 +86,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     speed_perturb: bool = True  # 0.9 / 1.0 / 1.1
     spec_augment: bool = True
+    vtlp: float = 0.0  # vocal-tract-length perturbation: each utterance's spectrum stretched by 1 +- up to this
     plain_steps: int = 0  # first N steps without SpecAugment and chunk masks (leave the CTC plateau sooner)
     curriculum_steps: int = 0  # first N steps draw only utterances of at most curriculum_max_seconds (SortaGrad-like)
     curriculum_max_seconds: float = 3.0

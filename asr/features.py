@@ -183,3 +183,62 @@ class SpecAugment(torch.nn.Module):
             m = ((t >= start.unsqueeze(-1)) & (t < (start + w).unsqueeze(-1))).any(1)  # (B, T)
             keep &= ~m.unsqueeze(2)
         return x * keep
+
+
+# -------------------------------------------------------------------------- frequency warping (VTLP)
+
+MEL_LOW_HZ, MEL_HIGH_HZ = 20.0, SAMPLE_RATE / 2  # kaldi fbank defaults (low_freq=20, high_freq=Nyquist)
+
+
+def _mel(f: torch.Tensor) -> torch.Tensor:
+    return 1127.0 * torch.log1p(f / 700.0)
+
+
+def _mel_inv(m: torch.Tensor) -> torch.Tensor:
+    return 700.0 * torch.expm1(m / 1127.0)
+
+
+def warp_source_bins(alpha: torch.Tensor, num_bins: int = NUM_MEL_BINS, cutoff: float = 0.8) -> torch.Tensor:
+    """Fractional source mel bin for each output bin under vocal-tract-length warping by ``alpha (B,)``.
+
+    The spectrum is stretched by ``alpha`` (formants move up for ``alpha > 1``): output frequency ``f`` reads
+    the input at ``f / alpha`` up to a cutoff (``cutoff`` x Nyquist x min(1, alpha)), then a straight line that
+    maps Nyquist onto itself (Kaldi's piecewise-linear VTLN warp). Returns ``(B, num_bins)`` positions in
+    ``[0, num_bins - 1]``; ``alpha == 1`` gives ``0, 1, ..., num_bins - 1``."""
+    lo, hi = _mel(torch.tensor(MEL_LOW_HZ, dtype=torch.float64)), _mel(torch.tensor(MEL_HIGH_HZ, dtype=torch.float64))
+    step = (hi - lo) / (num_bins + 1)
+    centres = _mel_inv(lo + step * torch.arange(1, num_bins + 1, dtype=torch.float64))  # (F,) Hz
+    a = alpha.to(torch.float64).unsqueeze(1)  # (B, 1)
+    f = centres.unsqueeze(0)  # (1, F)
+    c = cutoff * MEL_HIGH_HZ * a.clamp(max=1.0)  # (B, 1) where the straight line starts
+    top = (MEL_HIGH_HZ - c / a) / (MEL_HIGH_HZ - c)  # slope above the cutoff
+    src = torch.where(f <= c, f / a, c / a + (f - c) * top)  # (B, F) source frequency, Hz
+    pos = (_mel(src) - lo) / step - 1.0
+    return pos.clamp(0.0, num_bins - 1.0).float()
+
+
+class FrequencyWarp(torch.nn.Module):
+    """VTLP (Jaitly & Hinton 2013) on log-mel features: each utterance's spectrum stretched by a random factor
+    in ``[1 - max_warp, 1 + max_warp]``, as if spoken by a longer or shorter vocal tract. Works on cached fbank
+    (linear interpolation between mel bins), costs two gathers a batch; a no-op in eval mode or at 0."""
+
+    def __init__(self, max_warp: float = 0.0):
+        super().__init__()
+        self.max_warp = max_warp
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Raw log-mel ``x (B, T, F)`` -> warped copy ``(B, T, F)`` (padding frames stay padding)."""
+        if not self.training or self.max_warp <= 0:
+            return x
+        alpha = 1.0 + (torch.rand(x.size(0), generator=generator) * 2 - 1) * self.max_warp
+        return warp_features(x, alpha)
+
+
+def warp_features(x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Log-mel ``x (B, T, F)`` warped by ``alpha (B,)`` (see :func:`warp_source_bins`) -> ``(B, T, F)``."""
+    B, T, F = x.shape
+    pos = warp_source_bins(alpha, F).to(x.device)  # (B, F)
+    lo = pos.floor().long().clamp(max=F - 2)
+    w = (pos - lo).unsqueeze(1).to(x.dtype)  # (B, 1, F)
+    idx = lo.unsqueeze(1).expand(B, T, F)
+    return torch.gather(x, 2, idx) * (1 - w) + torch.gather(x, 2, idx + 1) * w

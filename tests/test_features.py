@@ -1,4 +1,4 @@
-"""Features: fbank shape, streaming parity, CMVN, SpecAugment."""
+"""Features: fbank shape, streaming parity, CMVN, SpecAugment, VTLP frequency warping."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from asr.audio import SAMPLE_RATE, num_frames
-from asr.features import (CMVNAccumulator, GlobalCMVN, SpecAugment, SpecAugmentConfig, StreamingFbank, compute_cmvn,
-                          fbank)
+from asr.features import (CMVNAccumulator, FrequencyWarp, GlobalCMVN, SpecAugment, SpecAugmentConfig, StreamingFbank,
+                          compute_cmvn, fbank, warp_features, warp_source_bins)
 
 
 def _speechlike(seconds: float, seed: int = 0) -> np.ndarray:
@@ -93,3 +93,35 @@ def test_specaugment_masks_in_train_only():
         assert int(zt.sum()) <= 2 * max(1, int(0.1 * int(lens[b])) + 1)
     aug.eval()
     assert torch.equal(aug(x, lens), x)
+
+
+def _tones(freqs, seconds: float = 1.0) -> np.ndarray:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (0.1 * sum(np.sin(2 * np.pi * f * t) for f in freqs)).astype(np.float32)
+
+
+def test_frequency_warp_matches_the_spectrum_of_scaled_frequencies():
+    """Warping the fbank of tones at f by alpha gives (about) the fbank of tones at alpha * f, below the cutoff."""
+    base = fbank(_tones([500, 1200, 2600])).mean(0)  # (80,)
+    for alpha in (0.9, 1.1):
+        want = fbank(_tones([500 * alpha, 1200 * alpha, 2600 * alpha])).mean(0)
+        got = warp_features(base.view(1, 1, -1), torch.tensor([alpha]))[0, 0]
+        peaks = lambda v: set(torch.topk(v, 3).indices.tolist())  # noqa: E731
+        assert all(min(abs(p - q) for q in peaks(want)) <= 1 for p in peaks(got)), (alpha, peaks(got), peaks(want))
+        assert (got - want).abs().mean() < 0.5 * (base - want).abs().mean()  # much nearer than the unwarped
+
+
+def test_frequency_warp_identity_monotone_and_eval_noop():
+    pos = warp_source_bins(torch.tensor([1.0, 0.85, 1.15]))
+    assert torch.allclose(pos[0], torch.arange(80.0), atol=1e-4)
+    assert (pos.diff(dim=1) >= 0).all() and pos.min() >= 0 and pos.max() <= 79
+    assert (pos[:, 0] < 1).all() and (pos[:, -1] > 78).all()  # both ends stay put (Nyquist maps onto itself)
+    x = torch.randn(3, 20, 80)
+    assert torch.allclose(warp_features(x, torch.ones(3)), x, atol=1e-4)
+    fw = FrequencyWarp(0.1)
+    fw.eval()
+    assert fw(x) is x
+    fw.train()
+    y = fw(x, generator=torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and not torch.allclose(y, x)
+    assert FrequencyWarp(0.0).train()(x) is x

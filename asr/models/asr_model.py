@@ -1,4 +1,4 @@
-"""ASRModel: CMVN -> SpecAugment (training) -> Conformer encoder -> CTC, attention and Mask-CTC heads.
+"""ASRModel: VTLP (training) -> CMVN -> SpecAugment (training) -> Conformer encoder -> CTC, attention and Mask-CTC heads.
 
 It computes losses and exposes the narrow methods search uses (``encode``, ``ctc_log_probs``,
 ``decoder``/``r2l_decoder`` steps, ``mlm``); it holds no search code.
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from asr.config import ModelConfig
-from asr.features import GlobalCMVN, SpecAugment
+from asr.features import FrequencyWarp, GlobalCMVN, SpecAugment
 from asr.models.ctc import CTCHead
 from asr.models.decoder import TransformerDecoder
 from asr.models.encoder import ConformerEncoder
@@ -36,6 +36,7 @@ class ASRModel(nn.Module):
         self.mask_id = V - 2  # asr.text: <mask> precedes it
         self.register_buffer("cmvn_mean", torch.zeros(cfg.encoder.input_dim))
         self.register_buffer("cmvn_std", torch.ones(cfg.encoder.input_dim))
+        self.freq_warp = FrequencyWarp()  # off until the trainer sets max_warp (train.vtlp)
         self.spec_augment = SpecAugment()
         self.encoder = ConformerEncoder(cfg.encoder)
         self.ctc = CTCHead(D, V, cfg.encoder.dropout)
@@ -75,6 +76,8 @@ class ASRModel(nn.Module):
         utterance (no sos/eos). Returns ``loss`` (weighted sum, divided by B) and each part."""
         dev = feats.device
         B = feats.size(0)
+        if self.training:
+            feats = self.freq_warp(feats)
         x = (feats - self.cmvn_mean) / self.cmvn_std
         if self.training:
             x = self.spec_augment(x, feat_lens)

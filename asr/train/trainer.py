@@ -244,6 +244,9 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
 
     model = ASRModel(cfg.model)
     model.set_cmvn(GlobalCMVN.load(lang / "cmvn.json"))
+    if not 0.0 <= tc.vtlp < 0.5:
+        raise ValueError(f"train.vtlp must be in [0, 0.5), not {tc.vtlp}")
+    model.freq_warp.max_warp = tc.vtlp
     model.to(device)
     decay, no_decay = [], []
     for n_, p in model.named_parameters():
@@ -384,6 +387,7 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
             feats, lens = batch.feats.to(device), batch.feat_lens.to(device)
             plain = step < tc.plain_steps
             model.spec_augment.train(tc.spec_augment and not plain)
+            model.freq_warp.train(tc.vtlp > 0 and not plain)
             last_micro = (micro + 1) % tc.accum_grad == 0
             # DDP all-reduces gradients only on the micro-batch that ends an optimizer step
             sync = ddp_model.no_sync() if dist_info.world > 1 and not last_micro else contextlib.nullcontext()

@@ -280,3 +280,25 @@ def test_14_cosine_over_minutes_decays_with_the_time_budget(tiny_manifests, lang
     with pytest.raises(ValueError, match="schedule_over"):
         train(load_config("tiny", QUICK + ["train.total_steps=1", "train.schedule_over=hours"]), tiny_manifests,
               lang, tmp_path / "bad", valid_subset="", progress=False)
+
+
+def test_14_vtlp_warps_training_batches_only_when_asked(tiny_manifests, lang, tmp_path, monkeypatch):
+    """train.vtlp: each training batch's features are warped (after the plain steps); 0 leaves them alone;
+    a warp of 0.5 or more is refused before anything is written."""
+    import asr.features
+
+    seen: list[torch.Tensor] = []
+    real = asr.features.warp_features
+    monkeypatch.setattr(asr.features, "warp_features", lambda x, alpha: seen.append(alpha) or real(x, alpha))
+    train(load_config("tiny", QUICK + ["train.total_steps=2", "train.vtlp=0.1"]), tiny_manifests, lang,
+          tmp_path / "on", valid_subset="", progress=False)
+    alphas = torch.cat(seen)
+    assert len(seen) == 2 and ((alphas - 1).abs() <= 0.1).all() and alphas.std() > 0
+    seen.clear()
+    train(load_config("tiny", QUICK + ["train.total_steps=2"]), tiny_manifests, lang, tmp_path / "off",
+          valid_subset="", progress=False)
+    assert not seen
+    with pytest.raises(ValueError, match="vtlp"):
+        train(load_config("tiny", QUICK + ["train.total_steps=1", "train.vtlp=0.5"]), tiny_manifests, lang,
+              tmp_path / "bad", valid_subset="", progress=False)
+    assert not (tmp_path / "bad" / "step-1.pt").exists()
