@@ -7,6 +7,7 @@ Frames follow Kaldi's ``snip_edges=True`` convention: frame ``i`` covers samples
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -190,12 +191,14 @@ class SpecAugment(torch.nn.Module):
 MEL_LOW_HZ, MEL_HIGH_HZ = 20.0, SAMPLE_RATE / 2  # kaldi fbank defaults (low_freq=20, high_freq=Nyquist)
 
 
-def _mel(f: torch.Tensor) -> torch.Tensor:
-    return 1127.0 * torch.log1p(f / 700.0)
+@functools.lru_cache(maxsize=4)
+def _mel_bins(num_bins: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Kaldi's mel bin layout: ``(centres_hz (F,), mel_low, mel_step)`` in float64 (computed once per size)."""
+    from torchaudio.compliance.kaldi import inverse_mel_scale, mel_scale
 
-
-def _mel_inv(m: torch.Tensor) -> torch.Tensor:
-    return 700.0 * torch.expm1(m / 1127.0)
+    lo, hi = mel_scale(torch.tensor([MEL_LOW_HZ, MEL_HIGH_HZ], dtype=torch.float64))
+    step = (hi - lo) / (num_bins + 1)
+    return inverse_mel_scale(lo + step * torch.arange(1, num_bins + 1, dtype=torch.float64)), lo, step
 
 
 def warp_source_bins(alpha: torch.Tensor, num_bins: int = NUM_MEL_BINS, cutoff: float = 0.8) -> torch.Tensor:
@@ -203,17 +206,17 @@ def warp_source_bins(alpha: torch.Tensor, num_bins: int = NUM_MEL_BINS, cutoff: 
 
     The spectrum is stretched by ``alpha`` (formants move up for ``alpha > 1``): output frequency ``f`` reads
     the input at ``f / alpha`` up to a cutoff (``cutoff`` x Nyquist x min(1, alpha)), then a straight line that
-    maps Nyquist onto itself (Kaldi's piecewise-linear VTLN warp). Returns ``(B, num_bins)`` positions in
-    ``[0, num_bins - 1]``; ``alpha == 1`` gives ``0, 1, ..., num_bins - 1``."""
-    lo, hi = _mel(torch.tensor(MEL_LOW_HZ, dtype=torch.float64)), _mel(torch.tensor(MEL_HIGH_HZ, dtype=torch.float64))
-    step = (hi - lo) / (num_bins + 1)
-    centres = _mel_inv(lo + step * torch.arange(1, num_bins + 1, dtype=torch.float64))  # (F,) Hz
+    maps Nyquist onto itself (the upper half of Kaldi's piecewise-linear VTLN warp; no lower cutoff). Returns
+    ``(B, num_bins)`` positions in ``[0, num_bins - 1]``; ``alpha == 1`` gives ``0, 1, ..., num_bins - 1``."""
+    from torchaudio.compliance.kaldi import mel_scale
+
+    centres, lo, step = _mel_bins(num_bins)
     a = alpha.to(torch.float64).unsqueeze(1)  # (B, 1)
-    f = centres.unsqueeze(0)  # (1, F)
+    f = centres.unsqueeze(0)  # (1, F) Hz
     c = cutoff * MEL_HIGH_HZ * a.clamp(max=1.0)  # (B, 1) where the straight line starts
     top = (MEL_HIGH_HZ - c / a) / (MEL_HIGH_HZ - c)  # slope above the cutoff
     src = torch.where(f <= c, f / a, c / a + (f - c) * top)  # (B, F) source frequency, Hz
-    pos = (_mel(src) - lo) / step - 1.0
+    pos = (mel_scale(src) - lo) / step - 1.0
     return pos.clamp(0.0, num_bins - 1.0).float()
 
 

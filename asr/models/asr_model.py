@@ -76,8 +76,7 @@ class ASRModel(nn.Module):
         utterance (no sos/eos). Returns ``loss`` (weighted sum, divided by B) and each part."""
         dev = feats.device
         B = feats.size(0)
-        if self.training:
-            feats = self.freq_warp(feats)
+        feats = self.freq_warp(feats)  # a no-op in eval mode or with max_warp 0
         x = (feats - self.cmvn_mean) / self.cmvn_std
         if self.training:
             x = self.spec_augment(x, feat_lens)

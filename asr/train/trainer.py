@@ -387,7 +387,7 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
             feats, lens = batch.feats.to(device), batch.feat_lens.to(device)
             plain = step < tc.plain_steps
             model.spec_augment.train(tc.spec_augment and not plain)
-            model.freq_warp.train(tc.vtlp > 0 and not plain)
+            model.freq_warp.train(not plain)  # no-op while max_warp (train.vtlp) is 0
             last_micro = (micro + 1) % tc.accum_grad == 0
             # DDP all-reduces gradients only on the micro-batch that ends an optimizer step
             sync = ddp_model.no_sync() if dist_info.world > 1 and not last_micro else contextlib.nullcontext()
