@@ -90,6 +90,7 @@ class TrainConfig:
     plain_steps: int = 0  # first N steps without SpecAugment and chunk masks (leave the CTC plateau sooner)
     curriculum_steps: int = 0  # first N steps draw only utterances of at most curriculum_max_seconds (SortaGrad-like)
     curriculum_max_seconds: float = 3.0
+    shuffle_batches: bool = True  # shuffle each epoch's length-bucketed batches (else the epoch ends on one bucket)
     num_workers: int = 1
     amp: str = "auto"  # auto (bf16 on CUDA when supported) | none | fp16 | bf16
     log_every: int = 20

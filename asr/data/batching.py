@@ -127,15 +127,43 @@ class SkipSampler:
                 return
 
 
+class ShuffledBatches:
+    """An epoch of a bucketing sampler's batches in a random order (seeded by ``seed`` and the epoch).
+
+    lhotse's DynamicBucketingSampler draws a bucket uniformly among those holding a full batch, so one bucket
+    outlasts the others and the epoch ends on a run of batches from it: on the 16-hour synthetic corpus the
+    last ~60 of 1,751 batches were all 2-second utterances (11 a batch instead of 5-6), and the dev CER logged
+    at the end of such a tail was up to 4-5 points worse than 500 steps before and after. Reading the whole
+    epoch's batches first (the cuts, not their audio: a few seconds for 10k cuts) and permuting them spreads
+    every bucket over the epoch, as ESPnet's iterator does with its batch list. The batches are lhotse's.
+    """
+
+    def __init__(self, sampler, seed: int):
+        self.sampler, self.seed, self.epoch = sampler, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator:
+        batches = list(self.sampler)
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(batches))
+        return (batches[i] for i in order)
+
+
 def make_sampler(cuts, max_duration: float, num_buckets: int, shuffle: bool, seed: int, world_size: int = 1,
-                 rank: int = 0):
+                 rank: int = 0, shuffle_batches: bool = False):
+    """Batches of at most ``max_duration`` seconds: in order (``shuffle=False``), or length-bucketed and
+    shuffled (lhotse's DynamicBucketingSampler), with ``shuffle_batches`` also in a random batch order
+    (:class:`ShuffledBatches`)."""
     from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
 
     if not shuffle:
         return SimpleCutSampler(cuts, max_duration=max_duration, shuffle=False, world_size=world_size, rank=rank)
-    return DynamicBucketingSampler(cuts, max_duration=max_duration, num_buckets=num_buckets, shuffle=True,
-                                   drop_last=False, seed=seed, world_size=world_size, rank=rank,
-                                   buffer_size=20000)
+    sampler = DynamicBucketingSampler(cuts, max_duration=max_duration, num_buckets=num_buckets, shuffle=True,
+                                      drop_last=False, seed=seed, world_size=world_size, rank=rank,
+                                      buffer_size=20000)
+    return ShuffledBatches(sampler, seed) if shuffle_batches else sampler
 
 
 def make_loader(dataset: CutDataset, sampler, num_workers: int, seed: int = 0) -> torch.utils.data.DataLoader:

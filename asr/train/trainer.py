@@ -376,7 +376,7 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
         curriculum = short_cuts is not None and step < tc.curriculum_steps
         sampler = make_sampler(short_cuts if curriculum else train_cuts, tc.max_duration,
                                min(tc.num_buckets, len(short_cuts)) if curriculum else tc.num_buckets, True, tc.seed,
-                               dist_info.world, dist_info.rank)
+                               dist_info.world, dist_info.rank, shuffle_batches=tc.shuffle_batches)
         sampler.set_epoch(epoch)
         loader = make_loader(dataset, SkipSampler(sampler, batch_in_epoch * tc.accum_grad), tc.num_workers,
                              seed=tc.seed + epoch)
