@@ -84,6 +84,9 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop after this much wall time (0: no limit)
     weight_decay: float = 1e-3
     grad_clip: float = 5.0
+    # exponential moving average of the weights (e.g. 0.999; 0: off), updated every step after warm-up; validated
+    # next to the raw weights, and what checkpoints are ranked by and export averages
+    ema_decay: float = 0.0
     speed_perturb: bool = True  # 0.9 / 1.0 / 1.1
     spec_augment: bool = True
     vtlp: float = 0.0  # vocal-tract-length perturbation: each utterance's spectrum stretched by 1 +- up to this

@@ -124,13 +124,20 @@ def load_latest_checkpoint(exp_dir: Path, warn=None) -> tuple[dict, Path] | None
     return None
 
 
+def model_weights(state: dict) -> dict[str, torch.Tensor]:
+    """The weights a checkpoint stands for: the EMA of the weights when the run kept one (``train.ema_decay``)
+    and it has been updated, else the raw ``model`` weights (which resume always uses)."""
+    return state["ema"] if state.get("ema_updates", 0) > 0 and "ema" in state else state["model"]
+
+
 def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
-    """Element-wise mean of the ``model`` weights of several checkpoints (integer buffers from the last)."""
+    """Element-wise mean of the weights (:func:`model_weights`) of several checkpoints (integer buffers from the
+    last)."""
     if not paths:
         raise ValueError("no checkpoints to average")
     avg: dict[str, torch.Tensor] = {}
     for p in paths:
-        sd = load_checkpoint(p)["model"]
+        sd = model_weights(load_checkpoint(p))
         for k, v in sd.items():
             if v.is_floating_point():
                 avg[k] = avg[k] + v.double() if k in avg else v.double().clone()

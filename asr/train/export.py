@@ -11,7 +11,7 @@ from pathlib import Path
 from asr.config import load_config, to_dict
 from asr.models.asr_model import ASRModel, count_parameters
 from asr.train.checkpoint import (average_checkpoints, best_checkpoints, checkpoint_step, list_checkpoints, load_checkpoint,
-                                  load_scores)
+                                  load_scores, model_weights)
 
 
 def averaged_weights(exp: Path, last: int = 1, checkpoints: list[Path] | None = None,
@@ -24,7 +24,7 @@ def averaged_weights(exp: Path, last: int = 1, checkpoints: list[Path] | None = 
     if not paths:
         raise FileNotFoundError(f"{exp}: no checkpoints (step-N.pt)")
     if len(paths) == 1:
-        return load_checkpoint(paths[0])["model"], paths
+        return model_weights(load_checkpoint(paths[0])), paths
     return average_checkpoints(paths), paths
 
 

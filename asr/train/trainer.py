@@ -266,6 +266,13 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
 
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s + 1, tc.warmup_steps, tc.schedule, tc.total_steps, progress(s + 1)))
+    ema = None  # torch's AveragedModel: ema.module holds the averaged weights (buffers too)
+    if tc.ema_decay:
+        if not 0.0 < tc.ema_decay < 1.0:
+            raise ValueError(f"train.ema_decay must be in (0, 1) or 0 (off), not {tc.ema_decay}")
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tc.ema_decay), use_buffers=True)
 
     step, epoch, batch_in_epoch, elapsed, audio_seen = 0, 0, 0, 0.0, 0.0
     latest = load_latest_checkpoint(exp, warn=log_warning if dist_info.main else None) if resume and not overwrite else None
@@ -273,6 +280,9 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
     if latest is not None:
         st, _ = latest
         model.load_state_dict(st["model"])
+        if ema is not None and "ema" in st:
+            ema.module.load_state_dict(st["ema"])
+            ema.n_averaged.fill_(int(st["ema_updates"]))
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
         step, epoch, batch_in_epoch = st["step"], st["epoch"], st["batch_in_epoch"]
@@ -335,6 +345,7 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
                 "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "elapsed": elapsed,
                 "audio_seen": audio_seen, "rng": rng_state(),
+                **({"ema": ema.module.state_dict(), "ema_updates": int(ema.n_averaged)} if ema is not None else {}),
                 **({"scaler": scaler.state_dict()} if scaler is not None else {})}, tc.keep_last, tc.keep_best)
 
     bar = None
@@ -355,6 +366,15 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
     stop = bool(done())
     last_valid, last_valid_step = None, -1
     plateau_warned = False
+
+    def validate() -> dict:
+        """Dev loss / WER / CER of the weights a checkpoint stands for: the EMA once it is updated, with the raw
+        weights' figures as ``raw_valid_*`` beside them."""
+        raw = evaluate(model, valid_batches, tokenizer, device)
+        if ema is None or not int(ema.n_averaged):
+            return raw
+        return {**evaluate(ema.module, valid_batches, tokenizer, device),
+                **{f"raw_{k}": raw[k] for k in ("valid_loss", "valid_wer", "valid_cer")}}
 
     def validated() -> None:
         """After a validation: log it; warn once if dev CER is still near 100% well after warm-up."""
@@ -420,6 +440,8 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
                 clock["elapsed"] = _agreed_max(elapsed, dist_info)
             sched.step()
             step += 1
+            if ema is not None and step > tc.warmup_steps:  # the first update copies the weights
+                ema.update_parameters(model)
             batch_in_epoch += 1
             switched = curriculum and step >= tc.curriculum_steps
             if switched:  # curriculum over: what is saved from now on points at a fresh epoch on all the data
@@ -435,9 +457,10 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
                      "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
                 window = {k: 0.0 if k != "n" else 0 for k in window}
             if valid_batches is not None and tc.valid_every and step % tc.valid_every == 0:
-                last_valid = evaluate(model, valid_batches, tokenizer, device)
+                last_valid = validate()
                 if curve_batches is not None:
-                    c = evaluate(model, curve_batches, tokenizer, device)
+                    c = evaluate(ema.module if ema is not None and int(ema.n_averaged) else model, curve_batches,
+                                 tokenizer, device)
                     last_valid.update({f"{curve_subset}_wer": c["valid_wer"], f"{curve_subset}_cer": c["valid_cer"],
                                        f"{curve_subset}_loss": c["valid_loss"]})
                 validated()
@@ -457,7 +480,7 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
     if bar is not None:
         bar.close()
     if valid_batches is not None and (last_valid is None or step % max(1, tc.valid_every)):
-        last_valid = evaluate(model, valid_batches, tokenizer, device)
+        last_valid = validate()
         validated()
     checkpoint()
     summary = {"step": step, "epoch": epoch, "wall_minutes": round(elapsed / 60, 2),

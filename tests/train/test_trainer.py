@@ -338,3 +338,41 @@ def test_14_vtlp_warps_training_batches_only_when_asked(tiny_manifests, lang, tm
         train(load_config("tiny", QUICK + ["train.total_steps=1", "train.vtlp=0.5"]), tiny_manifests, lang,
               tmp_path / "bad", valid_subset="", progress=False)
     assert not (tmp_path / "bad" / "step-1.pt").exists()
+
+
+def test_14_ema_of_weights_is_validated_exported_and_resumed(tiny_manifests, lang, tmp_path):
+    """train.ema_decay: after warm-up each step folds the weights into an exponential moving average; the
+    checkpoints carry it, validation reports it (raw weights as raw_valid_*), export averages it, and a resumed
+    run ends on the same average as an uninterrupted one."""
+    from asr.train.checkpoint import model_weights
+    from asr.train.export import averaged_weights
+
+    # noam: the learning rate does not depend on total_steps, so a 2-step run is the start of the 4-step one
+    opts = ["train.warmup_steps=1", "train.schedule=noam", "train.ema_decay=0.5", "train.keep_last=5",
+            "train.valid_every=2"]
+    train(load_config("tiny", QUICK + opts + ["train.total_steps=4"]), tiny_manifests, lang, tmp_path / "a",
+          progress=False)
+    st = {n: load_checkpoint(tmp_path / "a" / f"step-{n}.pt") for n in (1, 2, 3, 4)}
+    assert st[1]["ema_updates"] == 0 and st[4]["ema_updates"] == 3  # steps 2, 3 and 4 (after warm-up)
+    k = "encoder.layers.0.ff1.0.weight"
+    w = {n: st[n]["model"][k] for n in (2, 3, 4)}
+    expect = 0.5 * (0.5 * w[2] + 0.5 * w[3]) + 0.5 * w[4]  # the first update copies step 2's weights
+    assert torch.allclose(st[4]["ema"][k], expect, atol=1e-6)
+    assert not torch.allclose(st[4]["ema"][k], w[4])
+    assert model_weights(st[1]) is st[1]["model"] and model_weights(st[4]) is st[4]["ema"]
+    assert torch.equal(averaged_weights(tmp_path / "a", 1, select="last")[0][k], st[4]["ema"][k])
+    log = [json.loads(line) for line in (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()]
+    valid = {r["step"]: r for r in log if "valid_cer" in r}
+    assert "raw_valid_cer" in valid[2] and "raw_valid_cer" in valid[4]
+    # resume: 2 steps, then on to 4
+    train(load_config("tiny", QUICK + opts + ["train.total_steps=2"]), tiny_manifests, lang, tmp_path / "b",
+          progress=False)
+    train(load_config("tiny", QUICK + opts + ["train.total_steps=4"]), tiny_manifests, lang, tmp_path / "b",
+          progress=False)
+    b = load_checkpoint(tmp_path / "b" / "step-4.pt")
+    assert b["ema_updates"] == 3
+    for n, v in st[4]["ema"].items():
+        assert torch.allclose(v.float(), b["ema"][n].float(), atol=1e-6), n
+    with pytest.raises(ValueError, match="ema_decay"):
+        train(load_config("tiny", QUICK + ["train.total_steps=1", "train.ema_decay=1.0"]), tiny_manifests, lang,
+              tmp_path / "bad", valid_subset="", progress=False)
