@@ -64,7 +64,8 @@ def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: i
                 "Parameters: " + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in params.items()), "",
                 "## Training", "", f"Averaged checkpoints ({select} by dev CER): " + ", ".join(
                     p.name + (f" (dev CER {100 * scores[checkpoint_step(p)]:.1f}%)"
-                              if checkpoint_step(p) in scores else "") for p in used), ""]
+                              if checkpoint_step(p) in scores else "") for p in used)
+                + (f"; their EMA weights (decay {cfg.train.ema_decay})" if cfg.train.ema_decay else ""), ""]
         if summary:
             card += ["| figure | value |", "|---|---|"] + [f"| {k} | {round(v, 4) if isinstance(v, float) else v} |"
                                                          for k, v in summary.items()
