@@ -361,7 +361,8 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
         return _all_agree(mine, dist_info)
 
     t_last = time.perf_counter()
-    window = {"loss": 0.0, "ctc": 0.0, "att": 0.0, "mlm": 0.0, "acc": 0.0, "n": 0, "audio": 0.0, "t": 0.0}
+    terms = ("ctc", "inter_ctc", "att", "mlm", "acc")  # the model's loss terms (those it returns), logged as means
+    window = {"loss": 0.0, **{k: 0.0 for k in terms}, "n": 0, "audio": 0.0, "t": 0.0}
     model.train()
     stop = bool(done())
     last_valid, last_valid_step = None, -1
@@ -416,7 +417,7 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
                 loss = out["loss"] / tc.accum_grad
                 (scaler.scale(loss) if scaler else loss).backward()
             micro += 1
-            for k in ("loss", "ctc", "att", "mlm", "acc"):
+            for k in ("loss", *terms):
                 if k in out:
                     window[k] += float(out[k].detach())
             window["n"] += 1
@@ -451,7 +452,7 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
                 bar.set_postfix(loss=f"{float(out['loss'].detach()):.1f}", lr=f"{sched.get_last_lr()[0]:.2e}", ep=epoch)
             if step % tc.log_every == 0 and window["n"]:
                 n = window["n"]
-                log({"loss": window["loss"] / n, **{k: window[k] / n for k in ("ctc", "att", "mlm", "acc") if window[k]},
+                log({"loss": window["loss"] / n, **{k: window[k] / n for k in terms if window[k]},
                      "lr": sched.get_last_lr()[0], "grad_norm": float(gnorm),
                      "x_real_time": window["audio"] * dist_info.world / max(1e-9, window["t"]),
                      "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
