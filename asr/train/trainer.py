@@ -361,7 +361,7 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
         return _all_agree(mine, dist_info)
 
     t_last = time.perf_counter()
-    terms = ("ctc", "inter_ctc", "att", "mlm", "acc")  # the model's loss terms (those it returns), logged as means
+    terms = ("ctc", "inter_ctc", "att", "r2l", "mlm", "acc")  # the model's loss terms (those it returns), logged as means
     window = {"loss": 0.0, **{k: 0.0 for k in terms}, "n": 0, "audio": 0.0, "t": 0.0}
     model.train()
     stop = bool(done())
