@@ -368,13 +368,18 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
     last_valid, last_valid_step = None, -1
     plateau_warned = False
 
+    def scored() -> ASRModel:
+        """The weights a checkpoint stands for (what validation ranks and export averages): the EMA once it has
+        been updated, else the raw model."""
+        return ema.module if ema is not None and int(ema.n_averaged) else model
+
     def validate() -> dict:
-        """Dev loss / WER / CER of the weights a checkpoint stands for: the EMA once it is updated, with the raw
-        weights' figures as ``raw_valid_*`` beside them."""
+        """Dev loss / WER / CER of :func:`scored`, with the raw weights' figures as ``raw_valid_*`` beside them
+        when those differ (EMA)."""
         raw = evaluate(model, valid_batches, tokenizer, device)
-        if ema is None or not int(ema.n_averaged):
+        if scored() is model:
             return raw
-        return {**evaluate(ema.module, valid_batches, tokenizer, device),
+        return {**evaluate(scored(), valid_batches, tokenizer, device),
                 **{f"raw_{k}": raw[k] for k in ("valid_loss", "valid_wer", "valid_cer")}}
 
     def validated() -> None:
@@ -460,8 +465,7 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
             if valid_batches is not None and tc.valid_every and step % tc.valid_every == 0:
                 last_valid = validate()
                 if curve_batches is not None:
-                    c = evaluate(ema.module if ema is not None and int(ema.n_averaged) else model, curve_batches,
-                                 tokenizer, device)
+                    c = evaluate(scored(), curve_batches, tokenizer, device)
                     last_valid.update({f"{curve_subset}_wer": c["valid_wer"], f"{curve_subset}_cer": c["valid_cer"],
                                        f"{curve_subset}_loss": c["valid_loss"]})
                 validated()
