@@ -361,7 +361,9 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
         return _all_agree(mine, dist_info)
 
     t_last = time.perf_counter()
-    terms = ("ctc", "inter_ctc", "att", "r2l", "mlm", "acc")  # the model's loss terms (those it returns), logged as means
+    # what the model returns beside the loss (its loss terms and the decoder's accuracy), logged as window means
+    terms = ("ctc", "inter_ctc", "att", "r2l", "mlm", "acc")
+    summed = ("loss", *terms)
     window = {"loss": 0.0, **{k: 0.0 for k in terms}, "n": 0, "audio": 0.0, "t": 0.0}
     model.train()
     stop = bool(done())
@@ -422,7 +424,7 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
                 loss = out["loss"] / tc.accum_grad
                 (scaler.scale(loss) if scaler else loss).backward()
             micro += 1
-            for k in ("loss", *terms):
+            for k in summed:
                 if k in out:
                     window[k] += float(out[k].detach())
             window["n"] += 1
