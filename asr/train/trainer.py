@@ -364,7 +364,7 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
     # what the model returns beside the loss (its loss terms and the decoder's accuracy), logged as window means
     terms = ("ctc", "inter_ctc", "att", "r2l", "mlm", "acc")
     summed = ("loss", *terms)
-    window = {"loss": 0.0, **{k: 0.0 for k in terms}, "n": 0, "audio": 0.0, "t": 0.0}
+    window = {**dict.fromkeys(summed, 0.0), "n": 0, "audio": 0.0, "t": 0.0}
     model.train()
     stop = bool(done())
     last_valid, last_valid_step = None, -1
