@@ -58,9 +58,9 @@ def train_steps(model, opt, batches) -> None:
         opt.zero_grad()
 
 
-def ddp_worker(rank: int, world: int, args, batches, port: int, queue) -> None:
+def ddp_worker(rank: int, world: int, args, batches, queue) -> None:
     torch.set_num_threads(1)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(args.port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     model = torch.nn.parallel.DistributedDataParallel(make_model(args.config, args.lang))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -100,7 +100,7 @@ def main() -> None:
         train_steps(model, opt, batches[args.warmup:])
         single = time.perf_counter() - t0
         queue = mp.get_context("spawn").SimpleQueue()
-        mp.spawn(ddp_worker, args=(args.procs, args, batches, args.port, queue), nprocs=args.procs)
+        mp.spawn(ddp_worker, args=(args.procs, args, batches, queue), nprocs=args.procs)
         ddp = queue.get()
         print(f"rep {rep}: {args.batches} batches, one process x {args.procs} threads {single:.2f} s, "
               f"DDP {args.procs} x 1 thread {ddp:.2f} s ({single / ddp:.2f}x)", flush=True)
