@@ -186,6 +186,9 @@ def train_cmd(
     resume: bool = typer.Option(True, help="Continue from the newest readable checkpoint in --exp, if any (same model "
                                            "config and tokenizer). --no-resume refuses an --exp holding an earlier run."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete the earlier run's checkpoints and logs in --exp and start over."),
+    init: Optional[str] = typer.Option(None, "--init", help="Start from this model directory's weights (or a bundled "
+                                       "model: demo) with a fresh optimizer and schedule: fine-tuning. --lang defaults "
+                                       "to the model's own tokenizer and CMVN."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
@@ -194,9 +197,13 @@ def train_cmd(
     from asr.config import load_config
     from asr.train.trainer import train
 
+    from asr.model_dir import resolve_model_path
+
     cfg = _run(load_config, config, overrides or [])
-    summary = _run(train, cfg, manifests, lang or manifests / "lang", exp, train_subset, valid_subset, resume=resume,
-                   device=device, progress=progress, curve_subset=curve_subset, overwrite=overwrite)
+    if lang is None:
+        lang = _run(resolve_model_path, init) if init else manifests / "lang"
+    summary = _run(train, cfg, manifests, lang, exp, train_subset, valid_subset, resume=resume,
+                   device=device, progress=progress, curve_subset=curve_subset, overwrite=overwrite, init=init)
     typer.echo(json.dumps(summary, indent=2))
 
 

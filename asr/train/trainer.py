@@ -165,6 +165,30 @@ def _check_resume(exp: Path, cfg: Config, lang: Path) -> None:
                                   f"{name.split('.')[0]}; use its lang folder, another --exp, or --overwrite")
 
 
+def _init_weights(init: str, cfg: Config, lang: Path) -> tuple[dict, Path]:
+    """The weights of model directory ``init`` (or a bundled model's name) to start a run from, checked against
+    this run's model and lang folder before anything is written: same parameter names and shapes, same tokenizer
+    and CMVN statistics (a tokenizer with the same size but other pieces would silently relabel every output)."""
+    from asr.model_dir import load_model
+
+    try:
+        loaded = load_model(init)
+    except (FileNotFoundError, ValueError) as e:
+        raise ExperimentError(f"--init {init}: {e}") from None
+    d = loaded.path
+    for name in ("tokenizer.model", "cmvn.json"):
+        if (lang / name).is_file() and (d / name).read_bytes() != (lang / name).read_bytes():
+            raise ExperimentError(f"{lang / name}: differs from {d / name}: --init {init} was trained with another "
+                                  f"{name.split('.')[0]}; pass --lang {d} (its own) or a model trained with this lang folder")
+    weights = loaded.model.state_dict()
+    own = ASRModel(cfg.model).state_dict()
+    bad = [k for k in own if k not in weights or weights[k].shape != own[k].shape] + [k for k in weights if k not in own]
+    if bad:
+        raise ExperimentError(f"--init {init}: its weights do not fit this config's model ({len(bad)} parameters missing, "
+                              f"extra or of another shape, e.g. {bad[0]}); train with its config ({d / 'config.yaml'})")
+    return weights, d
+
+
 def _flat_diff(a: dict, b: dict, prefix: str = "model") -> list[str]:
     out = []
     for k in sorted(set(a) | set(b)):
@@ -195,14 +219,17 @@ def _agreed_max(value: float, dist_info: "Dist") -> float:
 
 def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str = "train", valid_subset: str = "dev",
           resume: bool = True, device: str = "cpu", progress: bool = True, curve_subset: str = "",
-          overwrite: bool = False) -> dict:
+          overwrite: bool = False, init: str | None = None) -> dict:
     """Train (or continue training) a model; returns a summary of the run.
 
     ``resume``: continue from the newest readable checkpoint in ``exp`` (same model config and tokenizer
     required); with ``resume=False`` an ``exp`` that holds an earlier run is refused unless ``overwrite``,
     which deletes that run's checkpoints and logs first.
     ``curve_subset``: also log CTC-greedy WER on (up to valid_max_cuts of) this subset at each validation,
-    for a learning curve on held-out data; its time is not counted as training."""
+    for a learning curve on held-out data; its time is not counted as training.
+    ``init``: a model directory (or bundled model name) whose weights a new run starts from, with a fresh optimizer,
+    schedule and clock (fine-tuning, or continuing a finished run under a new budget); a resumed run ignores it,
+    its checkpoint holds the weights."""
     from asr.data.prepare import load_cuts, speed_perturb
 
     exp, lang = Path(exp), Path(lang)
@@ -218,6 +245,7 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
                               f"or choose another --exp")
     if earlier and resume and not overwrite:
         _check_resume(exp, cfg, lang)
+    init_weights, init_dir = _init_weights(init, cfg, lang) if init else (None, None)
     dist_info = init_distributed(device)
     if device.startswith("cuda") and dist_info.world > 1:
         device = f"cuda:{dist_info.local_rank}"
@@ -244,6 +272,8 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
 
     model = ASRModel(cfg.model)
     model.set_cmvn(GlobalCMVN.load(lang / "cmvn.json"))
+    if init_weights is not None:  # a resumed checkpoint below replaces them
+        model.load_state_dict(init_weights)
     if not 0.0 <= tc.vtlp < 0.5:
         raise ValueError(f"train.vtlp must be in [0, 0.5), not {tc.vtlp}")
     model.freq_warp.max_warp = tc.vtlp
@@ -494,7 +524,7 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
                "audio_hours_seen": round(audio_seen / 3600, 3),
                "x_real_time": round(audio_seen / max(1e-9, elapsed), 1),
                "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-               **(last_valid or {})}
+               **(last_valid or {}), **({"init": str(init_dir)} if init_dir else {})}
     if dist_info.world > 1:
         import torch.distributed as dist
 

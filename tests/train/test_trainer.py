@@ -376,3 +376,39 @@ def test_14_ema_of_weights_is_validated_exported_and_resumed(tiny_manifests, lan
     with pytest.raises(ValueError, match="ema_decay"):
         train(load_config("tiny", QUICK + ["train.total_steps=1", "train.ema_decay=1.0"]), tiny_manifests, lang,
               tmp_path / "bad", valid_subset="", progress=False)
+
+
+def test_14_init_starts_a_new_run_from_a_model_directory(tiny_manifests, lang, tmp_path):
+    """--init: a new run starts from an exported model's weights (fresh optimizer and schedule); a model with
+    another tokenizer or shape is refused before anything is written; a resumed run keeps its checkpoint."""
+    from asr.train.export import export_model
+    from asr.train.trainer import ExperimentError
+
+    _quick(tmp_path / "a", 2, lang, tiny_manifests)
+    model = export_model(tmp_path / "a", tmp_path / "model", select="last")
+    exported = {k: v for k, v in torch.load(tmp_path / "a" / "step-2.pt", weights_only=True)["model"].items()}
+    # learning rate 0: after one step the weights are the model's own (batch-norm statistics move on)
+    summary = _quick(tmp_path / "b", 1, lang, tiny_manifests, extra=["train.lr=0"], init=str(model))
+    assert summary["init"] == str(model) and summary["step"] == 1
+    for k, v in _weights(tmp_path / "b").items():
+        if "running_" not in k and "num_batches" not in k:
+            assert torch.equal(v, exported[k]), k
+    # trained on: it moves away from them, and a resumed run continues its own checkpoint, not the init weights
+    _quick(tmp_path / "c", 1, lang, tiny_manifests, init=str(model))
+    c1 = _weights(tmp_path / "c")
+    assert any(not torch.equal(v, exported[k]) for k, v in c1.items())
+    _quick(tmp_path / "c", 2, lang, tiny_manifests, init=str(model))
+    _quick(tmp_path / "g", 1, lang, tiny_manifests, init=str(model))
+    _quick(tmp_path / "g", 2, lang, tiny_manifests)  # resumed without --init: the same step 2
+    for k, v in _weights(tmp_path / "c").items():
+        assert torch.equal(v, _weights(tmp_path / "g")[k]), k
+    # refused before anything is written: another model shape, another tokenizer
+    with pytest.raises(ExperimentError, match="do not fit"):
+        _quick(tmp_path / "d", 1, lang, tiny_manifests, extra=["model.encoder.num_layers=3"], init=str(model))
+    other = tmp_path / "other_lang"
+    compute_stats(tiny_manifests, other, vocab_size=48)
+    with pytest.raises(ExperimentError, match="tokenizer"):
+        _quick(tmp_path / "e", 1, other, tiny_manifests, init=str(model))
+    with pytest.raises(ExperimentError, match="no such model directory"):
+        _quick(tmp_path / "f", 1, lang, tiny_manifests, init=str(tmp_path / "missing"))
+    assert not any((tmp_path / n).exists() for n in "def")
