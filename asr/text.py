@@ -106,8 +106,24 @@ class Tokenizer:
     def __len__(self) -> int:
         return self.vocab_size
 
+    def same_as(self, other: "Tokenizer") -> bool:
+        """True when both encode every text to the same ids: the same model with its training inputs' paths
+        left out (two runs of the stats stage over the same corpus write byte-different, equivalent models)."""
+        return _encoding_spec(self.model_path) == _encoding_spec(other.model_path)
+
     def __repr__(self) -> str:
         return f"Tokenizer({str(self.model_path)!r}, pieces={self.num_pieces}, vocab_size={self.vocab_size})"
+
+
+def _encoding_spec(model_path: Path) -> bytes:
+    """A SentencePiece model serialized without the trainer's input and output paths."""
+    from sentencepiece import sentencepiece_model_pb2
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString(model_path.read_bytes())
+    del proto.trainer_spec.input[:]
+    proto.trainer_spec.model_prefix = ""
+    return proto.SerializeToString(deterministic=True)
 
 
 def train_tokenizer(

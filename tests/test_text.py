@@ -69,3 +69,14 @@ def test_tokenizer_errors(tmp_path):
         train_tokenizer(SENTENCES, tmp_path, model_type="word-salad")
     with pytest.raises(FileNotFoundError):
         Tokenizer(tmp_path / "missing.model")
+
+
+def test_same_as_ignores_where_the_tokenizer_was_trained(tmp_path):
+    """Two runs over the same text write byte-different models (the trainer records its temp paths) that
+    encode alike; a model trained on other text does not."""
+    a = train_tokenizer(SENTENCES, tmp_path / "a", vocab_size=40, model_type="char")
+    b = train_tokenizer(SENTENCES, tmp_path / "b", vocab_size=40, model_type="char")
+    c = train_tokenizer(SENTENCES[:2] + ["QUIZZICAL JAZZ"], tmp_path / "c", vocab_size=40, model_type="char")
+    assert a.model_path.read_bytes() != b.model_path.read_bytes()
+    assert a.same_as(b) and b.same_as(a)
+    assert not a.same_as(c)

@@ -160,9 +160,16 @@ def _check_resume(exp: Path, cfg: Config, lang: Path) -> None:
                                   f"{'...' if len(diff) > 4 else ''}); resume with the same model, or use another --exp "
                                   f"(or --overwrite to start over)")
     for name in ("tokenizer.model", "cmvn.json"):
-        if (exp / name).is_file() and (lang / name).is_file() and (exp / name).read_bytes() != (lang / name).read_bytes():
+        if (exp / name).is_file() and (lang / name).is_file() and not _same_file(name, exp / name, lang / name):
             raise ExperimentError(f"{exp / name}: differs from {lang / name}: the experiment was trained with another "
                                   f"{name.split('.')[0]}; use its lang folder, another --exp, or --overwrite")
+
+
+def _same_file(name: str, a: Path, b: Path) -> bool:
+    """Equal CMVN statistics, or tokenizers that encode alike (see :meth:`Tokenizer.same_as`)."""
+    if a.read_bytes() == b.read_bytes():
+        return True
+    return name == "tokenizer.model" and Tokenizer(a).same_as(Tokenizer(b))
 
 
 def _init_weights(init: str, cfg: Config, lang: Path) -> tuple[dict, Path]:
@@ -177,7 +184,7 @@ def _init_weights(init: str, cfg: Config, lang: Path) -> tuple[dict, Path]:
         raise ExperimentError(f"--init {init}: {e}") from None
     d = loaded.path
     for name in ("tokenizer.model", "cmvn.json"):
-        if (lang / name).is_file() and (d / name).read_bytes() != (lang / name).read_bytes():
+        if (lang / name).is_file() and not _same_file(name, d / name, lang / name):
             raise ExperimentError(f"{lang / name}: differs from {d / name}: --init {init} was trained with another "
                                   f"{name.split('.')[0]}; pass --lang {d} (its own) or a model trained with this lang folder")
     weights = loaded.model.state_dict()
