@@ -294,7 +294,7 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
         raise ValueError(f"train.schedule_over must be steps or minutes, not {tc.schedule_over!r}")
     clock = {"elapsed": 0.0}  # training seconds so far (validation excluded); restored on resume
 
-    def progress(step_: int) -> float | None:
+    def budget_share(step_: int) -> float | None:
         """Share of the run done, for a cosine over minutes: the larger of the time and step shares."""
         if tc.schedule_over != "minutes" or not tc.max_minutes:
             return None
@@ -302,7 +302,7 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
         return max(clock["elapsed"] / (tc.max_minutes * 60), by_steps)
 
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s + 1, tc.warmup_steps, tc.schedule, tc.total_steps, progress(s + 1)))
+        opt, lambda s: lr_factor(s + 1, tc.warmup_steps, tc.schedule, tc.total_steps, budget_share(s + 1)))
     ema = None  # torch's AveragedModel: ema.module holds the averaged weights (buffers too)
     if tc.ema_decay:
         if not 0.0 < tc.ema_decay < 1.0:

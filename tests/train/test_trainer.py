@@ -412,3 +412,10 @@ def test_14_init_starts_a_new_run_from_a_model_directory(tiny_manifests, lang, t
     with pytest.raises(ExperimentError, match="no such model directory"):
         _quick(tmp_path / "f", 1, lang, tiny_manifests, init=str(tmp_path / "missing"))
     assert not any((tmp_path / n).exists() for n in "def")
+
+
+def test_no_progress_draws_no_bar(tiny_manifests, lang, tmp_path, capfd):
+    """progress=False (--no-progress) keeps a batch job's log free of the bar (a cosine over minutes once
+    shadowed the flag, so the bar was always drawn)."""
+    _quick(tmp_path / "exp", 2, lang, tiny_manifests, extra=["train.schedule_over=minutes", "train.max_minutes=5"])
+    assert "step/s" not in capfd.readouterr().err
