@@ -195,9 +195,8 @@ def train_cmd(
     """Train a model. Under torchrun (e.g. `torchrun --nproc_per_node 2 -m asr.cli train ...`) it runs DDP
     (gloo on CPU, nccl on GPU). Checkpoints are atomic; a killed run continues exactly with --resume."""
     from asr.config import load_config
-    from asr.train.trainer import train
-
     from asr.model_dir import resolve_model_path
+    from asr.train.trainer import train
 
     cfg = _run(load_config, config, overrides or [])
     if lang is None:
