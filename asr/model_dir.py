@@ -116,6 +116,15 @@ def quantize_model(model, mode: str, device: str = "cpu"):
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
+def weight_mismatches(own: dict, weights: dict) -> tuple[list[str], list[str], list[str]]:
+    """Names in a model's ``own`` state dict that ``weights`` lacks, names it has that the model lacks, and
+    names whose shapes differ."""
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    bad_shape = [k for k, v in weights.items() if k in own and own[k].shape != v.shape]
+    return missing, unexpected, bad_shape
+
+
 def load_model(path: str | os.PathLike, device: str = "cpu", quantize: str | None = None) -> LoadedModel:
     """Load a model directory (or a bundled model by name, e.g. ``demo``): config, safetensors weights and
     tokenizer. Nothing is unpickled. A file that cannot be used raises :class:`ModelError` (one line).
@@ -151,10 +160,7 @@ def load_model(path: str | os.PathLike, device: str = "cpu", quantize: str | Non
         model = ASRModel(cfg.model)
     except (ValueError, TypeError, RuntimeError) as e:
         raise ModelError(f"{d / 'config.yaml'}: cannot build the model ({_first_line(e)})") from None
-    own = model.state_dict()
-    missing_keys = [k for k in own if k not in weights]
-    unexpected = [k for k in weights if k not in own]
-    bad_shape = [k for k, v in weights.items() if k in own and own[k].shape != v.shape]
+    missing_keys, unexpected, bad_shape = weight_mismatches(model.state_dict(), weights)
     if missing_keys or unexpected or bad_shape:
         example = (missing_keys or unexpected or bad_shape)[0]
         raise ModelError(f"{d}: the weights do not match config.yaml ({len(missing_keys)} missing, "
@@ -166,5 +172,5 @@ def load_model(path: str | os.PathLike, device: str = "cpu", quantize: str | Non
     return LoadedModel(model, tok, cfg, d)
 
 
-__all__ = ["LoadedModel", "ModelError", "load_model", "quantize_model", "QUANTIZE", "resolve_model_path", "bundled_models", "write_card_section",
+__all__ = ["LoadedModel", "ModelError", "load_model", "weight_mismatches", "quantize_model", "QUANTIZE", "resolve_model_path", "bundled_models", "write_card_section",
            "BUNDLED", "FILES"]

@@ -176,7 +176,7 @@ def _init_weights(init: str, cfg: Config, lang: Path) -> tuple[dict, Path]:
     """The weights of model directory ``init`` (or a bundled model's name) to start a run from, checked against
     this run's model and lang folder before anything is written: same parameter names and shapes, same tokenizer
     and CMVN statistics (a tokenizer with the same size but other pieces would silently relabel every output)."""
-    from asr.model_dir import load_model
+    from asr.model_dir import load_model, weight_mismatches
 
     try:
         loaded = load_model(init)
@@ -188,8 +188,7 @@ def _init_weights(init: str, cfg: Config, lang: Path) -> tuple[dict, Path]:
             raise ExperimentError(f"{lang / name}: differs from {d / name}: --init {init} was trained with another "
                                   f"{name.split('.')[0]}; pass --lang {d} (its own) or a model trained with this lang folder")
     weights = loaded.model.state_dict()
-    own = ASRModel(cfg.model).state_dict()
-    bad = [k for k in own if k not in weights or weights[k].shape != own[k].shape] + [k for k in weights if k not in own]
+    bad = [k for keys in weight_mismatches(ASRModel(cfg.model).state_dict(), weights) for k in keys]
     if bad:
         raise ExperimentError(f"--init {init}: its weights do not fit this config's model ({len(bad)} parameters missing, "
                               f"extra or of another shape, e.g. {bad[0]}); train with its config ({d / 'config.yaml'})")
