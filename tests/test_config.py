@@ -10,13 +10,13 @@ from asr.config import Config, load_config, save_config
 from asr.models.asr_model import ASRModel, count_parameters
 
 
-@pytest.mark.parametrize("preset", ["tiny", "base", "large"])
+@pytest.mark.parametrize("preset", ["tiny", "small", "base", "large"])
 def test_presets_build(preset):
     cfg = load_config(preset)
-    if preset == "tiny":
+    if preset in ("tiny", "small"):
         m = ASRModel(dataclasses.replace(cfg.model, vocab_size=259))
         n = count_parameters(m)["total"]
-        assert 3e6 < n < 10e6
+        assert (3e6 < n < 10e6) if preset == "tiny" else (15e6 < n < 30e6)
     else:  # the big ones: check the shape without allocating 100M+ parameters twice
         assert cfg.model.encoder.d_model == (256 if preset == "base" else 512)
 
@@ -40,3 +40,12 @@ def test_errors(tmp_path):
         load_config("nonexistent-preset")
     with pytest.raises(ValueError, match="section.key=value"):
         load_config("tiny", ["train.lr"])
+
+
+def test_bundled_demo_is_the_small_preset():
+    """The README and the card say the demo model is `small`: its model section is the preset's (vocabulary aside)."""
+    from asr.model_dir import resolve_model_path
+
+    demo = load_config(resolve_model_path("demo") / "config.yaml")
+    small = load_config("small")
+    assert dataclasses.replace(demo.model, vocab_size=small.model.vocab_size) == small.model

@@ -1,8 +1,10 @@
 """Bundle a trained experiment as the package's demo model and measure its model card.
 
     .venv/bin/python tools/make_demo_model.py EXP [--manifests DIR] [--real ../shared/real/manifest.tsv]
+    .venv/bin/python tools/make_demo_model.py --model MODEL_DIR ...   # a model exported elsewhere (a GPU machine)
 
-Exports EXP (the 4 checkpoints with the lowest dev CER averaged, fp16 weights) into asr/pretrained/demo, then
+Exports EXP (the 4 checkpoints with the lowest dev CER averaged, fp16 weights) into asr/pretrained/demo, or copies
+an exported model directory there, then
 scores every decoder on the synthetic test subset (and CTC greedy per test voice) and on the real clips and
 writes the tables into MODEL_CARD.md.
 """
@@ -29,7 +31,8 @@ def main() -> None:
     from asr.scoring import breakdown_table, evaluate_and_report, load_refs_tsv, speaker_labels, spread_subset
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("exp", type=Path)
+    ap.add_argument("exp", type=Path, nargs="?", help="experiment folder to export from")
+    ap.add_argument("--model", type=Path, help="an exported model directory instead of EXP (its card keeps its training log)")
     ap.add_argument("--manifests", type=Path, default=REPO / "data/work/manifests_synthetic")
     ap.add_argument("--real", type=Path, default=REPO.parent / "shared/real/manifest.tsv")
     ap.add_argument("--average", type=int, default=4)
@@ -39,8 +42,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=BUNDLED / "demo")
     ap.add_argument("--recipe", default="bash recipes/librispeech/run.sh", help="the command that trained EXP (for the card)")
     a = ap.parse_args()
+    if (a.exp is None) == (a.model is None):
+        ap.error("give EXP or --model DIR, not both")
     torch.set_num_threads(2)
-    out = export_model(a.exp, a.out, average_last=a.average, half=True, select=a.select)
+    if a.model is not None:
+        out = copy_model_dir(a.model, a.out)
+        a.exp = a.model.parent  # decode details beside it
+    else:
+        out = export_model(a.exp, a.out, average_last=a.average, half=True, select=a.select)
     lm = load_model(out)
     methods = available_methods(lm.model)
     opts = DecodeOptions()
@@ -64,10 +73,25 @@ def main() -> None:
         body += [f"Real recorded speech ({len(real_cuts)} clips from ../shared/real: LibriSpeech, LJ Speech and "
                  "others; human voices, none like the synthetic training data):", "", real, ""]
     body += [f"Reproduce: `{a.recipe}` (trains this model), then "
-             f"`.venv/bin/python tools/make_demo_model.py {a.exp.relative_to(REPO) if a.exp.is_relative_to(REPO) else a.exp}`"
+             f"`.venv/bin/python tools/make_demo_model.py {'--model ' + str(a.model) if a.model else (a.exp.relative_to(REPO) if a.exp.is_relative_to(REPO) else a.exp)}`"
              f" (took {time.time() - t0:.0f} s here)."]
     write_card_section(out, "Measured WER per decoder", "\n".join(body))
     print((out / "MODEL_CARD.md").read_text())
+
+
+def copy_model_dir(src: Path, out: Path) -> Path:
+    """Replace ``out`` with a copy of the model directory ``src`` (its files written beside, then swapped in)."""
+    import shutil
+
+    from asr.model_dir import load_model
+
+    load_model(src)  # refuse a directory that does not load, before touching out
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("decode*"))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
 
 
 if __name__ == "__main__":
