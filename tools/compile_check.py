@@ -39,15 +39,10 @@ def timed_steps(model, opt, batches) -> list[float]:
 
 
 def main() -> None:
-    from ddp_check import load_batches, make_model
+    from ddp_check import batch_args, load_batches, make_model
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--manifests", required=True)
-    p.add_argument("--lang", default=None, help="tokenizer folder (default: MANIFESTS/lang_char)")
-    p.add_argument("--config", default="tiny")
-    p.add_argument("--batches", type=int, default=30, help="timed batches")
-    p.add_argument("--warmup", type=int, default=10, help="untimed batches first (compilation happens here)")
-    p.add_argument("--max-duration", type=float, default=30.0)
+    batch_args(p, batches=30, warmup=10)  # compilation happens in the warm-up batches
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--dynamic", action=argparse.BooleanOptionalAction, default=False,
                    help="dynamic shapes (with torch 2.14 inductor fails on the encoder's masks: 'cannot determine truth "

@@ -75,14 +75,19 @@ def ddp_worker(rank: int, world: int, args, batches, queue) -> None:
     dist.destroy_process_group()
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def batch_args(p: argparse.ArgumentParser, batches: int, warmup: int) -> None:
+    """The options of the tools that time training steps on a corpus's cached batches."""
     p.add_argument("--manifests", required=True)
     p.add_argument("--lang", default=None, help="tokenizer folder (default: MANIFESTS/lang_char)")
     p.add_argument("--config", default="tiny")
-    p.add_argument("--batches", type=int, default=40, help="timed batches")
-    p.add_argument("--warmup", type=int, default=8, help="untimed batches first")
+    p.add_argument("--batches", type=int, default=batches, help="timed batches")
+    p.add_argument("--warmup", type=int, default=warmup, help="untimed batches first")
     p.add_argument("--max-duration", type=float, default=30.0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    batch_args(p, batches=40, warmup=8)
     p.add_argument("--procs", type=int, default=2, help="threads of the single process = DDP processes")
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--port", type=int, default=29513)
