@@ -47,9 +47,9 @@ def main() -> None:
     torch.set_num_threads(2)
     if a.model is not None:
         out = copy_model_dir(a.model, a.out)
-        a.exp = a.model.parent  # decode details beside it
     else:
         out = export_model(a.exp, a.out, average_last=a.average, half=True, select=a.select)
+    details = (a.model.parent if a.model is not None else a.exp) / "decode_demo"
     lm = load_model(out)
     methods = available_methods(lm.model)
     opts = DecodeOptions()
@@ -57,7 +57,7 @@ def main() -> None:
     all_cuts = cuts
     cuts = spread_subset(cuts, a.limit)  # evenly spaced over the whole test subset
     t0 = time.time()
-    table = evaluate_and_report(lm, cuts, "synthetic-test", methods, opts, a.exp / "decode_demo", echo=print)
+    table = evaluate_and_report(lm, cuts, "synthetic-test", methods, opts, details, echo=print)
     body = [f"Decoded {len(cuts)} utterances of the synthetic test subset (voices never heard in training"
             f"{', evenly spaced over its ' + str(len(all_cuts)) if len(cuts) < len(all_cuts) else ''}) "
             f"with every decoder; beam {opts.beam}, joint CTC weight {opts.ctc_weight}, Mask-CTC threshold "
@@ -69,7 +69,7 @@ def main() -> None:
              breakdown_table(greedy, speaker_labels(all_cuts), "voice"), ""]
     if a.real.is_file():
         real_cuts, errors = load_refs_tsv(a.real)
-        real = evaluate_and_report(lm, real_cuts, "shared-real", methods, opts, a.exp / "decode_demo", echo=print)
+        real = evaluate_and_report(lm, real_cuts, "shared-real", methods, opts, details, echo=print)
         body += [f"Real recorded speech ({len(real_cuts)} clips from ../shared/real: LibriSpeech, LJ Speech and "
                  "others; human voices, none like the synthetic training data):", "", real, ""]
     body += [f"Reproduce: `{a.recipe}` (trains this model), then "
@@ -80,17 +80,16 @@ def main() -> None:
 
 
 def copy_model_dir(src: Path, out: Path) -> Path:
-    """Replace ``out`` with a copy of the model directory ``src`` (its files written beside, then swapped in)."""
+    """Replace ``out`` with a copy of the model directory ``src``'s files (atomically)."""
     import shutil
 
-    from asr.model_dir import load_model
+    from asr.model_dir import FILES, load_model
+    from asr.train.export import atomic_model_dir
 
     load_model(src)  # refuse a directory that does not load, before touching out
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("decode*"))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with atomic_model_dir(out) as tmp:
+        for name in FILES:
+            shutil.copyfile(src / name, tmp / name)
     return out
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from asr.config import load_config, to_dict
 from asr.models.asr_model import ASRModel, count_parameters
@@ -28,6 +30,30 @@ def averaged_weights(exp: Path, last: int = 1, checkpoints: list[Path] | None = 
     return average_checkpoints(paths), paths
 
 
+@contextlib.contextmanager
+def atomic_model_dir(out: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``out`` (mode 755) to write a model directory into; when the block
+    ends without error it takes ``out``'s place (an existing ``out`` is renamed aside first and removed after),
+    otherwise it is removed and the error propagates."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model directory is meant to be shared
+    try:
+        yield tmp
+        if out.exists():
+            backup = out.with_name(f".{out.name}.old")
+            shutil.rmtree(backup, ignore_errors=True)
+            os.replace(out, backup)
+            os.replace(tmp, out)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: int = 1, card_extra: str = "",
                  half: bool = False, select: str = "best") -> Path:
     """Write a model directory from experiment ``exp`` (atomically: a temp folder renamed into place), averaging
@@ -42,10 +68,7 @@ def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: i
     scores = load_scores(exp)
     model = ASRModel(cfg.model)
     model.load_state_dict(weights)  # validates the weights against the config
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model directory is meant to be shared
-    try:
+    with atomic_model_dir(out) as tmp:
         def keep(k: str, v: torch.Tensor) -> torch.Tensor:  # fp16 for weights; statistics stay fp32
             if half and v.is_floating_point() and "running_" not in k and "cmvn" not in k:
                 return v.half().contiguous()
@@ -77,17 +100,6 @@ def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: i
         if card_extra:
             card += [card_extra, ""]
         (tmp / "MODEL_CARD.md").write_text("\n".join(card))
-        if out.exists():
-            backup = out.with_name(f".{out.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            os.replace(out, backup)
-            os.replace(tmp, out)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -111,4 +123,4 @@ def learning_curve_table(train_log: str | os.PathLike) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["export_model", "averaged_weights", "learning_curve_table"]
+__all__ = ["export_model", "atomic_model_dir", "averaged_weights", "learning_curve_table"]
