@@ -53,16 +53,18 @@ def _run(fn, *args, **kwargs):
 
 @data_app.command("voices")
 def data_voices() -> None:
-    """List the text-to-speech voices installed on this machine (ENGINE:NAME)."""
-    from asr.data.tts import CATALOGUE, ENGINE_PACKAGES, installed_voices
+    """List the text-to-speech voices installed on this machine (ENGINE:NAME); neural ones are marked, since
+    `asr data synth` uses them only when named with --engine or --voices."""
+    from asr.data.tts import CATALOGUE, ENGINE_PACKAGES, NEURAL_ENGINES, installed_voices
 
-    voices = installed_voices()
+    voices = installed_voices(list(CATALOGUE))
     for v in voices:
-        typer.echo(v.key)
+        typer.echo(v.key + ("    (neural: used when named)" if v.engine in NEURAL_ENGINES else ""))
     have = {v.engine for v in voices}
     for e in CATALOGUE:
         if e not in have:
-            typer.echo(f"# {e}: not installed (apt-get install {ENGINE_PACKAGES[e]})", err=True)
+            how = ENGINE_PACKAGES[e] if e in NEURAL_ENGINES else f"apt-get install {ENGINE_PACKAGES[e]}"
+            typer.echo(f"# {e}: not installed ({how})", err=True)
     if not voices:
         raise typer.Exit(1)
 
@@ -81,6 +83,8 @@ def data_synth(
     rate_max: float = typer.Option(0.95, help="Fastest speaking-rate factor; the default range reads at about LibriSpeech's 2.7 words/s."),
     jobs: int = typer.Option(0, help="Worker processes (0: one per CPU core)."),
     subsets: Optional[List[str]] = typer.Option(None, "--subset", help="Render only these subsets (train, dev, test; repeatable). Each is identical to the one a full run makes."),
+    train_only: bool = typer.Option(False, "--train-only", help="Every voice and hour in train (no dev/test): a "
+                                    "corpus to add to a training mix, e.g. one neural voice."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Synthesize a speech corpus in LibriSpeech's layout with the installed TTS voices.
@@ -96,7 +100,8 @@ def data_synth(
     chosen = tuple(parse_voice(v) for v in voices) if voices else tuple(_run(installed_voices, engines) if engines else ())
     cfg = SynthConfig(out_dir=out, hours=hours, seed=seed, text=text, voices=chosen, augment=augment,
                       speakers_per_voice=speakers_per_voice, rate_range=(rate_min, rate_max), jobs=jobs or os.cpu_count() or 1,
-                      subsets=tuple(subsets or ()))
+                      subsets=tuple(subsets or ()),
+                      **({"held_out_voices": (0, 0), "split": (1.0, 0.0, 0.0)} if train_only else {}))
     summary = _run(synth_corpus, cfg, progress=progress)
     for name, s in summary["subsets"].items():
         typer.echo(f"{name:6s} {s['utterances']:6d} utterances  {s['hours']:7.3f} h  {s['speakers']:4d} speakers  "
@@ -150,6 +155,54 @@ def data_stats(
 
     info = _run(compute_stats, manifests, lang, subset, vocab_size=vocab_size, model_type=model_type, max_cuts=max_cuts)
     typer.echo(json.dumps(info, indent=2))
+
+
+@data_app.command("import")
+def data_import(
+    tsv: Path = typer.Argument(..., help="TSV manifest with a header: id, path, text_norm (or text), and optionally "
+                                         "speaker, source, split, kind (e.g. ../shared/speech/manifest.tsv)."),
+    out: Path = typer.Option(..., "--out", help="Folder for the lhotse manifests (the recipe's manifests folder)."),
+    name: str = typer.Option("real", help="Subset names are NAME_SPLIT (and NAME_SPLIT_KIND)."),
+    jobs: int = typer.Option(4, help="Threads for reading audio headers."),
+) -> None:
+    """Recorded speech listed in a TSV -> lhotse cuts per split (NAME_train, NAME_dev, NAME_test).
+    Unreadable rows are reported one line each and left out."""
+    from asr.data.tsv_corpus import import_tsv
+
+    paths, errors = _run(import_tsv, tsv, out, name, num_jobs=jobs)
+    from lhotse import load_manifest_lazy
+
+    for s, p in paths.items():
+        durs = [c.duration for c in load_manifest_lazy(p)]
+        typer.echo(f"{s:28s} {len(durs):7d} cuts {sum(durs) / 3600:8.3f} h  {p}")
+    for e in errors:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+    if errors:
+        typer.secho(f"error: {len(errors)} row(s) left out", fg=typer.colors.RED, err=True)
+
+
+@data_app.command("mix")
+def data_mix(
+    parts: List[str] = typer.Argument(..., help="SUBSET=WEIGHT (repeatable): weight 3 puts each cut in 3 times per "
+                                                "epoch, 0.5 a random half. SUBSET may be DIR:NAME for another folder."),
+    manifests: Path = typer.Option(..., "--manifests", help="Folder with the lhotse manifests; the mix is written here."),
+    out: str = typer.Option("mixed", "--out", help="Name of the subset to write (train on it with --train-subset)."),
+    seed: int = typer.Option(0, help="Seed for fractional weights."),
+) -> None:
+    """A training subset mixed from several sources with sampling weights (e.g. real=3 synthetic=0.5)."""
+    from asr.data.prepare import mix_subsets
+
+    parsed = []
+    for p in parts:
+        name, sep, w = p.rpartition("=")
+        try:
+            parsed.append((name, float(w)))
+        except ValueError:
+            _fail(f"{p}: expected SUBSET=WEIGHT with a number as WEIGHT")
+        if not sep or not name:
+            _fail(f"{p}: expected SUBSET=WEIGHT")
+    summary = _run(mix_subsets, manifests, out, parsed, seed=seed)
+    typer.echo(json.dumps(summary, indent=2))
 
 
 @app.command("info")

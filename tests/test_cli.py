@@ -20,9 +20,9 @@ def test_help_lists_every_command():
     r = runner.invoke(app, ["--help"])
     assert r.exit_code == 0 and "data" in r.output and "info" in r.output
     r = runner.invoke(app, ["data", "--help"])
-    for cmd in ("voices", "synth", "prepare", "stats"):
+    for cmd in ("voices", "synth", "prepare", "stats", "import", "mix"):
         assert cmd in r.output
-    for cmd in ("synth", "prepare", "stats"):
+    for cmd in ("synth", "prepare", "stats", "import", "mix"):
         r = runner.invoke(app, ["data", cmd, "--help"])
         assert r.exit_code == 0 and "--" in r.output
 

@@ -5,8 +5,8 @@
 
 Exports EXP (the 4 checkpoints with the lowest dev CER averaged, fp16 weights) into asr/pretrained/demo, or copies
 an exported model directory there, then
-scores every decoder on the synthetic test subset (and CTC greedy per test voice) and on the real clips and
-writes the tables into MODEL_CARD.md.
+scores every decoder on the synthetic test subset (and CTC greedy per test voice), on recorded subsets
+(``--recorded real_test``) and on the real clips and writes the tables into MODEL_CARD.md.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ def main() -> None:
     ap.add_argument("--model", type=Path, help="an exported model directory instead of EXP (its card keeps its training log)")
     ap.add_argument("--manifests", type=Path, default=REPO / "data/work/manifests_synthetic")
     ap.add_argument("--real", type=Path, default=REPO.parent / "shared/real/manifest.tsv")
+    ap.add_argument("--recorded", action="append", default=[], metavar="SUBSET",
+                    help="also score every decoder on this subset of --manifests (recorded speech imported with "
+                         "`asr data import`, e.g. real_test: speechocean762's test speakers); repeatable")
     ap.add_argument("--average", type=int, default=4)
     ap.add_argument("--select", choices=("best", "last"), default="best", help="checkpoints by dev CER or newest")
     ap.add_argument("--limit", type=int, default=0, help="score N evenly spaced test utterances with every decoder "
@@ -67,6 +70,12 @@ def main() -> None:
     body += [f"CTC greedy per test voice (all {len(all_cuts)} test utterances; every voice unseen in training; "
              f"overall WER {100 * greedy.wer.rate:.2f}%, CER {100 * greedy.cer.rate:.2f}%), worst first:", "",
              breakdown_table(greedy, speaker_labels(all_cuts), "voice"), ""]
+    for sub in a.recorded:
+        rec_cuts = load_cuts(a.manifests, sub).to_eager()
+        hours = sum(c.duration for c in rec_cuts) / 3600
+        rec = evaluate_and_report(lm, rec_cuts, sub, methods, opts, details, echo=print)
+        body += [f"Recorded speech, subset `{sub}` ({len(rec_cuts)} utterances, {hours:.2f} h; speakers never heard "
+                 "in training):", "", rec, ""]
     if a.real.is_file():
         real_cuts, errors = load_refs_tsv(a.real)
         real = evaluate_and_report(lm, real_cuts, "shared-real", methods, opts, details, echo=print)

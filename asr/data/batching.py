@@ -44,9 +44,9 @@ def cut_fbank(cut) -> torch.Tensor:
 
 
 class FeatureCache:
-    """Fbank of cuts on disk: ``DIR/ab/<sha1>.npy``, the hash over the cut (id, recording sources, start,
-    duration, transforms such as speed perturbation) and the fbank settings, so a regenerated corpus or other
-    settings never read stale features. Written atomically; an unreadable file is recomputed."""
+    """Fbank of cuts on disk: ``DIR/ab/<sha1>.npy``, the hash over the audio the cut reads (recording sources,
+    start, duration, transforms such as speed perturbation; not the cut id, so a mix's repeated copies share one
+    file) and the fbank settings, so other settings never read stale features. Written atomically; an unreadable file is recomputed."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -56,7 +56,7 @@ class FeatureCache:
         from asr.features import FbankConfig
 
         rec = cut.recording
-        what = {"id": cut.id, "start": round(cut.start, 4), "duration": round(cut.duration, 4),
+        what = {"start": round(cut.start, 4), "duration": round(cut.duration, 4),
                 "sources": [s.source for s in rec.sources] if rec is not None else [],
                 "transforms": rec.transforms if rec is not None and rec.transforms else [],
                 "fbank": FbankConfig().__dict__}

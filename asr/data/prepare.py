@@ -120,6 +120,50 @@ def speed_perturb(cuts, factors: Sequence[float] = (0.9, 1.0, 1.1)):
     return CutSet.mux(*parts) if len(parts) > 1 else parts[0]
 
 
+def mix_subsets(manifest_dir: str | os.PathLike, out_subset: str, parts: Sequence[tuple[str, float]],
+                seed: int = 0) -> dict:
+    """Write ``out_subset`` as a weighted mix of other subsets: ``parts`` are ``(subset, weight)``.
+
+    A subset is a name in ``manifest_dir`` or ``DIR:NAME`` for another manifests folder. Weight 3 puts every cut
+    in three times per epoch (copies get a ``_repK`` id suffix, and ids that clash with an earlier part's a
+    ``_pN`` suffix; the feature cache keys on the audio, so copies share features); weight 0.25 puts in a random quarter (seeded). Returns hours and cuts per part.
+    """
+    import numpy as np
+    from lhotse import CutSet
+
+    if not parts:
+        raise PrepareError("mix: give at least one SUBSET=WEIGHT")
+    rng = np.random.default_rng(seed)
+    out_cuts, summary, seen = [], {}, set()
+    for n, (name, weight) in enumerate(parts):
+        if weight < 0:
+            raise PrepareError(f"mix: weight of {name} must be >= 0, not {weight}")
+        src_dir, sep, sub = name.rpartition(":")
+        cuts = load_cuts(src_dir if sep else manifest_dir, sub).to_eager()
+        whole, frac = int(weight), weight - int(weight)
+        chosen = []
+        for k in range(whole):
+            chosen += list(cuts) if k == 0 else [c.with_id(f"{c.id}_rep{k}") for c in cuts]
+        if frac > 0:
+            idx = rng.permutation(len(cuts))[: int(round(frac * len(cuts)))]
+            chosen += [cuts[int(i)] if whole == 0 else cuts[int(i)].with_id(f"{cuts[int(i)].id}_rep{whole}")
+                       for i in sorted(idx)]
+        clash = [c for c in chosen if c.id in seen]
+        if clash:  # two corpora that number their utterances alike (e.g. two synthetic corpora): keep ids unique
+            chosen = [c.with_id(f"{c.id}_p{n}") if c.id in seen else c for c in chosen]
+        seen.update(c.id for c in chosen)
+        out_cuts += chosen
+        summary[name] = {"weight": weight, "cuts": len(chosen), "hours": round(sum(c.duration for c in chosen) / 3600, 3)}
+    if not out_cuts:
+        raise PrepareError("mix: every weight is 0")
+    target = cuts_path(manifest_dir, out_subset)
+    with atomic_path(target) as tmp:
+        CutSet.from_cuts(out_cuts).sort_by_duration().to_file(tmp)
+    summary["total"] = {"cuts": len(out_cuts), "hours": round(sum(c.duration for c in out_cuts) / 3600, 3),
+                        "path": str(target)}
+    return summary
+
+
 def cut_transcripts(cuts) -> list[str]:
     return [s.text for c in cuts for s in c.supervisions if s.text]
 

@@ -31,7 +31,8 @@ import numpy as np
 
 from asr.audio import SAMPLE_RATE
 from asr.data.text_source import load_sentences
-from asr.data.tts import ENGINE_PACKAGES, SynthesisError, Voice, installed_voices, synthesize
+from asr.data.tts import (ENGINE_PACKAGES, NEURAL_ENGINES, SynthesisError, Voice, installed_voices, synthesize,
+                           voice_available)
 from asr.files import atomic_path, write_atomic
 
 SUBSETS = ("train", "dev", "test")
@@ -93,9 +94,11 @@ class CorpusError(RuntimeError):
 
 def assign_voices(voices: Sequence[Voice], held_out: tuple[int, int], rng: np.random.Generator) -> dict[str, list[Voice]]:
     """Split voices into disjoint train/dev/test groups; held-out voices are spread over engines."""
+    n_dev, n_test = held_out
+    if n_dev == 0 and n_test == 0:  # a training-only corpus (e.g. one neural voice): every voice in train
+        return {"train": sorted(voices, key=lambda v: v.key), "dev": [], "test": []}
     if len(voices) < 3:
         raise CorpusError(f"need at least 3 TTS voices for disjoint train/dev/test speakers, found {len(voices)}")
-    n_dev, n_test = held_out
     # Keep at least 60% of voices for training when few are installed.
     budget = max(2, int(len(voices) * 0.4))
     n_test = max(1, min(n_test, budget - 1))
@@ -144,6 +147,8 @@ def plan(cfg: SynthConfig, voices: Sequence[Voice], sentences: list[str]) -> lis
     speaker_id = 100
     for subset, share in zip(SUBSETS, cfg.split):
         target = cfg.hours * 3600.0 * share
+        if target <= 0 or not groups[subset]:
+            continue
         speakers = []
         for v in groups[subset]:
             for _ in range(cfg.speakers_per_voice):
@@ -176,11 +181,14 @@ def plan(cfg: SynthConfig, voices: Sequence[Voice], sentences: list[str]) -> lis
 # --------------------------------------------------------------------------------- rendering
 
 
-def _to_16k(wav: Path, effects: Sequence[str], rate_tempo: float | None) -> np.ndarray:
-    """Any TTS WAV -> float32 mono 16 kHz samples through sox (with effects)."""
+def _to_16k(wav: Path, effects: Sequence[str], rate_tempo: float | None, pitch: float | None = None) -> np.ndarray:
+    """Any TTS WAV -> float32 mono 16 kHz samples through sox (with effects; ``pitch``: a factor applied with
+    sox ``pitch``, for engines without a pitch control of their own)."""
     cmd = ["sox", "-q", str(wav), "-t", "raw", "-e", "floating-point", "-b", "32", "-c", "1", "-r", str(SAMPLE_RATE), "-"]
     if rate_tempo is not None and abs(rate_tempo - 1.0) > 1e-3:
         cmd += ["tempo", "-s", f"{rate_tempo:.3f}"]
+    if pitch is not None and abs(pitch - 1.0) > 1e-3:
+        cmd += ["pitch", f"{1200 * math.log2(pitch):.0f}"]
     cmd += list(effects)
     r = subprocess.run(cmd, capture_output=True, timeout=120)
     if r.returncode != 0:
@@ -216,7 +224,8 @@ def render(task: Task, seed: int) -> list[tuple[str, float, str | None]]:
                 out.append((u.utt_id, 0.0, batch_error))
                 continue
             try:
-                x = _to_16k(wav, u.augment, spk.rate if spk.voice.engine == "pico" else None)
+                x = _to_16k(wav, u.augment, spk.rate if spk.voice.engine == "pico" else None,
+                            spk.pitch if spk.voice.engine in NEURAL_ENGINES else None)
                 if x.size < SAMPLE_RATE // 4:
                     raise SynthesisError(f"only {x.size} samples")
                 rng = np.random.default_rng([seed, spk.speaker_id, int(u.utt_id.rsplit("-", 1)[1])])
@@ -277,11 +286,11 @@ def synth_corpus(cfg: SynthConfig, progress: bool = True) -> dict:
     utterance whose .flac already exists is not synthesized again."""
     voices = list(cfg.voices) or installed_voices()
     if not voices:
-        need = "; ".join(f"{e}: apt-get install {p}" for e, p in ENGINE_PACKAGES.items())
+        need = "; ".join(f"{e}: {'' if p.startswith('pip') else 'apt-get install '}{p}" for e, p in ENGINE_PACKAGES.items())
         raise CorpusError(f"no text-to-speech engine is installed. Install at least one ({need}), "
                           f"or run tools/setup.sh")
     for v in voices:
-        if shutil.which({"mbrola": "espeak-ng", "pico": "pico2wave", "rhvoice": "RHVoice-test"}.get(v.engine, v.engine)) is None:
+        if not voice_available(v):
             raise CorpusError(f"voice {v.key}: its engine is not installed ({ENGINE_PACKAGES.get(v.engine, v.engine)})")
     lo, hi = cfg.rate_range
     if not 0.3 <= lo <= hi <= 3.0:

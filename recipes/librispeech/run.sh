@@ -5,12 +5,17 @@
 #   bash recipes/librispeech/run.sh --set train.max_minutes=120 --stop-stage 4
 #                                                            the bundled demo model (about 2 h 15 min)
 #   bash recipes/librispeech/run.sh --data librispeech       real LibriSpeech (downloads; needs a network)
+#   bash recipes/librispeech/run.sh --data mixed --real-dir ../shared/speech --init demo --config small
+#                                                            real recordings + classic and neural TTS voices,
+#                                                            mixed by --mix weights; fine-tunes the demo model
 #   bash recipes/librispeech/run.sh --stage 1 --stop-stage 2 resume / re-run some stages
 #
 # Stages (each skips work already done, so a killed run resumes where it stopped):
-#   0  data      synthesize the corpus, or download LibriSpeech
-#   1  prepare   lhotse manifests (recordings, supervisions, cuts) per subset
-#   2  stats     global CMVN and the SentencePiece tokenizer from the training subset
+#   0  data      synthesize the corpus, or download LibriSpeech (mixed: also the neural-voice corpora)
+#   1  prepare   lhotse manifests (recordings, supervisions, cuts) per subset (mixed: also import the real
+#                recordings' TSV as real_train/real_dev/real_test, and write the weighted `mixed` subset)
+#   2  stats     global CMVN and the SentencePiece tokenizer from the training subset (skipped with --init:
+#                the model's own are kept)
 #   3  train     `asr train` (torchrun DDP when --ngpu/--nproc > 1); a killed run resumes from its checkpoint
 #   4  export    average the checkpoints with the lowest dev CER and write a self-describing model directory
 #   5  decode    every decoder on every test subset: WER, CER, real-time factor -> $exp/RESULTS.md,
@@ -42,6 +47,13 @@ train_args=()             # extra `asr train --set key=value` overrides
 lm_text=                  # LM text (default: the synthetic corpus's sources; LibriSpeech: its training transcripts)
 lm_order=3
 lm_neural_minutes=10        # training budget of the neural token LM in stage 6 (0: none)
+real_dir=                 # --data mixed: folder with manifest.tsv of real recordings (e.g. ../shared/speech)
+init=                     # start training from this model directory (or: demo)
+neural_hours="hibari=2.5 kokoro=0.5"   # --data mixed: hours of each neural TTS engine (train only)
+# --data mixed: sampling weight per subset (copies per epoch; fractions sample). Chosen a priori, checked on real
+# dev (docs/real-speech.md): real sentences dominate, words and wake-word phrases add voices and microphones,
+# the classic corpus keeps what the model knew, the neural voices add natural prosody.
+mix="real_train_sentence=3 real_train_word=0.5 real_train_phrase=0.3 train=0.35 hibari:train=1 kokoro:train=2"
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -64,6 +76,10 @@ while [ $# -gt 0 ]; do
     --lm-text) lm_text=$2; shift 2 ;;
     --lm-order) lm_order=$2; shift 2 ;;
     --lm-neural-minutes) lm_neural_minutes=$2; shift 2 ;;
+    --real-dir) real_dir=$2; shift 2 ;;
+    --init) init=$2; shift 2 ;;
+    --mix) mix=$2; shift 2 ;;
+    --neural-hours) neural_hours=$2; shift 2 ;;
     -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -72,20 +88,31 @@ done
 case "$data" in
   synthetic) corpus=$work/synthetic; manifests=$work/manifests_synthetic; train_set=train ;;
   librispeech) corpus=$work/librispeech; manifests=$work/manifests_librispeech; train_set=train-clean-100 ;;
-  *) echo "run.sh: --data must be synthetic or librispeech" >&2; exit 2 ;;
+  mixed) corpus=$work/synthetic; manifests=$work/manifests_synthetic; train_set=mixed
+         [ -f "$real_dir/manifest.tsv" ] || { echo "run.sh: --data mixed needs --real-dir DIR with manifest.tsv" >&2; exit 2; } ;;
+  *) echo "run.sh: --data must be synthetic, librispeech or mixed" >&2; exit 2 ;;
 esac
 if [ "$model_type" = char ]; then lang=$manifests/lang_char; else lang=$manifests/lang_${model_type}${vocab_size}; fi
 valid_set=dev; test_set=test
 [ "$data" = librispeech ] && valid_set=dev-clean && test_set=test-clean
+[ "$data" = mixed ] && valid_set=real_dev && test_set="real_test test"
 exp=${exp:-$work/exp_${data}_$(basename "$config" .yaml)}
 log() { printf '\033[1m[run.sh %s]\033[0m %s\n' "$(date +%H:%M:%S)" "$*"; }
 command -v asr >/dev/null || { echo "run.sh: 'asr' not found: run 'bash tools/setup.sh' first" >&2; exit 1; }
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
-  if [ "$data" = synthetic ]; then
+  if [ "$data" != librispeech ]; then
     log "stage 0: synthesize $hours h into $corpus"
     asr data synth --out "$corpus" --hours "$hours" --seed "$seed" --speakers-per-voice "$speakers_per_voice"
-  else
+  fi
+  if [ "$data" = mixed ]; then
+    for eh in $neural_hours; do
+      engine=${eh%%=*}; h=${eh#*=}; n=40; [ "$engine" = kokoro ] && n=2   # kokoro: 16 voice mixes x 2
+      log "stage 0: $h h of the neural voice(s) of $engine into $work/neural_$engine (train only)"
+      asr data synth --out "$work/neural_$engine" --engine "$engine" --train-only --hours "$h" --speakers-per-voice $n \
+        --rate-min 0.75 --rate-max 1.1 --augment 0.5 --seed 1 --no-progress
+    done
+  elif [ "$data" = librispeech ]; then
     log "stage 0: download LibriSpeech ($parts) into $corpus"
     mkdir -p "$corpus"
     dl=(); for p in $parts; do dl+=(--download "$p"); done
@@ -101,15 +128,25 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   else
     asr data prepare --corpus-dir "$corpus" --out "$manifests"
   fi
+  if [ "$data" = mixed ]; then
+    for eh in $neural_hours; do
+      engine=${eh%%=*}; asr data prepare --corpus-dir "$work/neural_$engine" --out "$work/manifests_$engine"
+    done
+    asr data import "$real_dir/manifest.tsv" --out "$manifests" --name real
+    parts=(); for p in $mix; do case "$p" in *:*) parts+=("$work/manifests_$p") ;; *) parts+=("$p") ;; esac; done
+    log "stage 1: training mix: ${parts[*]}"
+    asr data mix "${parts[@]}" --manifests "$manifests" --out mixed
+  fi
 fi
 
-if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ] && [ -z "$init" ]; then
   log "stage 2: CMVN and tokenizer ($model_type, $vocab_size pieces) in $lang"
   asr data stats --manifests "$manifests" --lang "$lang" --subset "$train_set" --vocab-size "$vocab_size" --model-type "$model_type"
 fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   log "stage 3: train $config -> $exp ($nproc process(es), $device)"
-  args=(train --config "$config" --manifests "$manifests" --lang "$lang" --exp "$exp" --train-subset "$train_set"
+  init_args=(--lang "$lang"); [ -n "$init" ] && init_args=(--init "$init")  # --init: the model's own tokenizer and CMVN
+  args=(train --config "$config" --manifests "$manifests" "${init_args[@]}" --exp "$exp" --train-subset "$train_set"
         --valid-subset "$valid_set" --device "$device" "${train_args[@]}")  # the curve is logged on dev only
   if [ "$nproc" -gt 1 ]; then
     python -m torch.distributed.run --standalone --nproc_per_node "$nproc" -m asr.cli "${args[@]}"
@@ -120,22 +157,23 @@ fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   log "stage 4: average the $average checkpoints with the lowest dev CER, export $exp/model"
-  asr export-model --exp "$exp" --out "$exp/model" --average "$average" --select best --manifests "$manifests" \
-    --subset "$valid_set" --subset "$test_set"
+  subs=(); for t in $valid_set $test_set; do subs+=(--subset "$t"); done
+  asr export-model --exp "$exp" --out "$exp/model" --average "$average" --select best --manifests "$manifests" "${subs[@]}"
 fi
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-  log "stage 5: decode $test_set with every decoder -> $exp/RESULTS.md"
-  asr eval --model "$exp/model" --manifests "$manifests" --subset "$test_set" --decoder all \
-    --out-dir "$exp/decode" --threads 2
   {
     echo "# Results: $(basename "$exp")"
     echo
     echo "Model: $exp/model. Real-time factor: whole decode (fbank, encoder, search), 2 threads, full context."
-    echo
-    cat "$exp/decode/$test_set.results.md"
-    echo
-    echo "Per-utterance details: $exp/decode/${test_set}_DECODER.details.txt; plot: $exp/decode/$test_set.wer_vs_rtf.png"
-  } > "$exp/RESULTS.md.tmp" && mv "$exp/RESULTS.md.tmp" "$exp/RESULTS.md"
+  } > "$exp/RESULTS.md.tmp"
+  for t in $test_set; do
+    log "stage 5: decode $t with every decoder -> $exp/RESULTS.md"
+    asr eval --model "$exp/model" --manifests "$manifests" --subset "$t" --decoder all --out-dir "$exp/decode" --threads 2
+    { echo; cat "$exp/decode/$t.results.md"; echo
+      echo "Per-utterance details: $exp/decode/${t}_DECODER.details.txt; plot: $exp/decode/$t.wer_vs_rtf.png"
+    } >> "$exp/RESULTS.md.tmp"
+  done
+  mv "$exp/RESULTS.md.tmp" "$exp/RESULTS.md"
   cat "$exp/RESULTS.md"
 fi
 if [ "$stage" -le 6 ] && [ "$stop_stage" -ge 6 ]; then
@@ -153,17 +191,18 @@ with open(sys.argv[3], 'w') as f:
   log "stage 6: $lm_order-gram LM from $lm_text (minus $valid_set/$test_set sentences) -> $exp/lm; tune on $valid_set"
   neural=()
   [ "$lm_neural_minutes" = 0 ] || neural=(--neural --neural-minutes "$lm_neural_minutes")
-  asr lm train "$lm_text" --out "$exp/lm" --order "$lm_order" --exclude-manifests "$manifests" \
-    --exclude-subset "$valid_set" --exclude-subset "$test_set" --model "$exp/model" "${neural[@]}"
+  excl=(); for t in $valid_set $test_set; do excl+=(--exclude-subset "$t"); done
+  asr lm train "$lm_text" --out "$exp/lm" --order "$lm_order" --exclude-manifests "$manifests" "${excl[@]}" \
+    --model "$exp/model" "${neural[@]}"
   asr lm tune --lm "$exp/lm" --model "$exp/model" --manifests "$manifests" --subset "$valid_set" --limit 200
-  asr eval --model "$exp/model" --manifests "$manifests" --subset "$test_set" --decoder all --lm "$exp/lm" \
-    --compare-lm --out-dir "$exp/decode_lm" --threads 2
-  {
-    sed '/^With the word/,$d' "$exp/RESULTS.md"  # a re-run replaces its own section
-    echo "With the word $lm_order-gram (and the neural LM when trained; $exp/lm, weights tuned on $valid_set); METHOD+lm rows use it:"
-    echo
-    cat "$exp/decode_lm/$test_set.results.md"
-  } > "$exp/RESULTS.md.tmp" && mv "$exp/RESULTS.md.tmp" "$exp/RESULTS.md"
-  cat "$exp/decode_lm/$test_set.results.md"
+  sed '/^With the word/,$d' "$exp/RESULTS.md" > "$exp/RESULTS.md.tmp"  # a re-run replaces its own section
+  echo "With the word $lm_order-gram (and the neural LM when trained; $exp/lm, weights tuned on $valid_set); METHOD+lm rows use it:" >> "$exp/RESULTS.md.tmp"
+  for t in $test_set; do
+    asr eval --model "$exp/model" --manifests "$manifests" --subset "$t" --decoder all --lm "$exp/lm" \
+      --compare-lm --out-dir "$exp/decode_lm" --threads 2
+    { echo; cat "$exp/decode_lm/$t.results.md"; } >> "$exp/RESULTS.md.tmp"
+    cat "$exp/decode_lm/$t.results.md"
+  done
+  mv "$exp/RESULTS.md.tmp" "$exp/RESULTS.md"
 fi
 log "done (stages $stage-$stop_stage)"
