@@ -286,13 +286,16 @@ def export_cmd(
     manifests: Optional[Path] = typer.Option(None, "--manifests", help="Score the exported model on subsets of these manifests."),
     subsets: Optional[List[str]] = typer.Option(None, "--subset", help="Subsets to score (repeatable; default: test)."),
     half: bool = typer.Option(False, help="Store the weights in float16 (half the size)."),
+    interpolate: Optional[str] = typer.Option(None, "--interpolate", help="Mix in this model's weights (the model "
+                                              "the run started from, e.g. demo): ALPHA x trained + (1 - ALPHA) x it."),
+    alpha: float = typer.Option(1.0, "--alpha", help="With --interpolate: the trained weights' share (choose on dev)."),
 ) -> None:
     """Write a self-describing model directory (config.yaml, model.safetensors, tokenizer, CMVN, model card);
     with --manifests, measure CTC-greedy WER on the given subsets and record it in the model card."""
     from asr.model_dir import load_model, write_card_section
     from asr.train.export import export_model
 
-    path = _run(export_model, exp, out, average, half=half, select=select)
+    path = _run(export_model, exp, out, average, half=half, select=select, interpolate=interpolate, alpha=alpha)
     typer.echo(f"exported {path}")
     if manifests:
         from asr.data.prepare import load_cuts

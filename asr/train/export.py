@@ -54,11 +54,27 @@ def atomic_model_dir(out: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def interpolate_weights(tuned: dict, base: dict, alpha: float) -> dict:
+    """``alpha * tuned + (1 - alpha) * base`` for every floating-point tensor (integer ones, such as BatchNorm's
+    step counter, are ``tuned``'s): WiSE-FT's weight-space interpolation between a fine-tuned model and the
+    model it started from, which trades what fine-tuning gained against what it forgot with one number."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"interpolation weight must be in [0, 1], not {alpha}")
+    missing = sorted(set(tuned) ^ set(base))
+    bad = [k for k in tuned if k in base and tuned[k].shape != base[k].shape]
+    if missing or bad:
+        raise ValueError(f"cannot interpolate models of different shapes ({(missing + bad)[:3]} differ)")
+    return {k: (alpha * v.float() + (1.0 - alpha) * base[k].float()) if v.is_floating_point() else v
+            for k, v in tuned.items()}
+
+
 def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: int = 1, card_extra: str = "",
-                 half: bool = False, select: str = "best") -> Path:
+                 half: bool = False, select: str = "best", interpolate: str | None = None,
+                 alpha: float = 1.0) -> Path:
     """Write a model directory from experiment ``exp`` (atomically: a temp folder renamed into place), averaging
     ``average_last`` checkpoints chosen by ``select`` (``best``: lowest dev CER; ``last``: newest).
-    ``half``: store weights in float16 (half the size; loaded back into float32)."""
+    ``half``: store weights in float16 (half the size; loaded back into float32). ``interpolate``: a model
+    directory (e.g. the ``--init`` model, or ``demo``) mixed in with weight ``1 - alpha`` (:func:`interpolate_weights`)."""
     import torch
     from safetensors.torch import save_file
 
@@ -68,6 +84,11 @@ def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: i
     scores = load_scores(exp)
     model = ASRModel(cfg.model)
     model.load_state_dict(weights)  # validates the weights against the config
+    if interpolate is not None:
+        from asr.model_dir import load_model
+
+        base = load_model(interpolate).model.state_dict()
+        model.load_state_dict(interpolate_weights(model.state_dict(), base, alpha))
     with atomic_model_dir(out) as tmp:
         def keep(k: str, v: torch.Tensor) -> torch.Tensor:  # fp16 for weights; statistics stay fp32
             if half and v.is_floating_point() and "running_" not in k and "cmvn" not in k:
@@ -88,7 +109,9 @@ def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: i
                 "## Training", "", f"Averaged checkpoints ({select} by dev CER): " + ", ".join(
                     p.name + (f" (dev CER {100 * scores[checkpoint_step(p)]:.1f}%)"
                               if checkpoint_step(p) in scores else "") for p in used)
-                + (f"; their EMA weights (decay {cfg.train.ema_decay})" if cfg.train.ema_decay else ""), ""]
+                + (f"; their EMA weights (decay {cfg.train.ema_decay})" if cfg.train.ema_decay else "")
+                + (f"; interpolated with `{interpolate}`: {alpha:g} x these + {1 - alpha:g} x its weights (WiSE-FT)"
+                   if interpolate is not None else ""), ""]
         if summary:
             card += ["| figure | value |", "|---|---|"] + [f"| {k} | {round(v, 4) if isinstance(v, float) else v} |"
                                                          for k, v in summary.items()

@@ -49,11 +49,12 @@ lm_order=3
 lm_neural_minutes=10        # training budget of the neural token LM in stage 6 (0: none)
 real_dir=                 # --data mixed: folder with manifest.tsv of real recordings (e.g. ../shared/speech)
 init=                     # start training from this model directory (or: demo)
-neural_hours="hibari=2.5 kokoro=0.5"   # --data mixed: hours of each neural TTS engine (train only)
+neural_hours="hibari=2.5 kokoro=0.25"  # --data mixed: hours of each neural TTS engine (train only; kokoro runs at
+                                       # about 1x real time per core)
 # --data mixed: sampling weight per subset (copies per epoch; fractions sample). Chosen a priori, checked on real
 # dev (docs/real-speech.md): real sentences dominate, words and wake-word phrases add voices and microphones,
 # the classic corpus keeps what the model knew, the neural voices add natural prosody.
-mix="real_train_sentence=3 real_train_word=0.5 real_train_phrase=0.3 train=0.35 hibari:train=1 kokoro:train=2"
+mix="real_train_sentence=3 real_train_word=0.5 real_train_phrase=0.3 train=0.35 hibari:train=1 kokoro:train=3"
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -107,10 +108,11 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   fi
   if [ "$data" = mixed ]; then
     for eh in $neural_hours; do
-      engine=${eh%%=*}; h=${eh#*=}; n=40; [ "$engine" = kokoro ] && n=2   # kokoro: 16 voice mixes x 2
+      engine=${eh%%=*}; h=${eh#*=}
+      n=40; rmax=1.1; s=1; [ "$engine" = kokoro ] && n=2 && rmax=1.0 && s=2   # kokoro: 16 voice mixes x 2 speakers
       log "stage 0: $h h of the neural voice(s) of $engine into $work/neural_$engine (train only)"
       asr data synth --out "$work/neural_$engine" --engine "$engine" --train-only --hours "$h" --speakers-per-voice $n \
-        --rate-min 0.75 --rate-max 1.1 --augment 0.5 --seed 1 --no-progress
+        --rate-min 0.75 --rate-max $rmax --augment 0.5 --seed $s --no-progress
     done
   elif [ "$data" = librispeech ]; then
     log "stage 0: download LibriSpeech ($parts) into $corpus"
@@ -146,6 +148,7 @@ fi
 if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   log "stage 3: train $config -> $exp ($nproc process(es), $device)"
   init_args=(--lang "$lang"); [ -n "$init" ] && init_args=(--init "$init")  # --init: the model's own tokenizer and CMVN
+  [ "$data" = mixed ] && init_args+=(--curve-subset dev)  # forgetting: the synthetic dev curve beside real dev
   args=(train --config "$config" --manifests "$manifests" "${init_args[@]}" --exp "$exp" --train-subset "$train_set"
         --valid-subset "$valid_set" --device "$device" "${train_args[@]}")  # the curve is logged on dev only
   if [ "$nproc" -gt 1 ]; then

@@ -419,3 +419,27 @@ def test_no_progress_draws_no_bar(tiny_manifests, lang, tmp_path, capfd):
     shadowed the flag, so the bar was always drawn)."""
     _quick(tmp_path / "exp", 2, lang, tiny_manifests, extra=["train.schedule_over=minutes", "train.max_minutes=5"])
     assert "step/s" not in capfd.readouterr().err
+
+
+def test_interpolated_export_lies_between_the_run_and_its_init_model(tiny_manifests, lang, tmp_path):
+    """export --interpolate BASE --alpha A writes A x trained + (1 - A) x BASE; A=1 is the run, A=0 the base."""
+    from asr.model_dir import load_model
+    from asr.train.export import export_model, interpolate_weights
+
+    _quick(tmp_path / "a", 1, lang, tiny_manifests)
+    base = export_model(tmp_path / "a", tmp_path / "base", select="last")
+    _quick(tmp_path / "b", 2, lang, tiny_manifests, init=str(base))
+    sd = {a: load_model(export_model(tmp_path / "b", tmp_path / f"m{a}", select="last", interpolate=str(base),
+                                     alpha=a)).model.state_dict() for a in (0.0, 0.5, 1.0)}
+    plain = load_model(export_model(tmp_path / "b", tmp_path / "plain", select="last")).model.state_dict()
+    b = load_model(base).model.state_dict()
+    moved = [k for k, v in plain.items() if v.is_floating_point() and not torch.equal(v, b[k])]
+    assert moved
+    for k in moved:
+        assert torch.allclose(sd[1.0][k], plain[k]) and torch.allclose(sd[0.0][k], b[k], atol=1e-6), k
+        assert torch.allclose(sd[0.5][k], (plain[k] + b[k]) / 2, atol=1e-6), k
+    assert "interpolated with" in (tmp_path / "m0.5" / "MODEL_CARD.md").read_text()
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        interpolate_weights(plain, b, 1.5)
+    with pytest.raises(ValueError, match="different shapes"):
+        interpolate_weights(plain, {k: v for k, v in list(b.items())[1:]}, 0.5)
