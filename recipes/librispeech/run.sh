@@ -5,7 +5,7 @@
 #   bash recipes/librispeech/run.sh --set train.max_minutes=120 --stop-stage 4
 #                                                            the bundled demo model (about 2 h 15 min)
 #   bash recipes/librispeech/run.sh --data librispeech       real LibriSpeech (downloads; needs a network)
-#   bash recipes/librispeech/run.sh --data mixed --real-dir ../shared/speech --init demo --config small
+#   bash recipes/librispeech/run.sh --data mixed --real-dir ../shared/speech --init demo --config small_real --alpha 0.7
 #                                                            real recordings + classic and neural TTS voices,
 #                                                            mixed by --mix weights; fine-tunes the demo model
 #   bash recipes/librispeech/run.sh --stage 1 --stop-stage 2 resume / re-run some stages
@@ -49,6 +49,8 @@ lm_order=3
 lm_neural_minutes=10        # training budget of the neural token LM in stage 6 (0: none)
 real_dir=                 # --data mixed: folder with manifest.tsv of real recordings (e.g. ../shared/speech)
 init=                     # start training from this model directory (or: demo)
+alpha=1                   # with --init: export alpha x the run + (1 - alpha) x the init model (WiSE-FT; the demo: 0.7,
+                          # chosen on dev with tools/interpolation_sweep.py)
 neural_hours="hibari=2.5 kokoro=0.25"  # --data mixed: hours of each neural TTS engine (train only; kokoro runs at
                                        # about 1x real time per core)
 # --data mixed: sampling weight per subset (copies per epoch; fractions sample). Chosen a priori, checked on real
@@ -79,6 +81,7 @@ while [ $# -gt 0 ]; do
     --lm-neural-minutes) lm_neural_minutes=$2; shift 2 ;;
     --real-dir) real_dir=$2; shift 2 ;;
     --init) init=$2; shift 2 ;;
+    --alpha) alpha=$2; shift 2 ;;
     --mix) mix=$2; shift 2 ;;
     --neural-hours) neural_hours=$2; shift 2 ;;
     -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
@@ -161,7 +164,9 @@ fi
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
   log "stage 4: average the $average checkpoints with the lowest dev CER, export $exp/model"
   subs=(); for t in $valid_set $test_set; do subs+=(--subset "$t"); done
-  asr export-model --exp "$exp" --out "$exp/model" --average "$average" --select best --manifests "$manifests" "${subs[@]}"
+  wise=(); [ -n "$init" ] && [ "$alpha" != 1 ] && wise=(--interpolate "$init" --alpha "$alpha")
+  asr export-model --exp "$exp" --out "$exp/model" --average "$average" --select best --manifests "$manifests" \
+    "${subs[@]}" "${wise[@]}"
 fi
 if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
   {
