@@ -148,8 +148,7 @@ def mix_subsets(manifest_dir: str | os.PathLike, out_subset: str, parts: Sequenc
             idx = rng.permutation(len(cuts))[: int(round(frac * len(cuts)))]
             chosen += [cuts[int(i)] if whole == 0 else cuts[int(i)].with_id(f"{cuts[int(i)].id}_rep{whole}")
                        for i in sorted(idx)]
-        clash = [c for c in chosen if c.id in seen]
-        if clash:  # two corpora that number their utterances alike (e.g. two synthetic corpora): keep ids unique
+        if any(c.id in seen for c in chosen):  # two corpora that number their utterances alike (e.g. two synthetic corpora): keep ids unique
             chosen = [c.with_id(f"{c.id}_p{n}") if c.id in seen else c for c in chosen]
         seen.update(c.id for c in chosen)
         out_cuts += chosen

@@ -109,8 +109,6 @@ def import_tsv(tsv: str | os.PathLike, out_dir: str | os.PathLike, name: str = "
         cut.supervisions = [SupervisionSegment(rec.id, rec.id, 0.0, rec.duration, channel=0, text=row["text"],
                                                speaker=row["speaker"], language="English",
                                                custom={"source": row["source"], "kind": row["kind"]})]
-        if rec.num_channels > 1:  # the toolkit is mono: keep the first channel
-            cut = cut.with_channels(0) if hasattr(cut, "with_channels") else cut
         groups.setdefault(f"{name}_{row['split']}", []).append((row, cut))
     if not groups:
         raise PrepareError(f"{tsv}: no usable rows ({len(errors)} error(s); first: {errors[0] if errors else '-'})")
