@@ -4,7 +4,7 @@ Public API::
 
     import asr
     model = asr.load_model("demo")                  # or a model directory; LoadedModel(model, tokenizer, config, path)
-    result = model.transcribe("talk.wav")           # or samples; .text, .segments, .words (asr.api)
+    result = model.transcribe("talk.wav")           # or samples; .text, .segments, .words (asr.inference.api)
     live = model.stream(); live.feed(samples, 48000); segments = live.finish()
 """
 
@@ -14,9 +14,9 @@ __version__ = "0.1.0"
 
 
 def load_model(path, device: str = "cpu", quantize: str | None = None):
-    """Load a model directory written by `asr export-model` (see asr.model_dir); ``quantize="int8"`` for
+    """Load a model directory written by `asr export-model` (see asr.inference.model_dir); ``quantize="int8"`` for
     dynamic int8 Linear layers on the CPU."""
-    from asr.model_dir import load_model as _load
+    from asr.inference.model_dir import load_model as _load
 
     return _load(path, device, quantize)
 

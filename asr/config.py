@@ -185,7 +185,7 @@ def replace(cfg: Any, **changes: Any) -> Any:
     return dataclasses.replace(cfg, **changes)
 
 
-# Streaming endpoint defaults (asr.streaming.EndpointConfig and `asr live` read them). The pause after speech
+# Streaming endpoint defaults (asr.inference.streaming.EndpointConfig and `asr live` read them). The pause after speech
 # was chosen on 100 dev utterances at 640-ms chunks (end of speech to commit, median / WER: 0.4 s 0.87 s / 67.8%,
 # 0.5 s 0.94 s / 67.8%, 0.6 s 1.01 s / 67.4%, 0.8 s 1.25 s / 67.4%; `asr bench-stream --manifests M --subset dev
 # --pause P`).

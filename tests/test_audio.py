@@ -117,7 +117,7 @@ def test_cli_info_continues_past_bad_files(tmp_path, tone):
     good = _write(tmp_path / "good.wav", tone, SAMPLE_RATE)
     bad = tmp_path / "bad.wav"
     bad.write_text("garbage")
-    r = subprocess.run([sys.executable, "-m", "asr.cli", "info", str(bad), str(good), str(tmp_path / "gone.flac")],
+    r = subprocess.run([sys.executable, "-m", "asr.apps.cli", "info", str(bad), str(good), str(tmp_path / "gone.flac")],
                        capture_output=True, text=True)
     assert r.returncode == 1
     assert "good.wav\t1.500 s" in r.stdout

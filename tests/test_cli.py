@@ -10,7 +10,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from asr.cli import app
+from asr.apps.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -39,14 +39,14 @@ def test_synth_bad_voice_is_one_line(tmp_path):
 
 
 def test_synth_missing_text_file(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "asr.cli", "data", "synth", "--out", str(tmp_path / "c"), "--text",
+    r = subprocess.run([sys.executable, "-m", "asr.apps.cli", "data", "synth", "--out", str(tmp_path / "c"), "--text",
                         str(tmp_path / "missing.txt"), "--no-progress"], capture_output=True, text=True)
     assert r.returncode == 1
     assert r.stderr.strip() == f"error: {tmp_path / 'missing.txt'}: no such text file"
 
 
 def test_prepare_missing_corpus(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "asr.cli", "data", "prepare", "--corpus-dir", str(tmp_path / "none"),
+    r = subprocess.run([sys.executable, "-m", "asr.apps.cli", "data", "prepare", "--corpus-dir", str(tmp_path / "none"),
                         "--out", str(tmp_path / "m")], capture_output=True, text=True)
     assert r.returncode == 1 and "no such directory" in r.stderr and "Traceback" not in r.stderr
 

@@ -44,7 +44,7 @@ def test_errors(tmp_path):
 
 def test_bundled_demo_is_the_small_preset():
     """The README and the card say the demo model is `small`: its model section is the preset's (vocabulary aside)."""
-    from asr.model_dir import resolve_model_path
+    from asr.inference.model_dir import resolve_model_path
 
     demo = load_config(resolve_model_path("demo") / "config.yaml")
     small = load_config("small")

@@ -23,7 +23,7 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from asr.cli import app
+from asr.apps.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -74,7 +74,7 @@ def test_5_eval_with_some_rows_failed_exits_1(random_model_dir, speech_clips, tm
 
 # ------------------------------------------------------------------------------------ 6: name collisions
 def test_6_same_stems_get_distinct_outputs(random_model_dir, speech_clips, tmp_path):
-    from asr.transcribe import unique_ids
+    from asr.inference.transcribe import unique_ids
 
     src = speech_clips[0].path
     files = []
@@ -116,7 +116,7 @@ def test_7_atomic_write_leaves_no_temp_file_on_failure(tmp_path):
 
 # ------------------------------------------------------------------------------------ 8: one-line errors
 def test_8_short_max_segment_splits_correctly():
-    from asr.transcribe import split_points
+    from asr.inference.transcribe import split_points
 
     audio = np.random.default_rng(0).standard_normal(16000 * 13).astype(np.float32)
     for seg in (1.0, 2.0, 3.5):
@@ -196,7 +196,7 @@ def test_8_damaged_model_directories_are_one_line(random_model_dir, speech_clips
 
 
 def test_8_sample_rate_message_rejects_huge_and_odd_values():
-    from asr.serve import _sample_rate
+    from asr.apps.serve import _sample_rate
 
     assert _sample_rate('{"sample_rate": 16000}') == 16000
     for bad in ('{"sample_rate": 1e400}', '{"sample_rate": NaN}', '{"sample_rate": "16000"}', '{"sample_rate": true}',
@@ -206,7 +206,7 @@ def test_8_sample_rate_message_rejects_huge_and_odd_values():
 
 # ------------------------------------------------------------------------------------ 9: bundled model name
 def test_9_bundled_name_is_not_shadowed_by_a_local_folder(tmp_path, monkeypatch):
-    from asr.model_dir import BUNDLED, resolve_model_path
+    from asr.inference.model_dir import BUNDLED, resolve_model_path
 
     (tmp_path / "demo").mkdir()  # e.g. the recipe's own data/work/demo output folder
     monkeypatch.chdir(tmp_path)
@@ -225,7 +225,7 @@ def _free_port() -> int:
 
 
 def _start(rec, source=None, **kw):
-    from asr.serve import CaptionServer, serve
+    from asr.apps.serve import CaptionServer, serve
 
     port = _free_port()
     ready, stop = threading.Event(), threading.Event()
@@ -238,8 +238,8 @@ def _start(rec, source=None, **kw):
 
 
 def test_10_overlay_query_string_serves_the_page(random_model_dir):
-    from asr.model_dir import load_model
-    from asr.streaming import Recognizer
+    from asr.inference.model_dir import load_model
+    from asr.inference.streaming import Recognizer
 
     port, stop, t, _ = _start(Recognizer(load_model(random_model_dir)))
     try:
@@ -261,9 +261,9 @@ def test_10_sockets_stay_responsive_during_a_slow_decode_and_bad_clients_are_qui
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
-    import asr.serve as serve_mod
-    from asr.model_dir import load_model
-    from asr.streaming import Recognizer
+    import asr.apps.serve as serve_mod
+    from asr.inference.model_dir import load_model
+    from asr.inference.streaming import Recognizer
 
     monkeypatch.setattr(serve_mod, "FIRST_MESSAGE_SECONDS", 1.0)
     rec = Recognizer(load_model(random_model_dir))
@@ -314,9 +314,9 @@ def test_10_sockets_stay_responsive_during_a_slow_decode_and_bad_clients_are_qui
 
 
 def test_10_a_client_far_ahead_advances_one_chunk_a_round_like_the_others(random_model_dir, speech_clips):
-    from asr.model_dir import load_model
-    from asr.serve import CaptionServer, _Source
-    from asr.streaming import Recognizer
+    from asr.inference.model_dir import load_model
+    from asr.apps.serve import CaptionServer, _Source
+    from asr.inference.streaming import Recognizer
 
     rec = Recognizer(load_model(random_model_dir))
     srv = CaptionServer(rec)
@@ -346,7 +346,7 @@ def test_10_serve_writes_output_and_stats(speech_clips, tmp_path):
 
     out = tmp_path / "captions.srt"
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "asr.cli", "live", "--serve", "--port", str(port), "--input",
+    proc = subprocess.Popen([sys.executable, "-m", "asr.apps.cli", "live", "--serve", "--port", str(port), "--input",
                              str(speech_clips[0].path), "--fast", "--output", str(out), "--stats"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -366,10 +366,10 @@ def test_11_one_source_of_decode_defaults(random_model_dir, speech_clips, monkey
     import inspect
 
     import asr.search.mask_ctc as mc
-    from asr.cli import eval_cmd, transcribe_cmd
-    from asr.model_dir import load_model
+    from asr.apps.cli import eval_cmd, transcribe_cmd
+    from asr.inference.model_dir import load_model
     from asr.search.options import DEFAULTS
-    from asr.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions
+    from asr.inference.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions
 
     for cmd in (transcribe_cmd, eval_cmd):
         params = inspect.signature(cmd).parameters
@@ -450,9 +450,9 @@ def test_13_leading_silence_is_not_stamped_on_the_first_word(speech_clips, tmp_p
 
 # ------------------------------------------------------------------------------------ 14: attention_beam length
 def test_14_attention_beam_says_nothing_on_silence_and_keeps_length_on_speech(speech_clips):
-    from asr.decode import DecodeOptions, decode_features
+    from asr.inference.decode import DecodeOptions, decode_features
     from asr.features import fbank
-    from asr.model_dir import load_model
+    from asr.inference.model_dir import load_model
 
     lm = load_model("demo")
     opts = DecodeOptions(timestamps=False)
@@ -502,7 +502,7 @@ def test_15_short_segment_with_8x_subsampling(tmp_path):
 
 # ------------------------------------------------------------------------------------ 16: layering
 def test_16_inference_modules_do_not_import_training():
-    code = ("import sys, asr.model_dir, asr.evaluate, asr.transcribe, asr.streaming, asr.live, asr.serve, asr.scoring; "
+    code = ("import sys, asr.inference.model_dir, asr.evaluation.evaluate, asr.inference.transcribe, asr.inference.streaming, asr.apps.live, asr.apps.serve, asr.evaluation.scoring; "
             "print(sorted(m for m in sys.modules if m.startswith('asr.train')))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -517,4 +517,4 @@ def test_16_atomic_writes_and_caption_formats_live_in_one_place():
     # files.py writes files; export swaps a whole model directory; the tokenizer moves SentencePiece's own output
     assert renames == ["asr/files.py", "asr/text.py", "asr/train/export.py"], renames
     cue_writers = sorted(f for f, s in sources.items() if "-->" in s)
-    assert cue_writers == ["asr/captions.py"], cue_writers
+    assert cue_writers == ["asr/inference/captions.py"], cue_writers

@@ -17,8 +17,8 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from asr.cli import app
-from asr.metrics import cer
+from asr.apps.cli import app
+from asr.evaluation.metrics import cer
 
 runner = CliRunner()
 
@@ -55,7 +55,7 @@ def test_live_input_file_fast_writes_transcript(random_model_dir, speech_clips, 
 
 
 def test_screen_metrics_count_erasures_not_growth():
-    from asr.captions import ScreenMetrics
+    from asr.inference.captions import ScreenMetrics
 
     m = ScreenMetrics()
     for text in ("THE", "THE LIT", "THE LITTLE", "THE LITTLE CAT"):  # only growing: nothing erased
@@ -105,7 +105,7 @@ def virtual_mic():
 def test_live_captions_virtual_microphone(virtual_mic, tmp_path):
     wav, text = _synthetic_utterance(tmp_path)
     out = tmp_path / "mic.txt"
-    proc = subprocess.Popen([sys.executable, "-m", "asr.cli", "live", "--model", "demo", "--device", "pulse",
+    proc = subprocess.Popen([sys.executable, "-m", "asr.apps.cli", "live", "--model", "demo", "--device", "pulse",
                              "--samplerate", "16000", "--output", str(out), "--stats"],
                             env=virtual_mic, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -127,9 +127,9 @@ def test_live_caption_files_split_long_segments_into_cues(tmp_path):
     """A committed segment of 40 words becomes several cues of two lines of 42 characters and 7 s at most."""
     import srt as srt_lib
 
-    from asr.live import TranscriptWriter
+    from asr.apps.live import TranscriptWriter
     from asr.search.align import Word
-    from asr.streaming import Segment
+    from asr.inference.streaming import Segment
 
     words = [Word(f"w{i:02d}xx", 1.0 + i * 0.35, 1.0 + i * 0.35 + 0.3, 0.9) for i in range(40)]
     seg = Segment(" ".join(w.word for w in words), words[0].start, words[-1].end, words)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from asr.cli import app
+from asr.apps.cli import app
 from asr.lm.ngram import ArpaLM, build_kneser_ney
 
 runner = CliRunner()
@@ -103,7 +103,7 @@ def _emissions(tok, text: str, drop: int | None = None, frames_per_token: int = 
 
 
 def test_lexicon_decoder_repairs_a_misspelled_word(lm_dir, random_model_dir):
-    from asr.model_dir import load_model
+    from asr.inference.model_dir import load_model
     from asr.search.ctc import ctc_greedy
     from asr.search.ctc_lm import LexiconDecoder
 
@@ -117,7 +117,7 @@ def test_lexicon_decoder_repairs_a_misspelled_word(lm_dir, random_model_dir):
 
 
 def test_lexicon_decoder_batched_equals_single(lm_dir, random_model_dir):
-    from asr.model_dir import load_model
+    from asr.inference.model_dir import load_model
     from asr.search.ctc_lm import LexiconDecoder
 
     tok = load_model(random_model_dir).tokenizer
@@ -179,7 +179,7 @@ def test_corrupt_arpa_is_one_line(lm_dir, random_model_dir, speech_clips, tmp_pa
 def test_word_fusion_scores_completed_words_and_prefers_known_sentences(lm_dir, random_model_dir):
     from asr.lm import load_lm_dir
     from asr.lm.ngram import cached_arpa
-    from asr.model_dir import load_model
+    from asr.inference.model_dir import load_model
     from asr.search.fusion import WordFusion
 
     tok = load_model(random_model_dir).tokenizer
@@ -192,8 +192,8 @@ def test_word_fusion_scores_completed_words_and_prefers_known_sentences(lm_dir, 
 
 
 def test_prefix_beam_with_lm_is_fused(lm_dir, random_model_dir):
-    from asr.decode import DecodeOptions, search
-    from asr.model_dir import load_model
+    from asr.inference.decode import DecodeOptions, search
+    from asr.inference.model_dir import load_model
 
     lm = load_model(random_model_dir)
     lp = _emissions(lm.tokenizer, "HELLO WORLD").unsqueeze(0)
@@ -206,9 +206,9 @@ def test_prefix_beam_with_lm_is_fused(lm_dir, random_model_dir):
 
 
 def test_streaming_second_pass_with_the_lm(lm_dir, random_model_dir, speech_clips):
-    from asr.decode import DecodeOptions
-    from asr.model_dir import load_model
-    from asr.streaming import Recognizer, StreamingOptions
+    from asr.inference.decode import DecodeOptions
+    from asr.inference.model_dir import load_model
+    from asr.inference.streaming import Recognizer, StreamingOptions
 
     lm = load_model(random_model_dir)
     with pytest.raises(ValueError, match="needs an LM directory"):
@@ -234,7 +234,7 @@ def test_neural_lm_trains_loads_and_fuses(lm_dir, random_model_dir, speech_clips
 
     from asr.lm import LMError
     from asr.lm.neural import load_neural_lm
-    from asr.model_dir import load_model
+    from asr.inference.model_dir import load_model
 
     d = tmp_path / "lm"
     shutil.copytree(lm_dir, d)
@@ -256,7 +256,7 @@ def test_neural_lm_trains_loads_and_fuses(lm_dir, random_model_dir, speech_clips
     assert a > b  # it learned something of the text
     with pytest.raises(LMError, match="tokens"):
         load_neural_lm(d, None, lm.model.cfg.vocab_size + 1)
-    from asr.decode import DecodeOptions, ar_scorers
+    from asr.inference.decode import DecodeOptions, ar_scorers
 
     names = lambda o: [x.name for x in ar_scorers(lm.model, o, lm.tokenizer, 4, "cpu")]  # noqa: E731
     assert names(DecodeOptions(lm=str(d))) == ["neural_lm"]  # the neural LM alone when the directory has one

@@ -58,7 +58,7 @@ def test_cli_average_and_export_with_scoring(exp, tmp_path, tiny_manifests):
     from safetensors.torch import load_file
     from typer.testing import CliRunner
 
-    from asr.cli import app
+    from asr.apps.cli import app
 
     runner = CliRunner()
     r = runner.invoke(app, ["average", "--exp", str(exp), "--last", "2", "--out", str(tmp_path / "avg.safetensors")])
@@ -91,12 +91,12 @@ def test_int8_and_bf16_demo_decode_like_the_float_model(speech_clips):
     import jiwer
     import soundfile as sf
 
-    from asr.decode import decode_features
+    from asr.inference.decode import decode_features
     from asr.features import fbank
     from typer.testing import CliRunner
 
-    from asr.cli import app
-    from asr.model_dir import ModelError, load_model
+    from asr.apps.cli import app
+    from asr.inference.model_dir import ModelError, load_model
 
     runner = CliRunner()
     fp32, int8, bf16 = load_model("demo"), load_model("demo", quantize="int8"), load_model("demo", quantize="bf16")
@@ -129,10 +129,10 @@ def test_14_eval_by_speaker_names_the_voices_and_adds_up(exp, tmp_path, tiny_man
     the whole subset's."""
     from typer.testing import CliRunner
 
-    from asr.cli import app
+    from asr.apps.cli import app
     from asr.data.prepare import load_cuts
-    from asr.evaluate import evaluate_cuts
-    from asr.scoring import breakdown_table, speaker_labels
+    from asr.evaluation.evaluate import evaluate_cuts
+    from asr.evaluation.scoring import breakdown_table, speaker_labels
 
     model = export_model(exp, tmp_path / "m", average_last=2)
     cuts = load_cuts(tiny_manifests, "dev").to_eager()
@@ -151,7 +151,7 @@ def test_14_eval_by_speaker_names_the_voices_and_adds_up(exp, tmp_path, tiny_man
     assert "per speaker" in r.output and all(v in r.output for v in voices)
     assert (tmp_path / "ev" / "dev_ctc_greedy.by_speaker.md").is_file()
     # --limit N --spread: N utterances over every speaker, where the first N hear only the first speakers
-    from asr.scoring import spread_subset
+    from asr.evaluation.scoring import spread_subset
 
     n = len(voices)
     picked = spread_subset(cuts, n)

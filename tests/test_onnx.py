@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from asr.cli import app
+from asr.apps.cli import app
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install onnxruntime)")
 runner = CliRunner()
@@ -48,9 +48,9 @@ def test_onnx_backend_transcribes_like_torch(onnx_dir, speech_clips):
 
 
 def test_onnx_streaming_partials_equal_torch(onnx_dir, speech_clips):
-    from asr.model_dir import load_model
-    from asr.onnx_runtime import load_onnx_model
-    from asr.streaming import Recognizer, StreamingOptions
+    from asr.inference.model_dir import load_model
+    from asr.export.onnx_runtime import load_onnx_model
+    from asr.inference.streaming import Recognizer, StreamingOptions
 
     audio = sf.read(speech_clips[0].path, dtype="float32")[0][: 16000 * 6]
     texts = []

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from asr.live import file_source
-from asr.model_dir import load_model
-from asr.serve import MAX_FRAME_BYTES, serve
-from asr.streaming import Recognizer
+from asr.apps.live import file_source
+from asr.inference.model_dir import load_model
+from asr.apps.serve import MAX_FRAME_BYTES, serve
+from asr.inference.streaming import Recognizer
 
 
 def _free_port() -> int:

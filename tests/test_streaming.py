@@ -8,8 +8,8 @@ import soundfile as sf
 import torch
 
 from asr.features import fbank
-from asr.model_dir import load_model
-from asr.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions
+from asr.inference.model_dir import load_model
+from asr.inference.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions
 
 NO_ENDPOINT = EndpointConfig(EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0))
 
@@ -130,8 +130,8 @@ def test_mask_ctc_partials_refine_only_the_tentative_text(speech_clips):
     """partial='mask_ctc' changes what is shown while a segment runs, never what is committed."""
     import soundfile as sf
 
-    from asr.model_dir import load_model
-    from asr.streaming import Recognizer, StreamingOptions
+    from asr.inference.model_dir import load_model
+    from asr.inference.streaming import Recognizer, StreamingOptions
 
     lm = load_model("demo")
     audio = sf.read(speech_clips[0].path, dtype="float32")[0][: 16000 * 6]

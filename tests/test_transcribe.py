@@ -10,9 +10,9 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from asr.cli import app
-from asr.captions import caption_cues
-from asr.transcribe import split_points
+from asr.apps.cli import app
+from asr.inference.captions import caption_cues
+from asr.inference.transcribe import split_points
 
 runner = CliRunner()
 
@@ -109,7 +109,7 @@ def test_folder_glob_and_list_inputs(random_model_dir, clips, tmp_path):
 
 
 def test_caption_cues_are_two_lines_of_42_and_7_seconds_at_most():
-    from asr.captions import break_lines
+    from asr.inference.captions import break_lines
     from asr.search.align import Word
 
     words = [Word(f"word{i}", i * 0.35, i * 0.35 + 0.3, 1.0) for i in range(40)]

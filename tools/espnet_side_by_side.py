@@ -30,7 +30,7 @@ V, D, HEADS, FFN, ENC_LAYERS, DEC_LAYERS, FRAMES = 5000, 256, 4, 2048, 12, 6, 20
 
 
 def _median(fn, runs: int) -> float:
-    """Median wall time of ``fn`` after one warm-up call. The same as ``asr.bench._median_time``, written out
+    """Median wall time of ``fn`` after one warm-up call. The same as ``asr.evaluation.bench._median_time``, written out
     here because ESPnet mode runs under ESPnet's interpreter, where this toolkit is not importable."""
     fn()
     ts = []
@@ -98,8 +98,8 @@ def run_ours(a) -> dict:
     import torch
 
     sys.path.insert(0, str(REPO))
-    from asr.decode import DecodeOptions, search
-    from asr.bench import _model
+    from asr.inference.decode import DecodeOptions, search
+    from asr.evaluation.bench import _model
 
     torch.set_num_threads(a.threads)
     m, _ = _model("base", V, "cpu")

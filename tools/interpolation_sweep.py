@@ -23,9 +23,9 @@ def main() -> None:
     import torch
 
     from asr.data.prepare import load_cuts
-    from asr.evaluate import evaluate_cuts
-    from asr.model_dir import load_model
-    from asr.scoring import spread_subset
+    from asr.evaluation.evaluate import evaluate_cuts
+    from asr.inference.model_dir import load_model
+    from asr.evaluation.scoring import spread_subset
     from asr.train.export import export_model
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

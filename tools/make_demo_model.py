@@ -24,11 +24,11 @@ def main() -> None:
     import torch
 
     from asr.data.prepare import load_cuts
-    from asr.decode import DecodeOptions, available_methods
-    from asr.model_dir import BUNDLED, load_model, write_card_section
+    from asr.inference.decode import DecodeOptions, available_methods
+    from asr.inference.model_dir import BUNDLED, load_model, write_card_section
     from asr.train.export import export_model
-    from asr.evaluate import evaluate_cuts
-    from asr.scoring import breakdown_table, evaluate_and_report, load_refs_tsv, speaker_labels, spread_subset
+    from asr.evaluation.evaluate import evaluate_cuts
+    from asr.evaluation.scoring import breakdown_table, evaluate_and_report, load_refs_tsv, speaker_labels, spread_subset
 
     ap = argparse.ArgumentParser()
     ap.add_argument("exp", type=Path, nargs="?", help="experiment folder to export from")
@@ -92,7 +92,7 @@ def copy_model_dir(src: Path, out: Path) -> Path:
     """Replace ``out`` with a copy of the model directory ``src``'s files (atomically)."""
     import shutil
 
-    from asr.model_dir import FILES, load_model
+    from asr.inference.model_dir import FILES, load_model
     from asr.train.export import atomic_model_dir
 
     load_model(src)  # refuse a directory that does not load, before touching out

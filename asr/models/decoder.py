@@ -14,7 +14,7 @@ from asr.models.encoder import FeedForward
 from asr.nn.attention import MultiHeadAttention
 from asr.nn.embedding import AbsolutePositionalEncoding
 from asr.nn.masks import causal_mask, lengths_to_mask
-from asr.state import DecoderCache
+from asr.models.state import DecoderCache
 
 
 class DecoderLayer(nn.Module):

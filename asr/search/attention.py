@@ -4,7 +4,7 @@ One function serves two methods: ``attention_beam`` (decoder scores only) and ``
 (ESPnet's hybrid one-pass search: each extension is scored ``(1 - w) * decoder + w * CTC prefix``).
 Every term of the score is a weighted :class:`asr.search.scorers.Scorer` (decoder, CTC prefix, and any
 ``extra_scorers``: word n-gram, neural LM, hotwords, length bonus), so adding one never edits the search.
-The decoder's per-layer key/value cache (:class:`asr.state.DecoderCache`) is reordered with
+The decoder's per-layer key/value cache (:class:`asr.models.state.DecoderCache`) is reordered with
 ``select`` after every step, so a step costs one new position per hypothesis.
 """
 

@@ -1,4 +1,4 @@
-"""Decoding options: the one home of every decoder default (the CLI, :func:`asr.decode.search`, the
+"""Decoding options: the one home of every decoder default (the CLI, :func:`asr.inference.decode.search`, the
 search functions and streaming's second pass all read them from here)."""
 
 from __future__ import annotations

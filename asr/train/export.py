@@ -1,4 +1,4 @@
-"""Export an experiment as a self-describing model directory (see :mod:`asr.model_dir`), with averaging."""
+"""Export an experiment as a self-describing model directory (see :mod:`asr.inference.model_dir`), with averaging."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: i
     model = ASRModel(cfg.model)
     model.load_state_dict(weights)  # validates the weights against the config
     if interpolate is not None:
-        from asr.model_dir import load_model
+        from asr.inference.model_dir import load_model
 
         base = load_model(interpolate).model.state_dict()
         model.load_state_dict(interpolate_weights(model.state_dict(), base, alpha))

@@ -26,8 +26,8 @@ import torch
 
 from asr.config import Config, save_config
 from asr.features import GlobalCMVN
-from asr.metrics import cer, wer
-from asr.evaluate import ctc_greedy_texts
+from asr.evaluation.metrics import cer, wer
+from asr.evaluation.evaluate import ctc_greedy_texts
 from asr.models.asr_model import ASRModel
 from asr.text import Tokenizer
 from asr.train.checkpoint import (list_checkpoints, load_latest_checkpoint, record_score, rng_state, save_checkpoint,
@@ -176,7 +176,7 @@ def _init_weights(init: str, cfg: Config, lang: Path) -> tuple[dict, Path]:
     """The weights of model directory ``init`` (or a bundled model's name) to start a run from, checked against
     this run's model and lang folder before anything is written: same parameter names and shapes, same tokenizer
     and CMVN statistics (a tokenizer with the same size but other pieces would silently relabel every output)."""
-    from asr.model_dir import load_model, weight_mismatches
+    from asr.inference.model_dir import load_model, weight_mismatches
 
     try:
         loaded = load_model(init)

@@ -155,7 +155,7 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
   args=(train --config "$config" --manifests "$manifests" "${init_args[@]}" --exp "$exp" --train-subset "$train_set"
         --valid-subset "$valid_set" --device "$device" "${train_args[@]}")  # the curve is logged on dev only
   if [ "$nproc" -gt 1 ]; then
-    python -m torch.distributed.run --standalone --nproc_per_node "$nproc" -m asr.cli "${args[@]}"
+    python -m torch.distributed.run --standalone --nproc_per_node "$nproc" -m asr.apps.cli "${args[@]}"
   else
     asr "${args[@]}"
   fi

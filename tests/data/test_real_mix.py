@@ -96,7 +96,7 @@ def test_mix_repeats_and_samples_by_weight_with_unique_ids(tmp_path):
 def test_mix_cli_writes_the_subset(tmp_path):
     from typer.testing import CliRunner
 
-    from asr.cli import app
+    from asr.apps.cli import app
 
     import_tsv(_corpus(tmp_path), tmp_path / "m", name="real")
     r = CliRunner().invoke(app, ["data", "mix", "real_train=2", "real_dev=1", "--manifests", str(tmp_path / "m"),

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from asr.decode import METHODS, DecodeOptions, decode_features, search
+from asr.inference.decode import METHODS, DecodeOptions, decode_features, search
 from asr.search.attention import beam_search
 from asr.search.ctc import ctc_greedy, ctc_prefix_beam
 from asr.search.ctc_prefix_score import CTCPrefixScorer

@@ -151,7 +151,7 @@ def test_resume_is_exact(tiny_manifests, lang, tmp_path):
 def test_ddp_two_processes_keep_parameters_identical(tiny_manifests, lang, tmp_path):
     """torchrun with 2 CPU processes (gloo): after training, every rank holds the same parameters."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "asr.cli",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "asr.apps.cli",
            "train", "--config", "tiny", "--manifests", str(tiny_manifests), "--lang", str(lang), "--exp",
            str(tmp_path / "ddp"), "--valid-subset", "", "--no-progress"]
     for o in SMALL + ["train.total_steps=3", "train.valid_every=0", "train.checkpoint_every=0"]:
@@ -246,7 +246,7 @@ def test_12_ddp_ranks_stop_together_on_max_minutes(tiny_manifests, lang, tmp_pat
     """Rank 0 validates every step and does not count that time; rank 1 waits for it and does. Stopping on
     max_minutes must still be one decision (before: rank 1 left, rank 0 waited for it forever)."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "asr.cli",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "asr.apps.cli",
            "train", "--config", "tiny", "--manifests", str(tiny_manifests), "--lang", str(lang), "--exp",
            str(tmp_path / "ddp"), "--no-progress"]
     for o in SMALL + ["train.total_steps=0", "train.max_minutes=0.08", "train.valid_every=1", "train.valid_max_cuts=12",
@@ -423,7 +423,7 @@ def test_no_progress_draws_no_bar(tiny_manifests, lang, tmp_path, capfd):
 
 def test_interpolated_export_lies_between_the_run_and_its_init_model(tiny_manifests, lang, tmp_path):
     """export --interpolate BASE --alpha A writes A x trained + (1 - A) x BASE; A=1 is the run, A=0 the base."""
-    from asr.model_dir import load_model
+    from asr.inference.model_dir import load_model
     from asr.train.export import export_model, interpolate_weights
 
     _quick(tmp_path / "a", 1, lang, tiny_manifests)

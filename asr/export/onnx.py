@@ -14,7 +14,7 @@ Graphs written to OUT (all with dynamic batch / time axes, traced with ``torch.o
                           (N = B x beam: each utterance's hypotheses share its memory row)
 
 plus the model directory's ``config.yaml``, ``tokenizer.model`` and model card, and ``onnx.json`` (what was
-exported, opset, parity figures measured at export). :mod:`asr.onnx_runtime` runs them.
+exported, opset, parity figures measured at export). :mod:`asr.export.onnx_runtime` runs them.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class _ChunkEncoder(nn.Module):
         self.m = m
 
     def forward(self, feats, att_cache, conv_cache):
-        from asr.state import EncoderState
+        from asr.models.state import EncoderState
 
         x = (feats - self.m.cmvn_mean) / self.m.cmvn_std
         y, st = self.m.encoder.forward_chunk(x, EncoderState(att_cache, conv_cache, 0))
@@ -77,7 +77,7 @@ class _DecoderStep(nn.Module):
         self.dec = dec
 
     def forward(self, tokens, memory_mask, self_kv, memory_kv):
-        from asr.state import DecoderCache
+        from asr.models.state import DecoderCache
 
         lp, cache = self.dec.step(tokens, memory_mask, DecoderCache(tuple(self_kv.unbind(0)), tuple(memory_kv.unbind(0))))
         return lp, torch.stack(cache.self_kv)
@@ -99,7 +99,7 @@ def export_onnx(model_dir: str | os.PathLike, out: str | os.PathLike, check: boo
     """Export every graph of the model (see the module doc) into ``out``; with ``check``, run each once
     in onnxruntime on inputs of other shapes than the traced ones and record the largest difference to
     PyTorch in ``onnx.json``."""
-    from asr.model_dir import load_model
+    from asr.inference.model_dir import load_model
 
     lm = load_model(model_dir)
     m = lm.model.float().eval()
@@ -159,7 +159,7 @@ def export_onnx(model_dir: str | os.PathLike, out: str | os.PathLike, check: boo
 def parity(lm, onnx_dir: str | os.PathLike, seed: int = 1) -> dict:
     """Largest absolute difference between PyTorch and onnxruntime for every graph, on inputs of other
     shapes than the traced ones (3 utterances, other lengths, another cache size)."""
-    from asr.onnx_runtime import OnnxModel
+    from asr.export.onnx_runtime import OnnxModel
 
     om = OnnxModel(onnx_dir)
     m = lm.model.float().eval()

@@ -31,15 +31,15 @@ class LoadedModel:
     path: Path
 
     def transcribe(self, audio, decoder: str = "ctc_greedy", **kwargs):
-        """A path or samples -> :class:`asr.api.Result` (text, segments, words); see :func:`asr.api.transcribe`."""
-        from asr.api import transcribe
+        """A path or samples -> :class:`asr.inference.api.Result` (text, segments, words); see :func:`asr.inference.api.transcribe`."""
+        from asr.inference.api import transcribe
 
         return transcribe(self, audio, decoder, **kwargs)
 
     def stream(self, **options):
-        """A streaming session (:class:`asr.api.LiveSession`); ``options`` are :class:`asr.streaming.StreamingOptions`
+        """A streaming session (:class:`asr.inference.api.LiveSession`); ``options`` are :class:`asr.inference.streaming.StreamingOptions`
         fields (``chunk=``, ``final=``...)."""
-        from asr.api import LiveSession
+        from asr.inference.api import LiveSession
 
         return LiveSession(self, **options)
 
@@ -56,7 +56,7 @@ def write_card_section(model_dir: str | os.PathLike, title: str, body: str) -> N
     write_atomic(card, text.rstrip() + f"\n\n{head}\n\n{body}\n")
 
 
-BUNDLED = Path(__file__).parent / "pretrained"
+BUNDLED = Path(__file__).parents[1] / "pretrained"
 BUNDLED_PREFIX = "bundled:"
 
 

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 import torch
 
 from asr.data.batching import fbank_batch, make_sampler
-from asr.decode import DecodeOptions, decode_features
+from asr.inference.decode import DecodeOptions, decode_features
 from asr.features import fbank
-from asr.metrics import ErrorRate, cer, wer
+from asr.evaluation.metrics import ErrorRate, cer, wer
 from asr.search.ctc import ctc_greedy
 from asr.text import normalize_text
 
 if TYPE_CHECKING:
-    from asr.model_dir import LoadedModel
+    from asr.inference.model_dir import LoadedModel
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from asr.decode import DecodeOptions
-from asr.evaluate import EvalResult, evaluate_cuts
+from asr.inference.decode import DecodeOptions
+from asr.evaluation.evaluate import EvalResult, evaluate_cuts
 from asr.files import write_atomic
 from asr.text import normalize_text
 
@@ -133,7 +133,7 @@ def _read_speakers_txt(path: Path) -> dict[str, str]:
 
 def breakdown_table(result: EvalResult, labels: dict[str, str], what: str = "speaker") -> str:
     """WER and CER of ``result`` per label (e.g. per voice), worst first, as a markdown table."""
-    from asr.metrics import cer, wer
+    from asr.evaluation.metrics import cer, wer
 
     groups: dict[str, list[tuple[str, str]]] = {}
     for cid, ref, hyp in result.rows:
@@ -170,7 +170,7 @@ def evaluate_and_report(lm, cuts, name: str, methods: list[str], opts: DecodeOpt
     ``NAME_METHOD.by_speaker.md``."""
     from dataclasses import replace
 
-    from asr.decode import LM_USERS
+    from asr.inference.decode import LM_USERS
 
     runs = []
     for m in methods:
@@ -198,7 +198,7 @@ def evaluate_and_report(lm, cuts, name: str, methods: list[str], opts: DecodeOpt
                 write_atomic(Path(out_dir) / f"{name}_{label}.by_speaker.md", t + "\n")
     table = results_table(name, results)
     if out_dir:
-        from asr.plots import plot_wer_vs_rtf
+        from asr.evaluation.plots import plot_wer_vs_rtf
 
         out = Path(out_dir)
         write_atomic(out / f"{name}.results.md", table + "\n")

@@ -16,7 +16,7 @@ from asr.search.align import Word, encoder_frame_seconds, token_spans, words_fro
 from asr.search.attention import attention_beam, joint_ctc_attention
 from asr.search.ctc import ctc_greedy, ctc_prefix_beam
 from asr.search.mask_ctc import mask_ctc
-from asr.search.options import DecodeOptions  # noqa: F401 - re-exported: asr.decode.DecodeOptions
+from asr.search.options import DecodeOptions  # noqa: F401 - re-exported: asr.inference.decode.DecodeOptions
 from asr.search.rescoring import attention_rescoring
 from asr.search.result import Hypothesis
 

@@ -245,10 +245,10 @@ def train_cmd(
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
-    """Train a model. Under torchrun (e.g. `torchrun --nproc_per_node 2 -m asr.cli train ...`) it runs DDP
+    """Train a model. Under torchrun (e.g. `torchrun --nproc_per_node 2 -m asr.apps.cli train ...`) it runs DDP
     (gloo on CPU, nccl on GPU). Checkpoints are atomic; a killed run continues exactly with --resume."""
     from asr.config import load_config
-    from asr.model_dir import resolve_model_path
+    from asr.inference.model_dir import resolve_model_path
     from asr.train.trainer import train
 
     cfg = _run(load_config, config, overrides or [])
@@ -292,14 +292,14 @@ def export_cmd(
 ) -> None:
     """Write a self-describing model directory (config.yaml, model.safetensors, tokenizer, CMVN, model card);
     with --manifests, measure CTC-greedy WER on the given subsets and record it in the model card."""
-    from asr.model_dir import load_model, write_card_section
+    from asr.inference.model_dir import load_model, write_card_section
     from asr.train.export import export_model
 
     path = _run(export_model, exp, out, average, half=half, select=select, interpolate=interpolate, alpha=alpha)
     typer.echo(f"exported {path}")
     if manifests:
         from asr.data.prepare import load_cuts
-        from asr.evaluate import evaluate_cuts
+        from asr.evaluation.evaluate import evaluate_cuts
 
         lm = load_model(path)
         lines = ["| subset | decoder | utterances | hours | WER | CER | model RTF (2 threads) |", "|---|---|---|---|---|---|---|"]
@@ -369,7 +369,7 @@ def lm_tune_cmd(
     """Grid over lm_weight x word_score with ctc_lm on a dev subset; the best (lowest WER) goes into the
     LM directory's card, where --lm without explicit weights finds it."""
     from asr.data.prepare import load_cuts
-    from asr.evaluate import evaluate_cuts
+    from asr.evaluation.evaluate import evaluate_cuts
     from asr.lm import update_card
 
     if subset == "test":
@@ -396,12 +396,12 @@ def _load(model: str, device: str = "cpu", quantize: Optional[str] = None, backe
     if backend == "onnx":
         if quantize or not str(device).startswith("cpu"):
             _fail("--backend onnx runs on the CPU, without --quantize")
-        from asr.onnx_runtime import load_onnx_model
+        from asr.export.onnx_runtime import load_onnx_model
 
         return _run(load_onnx_model, model)
     if backend != "torch":
         _fail(f"unknown backend {backend!r}; choose torch or onnx")
-    from asr.model_dir import load_model
+    from asr.inference.model_dir import load_model
 
     return _run(load_model, model, device, quantize)
 
@@ -463,7 +463,7 @@ def _preload_lm(opts, lm, methods) -> None:
         from asr.search.ctc_lm import lexicon_decoder
 
         _run(lexicon_decoder, str(opts.lm), str(lm.tokenizer.model_path), opts.lm_beam, opts.lm_weight, opts.word_score)
-    from asr.decode import neural_lm
+    from asr.inference.decode import neural_lm
 
     _run(neural_lm, lm.model, opts, lm.tokenizer)
 
@@ -505,7 +505,7 @@ def transcribe_cmd(
     import torch
 
     from asr.files import write_atomic
-    from asr.transcribe import FORMATS, expand_inputs, render, transcribe_files, unique_ids
+    from asr.inference.transcribe import FORMATS, expand_inputs, render, transcribe_files, unique_ids
 
     if threads:
         torch.set_num_threads(threads)
@@ -525,7 +525,7 @@ def transcribe_cmd(
                            hotword_boost=hotword_boost, ar_fusion_weight=ar_fusion_weight,
                            ar_fusion_word_score=ar_fusion_word_score, nlm_weight=nlm_weight)
     lm = _load(model, device, quantize, backend)
-    from asr.decode import available_methods
+    from asr.inference.decode import available_methods
 
     have = available_methods(lm.model, with_lm=lm_dir is not None)
     if decoder not in have:
@@ -563,7 +563,7 @@ def transcribe_cmd(
         if unsaved:
             typer.echo(f"{r.id}\t{r.text}")
         if plot:
-            from asr.plots import plot_alignment
+            from asr.evaluation.plots import plot_alignment
 
             target = (output_dir or Path(".")) / f"{r.id}.png"
             try:
@@ -627,8 +627,8 @@ def eval_cmd(
     whole decode; per-utterance details (worst first) and a WER-vs-speed plot with --out-dir."""
     import torch
 
-    from asr.decode import available_methods
-    from asr.scoring import evaluate_and_report, load_refs_tsv, spread_subset
+    from asr.inference.decode import available_methods
+    from asr.evaluation.scoring import evaluate_and_report, load_refs_tsv, spread_subset
 
     if threads:
         torch.set_num_threads(threads)
@@ -679,7 +679,7 @@ def export_onnx_cmd(
 ) -> None:
     """Export the encoder (full context and one streaming chunk with explicit caches), the CTC head and the
     decoder (memory projection and one cached step) as ONNX graphs, and check each against PyTorch."""
-    from asr.onnx_export import export_onnx
+    from asr.export.onnx import export_onnx
 
     info = _run(export_onnx, model, out)
     typer.echo(json.dumps(info, indent=2))
@@ -708,7 +708,7 @@ def bench_cmd(
     alone, medians of several runs."""
     import torch
 
-    from asr.bench import bench_decoders
+    from asr.evaluation.bench import bench_decoders
 
     torch.set_num_threads(threads)
     table = _run(bench_decoders, model, decoders, seconds, batch, beam, output_tokens, runs, vocab_size, uncached, device,
@@ -749,13 +749,13 @@ def live_cmd(
     import torch
 
     if list_devices_flag:
-        from asr.live import list_devices
+        from asr.apps.live import list_devices
 
         typer.echo(list_devices())
         return
     torch.set_num_threads(threads)
-    from asr.live import MicStats, TerminalCaptions, TranscriptWriter, file_source, mic_source, run_captions
-    from asr.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions
+    from asr.apps.live import MicStats, TerminalCaptions, TranscriptWriter, file_source, mic_source, run_captions
+    from asr.inference.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions
 
     lm = _load(model, quantize=quantize, backend=backend)
     fs = lm.model.encoder.rate * 10
@@ -787,7 +787,7 @@ def live_cmd(
     if serve_flag:
         import asyncio
 
-        from asr.serve import CaptionServer, serve
+        from asr.apps.serve import CaptionServer, serve
 
         # the server's own captions go to --output as they are committed, as in the terminal mode
         srv = CaptionServer(rec, on_segment=writer.write if writer else None)
@@ -853,8 +853,8 @@ def bench_stream_cmd(
     streaming WER against full-context WER plus caption stability (committed revisions must be 0)."""
     import torch
 
-    from asr.stream_bench import chunk_rtf, streaming_wer
-    from asr.streaming import FINAL_PASSES
+    from asr.evaluation.stream_bench import chunk_rtf, streaming_wer
+    from asr.inference.streaming import FINAL_PASSES
 
     bad = [f for f in finals if f not in FINAL_PASSES or f == "ctc_lm"] + [p for p in partials if p not in ("ctc", "mask_ctc")]
     if bad:
@@ -866,7 +866,7 @@ def bench_stream_cmd(
         typer.echo(json.dumps(_run(chunk_rtf, model, chunks_ms[0], left_chunks, seconds, long_minutes, quantize)))
     if manifests:
         from asr.data.prepare import load_cuts
-        from asr.evaluate import evaluate_cuts
+        from asr.evaluation.evaluate import evaluate_cuts
 
         lm = _load(model, quantize=quantize)
         cuts = _run(load_cuts, manifests, subset).to_eager().subset(first=limit)

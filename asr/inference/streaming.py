@@ -9,7 +9,7 @@
     if stream.is_endpoint:
         recognizer.finalize(stream)                 # second pass; committed text grows, never changes
 
-The encoder runs chunk by chunk (``forward_chunk`` with the explicit :class:`asr.state.EncoderState`,
+The encoder runs chunk by chunk (``forward_chunk`` with the explicit :class:`asr.models.state.EncoderState`,
 attention cache limited to ``left_chunks`` chunks), partial text comes from CTC prefix beam search
 advanced chunk by chunk, and endpoints are detected on CTC blanks (rules in the spirit of WeNet and
 sherpa-onnx). At an endpoint a second pass (attention rescoring or Mask-CTC) over the segment's encoder
@@ -31,7 +31,7 @@ from asr.features import StreamingFbank
 from asr.search.align import Word, encoder_frame_seconds, token_spans, words_from_tokens
 from asr.search.ctc import PrefixBeam
 from asr.search.options import DEFAULTS, DecodeOptions
-from asr.state import EncoderState
+from asr.models.state import EncoderState
 from asr.text import BLANK_ID
 
 
@@ -186,7 +186,7 @@ class Recognizer:
     """The model and the options; decodes any number of :class:`Stream` objects in batches."""
 
     def __init__(self, lm, options: StreamingOptions = StreamingOptions(), device: str = "cpu"):
-        from asr.model_dir import load_model
+        from asr.inference.model_dir import load_model
 
         self.lm = load_model(lm, device) if isinstance(lm, (str, bytes)) or hasattr(lm, "__fspath__") else lm
         self.model = self.lm.model
@@ -202,7 +202,7 @@ class Recognizer:
             self.options = StreamingOptions(**{**self.options.__dict__, "final": "none"})
         if self.options.partial == "mask_ctc" and getattr(self.model, "mlm", None) is None:
             raise ValueError(f"{self.lm.path}: partial='mask_ctc' needs a model with a Mask-CTC decoder")
-        from asr.decode import word_fusion_factory
+        from asr.inference.decode import word_fusion_factory
 
         self.fusion_factory = word_fusion_factory(self.options.decode, self.tokenizer)
         self.window, self.stride = self.model.encoder.chunk_window(options.chunk)

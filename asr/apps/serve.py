@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from asr.streaming import Recognizer, Segment, Stream
+from asr.inference.streaming import Recognizer, Segment, Stream
 
 MAX_FRAME_BYTES = 64000  # 2 s of 16 kHz int16 audio per message at most
 MAX_RATE = 192000

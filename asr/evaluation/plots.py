@@ -25,7 +25,7 @@ def _save(fig, out: Path) -> None:
 
 def plot_wer_vs_rtf(results, out: str | os.PathLike, title: str = "") -> Path:
     """One point per decoder: x = real-time factor (log scale), y = WER %; AR and NAR coloured apart."""
-    from asr.decode import AUTOREGRESSIVE
+    from asr.inference.decode import AUTOREGRESSIVE
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -56,7 +56,7 @@ def plot_alignment(lm, audio_path: str | os.PathLike, out: str | os.PathLike, ma
     import torch
 
     from asr.audio import SAMPLE_RATE, load_audio
-    from asr.decode import DecodeOptions, decode_features
+    from asr.inference.decode import DecodeOptions, decode_features
     from asr.features import fbank
     from asr.search.align import encoder_frame_seconds
 

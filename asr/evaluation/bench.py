@@ -14,13 +14,13 @@ import numpy as np
 import torch
 
 from asr.audio import SAMPLE_RATE
-from asr.decode import METHODS, DecodeOptions, available_methods, search
+from asr.inference.decode import METHODS, DecodeOptions, available_methods, search
 from asr.features import fbank
 
 
 def _model(model: str, vocab_size: int, device: str, quantize: str | None = None):
     from asr.config import load_config
-    from asr.model_dir import load_model, resolve_model_path
+    from asr.inference.model_dir import load_model, resolve_model_path
 
     try:
         path = resolve_model_path(model)
@@ -38,7 +38,7 @@ def _model(model: str, vocab_size: int, device: str, quantize: str | None = None
     m = ASRModel(replace(cfg.model, vocab_size=vocab_size)).to(device).eval()
     desc = f"preset {model}, random weights, vocab {vocab_size}, {count_parameters(m)['total'] / 1e6:.1f}M params"
     if quantize:
-        from asr.model_dir import quantize_model
+        from asr.inference.model_dir import quantize_model
 
         m, desc = quantize_model(m, quantize, device), f"{desc}, {quantize}"
     return m, desc

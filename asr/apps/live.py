@@ -21,8 +21,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from asr.audio import SAMPLE_RATE
-from asr.streaming import Recognizer, Segment
-from asr.captions import VTT_HEADER, ScreenMetrics, caption_cues, srt_cue, vtt_cue
+from asr.inference.streaming import Recognizer, Segment
+from asr.inference.captions import VTT_HEADER, ScreenMetrics, caption_cues, srt_cue, vtt_cue
 
 
 # ------------------------------------------------------------------------------------- sources

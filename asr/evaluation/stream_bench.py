@@ -10,14 +10,14 @@ import numpy as np
 import torch
 
 from asr.audio import SAMPLE_RATE
-from asr.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions
+from asr.inference.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions
 
 NO_ENDPOINT = EndpointConfig(EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0))
 
 
 def _recognizer(model: str, chunk_ms: int, left_chunks: int, vocab_size: int = 5000, endpoint=NO_ENDPOINT,
                 quantize: str | None = None):
-    from asr.bench import _model
+    from asr.evaluation.bench import _model
 
     m, desc = _model(model, vocab_size, "cpu", quantize)
 
@@ -27,7 +27,7 @@ def _recognizer(model: str, chunk_ms: int, left_chunks: int, vocab_size: int = 5
     lm = _LM()
     lm.model, lm.path = m, model
     try:
-        from asr.model_dir import load_model
+        from asr.inference.model_dir import load_model
 
         lm.tokenizer = load_model(model).tokenizer
     except (FileNotFoundError, ValueError):
@@ -103,7 +103,7 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
     before the second pass replaced it)."""
     import numpy as np
 
-    from asr.metrics import cer, wer
+    from asr.evaluation.metrics import cer, wer
     from asr.text import normalize_text
 
     chunk = chunk_ms // (lm.model.encoder.rate * 10)
@@ -116,7 +116,7 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
     refs, hyps, revisions, changes, t_compute, audio_s = [], [], 0, 0, 0.0, 0.0
     partial_lat: list[float] = []
     commit_lat: list[float] = []
-    from asr.captions import ScreenMetrics
+    from asr.inference.captions import ScreenMetrics
 
     screen = ScreenMetrics()
     block = SAMPLE_RATE // 10

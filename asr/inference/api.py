@@ -14,8 +14,8 @@
         partial = live.feed(block, sample_rate=48000)         # committed + tentative text so far
     segments = live.finish()                                  # the rest committed (second pass)
 
-Everything here is a thin layer over :mod:`asr.transcribe` (the same segmentation and batching as
-``asr transcribe``), :mod:`asr.decode` and :mod:`asr.streaming`.
+Everything here is a thin layer over :mod:`asr.inference.transcribe` (the same segmentation and batching as
+``asr transcribe``), :mod:`asr.inference.decode` and :mod:`asr.inference.streaming`.
 """
 
 from __future__ import annotations
@@ -67,12 +67,12 @@ def _samples(audio, sample_rate: int | None) -> tuple[np.ndarray, str]:
 
 def transcribe(lm, audio, decoder: str = "ctc_greedy", sample_rate: int | None = None, max_segment: float = 20.0,
                lm_dir: str | os.PathLike | None = None, hotwords=None, **options) -> Result:
-    """One recording (a path or samples) -> :class:`Result`. ``decoder``: any of :data:`asr.decode.METHODS`
+    """One recording (a path or samples) -> :class:`Result`. ``decoder``: any of :data:`asr.inference.decode.METHODS`
     the model has; ``lm_dir``: an ``asr lm train`` directory; ``hotwords``: a file or ``[(phrase, boost), ...]``;
-    other keyword arguments are :class:`asr.decode.DecodeOptions` fields (``beam=``, ``ctc_weight=``...)."""
-    from asr.decode import DecodeOptions, available_methods
+    other keyword arguments are :class:`asr.inference.decode.DecodeOptions` fields (``beam=``, ``ctc_weight=``...)."""
+    from asr.inference.decode import DecodeOptions, available_methods
     from asr.search.hotwords import load_hotwords, parse_hotwords
-    from asr.transcribe import transcribe_files
+    from asr.inference.transcribe import transcribe_files
 
     samples, _ = _samples(audio, sample_rate)
     have = available_methods(lm.model, with_lm=lm_dir is not None)
@@ -96,10 +96,10 @@ def transcribe(lm, audio, decoder: str = "ctc_greedy", sample_rate: int | None =
 
 
 class LiveSession:
-    """A streaming session over one audio source (see :meth:`asr.model_dir.LoadedModel.stream`)."""
+    """A streaming session over one audio source (see :meth:`asr.inference.model_dir.LoadedModel.stream`)."""
 
     def __init__(self, lm, **options):
-        from asr.streaming import Recognizer, StreamingOptions
+        from asr.inference.streaming import Recognizer, StreamingOptions
 
         self._rec = Recognizer(lm, StreamingOptions(**options))
         self._stream = self._rec.create_stream()

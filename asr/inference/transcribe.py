@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
-from asr.captions import caption_cues, srt, vtt
+from asr.inference.captions import caption_cues, srt, vtt
 from asr.data.batching import fbank_batch
-from asr.decode import DecodeOptions, Transcript, decode_features
+from asr.inference.decode import DecodeOptions, Transcript, decode_features
 from asr.features import fbank
 from asr.search.align import Word
 

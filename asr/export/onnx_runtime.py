@@ -1,4 +1,4 @@
-"""Run an exported ONNX model directory (:mod:`asr.onnx_export`) with onnxruntime behind the same narrow
+"""Run an exported ONNX model directory (:mod:`asr.export.onnx`) with onnxruntime behind the same narrow
 interface the searches and the streaming recognizer use on a PyTorch :class:`asr.models.asr_model.ASRModel`:
 ``encode``, ``ctc_log_probs``, ``decoder.init_cache / step``, ``encoder.init_state / chunk_window /
 forward_chunk``. Tensors stay torch tensors at the boundary (converted to and from numpy per call).
@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from asr.state import EncoderState
+from asr.models.state import EncoderState
 
 ONNX_METHODS = ("ctc_greedy", "ctc_prefix_beam", "attention_beam", "joint_ctc_attention", "ctc_lm")
 
@@ -39,7 +39,7 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 @dataclass(frozen=True)
 class OnnxDecoderCache:
-    """Like :class:`asr.state.DecoderCache`, stacked over layers: ``self_kv (L, N, H, t, 2 d_k)``,
+    """Like :class:`asr.models.state.DecoderCache`, stacked over layers: ``self_kv (L, N, H, t, 2 d_k)``,
     ``memory_kv (L, B, H, T, 2 d_k)`` (one row per utterance, shared by its ``group`` hypotheses)."""
 
     self_kv: torch.Tensor
@@ -109,11 +109,11 @@ class OnnxEncoder:
 
 
 class OnnxModel:
-    """An exported directory as a model object for :func:`asr.decode.search` and :mod:`asr.streaming`."""
+    """An exported directory as a model object for :func:`asr.inference.decode.search` and :mod:`asr.inference.streaming`."""
 
     r2l_decoder = None
     mlm = None
-    methods = ONNX_METHODS  # decoders it can run (asr.decode.available_methods reads this)
+    methods = ONNX_METHODS  # decoders it can run (asr.inference.decode.available_methods reads this)
     second_passes = ("ctc_lm", "none")  # streaming second passes it can run
 
     def __init__(self, path: str | os.PathLike, threads: int = 0):
@@ -160,9 +160,9 @@ class OnnxModel:
 
 
 def load_onnx_model(path: str | os.PathLike, threads: int = 0):
-    """An ``asr export-onnx`` directory -> :class:`asr.model_dir.LoadedModel` whose model is an
-    :class:`OnnxModel`; a missing or damaged export is a one-line :class:`asr.model_dir.ModelError`."""
-    from asr.model_dir import LoadedModel, ModelError
+    """An ``asr export-onnx`` directory -> :class:`asr.inference.model_dir.LoadedModel` whose model is an
+    :class:`OnnxModel`; a missing or damaged export is a one-line :class:`asr.inference.model_dir.ModelError`."""
+    from asr.inference.model_dir import LoadedModel, ModelError
     from asr.config import load_config
     from asr.text import Tokenizer
 

@@ -1,0 +1,5 @@
+"""``python -m asr ...``: the ``asr`` command."""
+
+from asr.apps.cli import main
+
+main()
