@@ -14,9 +14,9 @@ __version__ = "0.1.0"
 
 
 def load_model(path, device: str = "cpu", quantize: str | None = None):
-    """Load a model directory written by `asr export-model` (see asr.inference.model_dir); ``quantize="int8"`` for
-    dynamic int8 Linear layers on the CPU."""
-    from asr.inference.model_dir import load_model as _load
+    """Load a model directory written by `asr export-model` or a bundled model (``demo``) ->
+    :class:`asr.inference.api.Model`; ``quantize="int8"`` for dynamic int8 Linear layers on the CPU."""
+    from asr.inference.api import load_model as _load  # importing asr stays light: torch loads on first use
 
     return _load(path, device, quantize)
 

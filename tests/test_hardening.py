@@ -43,7 +43,7 @@ def _one_line_error(r, *needles: str) -> None:
 
 
 # ------------------------------------------------------------------------------------ 1: ids escaping
-def test_1_manifest_ids_stay_inside_output_dir(random_model_dir, speech_clips, tmp_path):
+def test_manifest_ids_stay_inside_output_dir(random_model_dir, speech_clips, tmp_path):
     wav = speech_clips[0].path
     scp = tmp_path / "in.scp"
     absolute = tmp_path / "elsewhere" / "abs"
@@ -57,7 +57,7 @@ def test_1_manifest_ids_stay_inside_output_dir(random_model_dir, speech_clips, t
 
 
 # ------------------------------------------------------------------------------------ 5: eval exit codes
-def test_5_eval_with_nothing_scored_fails(random_model_dir, tmp_path):
+def test_eval_with_nothing_scored_fails(random_model_dir, tmp_path):
     refs = tmp_path / "refs.tsv"
     refs.write_text(f"{tmp_path / 'missing.wav'}\tHELLO\n")
     r = runner.invoke(app, ["eval", "--model", str(random_model_dir), "--refs", str(refs)])
@@ -65,7 +65,7 @@ def test_5_eval_with_nothing_scored_fails(random_model_dir, tmp_path):
     assert "0.00%" not in r.output
 
 
-def test_5_eval_with_some_rows_failed_exits_1(random_model_dir, speech_clips, tmp_path):
+def test_eval_with_some_rows_failed_exits_1(random_model_dir, speech_clips, tmp_path):
     refs = tmp_path / "refs.tsv"
     refs.write_text(f"{speech_clips[0].path}\tHELLO WORLD\n{tmp_path / 'missing.wav'}\tHELLO\n")
     r = runner.invoke(app, ["eval", "--model", str(random_model_dir), "--refs", str(refs)])
@@ -73,7 +73,7 @@ def test_5_eval_with_some_rows_failed_exits_1(random_model_dir, speech_clips, tm
 
 
 # ------------------------------------------------------------------------------------ 6: name collisions
-def test_6_same_stems_get_distinct_outputs(random_model_dir, speech_clips, tmp_path):
+def test_same_stems_get_distinct_outputs(random_model_dir, speech_clips, tmp_path):
     from asr.inference.transcribe import unique_ids
 
     src = speech_clips[0].path
@@ -93,7 +93,7 @@ def test_6_same_stems_get_distinct_outputs(random_model_dir, speech_clips, tmp_p
 
 
 # ------------------------------------------------------------------------------------ 7: unwritable output
-def test_7_unwritable_output_keeps_the_batch_and_the_text(random_model_dir, speech_clips, tmp_path):
+def test_unwritable_output_keeps_the_batch_and_the_text(random_model_dir, speech_clips, tmp_path):
     a, b = speech_clips[0].path, speech_clips[1].path
     out = tmp_path / "out"
     (out / f"{a.stem}.json").mkdir(parents=True)  # a folder where the file should go: the write fails
@@ -105,7 +105,7 @@ def test_7_unwritable_output_keeps_the_batch_and_the_text(random_model_dir, spee
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp")]
 
 
-def test_7_atomic_write_leaves_no_temp_file_on_failure(tmp_path):
+def test_atomic_write_leaves_no_temp_file_on_failure(tmp_path):
     from asr.files import write_atomic
 
     (tmp_path / "x.txt").mkdir()
@@ -115,7 +115,7 @@ def test_7_atomic_write_leaves_no_temp_file_on_failure(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ 8: one-line errors
-def test_8_short_max_segment_splits_correctly():
+def test_short_max_segment_splits_correctly():
     from asr.inference.transcribe import split_points
 
     audio = np.random.default_rng(0).standard_normal(16000 * 13).astype(np.float32)
@@ -131,13 +131,13 @@ def test_8_short_max_segment_splits_correctly():
     (["--beam", "0"], "beam must be at least 1"),
     (["--mask-iterations", "0"], "mask iterations"),
 ])
-def test_8_bad_transcribe_options_are_one_line(random_model_dir, speech_clips, args, needle):
+def test_bad_transcribe_options_are_one_line(random_model_dir, speech_clips, args, needle):
     r = runner.invoke(app, ["transcribe", str(speech_clips[0].path), "--model", str(random_model_dir), "--no-progress",
                             *args])
     _one_line_error(r, needle)
 
 
-def test_8_output_dir_that_is_a_file(random_model_dir, speech_clips, tmp_path):
+def test_output_dir_that_is_a_file(random_model_dir, speech_clips, tmp_path):
     f = tmp_path / "file"
     f.write_text("x")
     r = runner.invoke(app, ["transcribe", str(speech_clips[0].path), "--model", str(random_model_dir), "--output-dir",
@@ -145,12 +145,12 @@ def test_8_output_dir_that_is_a_file(random_model_dir, speech_clips, tmp_path):
     _one_line_error(r, "is a file")
 
 
-def test_8_eval_negative_limit(random_model_dir, tmp_path):
+def test_eval_negative_limit(random_model_dir, tmp_path):
     r = runner.invoke(app, ["eval", "--model", str(random_model_dir), "--refs", str(tmp_path / "x.tsv"), "--limit", "-1"])
     _one_line_error(r, "--limit")
 
 
-def test_8_refs_tsv_with_a_short_row(random_model_dir, speech_clips, tmp_path):
+def test_refs_tsv_with_a_short_row(random_model_dir, speech_clips, tmp_path):
     refs = tmp_path / "refs.tsv"
     refs.write_text(f"id\twav\ttext\nc0\t{speech_clips[0].path}\tHELLO\nc1\t{speech_clips[1].path}\n")
     r = runner.invoke(app, ["eval", "--model", str(random_model_dir), "--refs", str(refs)])
@@ -158,7 +158,7 @@ def test_8_refs_tsv_with_a_short_row(random_model_dir, speech_clips, tmp_path):
     assert "| refs | ctc_greedy | 1 |" in r.output
 
 
-def test_8_corrupt_lhotse_manifest(random_model_dir, speech_clips, tmp_path):
+def test_corrupt_lhotse_manifest(random_model_dir, speech_clips, tmp_path):
     bad = tmp_path / "cuts.jsonl.gz"
     bad.write_bytes(b"\x1f\x8b\x08\x00garbage")
     r = runner.invoke(app, ["transcribe", str(bad), str(speech_clips[0].path), "--model", str(random_model_dir),
@@ -178,7 +178,7 @@ def _damaged(model_dir: Path, tmp_path: Path, name: str, data: bytes | None = No
 
 
 @pytest.mark.parametrize("case", ["safetensors", "yaml", "tokenizer", "mismatch"])
-def test_8_damaged_model_directories_are_one_line(random_model_dir, speech_clips, tmp_path, case):
+def test_damaged_model_directories_are_one_line(random_model_dir, speech_clips, tmp_path, case):
     import yaml
 
     def bigger(d: Path) -> None:
@@ -195,7 +195,7 @@ def test_8_damaged_model_directories_are_one_line(random_model_dir, speech_clips
     assert len(_errors(r.output)) == 1
 
 
-def test_8_sample_rate_message_rejects_huge_and_odd_values():
+def test_sample_rate_message_rejects_huge_and_odd_values():
     from asr.apps.serve import _sample_rate
 
     assert _sample_rate('{"sample_rate": 16000}') == 16000
@@ -205,7 +205,7 @@ def test_8_sample_rate_message_rejects_huge_and_odd_values():
 
 
 # ------------------------------------------------------------------------------------ 9: bundled model name
-def test_9_bundled_name_is_not_shadowed_by_a_local_folder(tmp_path, monkeypatch):
+def test_bundled_name_is_not_shadowed_by_a_local_folder(tmp_path, monkeypatch):
     from asr.inference.model_dir import BUNDLED, resolve_model_path
 
     (tmp_path / "demo").mkdir()  # e.g. the recipe's own data/work/demo output folder
@@ -237,7 +237,7 @@ def _start(rec, source=None, **kw):
     return port, stop, t, srv
 
 
-def test_10_overlay_query_string_serves_the_page(random_model_dir):
+def test_overlay_query_string_serves_the_page(random_model_dir):
     from asr.inference.model_dir import load_model
     from asr.inference.streaming import Recognizer
 
@@ -251,7 +251,7 @@ def test_10_overlay_query_string_serves_the_page(random_model_dir):
         t.join(10)
 
 
-def test_10_sockets_stay_responsive_during_a_slow_decode_and_bad_clients_are_quiet(random_model_dir, speech_clips,
+def test_sockets_stay_responsive_during_a_slow_decode_and_bad_clients_are_quiet(random_model_dir, speech_clips,
                                                                                     monkeypatch, caplog):
     """A decode round that takes 3 s does not stall the event loop (no lock shared with the handlers); a
     client that never says its rate is closed after FIRST_MESSAGE_SECONDS; a client that vanishes leaves
@@ -313,7 +313,7 @@ def test_10_sockets_stay_responsive_during_a_slow_decode_and_bad_clients_are_qui
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
 
 
-def test_10_a_client_far_ahead_advances_one_chunk_a_round_like_the_others(random_model_dir, speech_clips):
+def test_a_client_far_ahead_advances_one_chunk_a_round_like_the_others(random_model_dir, speech_clips):
     from asr.inference.model_dir import load_model
     from asr.apps.serve import CaptionServer, _Source
     from asr.inference.streaming import Recognizer
@@ -341,7 +341,7 @@ def test_10_a_client_far_ahead_advances_one_chunk_a_round_like_the_others(random
     assert flood.stream.seconds <= rounds * chunk_seconds + 2.0 + chunk_seconds < sent / 2
 
 
-def test_10_serve_writes_output_and_stats(speech_clips, tmp_path):
+def test_serve_writes_output_and_stats(speech_clips, tmp_path):
     import signal
 
     out = tmp_path / "captions.srt"
@@ -362,7 +362,7 @@ def test_10_serve_writes_output_and_stats(speech_clips, tmp_path):
 
 
 # ------------------------------------------------------------------------------------ 11: decode defaults
-def test_11_one_source_of_decode_defaults(random_model_dir, speech_clips, monkeypatch):
+def test_one_source_of_decode_defaults(random_model_dir, speech_clips, monkeypatch):
     import inspect
 
     import asr.search.mask_ctc as mc
@@ -383,11 +383,13 @@ def test_11_one_source_of_decode_defaults(random_model_dir, speech_clips, monkey
         seen.update(threshold=threshold, iterations=iterations)
         return real(model, enc, lens, threshold, iterations, **kw)
 
-    monkeypatch.setattr(mc, "mask_ctc", spy)
+    import asr.search.methods as methods
+
+    monkeypatch.setattr(methods, "mask_ctc", spy)
     never = EndpointConfig(EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0))
     rec = Recognizer(load_model(random_model_dir), StreamingOptions(final="mask_ctc", endpoint=never))
     s = rec.create_stream()
-    s.accept_waveform(16000, sf.read(speech_clips[0].path, dtype="float32")[0][: 16000 * 3])
+    s.accept_waveform(sf.read(speech_clips[0].path, dtype="float32")[0][: 16000 * 3], 16000)
     s.input_finished()
     while rec.is_ready(s):
         rec.decode([s])
@@ -408,7 +410,7 @@ class _CharTok:
         return i == 1
 
 
-def test_13_a_word_starts_at_its_first_audible_piece():
+def test_a_word_starts_at_its_first_audible_piece():
     from asr.search.align import words_from_tokens
 
     tok = _CharTok()
@@ -420,7 +422,7 @@ def test_13_a_word_starts_at_its_first_audible_piece():
     assert words[0].start == pytest.approx(1.0) and words[1].start == pytest.approx(1.4)
 
 
-def test_13_prefix_beam_times_follow_the_most_probable_path():
+def test_prefix_beam_times_follow_the_most_probable_path():
     from asr.search.ctc import ctc_prefix_beam
 
     # "a" at frame 0 then blank (p = .45 x .7) beats blank then "a" at frame 1 (.55 x .3); the beam visits the
@@ -430,7 +432,7 @@ def test_13_prefix_beam_times_follow_the_most_probable_path():
     assert best.tokens == (1,) and best.token_frames == (0,)
 
 
-def test_13_leading_silence_is_not_stamped_on_the_first_word(speech_clips, tmp_path):
+def test_leading_silence_is_not_stamped_on_the_first_word(speech_clips, tmp_path):
     """1 s of silence before each clip: the first word starts where the speech does, not at 0.0 (the lone
     word-boundary piece of a character model used to be aligned to frame 0)."""
     paths, starts = [], []
@@ -449,8 +451,9 @@ def test_13_leading_silence_is_not_stamped_on_the_first_word(speech_clips, tmp_p
 
 
 # ------------------------------------------------------------------------------------ 14: attention_beam length
-def test_14_attention_beam_says_nothing_on_silence_and_keeps_length_on_speech(speech_clips):
-    from asr.inference.decode import DecodeOptions, decode_features
+def test_attention_beam_says_nothing_on_silence_and_keeps_length_on_speech(speech_clips):
+    from asr.inference.decode import decode_features
+    from asr.search.options import DecodeOptions
     from asr.features import fbank
     from asr.inference.model_dir import load_model
 
@@ -469,7 +472,7 @@ def test_14_attention_beam_says_nothing_on_silence_and_keeps_length_on_speech(sp
 
 
 # ------------------------------------------------------------------------------------ 15: receptive field
-def test_15_short_segment_with_8x_subsampling(tmp_path):
+def test_short_segment_with_8x_subsampling(tmp_path):
     from asr.features import GlobalCMVN
     from asr.models.asr_model import ASRModel
     from asr.train.checkpoint import save_checkpoint
@@ -501,7 +504,7 @@ def test_15_short_segment_with_8x_subsampling(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ 16: layering
-def test_16_inference_modules_do_not_import_training():
+def test_inference_modules_do_not_import_training():
     code = ("import sys, asr.inference.model_dir, asr.evaluation.evaluate, asr.inference.transcribe, asr.inference.streaming, asr.apps.live, asr.apps.serve, asr.evaluation.scoring; "
             "print(sorted(m for m in sys.modules if m.startswith('asr.train')))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
@@ -509,7 +512,7 @@ def test_16_inference_modules_do_not_import_training():
     assert r.stdout.strip() == "[]", r.stdout
 
 
-def test_16_atomic_writes_and_caption_formats_live_in_one_place():
+def test_atomic_writes_and_caption_formats_live_in_one_place():
     import re
 
     sources = {p.relative_to(REPO).as_posix(): p.read_text() for p in (REPO / "asr").rglob("*.py")}

@@ -105,7 +105,7 @@ def virtual_mic():
 def test_live_captions_virtual_microphone(virtual_mic, tmp_path):
     wav, text = _synthetic_utterance(tmp_path)
     out = tmp_path / "mic.txt"
-    proc = subprocess.Popen([sys.executable, "-m", "asr.apps.cli", "live", "--model", "demo", "--device", "pulse",
+    proc = subprocess.Popen([sys.executable, "-m", "asr.apps.cli", "live", "--model", "demo", "--input-device", "pulse",
                              "--samplerate", "16000", "--output", str(out), "--stats"],
                             env=virtual_mic, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -128,7 +128,7 @@ def test_live_caption_files_split_long_segments_into_cues(tmp_path):
     import srt as srt_lib
 
     from asr.apps.live import TranscriptWriter
-    from asr.search.align import Word
+    from asr.results import Word
     from asr.inference.streaming import Segment
 
     words = [Word(f"w{i:02d}xx", 1.0 + i * 0.35, 1.0 + i * 0.35 + 0.3, 0.9) for i in range(40)]

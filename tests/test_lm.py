@@ -192,7 +192,8 @@ def test_word_fusion_scores_completed_words_and_prefers_known_sentences(lm_dir, 
 
 
 def test_prefix_beam_with_lm_is_fused(lm_dir, random_model_dir):
-    from asr.inference.decode import DecodeOptions, search
+    from asr.search.methods import search
+    from asr.search.options import DecodeOptions
     from asr.inference.model_dir import load_model
 
     lm = load_model(random_model_dir)
@@ -206,7 +207,7 @@ def test_prefix_beam_with_lm_is_fused(lm_dir, random_model_dir):
 
 
 def test_streaming_second_pass_with_the_lm(lm_dir, random_model_dir, speech_clips):
-    from asr.inference.decode import DecodeOptions
+    from asr.search.options import DecodeOptions
     from asr.inference.model_dir import load_model
     from asr.inference.streaming import Recognizer, StreamingOptions
 
@@ -217,7 +218,7 @@ def test_streaming_second_pass_with_the_lm(lm_dir, random_model_dir, speech_clip
     import soundfile as sf
 
     s = rec.create_stream()
-    s.accept_waveform(16000, sf.read(speech_clips[0].path, dtype="float32")[0][: 16000 * 4])
+    s.accept_waveform(sf.read(speech_clips[0].path, dtype="float32")[0][: 16000 * 4], 16000)
     s.input_finished()
     while rec.is_ready(s):
         rec.decode([s])
@@ -256,7 +257,8 @@ def test_neural_lm_trains_loads_and_fuses(lm_dir, random_model_dir, speech_clips
     assert a > b  # it learned something of the text
     with pytest.raises(LMError, match="tokens"):
         load_neural_lm(d, None, lm.model.cfg.vocab_size + 1)
-    from asr.inference.decode import DecodeOptions, ar_scorers
+    from asr.search.methods import ar_scorers
+    from asr.search.options import DecodeOptions
 
     names = lambda o: [x.name for x in ar_scorers(lm.model, o, lm.tokenizer, 4, "cpu")]  # noqa: E731
     assert names(DecodeOptions(lm=str(d))) == ["neural_lm"]  # the neural LM alone when the directory has one

@@ -124,7 +124,7 @@ def test_int8_and_bf16_demo_decode_like_the_float_model(speech_clips):
     assert r.exit_code == 1 and "unknown quantization" in r.output and "Traceback" not in r.output
 
 
-def test_14_eval_by_speaker_names_the_voices_and_adds_up(exp, tmp_path, tiny_manifests, tiny_corpus):
+def test_eval_by_speaker_names_the_voices_and_adds_up(exp, tmp_path, tiny_manifests, tiny_corpus):
     """`asr eval --by-speaker`: one row per voice of the corpus's SPEAKERS.TXT; the rows' errors and words sum to
     the whole subset's."""
     from typer.testing import CliRunner

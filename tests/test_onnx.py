@@ -57,7 +57,7 @@ def test_onnx_streaming_partials_equal_torch(onnx_dir, speech_clips):
     for lm in (load_model("demo"), load_onnx_model(onnx_dir)):
         rec = Recognizer(lm, StreamingOptions(final="none"))
         s = rec.create_stream()
-        s.accept_waveform(16000, audio)
+        s.accept_waveform(audio, 16000)
         s.input_finished()
         with torch.inference_mode():
             while rec.is_ready(s):

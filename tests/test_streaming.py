@@ -24,7 +24,7 @@ def _feed(rec, stream, audio, rng, rate=16000):
     i = 0
     while i < len(audio):
         n = int(rng.integers(1, 4000))
-        stream.accept_waveform(rate, audio[i:i + n])
+        stream.accept_waveform(audio[i:i + n], rate)
         i += n
         while rec.is_ready(stream):
             rec.decode([stream])
@@ -58,13 +58,13 @@ def test_batched_streams_equal_single(random_model_dir, clip):
     singles = []
     for x in (a, b):
         s = rec.create_stream()
-        s.accept_waveform(16000, x)
+        s.accept_waveform(x, 16000)
         while rec.is_ready(s):
             rec.decode([s])
         singles.append(torch.cat(s.lp_chunks))
     streams = [rec.create_stream(), rec.create_stream()]
     for s, x in zip(streams, (a, b)):
-        s.accept_waveform(16000, x)
+        s.accept_waveform(x, 16000)
     while any(rec.is_ready(s) for s in streams):
         rec.decode(streams)
     for s, ref in zip(streams, singles):
@@ -103,7 +103,7 @@ def test_speech_silence_speech_gives_two_segments_with_demo_model(clip):
     segments = []
     committed = []
     for i in range(0, len(audio), 1600):
-        s.accept_waveform(16000, audio[i:i + 1600])
+        s.accept_waveform(audio[i:i + 1600], 16000)
         while rec.is_ready(s):
             rec.decode([s])
             if s.is_endpoint:
@@ -141,7 +141,7 @@ def test_mask_ctc_partials_refine_only_the_tentative_text(speech_clips):
         s = rec.create_stream()
         tentative = []
         for i in range(0, len(audio), 1600):
-            s.accept_waveform(16000, audio[i:i + 1600])
+            s.accept_waveform(audio[i:i + 1600], 16000)
             while rec.is_ready(s):
                 rec.decode([s])
                 tentative.append(s.result.tentative)

@@ -110,7 +110,7 @@ def test_folder_glob_and_list_inputs(random_model_dir, clips, tmp_path):
 
 def test_caption_cues_are_two_lines_of_42_and_7_seconds_at_most():
     from asr.inference.captions import break_lines
-    from asr.search.align import Word
+    from asr.results import Word
 
     words = [Word(f"word{i}", i * 0.35, i * 0.35 + 0.3, 1.0) for i in range(40)]
     words.append(Word("late", 20.0, 20.5, 1.0))  # after a pause: a cue of its own

@@ -9,10 +9,10 @@ This script runs our toolkit in this interpreter and itself again under ``--espn
 then prints one table. Shapes: the ``base`` preset (12 x 256 Conformer encoder with relative positions and
 macaron FFNs, kernel 15; 6-layer 256-d Transformer decoder; 6-layer Mask-CTC MLM decoder; 2048 FFN units;
 4 heads), 5000 tokens, 20 s of input (2000 fbank frames -> 500 encoder frames), beam 10. The AR searches run
-``--steps`` output steps (ours: ``fixed_len``; ESPnet: ``minlenratio``/``maxlenratio`` so that no hypothesis
+``--steps`` output steps (ours: ``asr.evaluation.bench.forced_length_search``; ESPnet: ``minlenratio``/``maxlenratio`` so that no hypothesis
 may end earlier), joint CTC weight 0.3 (ESPnet's hybrid BatchBeamSearch with ``CTCPrefixScorer``); Mask-CTC
 times ``--iterations`` MLM passes over ``--steps`` masked tokens (ESPnet: the iterative loop of
-``MaskCTCInference.forward`` on an all-mask input, as ours with ``fixed_len``). Medians of ``--runs``.
+``MaskCTCInference.forward`` on an all-mask input, as ours with ``forced_length_search``). Medians of ``--runs``.
 """
 
 from __future__ import annotations
@@ -98,22 +98,22 @@ def run_ours(a) -> dict:
     import torch
 
     sys.path.insert(0, str(REPO))
-    from asr.inference.decode import DecodeOptions, search
-    from asr.evaluation.bench import _model
+    from asr.evaluation.bench import _model, forced_length_search
+    from asr.search.options import DecodeOptions
 
     torch.set_num_threads(a.threads)
     m, _ = _model("base", V, "cpu")
     x = torch.randn(1, FRAMES, 80)
     lens = torch.tensor([FRAMES])
     out = {"toolkit": f"asr (torch {torch.__version__})"}
-    opts = DecodeOptions(beam=a.beam, fixed_len=a.steps, timestamps=False, mask_iterations=a.iterations,
+    opts = DecodeOptions(beam=a.beam, timestamps=False, mask_iterations=a.iterations,
                          ctc_weight=0.3)
     with torch.inference_mode():
         out["encoder"] = _median(lambda: m.encode(x, lens), a.runs)
         enc, el = m.encode(x, lens)
         lp = m.ctc_log_probs(enc)
         for name in ("attention_beam", "joint_ctc_attention", "mask_ctc"):
-            out[name] = _median(lambda: search(m, enc, el, name, opts, ctc_log_probs=lp), a.runs)
+            out[name] = _median(lambda: forced_length_search(m, enc, el, name, opts, a.steps, lp), a.runs)
     return out
 
 

@@ -36,7 +36,7 @@ def main() -> None:
     import torch
 
     from asr.data.prepare import load_cuts
-    from asr.inference.decode import DecodeOptions
+    from asr.search.options import DecodeOptions
     from asr.evaluation.evaluate import evaluate_cuts
     from asr.inference.model_dir import load_model
     from asr.text import normalize_text

@@ -24,7 +24,8 @@ def main() -> None:
     import torch
 
     from asr.data.prepare import load_cuts
-    from asr.inference.decode import DecodeOptions, available_methods
+    from asr.search.methods import available_methods
+    from asr.search.options import DecodeOptions
     from asr.inference.model_dir import BUNDLED, load_model, write_card_section
     from asr.train.export import export_model
     from asr.evaluation.evaluate import evaluate_cuts

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from asr.audio import SAMPLE_RATE
+from asr.audio import SAMPLE_RATE, load_audio
 from asr.inference.streaming import Recognizer, Segment
 from asr.inference.captions import VTT_HEADER, ScreenMetrics, caption_cues, srt_cue, vtt_cue
 
@@ -28,8 +28,6 @@ from asr.inference.captions import VTT_HEADER, ScreenMetrics, caption_cues, srt_
 # ------------------------------------------------------------------------------------- sources
 def file_source(path: str | Path, block_seconds: float = 0.1, realtime: bool = True) -> Iterator[tuple[int, np.ndarray]]:
     """Blocks of a recording (16 kHz float32), paced at real time unless ``realtime`` is False."""
-    from asr.audio import load_audio
-
     audio = load_audio(path)
     n = int(block_seconds * SAMPLE_RATE)
     t0 = time.perf_counter()
@@ -178,10 +176,9 @@ def run_captions(recognizer: Recognizer, source, on_tentative: Callable[[str], N
             t0 = time.perf_counter()
             recognizer.decode([stream])
             stats.compute_seconds += time.perf_counter() - t0
-            for f, seen in stream.first_seen.items():
+            for f, seen in stream.newly_shown:
                 if f in arrival:
                     stats.partial_latency.append(max(0.0, seen - arrival.pop(f)))
-            stream.first_seen.clear()
             while len(arrival) > 5000:  # frames that never carried a token
                 arrival.pop(next(iter(arrival)))
             stats.screen.tentative(stream.result.tentative)
@@ -209,7 +206,7 @@ def run_captions(recognizer: Recognizer, source, on_tentative: Callable[[str], N
         for rate, block in source:
             now = time.perf_counter()
             before = stream.seconds
-            stream.accept_waveform(rate, block)
+            stream.accept_waveform(block, rate)
             # remember when the audio of each encoder frame arrived (for partial latency)
             for f in range(int(before / fs), int(stream.seconds / fs)):
                 arrival[f] = arrived[f] = now
@@ -227,3 +224,63 @@ def run_captions(recognizer: Recognizer, source, on_tentative: Callable[[str], N
     stats.committed_revisions = stream.stats["committed_revisions"]
     stats.tentative_changes = stream.stats["tentative_changes"]
     return stats
+
+
+# ------------------------------------------------------------------------------------- the app
+def live_source(input_file: Path | None = None, fast: bool = False, input_device=None, samplerate: int | None = None,
+                mic: bool = True, mic_stats: MicStats | None = None):
+    """The audio a live session captions: a recording (paced at real time unless ``fast``), the microphone
+    (``input_device``: an index or a name), or None (``mic=False``: a server for browser clients only)."""
+    if input_file is not None:
+        load_audio(input_file)  # a bad file fails here with its one-line error
+        return file_source(input_file, realtime=not fast)
+    if not mic:
+        return None
+    dev = int(input_device) if isinstance(input_device, str) and input_device.isdigit() else input_device
+    return mic_source(dev, samplerate, stats=mic_stats)
+
+
+def caption_terminal(recognizer: Recognizer, source, output: Path | None = None) -> CaptionStats:
+    """Captions in the terminal (committed lines printed once, the tentative tail redrawn) and, with
+    ``output``, a running transcript file; Ctrl-C ends cleanly and keeps the last segment."""
+    writer = TranscriptWriter(output) if output else None
+    term = TerminalCaptions()
+
+    def on_segment(seg: Segment) -> None:
+        term.commit(seg)
+        if writer:
+            writer.write(seg)
+
+    try:
+        return run_captions(recognizer, source, term.tentative, on_segment)
+    finally:
+        if writer:
+            writer.close()
+
+
+def caption_server(recognizer: Recognizer, source, host: str, port: int, output: Path | None = None,
+                   log: Callable[[str], None] = print) -> dict:
+    """The caption web page at ``http://HOST:PORT/`` (:mod:`asr.apps.serve`) until Ctrl-C; the server's own
+    captions also go to ``output``. Returns the server's figures (batches, segments, revisions)."""
+    import asyncio
+
+    from asr.apps.serve import CaptionServer, serve
+
+    writer = TranscriptWriter(output) if output else None
+    srv = CaptionServer(recognizer, on_segment=writer.write if writer else None)
+    log(f"serving captions on http://{host}:{port}/ (Ctrl-C to stop)")
+    try:
+        asyncio.run(serve(recognizer, source, host, port, server=srv))
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:
+        raise OSError(f"cannot serve on {host}:{port}: {e}") from None
+    finally:
+        srv.stop.set()
+        if srv.worker is not None:
+            srv.worker.join(timeout=10)  # it commits the last segment (and writes it) before it ends
+        if writer:
+            writer.close()
+    st = srv.server.stream.stats
+    return {**{k: round(v, 3) if isinstance(v, float) else v for k, v in srv.stats.items()},
+            "committed_revisions": st["committed_revisions"], "tentative_changes": st["tentative_changes"]}

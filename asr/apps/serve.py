@@ -63,7 +63,7 @@ class _Source:
                 self.stream.input_finished()
             else:
                 self.queued -= len(samples) / rate
-                self.stream.accept_waveform(rate, samples)
+                self.stream.accept_waveform(samples, rate)
 
 
 class CaptionServer:

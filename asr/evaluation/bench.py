@@ -14,8 +14,58 @@ import numpy as np
 import torch
 
 from asr.audio import SAMPLE_RATE
-from asr.inference.decode import METHODS, DecodeOptions, available_methods, search
 from asr.features import fbank
+from asr.search.attention import beam_search
+from asr.search.mask_ctc import refine
+from asr.search.methods import METHODS, available_methods, search
+from asr.search.options import DecodeOptions
+from asr.search.scorers import Weighted
+
+NEG_INF = float("-inf")
+
+
+class ForcedLength:
+    """A full scorer that keeps the end token out until the prefix has ``n`` tokens and then allows only it:
+    exactly ``n`` steps (speed benchmarks on random weights, whose decoders end at
+    random). It lives here, not in the production search."""
+
+    full = True
+
+    def __init__(self, n: int, vocab: int, eos: int, device):
+        self.n = n
+        self.no_end = torch.zeros(vocab, device=device)
+        self.no_end[eos] = NEG_INF
+        self.end_only = torch.full((vocab,), NEG_INF, device=device)
+        self.end_only[eos] = 0.0
+
+    def init_state(self):
+        return None
+
+    def score(self, state, prefix, cand=None):
+        row = self.no_end if prefix.size(1) < self.n else self.end_only
+        return row.expand(prefix.size(0), -1), None
+
+    def select(self, state, aux, parent, col, tokens):
+        return None
+
+
+def forced_length_search(m, enc: torch.Tensor, enc_lens: torch.Tensor, method: str, opts: DecodeOptions, n: int,
+                         lp: torch.Tensor, use_cache: bool = True):
+    """``method`` with exactly ``n`` output tokens: the AR searches take ``n`` steps (:class:`ForcedLength`,
+    length rules off), Mask-CTC refines ``n`` masks; the CTC searches are unchanged."""
+    if method in ("attention_beam", "joint_ctc_attention"):
+        ratio = (n + 0.5) / float(enc_lens.min())  # the search's own length limit lets every utterance reach n
+        forced = Weighted("forced_length", 1.0, ForcedLength(n, m.decoder.out.out_features, m.sos, enc.device))
+        return beam_search(m, enc, enc_lens, opts.beam, ctc_weight=opts.ctc_weight if method != "attention_beam" else 0.0,
+                           max_len_ratio=ratio, use_cache=use_cache, eos_threshold=0.0, ctc_length_window=(0.0, 0.0),
+                           ctc_log_probs=lp, extra_scorers=[forced])
+    if method == "mask_ctc":
+        B = enc.size(0)
+        toks = [torch.full((n,), m.mask_id, device=enc.device) for _ in range(B)]
+        confs = [torch.zeros(n, device=enc.device) for _ in range(B)]
+        frames = [torch.zeros(0, dtype=torch.long, device=enc.device) for _ in range(B)]
+        return refine(m, enc, enc_lens, lp, toks, confs, frames, opts.mask_threshold, opts.mask_iterations)
+    return search(m, enc, enc_lens, method, opts, ctc_log_probs=lp)
 
 
 def _model(model: str, vocab_size: int, device: str, quantize: str | None = None):
@@ -66,7 +116,14 @@ def bench_decoders(model: str = "demo", decoders: list[str] | None = None, secon
     rng = np.random.default_rng(0)
     audio = [(rng.standard_normal(int(seconds * SAMPLE_RATE)) * 0.05).astype(np.float32) for _ in range(batch)]
     audio_seconds = seconds * batch
-    opts = DecodeOptions(beam=beam, fixed_len=output_tokens, timestamps=False, mask_iterations=mask_iterations)
+    opts = DecodeOptions(beam=beam, timestamps=False, mask_iterations=mask_iterations)
+
+    def run(d: str, use_cache: bool = True):
+        if output_tokens:
+            return forced_length_search(m, enc, enc_lens, d, opts, output_tokens, lp, use_cache)
+        if not use_cache:
+            return beam_search(m, enc, enc_lens, beam, use_cache=False, ctc_log_probs=lp)
+        return search(m, enc, enc_lens, d, opts, ctc_log_probs=lp)
 
     def features():
         f = [fbank(a) for a in audio]
@@ -80,12 +137,10 @@ def bench_decoders(model: str = "demo", decoders: list[str] | None = None, secon
         lp = m.ctc_log_probs(enc)
         rows = [("features (fbank)", t_feat, None), ("encoder", t_enc, None)]
         for d in methods:
-            t = _median_time(lambda: search(m, enc, enc_lens, d, opts, ctc_log_probs=lp), runs)
+            t = _median_time(lambda: run(d), runs)
             rows.append((d, t, t_feat + t_enc + t))
         if uncached and "attention_beam" in methods:
-            from asr.search.attention import beam_search
-
-            t = _median_time(lambda: beam_search(m, enc, enc_lens, beam, use_cache=False, fixed_len=output_tokens), runs)
+            t = _median_time(lambda: run("attention_beam", use_cache=False), runs)
             rows.append(("attention_beam (no KV cache)", t, t_feat + t_enc + t))
     lines = [f"model: {desc}; {batch} x {seconds:g} s; beam {beam}; output tokens "
              f"{output_tokens or 'natural'}; Mask-CTC {mask_iterations} iterations; {torch.get_num_threads()} threads; "
@@ -96,5 +151,5 @@ def bench_decoders(model: str = "demo", decoders: list[str] | None = None, secon
     return "\n".join(lines)
 
 
-__all__ = ["bench_decoders"]
+__all__ = ["bench_decoders", "forced_length_search", "ForcedLength"]
 

@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
 from asr.data.batching import fbank_batch, make_sampler
-from asr.inference.decode import DecodeOptions, decode_features
-from asr.features import fbank
+from asr.data.prepare import load_cuts
 from asr.evaluation.metrics import ErrorRate, cer, wer
+from asr.features import fbank
+from asr.inference.decode import decode_features
+from asr.inference.model_dir import LoadedModel, load_model, write_card_section
+from asr.lm import update_card
 from asr.search.ctc import ctc_greedy
+from asr.search.options import DecodeOptions
 from asr.text import normalize_text
-
-if TYPE_CHECKING:
-    from asr.inference.model_dir import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -60,3 +60,38 @@ def evaluate_cuts(lm: "LoadedModel", cuts, method: str = "ctc_greedy", opts: Dec
                      for c, h in zip(batch_cuts, hyps)]
     refs, hyps = [r for _, r, _ in rows], [normalize_text(h) for _, _, h in rows]
     return EvalResult(method, wer(refs, hyps), cer(refs, hyps), len(rows), audio, spent, tuple(rows))
+
+
+def measure_into_card(model_path, manifests, subsets, log=print) -> str:
+    """CTC-greedy WER / CER / RTF of an exported model on ``subsets`` of ``manifests``, written as a table
+    into its model card (``asr export-model --manifests``). Returns the table."""
+    loaded = load_model(model_path)
+    lines = ["| subset | decoder | utterances | hours | WER | CER | model RTF (2 threads) |", "|---|---|---|---|---|---|---|"]
+    for s in subsets:
+        r = evaluate_cuts(loaded, load_cuts(manifests, s))
+        lines.append(f"| {s} | ctc_greedy | {r.utterances} | {r.audio_seconds / 3600:.3f} | {100 * r.wer.rate:.2f}% | "
+                     f"{100 * r.cer.rate:.2f}% | {r.rtf:.4f} |")
+        log(f"{s}: WER {r.wer}  CER {r.cer}  RTF {r.rtf:.4f}")
+    table = "\n".join(lines)
+    write_card_section(model_path, "Measured (asr export-model --manifests ...)", table)
+    return table
+
+
+def tune_lm(loaded: "LoadedModel", lm_dir, cuts, lm_weights, word_scores, lm_beam: int, subset: str = "dev",
+            log=print) -> tuple[float, float, float]:
+    """Grid over ``lm_weights`` x ``word_scores`` with ``ctc_lm`` on dev ``cuts``; the best (lowest WER) is
+    written into the LM directory's card, where ``--lm`` / ``lm_dir=`` without explicit weights finds it.
+    Returns ``(wer, lm_weight, word_score)``."""
+    if subset == "test":
+        raise ValueError("tune on dev, never on test")
+    best = None
+    for w in lm_weights:
+        for ws in word_scores:
+            opts = DecodeOptions(lm=str(lm_dir), lm_weight=w, word_score=ws, lm_beam=lm_beam, timestamps=False)
+            r = evaluate_cuts(loaded, cuts, "ctc_lm", opts)
+            log(f"lm_weight {w:4.2f} word_score {ws:5.2f}: WER {100 * r.wer.rate:6.2f}%  CER {100 * r.cer.rate:6.2f}%")
+            if best is None or r.wer.rate < best[0]:
+                best = (r.wer.rate, w, ws)
+    update_card(lm_dir, lm_weight=best[1], word_score=best[2],
+                tuned_on={"subset": subset, "utterances": len(cuts), "wer": round(best[0], 4), "model": str(loaded.path)})
+    return best

@@ -25,7 +25,7 @@ def _save(fig, out: Path) -> None:
 
 def plot_wer_vs_rtf(results, out: str | os.PathLike, title: str = "") -> Path:
     """One point per decoder: x = real-time factor (log scale), y = WER %; AR and NAR coloured apart."""
-    from asr.inference.decode import AUTOREGRESSIVE
+    from asr.search.methods import AUTOREGRESSIVE
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -56,7 +56,8 @@ def plot_alignment(lm, audio_path: str | os.PathLike, out: str | os.PathLike, ma
     import torch
 
     from asr.audio import SAMPLE_RATE, load_audio
-    from asr.inference.decode import DecodeOptions, decode_features
+    from asr.inference.decode import decode_features
+    from asr.search.options import DecodeOptions
     from asr.features import fbank
     from asr.search.align import encoder_frame_seconds
 

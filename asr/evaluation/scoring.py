@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from asr.inference.decode import DecodeOptions
+from asr.search.options import DecodeOptions
 from asr.evaluation.evaluate import EvalResult, evaluate_cuts
 from asr.files import write_atomic
 from asr.text import normalize_text
@@ -170,7 +170,7 @@ def evaluate_and_report(lm, cuts, name: str, methods: list[str], opts: DecodeOpt
     ``NAME_METHOD.by_speaker.md``."""
     from dataclasses import replace
 
-    from asr.inference.decode import LM_USERS
+    from asr.search.methods import LM_USERS
 
     runs = []
     for m in methods:

@@ -61,7 +61,7 @@ def chunk_rtf(model: str = "demo", chunk_ms: int = 640, left_chunks: int = 4, se
     while fed < total * SAMPLE_RATE:
         x = (rng.standard_normal(block) * 0.05).astype(np.float32)
         t0 = time.perf_counter()
-        s.accept_waveform(SAMPLE_RATE, x)
+        s.accept_waveform(x, SAMPLE_RATE)
         while rec.is_ready(s):
             rec.decode([s])
             if s.is_endpoint:
@@ -161,7 +161,7 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
                     t_compute += dt2
 
         for i in range(0, len(audio), block):
-            s.accept_waveform(SAMPLE_RATE, audio[i:i + block])
+            s.accept_waveform(audio[i:i + block], SAMPLE_RATE)
             run((i + len(audio[i:i + block])) / SAMPLE_RATE)
         s.input_finished()
         run(len(audio) / SAMPLE_RATE)

@@ -21,34 +21,19 @@ Everything here is a thin layer over :mod:`asr.inference.transcribe` (the same s
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from asr.audio import SAMPLE_RATE, check_samples, load_audio, resample, to_mono
-from asr.search.align import Word
-
-
-@dataclass(frozen=True)
-class Segment:
-    text: str
-    start: float  # seconds
-    end: float
-    words: tuple[Word, ...] = ()
-
-
-@dataclass(frozen=True)
-class Result:
-    text: str
-    segments: tuple[Segment, ...]
-    words: tuple[Word, ...]
-    duration: float  # seconds of audio
-
-    def as_dict(self) -> dict:
-        return {"text": self.text, "duration": round(self.duration, 3),
-                "segments": [{"text": s.text, "start": round(s.start, 3), "end": round(s.end, 3)} for s in self.segments],
-                "words": [w.as_dict() for w in self.words]}
+from asr.inference import model_dir
+from asr.inference.model_dir import LoadedModel
+from asr.inference.streaming import Recognizer, streaming_options
+from asr.inference.transcribe import transcribe_files
+from asr.results import Result, Segment
+from asr.search.methods import available_methods, check_lms
+from asr.search.options import decode_options
 
 
 def _samples(audio, sample_rate: int | None) -> tuple[np.ndarray, str]:
@@ -65,50 +50,43 @@ def _samples(audio, sample_rate: int | None) -> tuple[np.ndarray, str]:
     return (resample(x, sample_rate) if sample_rate != SAMPLE_RATE else x), "<array>"
 
 
-def transcribe(lm, audio, decoder: str = "ctc_greedy", sample_rate: int | None = None, max_segment: float = 20.0,
-               lm_dir: str | os.PathLike | None = None, hotwords=None, **options) -> Result:
-    """One recording (a path or samples) -> :class:`Result`. ``decoder``: any of :data:`asr.inference.decode.METHODS`
-    the model has; ``lm_dir``: an ``asr lm train`` directory; ``hotwords``: a file or ``[(phrase, boost), ...]``;
-    other keyword arguments are :class:`asr.inference.decode.DecodeOptions` fields (``beam=``, ``ctc_weight=``...)."""
-    from asr.inference.decode import DecodeOptions, available_methods
-    from asr.search.hotwords import load_hotwords, parse_hotwords
-    from asr.inference.transcribe import transcribe_files
+def model_device(model) -> torch.device:
+    """Where a model's weights are (the CPU for an ONNX model)."""
+    params = model.parameters() if isinstance(model, torch.nn.Module) else iter(())
+    return next(params, torch.empty(0)).device
 
+
+def transcribe(loaded: LoadedModel, audio, decoder: str = "ctc_greedy", sample_rate: int | None = None,
+               max_segment: float = 20.0, lm_dir: str | os.PathLike | None = None, hotwords=None, **options) -> Result:
+    """One recording (a path or samples) -> :class:`asr.results.Result`. ``decoder``: any of
+    :data:`asr.search.methods.METHODS` the model has; ``lm_dir``: an ``asr lm train`` directory (its card's tuned
+    weights apply, as with ``asr transcribe --lm``); ``hotwords``: a file or ``[(phrase, boost), ...]``; other
+    keyword arguments are :class:`asr.search.options.DecodeOptions` fields (``beam=``, ``ctc_weight=``...)."""
     samples, _ = _samples(audio, sample_rate)
-    have = available_methods(lm.model, with_lm=lm_dir is not None)
+    have = available_methods(loaded.model, with_lm=lm_dir is not None)
     if decoder not in have:
         raise ValueError(f"decoder {decoder!r} is not available for this model (it has: {', '.join(have)})")
-    if isinstance(hotwords, (str, os.PathLike)):
-        hotwords = load_hotwords(hotwords)
-    elif hotwords:  # phrases, or (phrase, boost) pairs: normalised and checked as a file's lines are
-        hotwords = parse_hotwords("\n".join(h if isinstance(h, str) else f"{h[0]} {float(h[1])}" for h in hotwords))
-    opts = DecodeOptions(**{"lm": str(lm_dir) if lm_dir else "", "hotwords": tuple(hotwords or ()), **options})
-    device = str(next(lm.model.parameters()).device) if isinstance(lm.model, torch.nn.Module) else "cpu"
-    out: list = []
-    summary = transcribe_files(lm, [("audio", samples)], decoder, opts, max_segment=max_segment, device=device,
-                               on_result=out.append)
+    opts = decode_options(lm_dir, hotwords, **options)
+    check_lms(loaded.model, loaded.tokenizer, opts, [decoder])
+    out: list[Result] = []
+    summary = transcribe_files(loaded, [("audio", samples)], decoder, opts, max_segment=max_segment,
+                               device=str(model_device(loaded.model)), on_result=out.append)
     if summary.failed:
         raise ValueError(summary.failed[0])
-    segments = tuple(Segment(t.text, t.words[0].start if t.words else a, t.words[-1].end if t.words else b, t.words)
-                     for a, b, t in out[0].segments if t.text.strip())
-    words = tuple(w for s in segments for w in s.words)
-    return Result(" ".join(s.text for s in segments), segments, words, len(samples) / SAMPLE_RATE)
+    return replace(out[0], id="", path=None)
 
 
 class LiveSession:
-    """A streaming session over one audio source (see :meth:`asr.inference.model_dir.LoadedModel.stream`)."""
+    """A streaming session over one audio source (see :meth:`Model.stream`)."""
 
-    def __init__(self, lm, **options):
-        from asr.inference.streaming import Recognizer, StreamingOptions
-
-        self._rec = Recognizer(lm, StreamingOptions(**options))
+    def __init__(self, loaded: LoadedModel, **options):
+        self._rec = Recognizer(loaded, streaming_options(**options))
         self._stream = self._rec.create_stream()
 
     def feed(self, samples, sample_rate: int = SAMPLE_RATE) -> str:
         """Add audio (any block size, any rate); decode what is ready; commit at endpoints. Returns the text so
         far: committed (never changes) and the running segment's tentative tail."""
-        x = np.asarray(samples, dtype=np.float32).reshape(-1)
-        self._stream.accept_waveform(sample_rate, x)
+        self._stream.accept_waveform(samples, sample_rate)
         self._run()
         return self._stream.result.text
 
@@ -132,7 +110,28 @@ class LiveSession:
         self._stream.input_finished()
         self._run()
         self._rec.finalize(self._stream)
-        return [Segment(s.text, s.start, s.end, tuple(s.words)) for s in self._stream.result.segments]
+        return list(self._stream.result.segments)
 
 
-__all__ = ["Result", "Segment", "LiveSession", "transcribe"]
+@dataclass(frozen=True)
+class Model(LoadedModel):
+    """A loaded model with the one-call API (what :func:`asr.load_model` returns)."""
+
+    def transcribe(self, audio, decoder: str = "ctc_greedy", **kwargs) -> Result:
+        """A path or samples -> :class:`asr.results.Result` (text, segments, words); see :func:`transcribe`."""
+        return transcribe(self, audio, decoder, **kwargs)
+
+    def stream(self, **options) -> LiveSession:
+        """A streaming session; ``options``: :class:`asr.inference.streaming.StreamingOptions` fields
+        (``chunk=``, ``final=``...) and decoding options (``lm_dir=``, ``hotwords=``, ``beam=``...)."""
+        return LiveSession(self, **options)
+
+
+def load_model(path, device: str = "cpu", quantize: str | None = None) -> Model:
+    """A model directory or a bundled model (``demo``) -> :class:`Model` (see
+    :func:`asr.inference.model_dir.load_model`)."""
+    m = model_dir.load_model(path, device, quantize)
+    return Model(m.model, m.tokenizer, m.config, m.path)
+
+
+__all__ = ["Model", "LiveSession", "Result", "Segment", "load_model", "transcribe"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from asr.search.align import Word
+from asr.results import Word
 
 Cue = tuple[float, float, str]  # (start seconds, end seconds, text)
 VTT_HEADER = "WEBVTT\n\n"

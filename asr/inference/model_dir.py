@@ -30,19 +30,6 @@ class LoadedModel:
     config: Config
     path: Path
 
-    def transcribe(self, audio, decoder: str = "ctc_greedy", **kwargs):
-        """A path or samples -> :class:`asr.inference.api.Result` (text, segments, words); see :func:`asr.inference.api.transcribe`."""
-        from asr.inference.api import transcribe
-
-        return transcribe(self, audio, decoder, **kwargs)
-
-    def stream(self, **options):
-        """A streaming session (:class:`asr.inference.api.LiveSession`); ``options`` are :class:`asr.inference.streaming.StreamingOptions`
-        fields (``chunk=``, ``final=``...)."""
-        from asr.inference.api import LiveSession
-
-        return LiveSession(self, **options)
-
 
 def write_card_section(model_dir: str | os.PathLike, title: str, body: str) -> None:
     """Append (or replace) a ``## title`` section of MODEL_CARD.md, atomically."""

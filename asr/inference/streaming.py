@@ -20,18 +20,24 @@ output gives the final text with word timestamps. Memory is bounded: the encoder
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+import soxr
 import torch
 
 from asr.audio import SAMPLE_RATE
 from asr.config import ENDPOINT_IDLE_SECONDS, ENDPOINT_MAX_SEGMENT_SECONDS, ENDPOINT_PAUSE_SECONDS
 from asr.features import StreamingFbank
-from asr.search.align import Word, encoder_frame_seconds, token_spans, words_from_tokens
-from asr.search.ctc import PrefixBeam
-from asr.search.options import DEFAULTS, DecodeOptions
+from asr.inference.decode import segment_from_tokens
+from asr.inference.model_dir import LoadedModel, load_model
 from asr.models.state import EncoderState
+from asr.results import Segment
+from asr.search.align import encoder_frame_seconds
+from asr.search.ctc import PrefixBeam
+from asr.search.mask_ctc import mask_ctc
+from asr.search.methods import METHODS, available_methods, search, word_fusion_factory
+from asr.search.options import DEFAULTS, FIELDS, DecodeOptions, decode_options
 from asr.text import BLANK_ID
 
 
@@ -68,10 +74,11 @@ class StreamingOptions:
     chunk: int = 16  # encoder frames per chunk (16 x 40 ms = 640 ms with 4x subsampling)
     left_chunks: int = 4  # attention context in chunks (< 0: everything since the segment began)
     beam: int = 4  # CTC prefix beam for partial results
-    final: str = "attention_rescoring"  # second pass at an endpoint: attention_rescoring, mask_ctc, ctc_lm or none
-    final_beam: int = 8  # n-best size of the attention-rescoring second pass
+    final: str = "auto"  # second pass at an endpoint: any decoding method (asr.search.methods), none, or auto
+    # (attention_rescoring when the model has an attention decoder, else mask_ctc when it has one, else none)
     endpoint: EndpointConfig = EndpointConfig()
-    decode: DecodeOptions = DEFAULTS  # the second pass's other settings (the same defaults as offline decoding)
+    decode: DecodeOptions = DEFAULTS  # options of the partials' prefix beam (LM fusion, hotwords) and of the
+    # second pass: the second pass decodes the segment exactly as offline decoding would with these options
     partial: str = "ctc"  # tentative text: "ctc" (prefix beam) or "mask_ctc" (prefix beam refined by the MLM decoder)
     refine_every: int = 1  # partial="mask_ctc": refine every this many chunks
 
@@ -80,28 +87,35 @@ class StreamingOptions:
             raise ValueError(f"unknown second pass {self.final!r}; choose from {', '.join(FINAL_PASSES)}")
         if self.partial not in ("ctc", "mask_ctc") or self.refine_every < 1:
             raise ValueError(f"partial must be ctc or mask_ctc (not {self.partial!r}), refine_every at least 1")
-        if self.chunk < 1 or self.beam < 1 or self.final_beam < 1:
-            raise ValueError("chunk, beam and final_beam must be at least 1")
+        if self.chunk < 1 or self.beam < 1:
+            raise ValueError("chunk and beam must be at least 1")
         if self.final == "ctc_lm" and not self.decode.lm:
             raise ValueError("the ctc_lm second pass needs an LM directory (decode=DecodeOptions(lm=...), --lm)")
 
 
-FINAL_PASSES = ("attention_rescoring", "mask_ctc", "ctc_lm", "none")
+FINAL_PASSES = (*METHODS, "none", "auto")
+
+
+def streaming_options(lm_dir=None, hotwords=None, **options) -> StreamingOptions:
+    """Keyword options -> :class:`StreamingOptions`: its own fields (``chunk=``, ``final=``...) and the
+    decoding options of :func:`asr.search.options.decode_options` (``lm_dir=`` with its card, ``hotwords=``,
+    ``beam=``...) in one call, as the Python API and the CLI take them."""
+    own = {k: options.pop(k) for k in list(options) if k in StreamingOptions.__dataclass_fields__}
+    if "decode" in own and (options or lm_dir is not None or hotwords is not None):
+        raise ValueError("give decoding options either as decode=DecodeOptions(...) or as keywords, not both")
+    if "decode" not in own:
+        boost = {"hotword_boost": options.pop("hotword_boost")} if "hotword_boost" in options else {}
+        own["decode"] = decode_options(lm_dir, hotwords, **boost, **options)
+    return StreamingOptions(**own)
 
 
 @dataclass
-class Segment:
-    text: str
-    start: float  # seconds since the stream began
-    end: float
-    words: list[Word] = field(default_factory=list)
+class Captions:
+    """What a stream shows: committed text (never changes once shown) and the running segment's partial."""
 
-
-@dataclass
-class Result:
     committed: str = ""  # text of finished segments: never changes once shown
     tentative: str = ""  # the running segment's partial text: may change
-    segments: list[Segment] = field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)  # asr.results.Segment, in order
 
     @property
     def text(self) -> str:
@@ -118,15 +132,16 @@ class Stream:
         self.feats = torch.zeros(0, 80)  # features not yet consumed by a chunk
         self.samples_in = 0  # 16 kHz samples accepted
         self.finished = False
-        self.result = Result()
+        self.result = Captions()
         self._rec = recognizer
         self._new_segment(0.0)
         self.stats = {"chunks": 0, "tentative_changes": 0, "committed_revisions": 0}
-        self.first_seen: dict[int, float] = {}  # frame of a token -> wall time it was first shown (consumer clears)
-        self.shown_frames: set[int] = set()  # token frames of the running segment already shown
+        # (frame, wall time) of the tokens the last decode showed for the first time (partial latency); replaced
+        # by every decode, so nothing accumulates however long the stream runs
+        self.newly_shown: list[tuple[int, float]] = []
 
     def _new_segment(self, start_seconds: float) -> None:
-        self.state: EncoderState = self._rec.model.encoder.init_state(1)
+        self.state: EncoderState = self._rec.model.encoder.init_state(1, device=self._rec.device)
         fusion = self._rec.fusion_factory() if self._rec.fusion_factory else None
         self.beam = PrefixBeam(self._rec.options.beam, fusion=fusion)  # partials (word n-gram fused with an LM)
         self.enc_chunks: list[torch.Tensor] = []  # (1, C, D) encoder outputs of this segment
@@ -139,7 +154,7 @@ class Stream:
         self.refined: tuple[int, ...] | None = None  # partial="mask_ctc": the last refined partial
 
     # -- audio in
-    def accept_waveform(self, sample_rate: int, samples: np.ndarray) -> None:
+    def accept_waveform(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
         """Add mono samples (float in [-1, 1] or int16) at any rate; resampled to 16 kHz on the fly."""
         x = np.asarray(samples)
         if x.dtype == np.int16:
@@ -147,8 +162,6 @@ class Stream:
         x = x.astype(np.float32).reshape(-1)
         if sample_rate != SAMPLE_RATE:
             if self._resampler is None or self._rate_hz != sample_rate:
-                import soxr
-
                 self._resampler = soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32")
                 self._rate_hz = sample_rate
             x = self._resampler.resample_chunk(x)
@@ -183,31 +196,37 @@ class Stream:
 
 
 class Recognizer:
-    """The model and the options; decodes any number of :class:`Stream` objects in batches."""
+    """The model and the options; decodes any number of :class:`Stream` objects in batches. Streams live on
+    the model's device (``device``: where the model's weights are, unless given)."""
 
-    def __init__(self, lm, options: StreamingOptions = StreamingOptions(), device: str = "cpu"):
-        from asr.inference.model_dir import load_model
-
-        self.lm = load_model(lm, device) if isinstance(lm, (str, bytes)) or hasattr(lm, "__fspath__") else lm
-        self.model = self.lm.model
-        self.tokenizer = self.lm.tokenizer
-        self.options = options
-        self.device = device
+    def __init__(self, model, options: StreamingOptions = StreamingOptions(), device: str | torch.device | None = None):
+        self.loaded: LoadedModel = model if hasattr(model, "model") else load_model(model, device or "cpu")
+        self.model = self.loaded.model
+        self.tokenizer = self.loaded.tokenizer
+        if device is None:
+            params = self.model.parameters() if isinstance(self.model, torch.nn.Module) else iter(())
+            device = next(params, torch.empty(0)).device
+        self.device = torch.device(device)
         if not self.model.encoder.cfg.causal_conv:
-            raise ValueError(f"{self.lm.path}: streaming needs a model trained with causal convolution")
-        if options.final == "attention_rescoring" and self.model.decoder is None:
-            self.options = StreamingOptions(**{**options.__dict__, "final": "mask_ctc" if self.model.mlm else "none"})
-        passes = getattr(self.model, "second_passes", None)  # an ONNX model runs only some of them
-        if passes is not None and self.options.final not in passes:
-            self.options = StreamingOptions(**{**self.options.__dict__, "final": "none"})
+            raise ValueError(f"{self.loaded.path}: streaming needs a model trained with causal convolution")
+        self.options = replace(options, final=self._second_pass(options))
         if self.options.partial == "mask_ctc" and getattr(self.model, "mlm", None) is None:
-            raise ValueError(f"{self.lm.path}: partial='mask_ctc' needs a model with a Mask-CTC decoder")
-        from asr.inference.decode import word_fusion_factory
-
+            raise ValueError(f"{self.loaded.path}: partial='mask_ctc' needs a model with a Mask-CTC decoder")
         self.fusion_factory = word_fusion_factory(self.options.decode, self.tokenizer)
         self.window, self.stride = self.model.encoder.chunk_window(options.chunk)
         self.frame_seconds = encoder_frame_seconds(self.model.encoder.rate)
         self.left_frames = options.left_chunks * options.chunk if options.left_chunks >= 0 else -1
+
+    def _second_pass(self, options: StreamingOptions) -> str:
+        """The second pass to run: ``auto`` resolved for this model; one it cannot run is an error, not a swap."""
+        have = [m for m in available_methods(self.model, with_lm=bool(options.decode.lm))
+                if m in getattr(self.model, "second_passes", METHODS)]  # an ONNX model runs only some of them
+        if options.final == "auto":
+            return next((m for m in ("attention_rescoring", "mask_ctc") if m in have), "none")
+        if options.final != "none" and options.final not in have:
+            raise ValueError(f"{self.loaded.path}: this model cannot run the second pass {options.final!r} "
+                             f"(it can: {', '.join(have + ['none'])})")
+        return options.final
 
     def create_stream(self) -> Stream:
         return Stream(self)
@@ -255,11 +274,12 @@ class Recognizer:
                 s.had_speech = True
         best = s.beam.nbest(1)[0]
         now = time.perf_counter()
+        s.newly_shown = []
         for f in best.token_frames:
             a = self._abs_frame(s, f)
             if a not in s.shown_frames:
                 s.shown_frames.add(a)
-                s.first_seen[a] = now
+                s.newly_shown.append((a, now))
         tokens = best.tokens
         if self.options.partial == "mask_ctc" and tokens:
             if s.stats["chunks"] % self.options.refine_every == 0 or s.refined is None:
@@ -274,8 +294,6 @@ class Recognizer:
         """Mask-CTC refinement of the running segment's partial: the CTC tokens of the segment so far whose
         confidence is below the threshold are re-predicted by the MLM decoder over the segment's encoder output
         (WeNet and sherpa show CTC partials only)."""
-        from asr.search.mask_ctc import mask_ctc
-
         enc = torch.cat(s.enc_chunks, 1)  # (1, T, D)
         d = self.options.decode
         return mask_ctc(self.model, enc, torch.tensor([enc.size(1)], device=enc.device), d.mask_threshold,
@@ -287,38 +305,23 @@ class Recognizer:
     @torch.inference_mode()
     def finalize(self, stream: Stream) -> Segment | None:
         """End the running segment: second pass, commit its text with word times, start a new segment.
-        Returns the committed segment (None when it held no words)."""
+        Returns the committed segment (None when it held no words). The second pass is
+        :func:`asr.search.methods.search` over the segment's encoder output with ``options.decode``: the same
+        decode, LM and hotwords included, as offline decoding of that encoder output."""
         s = stream
         seg = None
         if s.lp_chunks:
-            enc = torch.cat(s.enc_chunks, 1)  # (1, T, D)
             lp = torch.cat(s.lp_chunks)  # (T, V)
-            lens = torch.tensor([enc.size(1)], device=enc.device)
-            tokens = list(s.beam.nbest(1)[0].tokens)
-            final = self.options.final
-            if tokens and final == "attention_rescoring":
-                from asr.search.rescoring import attention_rescoring
-
-                d = self.options.decode
-                tokens = list(attention_rescoring(self.model, enc, lens, self.options.final_beam, d.rescore_ctc_weight,
-                                                  d.reverse_weight)[0][0].tokens)
-            elif tokens and final == "ctc_lm":  # lexicon + word n-gram over the segment's CTC log-probs
-                from asr.search.ctc_lm import lexicon_decoder
-
-                d = self.options.decode
-                dec = lexicon_decoder(str(d.lm), str(self.tokenizer.model_path), d.lm_beam, d.lm_weight, d.word_score)
-                tokens = list(dec(lp.unsqueeze(0), torch.tensor([lp.size(0)]))[0][0].tokens)
-            elif tokens and final == "mask_ctc":
-                from asr.search.mask_ctc import mask_ctc
-
-                d = self.options.decode
-                tokens = list(mask_ctc(self.model, enc, lens, d.mask_threshold, d.mask_iterations)[0][0].tokens)
+            tokens, score = s.beam.nbest(1)[0].tokens, 0.0
+            if tokens and self.options.final != "none":
+                enc = torch.cat(s.enc_chunks, 1)  # (1, T, D)
+                lens = torch.tensor([enc.size(1)], device=enc.device)
+                best = search(self.model, enc, lens, self.options.final, self.options.decode,
+                              ctc_log_probs=lp.unsqueeze(0).to(enc.device), tokenizer=self.tokenizer)[0][0]
+                tokens, score = best.tokens, best.score
+            end = s.seg_start + s.seg_frames * self.frame_seconds
             if tokens and self.tokenizer.decode(tokens).strip():  # word separators alone are no segment
-                spans = token_spans(lp, tokens)
-                words = words_from_tokens(self.tokenizer, tokens, spans, self.frame_seconds, s.seg_start)
-                text = self.tokenizer.decode(tokens)
-                end = s.seg_start + s.seg_frames * self.frame_seconds
-                seg = Segment(text, words[0].start if words else s.seg_start, words[-1].end if words else end, words)
+                seg = segment_from_tokens(self.tokenizer, tokens, score, lp, self.frame_seconds, s.seg_start, end)
                 before = s.result.committed
                 s.result.segments.append(seg)
                 s.result.committed = " ".join(x.text for x in s.result.segments)

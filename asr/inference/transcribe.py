@@ -21,9 +21,11 @@ import torch
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
 from asr.inference.captions import caption_cues, srt, vtt
 from asr.data.batching import fbank_batch
-from asr.inference.decode import DecodeOptions, Transcript, decode_features
+from asr.inference.decode import decode_features
+from asr.search.options import DecodeOptions
 from asr.features import fbank
-from asr.search.align import Word
+from asr.files import write_atomic
+from asr.results import Result, Segment
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".sph")
 FORMATS = ("txt", "json", "srt", "vtt", "tsv")
@@ -136,22 +138,7 @@ def split_points(audio: np.ndarray, max_segment: float = 20.0, search: float = 4
 
 
 # ---------------------------------------------------------------------------------------- outputs
-@dataclass
-class FileResult:
-    id: str
-    path: Path | None  # None for samples given as an array
-    duration: float
-    text: str
-    words: list[Word] = field(default_factory=list)
-    segments: list[tuple[float, float, Transcript]] = field(default_factory=list)  # (start s, end s, its transcript)
-
-    def as_dict(self, extra: dict | None = None) -> dict:
-        return {"id": self.id, "path": str(self.path) if self.path else None, "duration": round(self.duration, 3),
-                "text": self.text,
-                "words": [w.as_dict() for w in self.words], **(extra or {})}
-
-
-def render(result: FileResult, fmt: str, extra: dict | None = None) -> str:
+def render(result: Result, fmt: str, extra: dict | None = None) -> str:
     if fmt == "txt":
         return result.text + "\n"
     if fmt == "json":
@@ -173,7 +160,7 @@ class _Pending:
     id: str
     path: Path | None
     duration: float
-    parts: dict[int, Transcript] = field(default_factory=dict)
+    parts: dict[int, Segment] = field(default_factory=dict)
     ranges: list[tuple[float, float]] = field(default_factory=list)  # (start s, end s) of each segment
 
 
@@ -191,7 +178,7 @@ class TranscribeSummary:
 
 def transcribe_files(lm, inputs: list[tuple[str, Path | np.ndarray]], method: str = "ctc_greedy",
                      opts: DecodeOptions = DecodeOptions(), max_batch_seconds: float = 60.0, max_segment: float = 20.0,
-                     device: str = "cpu", on_result: Callable[[FileResult], None] | None = None,
+                     device: str = "cpu", on_result: Callable[[Result], None] | None = None,
                      on_error: Callable[[str], None] | None = None,
                      on_progress: Callable[[float, float], None] | None = None) -> TranscribeSummary:
     """Decode every input (``(id, path)``, or ``(id, samples)`` at 16 kHz); ``on_result`` gets each finished
@@ -211,7 +198,7 @@ def transcribe_files(lm, inputs: list[tuple[str, Path | np.ndarray]], method: st
         feats = [fbank(seg) for _, _, seg in queue]
         # shorter than the encoder front end's receptive field: no encoder frame at all -> empty text
         ok = [i for i, f in enumerate(feats) if f.shape[0] >= min_frames]
-        results: dict[int, Transcript] = {i: Transcript("", (), 0.0) for i in range(len(queue))}
+        results: dict[int, Segment] = {i: Segment("", *queue[i][0].ranges[queue[i][1]]) for i in range(len(queue))}
         if ok:
             padded, lens = fbank_batch([feats[i] for i in ok])
             offs = [queue[i][0].ranges[queue[i][1]][0] for i in ok]
@@ -222,12 +209,9 @@ def transcribe_files(lm, inputs: list[tuple[str, Path | np.ndarray]], method: st
             pend.parts[k] = results[i]
             done_audio += len(seg) / SAMPLE_RATE
             if len(pend.parts) == len(pend.ranges):
-                parts = [pend.parts[j] for j in range(len(pend.ranges))]
-                text = " ".join(p.text for p in parts if p.text)
-                words = [w for p in parts for w in p.words]
                 if on_result:
-                    on_result(FileResult(pend.id, pend.path, pend.duration, text, words,
-                                         [(a, b, p) for (a, b), p in zip(pend.ranges, parts)]))
+                    parts = [pend.parts[j] for j in range(len(pend.ranges))]
+                    on_result(Result.join(parts, pend.duration, pend.id, pend.path))
         queue, queued = [], 0.0
         if on_progress:
             on_progress(done_audio, time.perf_counter() - t0)
@@ -269,5 +253,23 @@ def unique_ids(inputs: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
     return out
 
 
-__all__ = ["expand_inputs", "output_id", "split_points", "transcribe_files", "render", "FORMATS", "FileResult", "TranscribeSummary",
+__all__ = ["expand_inputs", "write_outputs", "outputs_exist", "output_id", "split_points", "transcribe_files", "render", "FORMATS", "TranscribeSummary",
            "unique_ids"]
+
+
+def write_outputs(result: Result, output_dir: Path, formats, extra: dict | None = None) -> list[str]:
+    """Write ``OUTPUT_DIR/ID.FORMAT`` for each format, atomically. Returns one-line errors for the files that
+    could not be written (the batch goes on; the caller keeps the text)."""
+    errors = []
+    for f in formats:
+        target = Path(output_dir) / f"{result.id}.{f}"
+        try:
+            write_atomic(target, render(result, f, extra))
+        except OSError as e:
+            errors.append(f"{target}: cannot write ({e.strerror or e})")
+    return errors
+
+
+def outputs_exist(fid: str, output_dir: Path, formats) -> bool:
+    """Whether every output of an input is already there (``--skip-existing`` resumes a killed job)."""
+    return all((Path(output_dir) / f"{fid}.{f}").is_file() for f in formats)

@@ -1,5 +1,5 @@
 """Decoding methods. Each takes a batch and returns one :class:`Hypothesis` list per utterance."""
 
-from asr.search.result import Hypothesis
+from asr.results import Hypothesis
 
 __all__ = ["Hypothesis"]

@@ -6,24 +6,12 @@ a word spans its tokens' frames and its confidence is the mean frame probability
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 
 from asr.audio import FRAME_SHIFT_MS
+from asr.results import Word
 from asr.text import BLANK_ID
-
-
-@dataclass(frozen=True)
-class Word:
-    word: str
-    start: float  # seconds from the start of the audio
-    end: float
-    confidence: float  # 0..1
-
-    def as_dict(self) -> dict:
-        return {"word": self.word, "start": round(self.start, 3), "end": round(self.end, 3),
-                "confidence": round(self.confidence, 3)}
 
 
 def token_spans(log_probs: torch.Tensor, tokens: list[int]) -> list[tuple[int, int, float]]:

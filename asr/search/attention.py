@@ -17,7 +17,7 @@ import torch
 
 from asr.search.scorers import CTCScorer, DecoderScorer, Weighted
 from asr.search.options import DEFAULTS
-from asr.search.result import Hypothesis
+from asr.results import Hypothesis
 from asr.text import BLANK_ID
 
 NEG_INF = float("-inf")
@@ -26,7 +26,7 @@ NEG_INF = float("-inf")
 @torch.inference_mode()
 def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DEFAULTS.beam, ctc_weight: float = 0.0,
                 length_norm: float = DEFAULTS.length_norm, max_len_ratio: float = 1.0, use_cache: bool = True,
-                fixed_len: int = 0, eos_threshold: float = DEFAULTS.eos_threshold,
+                eos_threshold: float = DEFAULTS.eos_threshold,
                 ctc_length_window: tuple[float, float] = DEFAULTS.ctc_length_window,
                 ctc_log_probs: torch.Tensor | None = None, extra_scorers: Sequence[Weighted] = ()) -> list[list[Hypothesis]]:
     """Beam search over ``enc (B, T, D)``, ``enc_lens (B,)``; returns up to ``beam`` hypotheses per
@@ -37,7 +37,7 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
     * ``ctc_weight > 0`` adds the CTC prefix score (joint decoding); candidates are pre-selected as the
       ``1.5 * beam`` best decoder tokens, as ESPnet does;
     * ``use_cache=False`` recomputes the whole prefix every step (the reference the cache is measured
-      against); ``fixed_len > 0`` forces exactly that many tokens (speed benchmarks on random weights);
+      against);
     * ``eos_threshold > 0``: a hypothesis may end only where the decoder's end probability is at least
       that fraction of its most probable other token (wav2letter's rule);
     * ``ctc_log_probs (B, T, V)``: the CTC head's output when the caller has it (computed here otherwise);
@@ -64,14 +64,12 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
     sos = eos = model.sos
     N = B * beam
     lo, hi = ctc_length_window
-    needs_ctc = ctc_weight > 0 or (hi > 0 and not fixed_len)
+    needs_ctc = ctc_weight > 0 or hi > 0
     if needs_ctc and ctc_log_probs is None:  # the caller usually has them already (decode_features)
         ctc_log_probs = model.ctc_log_probs(enc)
     max_len = (enc_lens.float() * max_len_ratio).long().clamp_min(1)  # (B,)
     min_len = torch.zeros_like(max_len)
-    if fixed_len:
-        max_len = torch.full_like(max_len, fixed_len)
-    elif hi > 0:
+    if hi > 0:
         from asr.search.ctc import ctc_greedy
 
         ctc_len = torch.tensor([len(nb[0].tokens) for nb in ctc_greedy(ctc_log_probs, enc_lens)],
@@ -117,14 +115,11 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
         pre = lp if scorers[0].weight > 0 else None
         lp[:, banned] = NEG_INF
         at_limit = (t >= max_len).repeat_interleave(beam)  # (N,): the next token must be eos
-        if fixed_len:
-            lp[~at_limit, eos] = NEG_INF
-        else:
-            no_end = (t < min_len).repeat_interleave(beam)  # (N,): too short to end
-            if log_thr is not None:  # the decoder's own end rule
-                other = dec_lp.index_fill(1, eos_col, NEG_INF).max(-1).values
-                no_end |= dec_lp[:, eos] < other + log_thr
-            lp[no_end & ~at_limit, eos] = NEG_INF
+        no_end = (t < min_len).repeat_interleave(beam)  # (N,): too short to end
+        if log_thr is not None:  # the decoder's own end rule
+            other = dec_lp.index_fill(1, eos_col, NEG_INF).max(-1).values
+            no_end |= dec_lp[:, eos] < other + log_thr
+        lp[no_end & ~at_limit, eos] = NEG_INF
         # the best tokens other than eos, then eos itself: every hypothesis can always end
         if pre is None:  # the decoder ranks, under the same bans as the weighted scores
             pre = (lp + dec_lp).masked_fill(~torch.isfinite(lp), NEG_INF)

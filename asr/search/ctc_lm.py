@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from asr.search.result import Hypothesis
+from asr.results import Hypothesis
 
 
 class LexiconDecoder:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from asr.search.options import DEFAULTS
-from asr.search.result import Hypothesis
+from asr.results import Hypothesis
 from asr.text import BLANK_ID
 
 
@@ -38,20 +38,24 @@ def greedy_tokens_with_confidence(log_probs: torch.Tensor, lens: torch.Tensor):
 
 @torch.inference_mode()
 def mask_ctc(model, enc: torch.Tensor, enc_lens: torch.Tensor, threshold: float = DEFAULTS.mask_threshold,
-             iterations: int = DEFAULTS.mask_iterations, fixed_len: int = 0) -> list[list[Hypothesis]]:
+             iterations: int = DEFAULTS.mask_iterations) -> list[list[Hypothesis]]:
     """``enc (B, T, D)``, ``enc_lens (B,)`` -> one hypothesis per utterance (scored by the CTC greedy
-    path plus the MLM log-probabilities of the filled tokens). ``fixed_len > 0`` replaces the CTC
-    transcript by that many masks (speed benchmarks on random weights)."""
+    path plus the MLM log-probabilities of the filled tokens)."""
     if model.mlm is None:
         raise ValueError("this model has no Mask-CTC decoder (model.mlm.num_layers = 0)")
-    device = enc.device
     lp = model.ctc_log_probs(enc)
     toks, confs, frames = greedy_tokens_with_confidence(lp, enc_lens)
+    return refine(model, enc, enc_lens, lp, toks, confs, frames, threshold, iterations)
+
+
+@torch.inference_mode()
+def refine(model, enc: torch.Tensor, enc_lens: torch.Tensor, lp: torch.Tensor, toks: list, confs: list, frames: list,
+           threshold: float, iterations: int) -> list[list[Hypothesis]]:
+    """The MLM iterations: per utterance ``toks (L,)`` with CTC confidences ``confs (L,)`` (and the frames
+    where they fire); tokens below ``threshold`` are masked and filled by the MLM decoder in ``iterations``
+    steps, the most confident first."""
+    device = enc.device
     B = enc.size(0)
-    if fixed_len:
-        toks = [torch.full((fixed_len,), model.mask_id, device=device) for _ in range(B)]
-        confs = [torch.zeros(fixed_len, device=device) for _ in range(B)]
-        frames = [torch.zeros(0, dtype=torch.long, device=device) for _ in range(B)]
     lens = torch.tensor([len(t) for t in toks], device=device)
     L = max(1, int(lens.max()) if B else 1)
     y = torch.full((B, L), model.eos, dtype=torch.long, device=device)
@@ -93,4 +97,4 @@ def mask_ctc(model, enc: torch.Tensor, enc_lens: torch.Tensor, threshold: float 
     return out
 
 
-__all__ = ["mask_ctc", "greedy_tokens_with_confidence"]
+__all__ = ["mask_ctc", "refine", "greedy_tokens_with_confidence"]

@@ -3,7 +3,12 @@ search functions and streaming's second pass all read them from here)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, fields
+
+from asr.lm import load_lm_dir
+from asr.lm.neural import has_neural_lm
+from asr.search.hotwords import DEFAULT_BOOST, load_hotwords, parse_hotwords
 
 
 @dataclass(frozen=True)
@@ -18,7 +23,6 @@ class DecodeOptions:
     mask_threshold: float = 0.5  # mask_ctc: tokens with CTC confidence below this are re-predicted
     mask_iterations: int = 10
     timestamps: bool = True
-    fixed_len: int = 0  # benchmarks on random weights: force this many output tokens (AR, Mask-CTC)
     lm: str = ""  # LM directory (asr lm train) for ctc_lm; "" = none
     lm_weight: float = 1.5  # ctc_lm: weight of the word n-gram log-probability (dev-tuned for the demo model)
     word_score: float = -1.0  # ctc_lm: added per word (positive: longer outputs; dev-tuned for the demo model)
@@ -44,7 +48,6 @@ class DecodeOptions:
              f"ctc length window must be (lo, hi) with 0 <= lo, not {self.ctc_length_window}"),
             (0.0 <= self.mask_threshold <= 1.0, f"mask threshold must be in [0, 1], not {self.mask_threshold}"),
             (self.mask_iterations >= 1, f"mask iterations must be at least 1, not {self.mask_iterations}"),
-            (self.fixed_len >= 0, f"fixed length must be >= 0, not {self.fixed_len}"),
             (self.lm_beam >= 1, f"LM beam must be at least 1, not {self.lm_beam}"),
             (self.lm_weight >= 0.0, f"LM weight must be >= 0, not {self.lm_weight}"),
             (self.fusion_weight >= 0.0, f"fusion weight must be >= 0, not {self.fusion_weight}"),
@@ -59,5 +62,39 @@ class DecodeOptions:
 
 
 DEFAULTS = DecodeOptions()
+FIELDS = tuple(f.name for f in fields(DecodeOptions))
 
-__all__ = ["DecodeOptions", "DEFAULTS"]
+
+def decode_options(lm_dir: str | os.PathLike | None = None, hotwords=None, hotword_boost: float = DEFAULT_BOOST,
+                   **options) -> DecodeOptions:
+    """The one way from user options to :class:`DecodeOptions` (the CLI, the Python API and streaming use it).
+
+    ``options``: DecodeOptions fields; None means "not given". ``lm_dir``: an LM directory (``asr lm train``);
+    its card's tuned ``lm_weight`` / ``word_score`` (``asr lm tune``) apply unless given here; a positive
+    ``nlm_weight`` needs a neural LM there. ``hotwords``: a hotword file, or phrases / ``(phrase, boost)``
+    pairs (normalised and checked as a file's lines are; ``hotword_boost`` for those without one).
+    A bad value raises ValueError with one line."""
+    if lm_dir is None and options.get("lm"):
+        lm_dir = options["lm"]
+    options.pop("lm", None)
+    unknown = sorted(set(options) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"unknown decoding option(s) {', '.join(unknown)}; choose from {', '.join(FIELDS)}")
+    given = {k: v for k, v in options.items() if v is not None}
+    if isinstance(hotwords, (str, os.PathLike)):
+        given["hotwords"] = load_hotwords(hotwords, hotword_boost)
+    elif hotwords:
+        given["hotwords"] = parse_hotwords("\n".join(h if isinstance(h, str) else f"{h[0]} {float(h[1])}"
+                                                     for h in hotwords), default_boost=hotword_boost)
+    if lm_dir is not None and str(lm_dir):
+        card = load_lm_dir(lm_dir).card
+        given["lm"] = str(lm_dir)
+        for key in ("lm_weight", "word_score"):
+            if key not in options or options[key] is None:
+                given[key] = card.get(key, getattr(DEFAULTS, key))
+        if given.get("nlm_weight", 0) > 0 and "nlm_weight" in options and not has_neural_lm(lm_dir):
+            raise ValueError(f"{lm_dir}: --nlm-weight needs a neural LM there (asr lm train --neural --out {lm_dir})")
+    return DecodeOptions(**given)
+
+
+__all__ = ["DecodeOptions", "DEFAULTS", "FIELDS", "decode_options"]

@@ -10,7 +10,7 @@ import torch
 from asr.models.asr_model import pad_list
 from asr.search.ctc import ctc_prefix_beam
 from asr.search.options import DEFAULTS
-from asr.search.result import Hypothesis
+from asr.results import Hypothesis
 
 
 def _teacher_forced(decoder, enc, enc_lens, seqs: list[tuple[int, ...]], owner: list[int], sos: int) -> torch.Tensor:

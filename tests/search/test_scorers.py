@@ -204,7 +204,7 @@ def test_hotwords_bias_the_ctc_prefix_search_and_the_ar_search(model, batch):
 
 
 def test_decode_options_hotwords_reach_the_prefix_searches_and_the_ar_scorers(model):
-    from asr.inference.decode import ar_scorers, word_fusion_factory
+    from asr.search.methods import ar_scorers, word_fusion_factory
     from asr.search.options import DecodeOptions
 
     class Tok:

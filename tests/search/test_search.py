@@ -9,7 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from asr.inference.decode import METHODS, DecodeOptions, decode_features, search
+from asr.inference.decode import decode_features
+
+from asr.search.methods import METHODS, search
+
+from asr.search.options import DecodeOptions
+from asr.evaluation.bench import forced_length_search
 from asr.search.attention import beam_search
 from asr.search.ctc import ctc_greedy, ctc_prefix_beam
 from asr.search.ctc_prefix_score import CTCPrefixScorer
@@ -84,8 +89,8 @@ def test_cached_beam_equals_uncached(model, batch):
     feats, lens = batch
     with torch.inference_mode():
         enc, enc_lens = model.encode(feats, lens)
-        a = beam_search(model, enc, enc_lens, beam=3, use_cache=True, fixed_len=12)
-        b = beam_search(model, enc, enc_lens, beam=3, use_cache=False, fixed_len=12)
+        a = forced_length_search(model, enc, enc_lens, 'attention_beam', DecodeOptions(beam=3), 12, model.ctc_log_probs(enc), use_cache=True)
+        b = forced_length_search(model, enc, enc_lens, 'attention_beam', DecodeOptions(beam=3), 12, model.ctc_log_probs(enc), use_cache=False)
     for x, y in zip(a, b):
         assert [h.tokens for h in x] == [h.tokens for h in y]
         assert len(x[0].tokens) == 12

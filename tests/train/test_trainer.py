@@ -173,7 +173,7 @@ def _quick(exp, steps, lang, manifests, extra=(), **kw):
     return train(cfg, manifests, lang, exp, valid_subset="", progress=False, **kw)
 
 
-def test_2_no_resume_refuses_an_earlier_run_and_overwrite_starts_clean(tiny_manifests, lang, tmp_path):
+def test_no_resume_refuses_an_earlier_run_and_overwrite_starts_clean(tiny_manifests, lang, tmp_path):
     from asr.train.trainer import ExperimentError
 
     exp = tmp_path / "exp"
@@ -188,7 +188,7 @@ def test_2_no_resume_refuses_an_earlier_run_and_overwrite_starts_clean(tiny_mani
     assert steps == [1, 2]  # the log holds one run
 
 
-def test_3_resume_with_another_model_config_writes_nothing(tiny_manifests, lang, tmp_path):
+def test_resume_with_another_model_config_writes_nothing(tiny_manifests, lang, tmp_path):
     from asr.train.trainer import ExperimentError
 
     exp = tmp_path / "exp"
@@ -203,7 +203,7 @@ def test_3_resume_with_another_model_config_writes_nothing(tiny_manifests, lang,
     export_model(exp, tmp_path / "model")
 
 
-def test_4_corrupt_newest_checkpoint_falls_back_to_the_previous(tiny_manifests, lang, tmp_path, caplog):
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tiny_manifests, lang, tmp_path, caplog):
     import logging
 
     exp = tmp_path / "exp"
@@ -219,7 +219,7 @@ def test_4_corrupt_newest_checkpoint_falls_back_to_the_previous(tiny_manifests, 
     assert [p.name for p in list_checkpoints(exp)] == ["step-1.pt", "step-2.pt", "step-3.pt"]  # 2 and 3 redone
 
 
-def test_12_accumulation_counts_every_micro_batch(tiny_manifests, lang, tmp_path):
+def test_accumulation_counts_every_micro_batch(tiny_manifests, lang, tmp_path):
     from asr.data.prepare import load_cuts
 
     total = sum(c.duration for c in load_cuts(tiny_manifests, "train"))
@@ -230,7 +230,7 @@ def test_12_accumulation_counts_every_micro_batch(tiny_manifests, lang, tmp_path
     assert summary["audio_hours_seen"] * 3600 == pytest.approx(total, rel=0.01)
 
 
-def test_12_rng_state_round_trip():
+def test_rng_state_round_trip():
     from asr.train.checkpoint import rng_state, set_rng_state
 
     s = rng_state()
@@ -242,7 +242,7 @@ def test_12_rng_state_round_trip():
         assert "cuda" in rng_state()
 
 
-def test_12_ddp_ranks_stop_together_on_max_minutes(tiny_manifests, lang, tmp_path):
+def test_ddp_ranks_stop_together_on_max_minutes(tiny_manifests, lang, tmp_path):
     """Rank 0 validates every step and does not count that time; rank 1 waits for it and does. Stopping on
     max_minutes must still be one decision (before: rank 1 left, rank 0 waited for it forever)."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -298,7 +298,7 @@ def test_val_best_keeps_and_exports_the_best_dev_checkpoints(tiny_manifests, lan
     assert [p.name for p in used] == ["step-8.pt"]
 
 
-def test_14_cosine_over_minutes_decays_with_the_time_budget(tiny_manifests, lang, tmp_path):
+def test_cosine_over_minutes_decays_with_the_time_budget(tiny_manifests, lang, tmp_path):
     """schedule_over=minutes: the cosine follows the wall-time budget (no step count given), and a run that
     resumes keeps the time it had spent, so its learning rate goes on from where it was."""
     exp = tmp_path / "exp"
@@ -318,7 +318,7 @@ def test_14_cosine_over_minutes_decays_with_the_time_budget(tiny_manifests, lang
               lang, tmp_path / "bad", valid_subset="", progress=False)
 
 
-def test_14_vtlp_warps_training_batches_only_when_asked(tiny_manifests, lang, tmp_path, monkeypatch):
+def test_vtlp_warps_training_batches_only_when_asked(tiny_manifests, lang, tmp_path, monkeypatch):
     """train.vtlp: each training batch's features are warped (after the plain steps); 0 leaves them alone;
     a warp of 0.5 or more is refused before anything is written."""
     import asr.features
@@ -340,7 +340,7 @@ def test_14_vtlp_warps_training_batches_only_when_asked(tiny_manifests, lang, tm
     assert not (tmp_path / "bad" / "step-1.pt").exists()
 
 
-def test_14_ema_of_weights_is_validated_exported_and_resumed(tiny_manifests, lang, tmp_path):
+def test_ema_of_weights_is_validated_exported_and_resumed(tiny_manifests, lang, tmp_path):
     """train.ema_decay: after warm-up each step folds the weights into an exponential moving average; the
     checkpoints carry it, validation reports it (raw weights as raw_valid_*), export averages it, and a resumed
     run ends on the same average as an uninterrupted one."""
@@ -378,7 +378,7 @@ def test_14_ema_of_weights_is_validated_exported_and_resumed(tiny_manifests, lan
               tmp_path / "bad", valid_subset="", progress=False)
 
 
-def test_14_init_starts_a_new_run_from_a_model_directory(tiny_manifests, lang, tmp_path):
+def test_init_starts_a_new_run_from_a_model_directory(tiny_manifests, lang, tmp_path):
     """--init: a new run starts from an exported model's weights (fresh optimizer and schedule); a model with
     another tokenizer or shape is refused before anything is written; a resumed run keeps its checkpoint."""
     from asr.train.export import export_model

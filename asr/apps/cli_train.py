@@ -1,0 +1,103 @@
+"""``asr train``, ``asr average``, ``asr export-model``, ``asr export-onnx``: from manifests to model directories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from asr.apps.cli_common import _fail, _run, app
+
+
+@app.command("train")
+def train_cmd(
+    config: str = typer.Option("tiny", "--config", help="YAML config file or preset name (tiny, base, large)."),
+    manifests: Path = typer.Option(..., "--manifests", help="Folder with the lhotse cuts (asr data prepare)."),
+    lang: Optional[Path] = typer.Option(None, "--lang", help="Folder with tokenizer.model and cmvn.json (default: MANIFESTS/lang)."),
+    exp: Path = typer.Option(..., "--exp", help="Experiment folder (checkpoints, logs, TensorBoard)."),
+    train_subset: str = typer.Option("train", help="Training subset name."),
+    valid_subset: str = typer.Option("dev", help="Validation subset name ('' for none)."),
+    curve_subset: str = typer.Option("", help="Also log CTC-greedy WER on this subset at each validation (learning curve)."),
+    overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key: section.key=value (repeatable), e.g. --set train.max_minutes=30."),
+    resume: bool = typer.Option(True, help="Continue from the newest readable checkpoint in --exp, if any (same model "
+                                           "config and tokenizer). --no-resume refuses an --exp holding an earlier run."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Delete the earlier run's checkpoints and logs in --exp and start over."),
+    init: Optional[str] = typer.Option(None, "--init", help="Start from this model directory's weights (or a bundled "
+                                       "model: demo) with a fresh optimizer and schedule: fine-tuning. --lang defaults "
+                                       "to the model's own tokenizer and CMVN."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N."),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Train a model. Under torchrun (e.g. `torchrun --nproc_per_node 2 -m asr.apps.cli train ...`) it runs DDP
+    (gloo on CPU, nccl on GPU). Checkpoints are atomic; a killed run continues exactly with --resume."""
+    from asr.config import load_config
+    from asr.inference.model_dir import resolve_model_path
+    from asr.train.trainer import train
+
+    cfg = _run(load_config, config, overrides or [])
+    if lang is None:
+        lang = _run(resolve_model_path, init) if init else manifests / "lang"
+    summary = _run(train, cfg, manifests, lang, exp, train_subset, valid_subset, resume=resume,
+                   device=device, progress=progress, curve_subset=curve_subset, overwrite=overwrite, init=init)
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command("average")
+def average_cmd(
+    exp: Path = typer.Option(..., "--exp", help="Experiment folder."),
+    last: int = typer.Option(5, help="Average the last N checkpoints."),
+    out: Path = typer.Option(..., "--out", help="Output .safetensors file with the averaged model weights."),
+) -> None:
+    """Average the weights of the last N checkpoints of an experiment."""
+    from safetensors.torch import save_file
+
+    from asr.files import atomic_path
+    from asr.train.export import averaged_weights
+
+    weights, used = _run(averaged_weights, exp, last)
+    with atomic_path(out) as tmp:
+        save_file({k: v.contiguous() for k, v in weights.items()}, str(tmp))
+    typer.echo(f"averaged {', '.join(p.name for p in used)} -> {out}")
+
+
+@app.command("export-model")
+def export_cmd(
+    exp: Path = typer.Option(..., "--exp", help="Experiment folder."),
+    out: Path = typer.Option(..., "--out", help="Model directory to write."),
+    average: int = typer.Option(1, help="Average N checkpoints first."),
+    select: str = typer.Option("best", help="best: the N with the lowest dev CER recorded in training (WeNet's val_best); last: the newest N."),
+    manifests: Optional[Path] = typer.Option(None, "--manifests", help="Score the exported model on subsets of these manifests."),
+    subsets: Optional[List[str]] = typer.Option(None, "--subset", help="Subsets to score (repeatable; default: test)."),
+    half: bool = typer.Option(False, help="Store the weights in float16 (half the size)."),
+    interpolate: Optional[str] = typer.Option(None, "--interpolate", help="Mix in this model's weights (the model "
+                                              "the run started from, e.g. demo): ALPHA x trained + (1 - ALPHA) x it."),
+    alpha: float = typer.Option(1.0, "--alpha", help="With --interpolate: the trained weights' share (choose on dev)."),
+) -> None:
+    """Write a self-describing model directory (config.yaml, model.safetensors, tokenizer, CMVN, model card);
+    with --manifests, measure CTC-greedy WER on the given subsets and record it in the model card."""
+    from asr.evaluation.evaluate import measure_into_card
+    from asr.train.export import export_model
+
+    path = _run(export_model, exp, out, average, half=half, select=select, interpolate=interpolate, alpha=alpha)
+    typer.echo(f"exported {path}")
+    if manifests:
+        _run(measure_into_card, path, manifests, subsets or ["test"], log=typer.echo)
+
+
+@app.command("export-onnx")
+def export_onnx_cmd(
+    model: str = typer.Argument(..., help="Model directory (asr export-model) or 'demo'."),
+    out: Path = typer.Argument(..., help="Folder for the ONNX graphs (run them with --backend onnx --model OUT)."),
+) -> None:
+    """Export the encoder (full context and one streaming chunk with explicit caches), the CTC head and the
+    decoder (memory projection and one cached step) as ONNX graphs, and check each against PyTorch."""
+    from asr.export.onnx import export_onnx
+
+    info = _run(export_onnx, model, out)
+    typer.echo(json.dumps(info, indent=2))
+    worst = max(info["max_abs_diff"].values())
+    if worst > 1e-4:
+        _fail(f"{out}: onnxruntime differs from PyTorch by {worst:.2e} (more than 1e-4)")
+

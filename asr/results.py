@@ -1,0 +1,72 @@
+"""The one family of result types, from a search's tokens to a recording's transcript.
+
+    Hypothesis  tokens and score of one search path (every search method returns n-best lists of these)
+    Word        a word with its start / end in seconds and a confidence
+    Segment     a stretch of audio with its text, words, tokens and score (offline decode, streaming commit)
+    Result      a recording: its text, segments, words and duration (API, batch transcription, writers)
+
+Offline decoding, streaming, the Python API and the output writers all use these; nothing else holds text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    tokens: tuple[int, ...]  # token ids (no blank, sos/eos or mask)
+    score: float  # log-probability (method-specific, comparable within one method)
+    token_frames: tuple[int, ...] = field(default=())  # encoder frame where each token fires, when known
+
+
+@dataclass(frozen=True)
+class Word:
+    word: str
+    start: float  # seconds from the start of the audio
+    end: float
+    confidence: float  # 0..1
+
+    def as_dict(self) -> dict:
+        return {"word": self.word, "start": round(self.start, 3), "end": round(self.end, 3),
+                "confidence": round(self.confidence, 3)}
+
+
+@dataclass(frozen=True)
+class Segment:
+    text: str
+    start: float  # seconds from the start of the audio (or of the stream)
+    end: float
+    words: tuple[Word, ...] = ()
+    tokens: tuple[int, ...] = ()
+    score: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"text": self.text, "start": round(self.start, 3), "end": round(self.end, 3),
+                "words": [w.as_dict() for w in self.words]}
+
+
+@dataclass(frozen=True)
+class Result:
+    text: str
+    segments: tuple[Segment, ...]
+    words: tuple[Word, ...]
+    duration: float  # seconds of audio
+    id: str = ""  # batch transcription: the input's id (the output file stem)
+    path: Path | None = None  # the file it came from (None for samples)
+
+    @classmethod
+    def join(cls, segments, duration: float, id: str = "", path: Path | None = None) -> "Result":
+        """A recording's result from its segments in order (empty ones left out)."""
+        segs = tuple(s for s in segments if s.text.strip())
+        return cls(" ".join(s.text for s in segs), segs, tuple(w for s in segs for w in s.words), duration, id, path)
+
+    def as_dict(self, extra: dict | None = None) -> dict:
+        head = {"id": self.id, "path": str(self.path) if self.path else None} if self.id else {}
+        return {**head, "text": self.text, "duration": round(self.duration, 3),
+                "segments": [{"text": s.text, "start": round(s.start, 3), "end": round(s.end, 3)} for s in self.segments],
+                "words": [w.as_dict() for w in self.words], **(extra or {})}
+
+
+__all__ = ["Hypothesis", "Word", "Segment", "Result"]
