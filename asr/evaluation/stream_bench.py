@@ -10,6 +10,9 @@ import numpy as np
 import torch
 
 from asr.audio import SAMPLE_RATE
+from asr.evaluation.metrics import cer, wer
+from asr.inference.captions import ScreenMetrics
+from asr.text import normalize_text
 from asr.inference.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions
 
 NO_ENDPOINT = EndpointConfig(EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0))
@@ -101,11 +104,6 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
     end-of-speech silence in seconds (default: the live default). ``partial``: ``ctc`` or ``mask_ctc``
     tentative text; ``partial_wer`` scores each segment's last tentative text (what the reader saw just
     before the second pass replaced it)."""
-    import numpy as np
-
-    from asr.evaluation.metrics import cer, wer
-    from asr.text import normalize_text
-
     chunk = chunk_ms // (lm.model.encoder.rate * 10)
     extra = {"decode": decode} if decode is not None else {}
     if pause is not None:
@@ -116,8 +114,6 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
     refs, hyps, revisions, changes, t_compute, audio_s = [], [], 0, 0, 0.0, 0.0
     partial_lat: list[float] = []
     commit_lat: list[float] = []
-    from asr.inference.captions import ScreenMetrics
-
     screen = ScreenMetrics()
     block = SAMPLE_RATE // 10
     for c in cuts:
@@ -172,15 +168,21 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
         refs.append(normalize_text(" ".join(x.text for x in c.supervisions)))
         hyps.append(s.result.committed)
         partial_hyps.append(" ".join(last_partials))
-    w, ch = wer(refs, hyps), cer(refs, hyps)
+    lat = {"partial_latency": partial_lat, "commit_latency": commit_lat}
+    return _report(refs, hyps, partial_hyps, lat, screen, t_compute / audio_s, revisions, changes,
+                   {"chunk_ms": chunk_ms, "partial": partial, "final": rec.options.final,
+                    "pause_s": rec.options.endpoint.rule2.min_trailing_silence})
 
+
+def _report(refs, hyps, partial_hyps, latencies: dict, screen, rtf: float, revisions: int, changes: int,
+            head: dict) -> dict:
+    """:func:`streaming_wer`'s figures: WER / CER, partial WER, RTF, revisions, latency medians and 90th
+    percentiles, screen stability."""
     def q(xs: list[float], p: float) -> float | None:
         return round(float(np.quantile(xs, p)), 3) if xs else None
 
-    return {"utterances": len(refs), "chunk_ms": chunk_ms, "partial": partial, "final": final,
-            "partial_wer": round(wer(refs, partial_hyps).rate, 4), "wer": round(w.rate, 4), "cer": round(ch.rate, 4),
-            "rtf": round(t_compute / audio_s, 4), "committed_revisions": revisions, "tentative_changes": changes,
-            "partial_latency_median_s": q(partial_lat, 0.5), "partial_latency_p90_s": q(partial_lat, 0.9),
-            "commit_latency_median_s": q(commit_lat, 0.5), "commit_latency_p90_s": q(commit_lat, 0.9),
-            "erasure_rate": round(screen.erasure_rate, 4), "flicker_per_word": round(screen.flicker_per_word, 4),
-            "pause_s": rec.options.endpoint.rule2.min_trailing_silence}
+    lat = {f"{k}_{n}_s": q(v, p) for k, v in latencies.items() for n, p in (("median", 0.5), ("p90", 0.9))}
+    return {"utterances": len(refs), **head, "partial_wer": round(wer(refs, partial_hyps).rate, 4),
+            "wer": round(wer(refs, hyps).rate, 4), "cer": round(cer(refs, hyps).rate, 4), "rtf": round(rtf, 4),
+            "committed_revisions": revisions, "tentative_changes": changes, **lat,
+            "erasure_rate": round(screen.erasure_rate, 4), "flicker_per_word": round(screen.flicker_per_word, 4)}

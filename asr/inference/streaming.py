@@ -37,7 +37,7 @@ from asr.search.align import encoder_frame_seconds
 from asr.search.ctc import PrefixBeam
 from asr.search.mask_ctc import mask_ctc
 from asr.search.methods import METHODS, available_methods, search, word_fusion_factory
-from asr.search.options import DEFAULTS, FIELDS, DecodeOptions, decode_options
+from asr.search.options import DEFAULTS, DecodeOptions, decode_options
 from asr.text import BLANK_ID
 
 

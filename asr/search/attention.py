@@ -6,6 +6,15 @@ Every term of the score is a weighted :class:`asr.search.scorers.Scorer` (decode
 ``extra_scorers``: word n-gram, neural LM, hotwords, length bonus), so adding one never edits the search.
 The decoder's per-layer key/value cache (:class:`asr.models.state.DecoderCache`) is reordered with
 ``select`` after every step, so a step costs one new position per hypothesis.
+
+Why the length rules of :func:`beam_search` (``eos_threshold``, ``ctc_length_window``)?
+Measured on the demo model, first 100 synthetic dev utterances): its 2-layer attention
+decoder loses the alignment past ~80 characters and puts most of its mass on the end token there
+(teacher-forced P(eos) rises from <0.01 to 0.4-0.9 inside long references), so beam search ended
+hypotheses early: 424 deletions against CTC greedy's 145. The stopping rule, the eos-in-beam rule and
+length normalisation were not the cause (changing them left the output the same or moved WER by <0.7
+points); the two rules take deletions to 353 and CER from 41.4% to 38.6%, and on silence the decoder
+alone hallucinated a word where CTC hears nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from collections.abc import Sequence
 
 import torch
 
+from asr.search.ctc import ctc_greedy
 from asr.search.scorers import CTCScorer, DecoderScorer, Weighted
 from asr.search.options import DEFAULTS
 from asr.results import Hypothesis
@@ -36,8 +46,7 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
       tokens than frames); a hypothesis still running then is ended there;
     * ``ctc_weight > 0`` adds the CTC prefix score (joint decoding); candidates are pre-selected as the
       ``1.5 * beam`` best decoder tokens, as ESPnet does;
-    * ``use_cache=False`` recomputes the whole prefix every step (the reference the cache is measured
-      against);
+    * ``use_cache=False`` recomputes the whole prefix every step (the reference the cache is measured against);
     * ``eos_threshold > 0``: a hypothesis may end only where the decoder's end probability is at least
       that fraction of its most probable other token (wav2letter's rule);
     * ``ctc_log_probs (B, T, V)``: the CTC head's output when the caller has it (computed here otherwise);
@@ -45,48 +54,21 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
       LM, hotwords, a length bonus); the decoder (weight ``1 - ctc_weight``) and the CTC prefix score (weight
       ``ctc_weight``) are scorers too, and the candidates are the best of the weighted full scorers' sum;
     * ``ctc_length_window = (lo, hi)``: the output has between ``lo * L`` and ``ceil(hi * L) + 2`` tokens,
-      where L is the CTC greedy transcript's length (no output when L <= 1: silence); ``(0, 0)`` turns it off.
-
-    Why the last two (measured on the demo model, first 100 synthetic dev utterances): its 2-layer attention
-    decoder loses the alignment past ~80 characters and puts most of its mass on the end token there
-    (teacher-forced P(eos) rises from <0.01 to 0.4-0.9 inside long references), so beam search ended
-    hypotheses early: 424 deletions against CTC greedy's 145. The stopping rule, the eos-in-beam rule and
-    length normalisation were not the cause (changing them left the output the same or moved WER by <0.7
-    points); the two rules take deletions to 353 and CER from 41.4% to 38.6%, and on silence the decoder
-    alone hallucinated a word where CTC hears nothing.
-    """
+      where L is the CTC greedy transcript's length (no output when L <= 1: silence); ``(0, 0)`` turns it off
+      (why these length rules: the module docstring)."""
     decoder = model.decoder
     if decoder is None:
         raise ValueError("this model has no attention decoder (model.decoder.num_layers = 0)")
-    device = enc.device
-    B, T, _ = enc.shape
-    V = decoder.out.out_features
+    device, (B, _, _), V, N = enc.device, enc.shape, decoder.out.out_features, enc.size(0) * beam
     sos = eos = model.sos
-    N = B * beam
-    lo, hi = ctc_length_window
-    needs_ctc = ctc_weight > 0 or hi > 0
+    needs_ctc = ctc_weight > 0 or ctc_length_window[1] > 0
     if needs_ctc and ctc_log_probs is None:  # the caller usually has them already (decode_features)
         ctc_log_probs = model.ctc_log_probs(enc)
-    max_len = (enc_lens.float() * max_len_ratio).long().clamp_min(1)  # (B,)
-    min_len = torch.zeros_like(max_len)
-    if hi > 0:
-        from asr.search.ctc import ctc_greedy
-
-        ctc_len = torch.tensor([len(nb[0].tokens) for nb in ctc_greedy(ctc_log_probs, enc_lens)],
-                               device=device)
-        # a CTC transcript of at most one token (silence, or a lone word boundary) allows no output at all
-        window = torch.where(ctc_len > 1, (ctc_len.float() * hi).ceil().long() + 2, torch.zeros_like(ctc_len))
-        max_len = torch.minimum(max_len, window)
-        min_len = torch.minimum((ctc_len.float() * lo).floor().long(), max_len)
+    min_len, max_len = _length_limits(enc_lens, max_len_ratio, ctc_length_window, ctc_log_probs)
     log_thr = math.log(eos_threshold) if eos_threshold > 0 else None
     steps = int(max_len.max()) + 1  # the last step can only end hypotheses
 
-    scorers = [Weighted("decoder", 1.0 - ctc_weight, DecoderScorer(decoder, enc, enc_lens, sos, beam, use_cache))]
-    if ctc_weight > 0:
-        scorers.append(Weighted("ctc", ctc_weight, CTCScorer(ctc_log_probs, enc_lens, beam, eos)))
-    scorers += [s for s in extra_scorers if s.weight != 0]
-    if len({s.name for s in scorers}) != len(scorers):
-        raise ValueError(f"scorer names must be unique: {[s.name for s in scorers]}")
+    scorers = _scorers(decoder, enc, enc_lens, ctc_log_probs, sos, beam, ctc_weight, use_cache, extra_scorers)
     full = [s for s in scorers if s.scorer.full]
     partial = [s for s in scorers if not s.scorer.full]
     states = {s.name: s.scorer.init_state() for s in scorers}
@@ -105,21 +87,11 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
 
     for t in range(steps):
         aux = {}
-        lp = dec_lp = None
-        for s in full:
-            inc, aux[s.name] = s.scorer.score(states[s.name], prefix, None)
-            if s.name == "decoder":
-                dec_lp = inc
-            lp = s.weight * inc if lp is None else lp + s.weight * inc
+        lp, dec_lp = _full_scores(full, states, prefix, aux)
         # candidates come from the weighted full scores (the decoder's own when its weight is 0: CTC alone)
         pre = lp if scorers[0].weight > 0 else None
         lp[:, banned] = NEG_INF
-        at_limit = (t >= max_len).repeat_interleave(beam)  # (N,): the next token must be eos
-        no_end = (t < min_len).repeat_interleave(beam)  # (N,): too short to end
-        if log_thr is not None:  # the decoder's own end rule
-            other = dec_lp.index_fill(1, eos_col, NEG_INF).max(-1).values
-            no_end |= dec_lp[:, eos] < other + log_thr
-        lp[no_end & ~at_limit, eos] = NEG_INF
+        at_limit = _end_rules(lp, dec_lp, t, min_len, max_len, beam, eos_col, log_thr)
         # the best tokens other than eos, then eos itself: every hypothesis can always end
         if pre is None:  # the decoder ranks, under the same bans as the weighted scores
             pre = (lp + dec_lp).masked_fill(~torch.isfinite(lp), NEG_INF)
@@ -138,13 +110,7 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
         top_val, top_idx = total.view(B, beam * C).topk(beam, dim=-1)
         top_eos = is_eos.view(B, beam * C).gather(1, top_idx) & torch.isfinite(top_val)
         if bool(top_eos.any()):
-            for b, k in top_eos.nonzero().tolist():
-                if not done[b]:
-                    flat = int(top_idx[b, k])
-                    r = b * beam + flat // C
-                    seq = tuple(prefix[r].tolist())
-                    sc = float(top_val[b, k])
-                    finished[b].append((sc, seq, sc / (len(seq) + 1) ** length_norm))
+            _collect_endings(finished, done, top_eos, top_idx, top_val, prefix, beam, C, length_norm)
         running = total.masked_fill(is_eos, NEG_INF).view(B, beam * C)
         best, flat = running.topk(beam, dim=-1)  # (B, beam)
         parent = (flat // C + (torch.arange(B, device=device) * beam).unsqueeze(1)).view(N)
@@ -153,9 +119,7 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
         scores = best.view(N)
         # an utterance is done once `beam` hypotheses have ended (fairseq's rule); comparing raw scores
         # instead would stop at an early short hypothesis, since running scores only fall with length
-        for b in range(B):
-            if not done[b] and len(finished[b]) >= beam:
-                done[b] = True
+        done |= torch.tensor([len(f) >= beam for f in finished], device=device)
         if bool(done.all()):
             break
         scores = scores.masked_fill(done.repeat_interleave(beam), NEG_INF)
@@ -165,11 +129,74 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
         for s in scorers:
             states[s.name] = s.scorer.select(states[s.name], aux[s.name], parent,
                                              new_tok if s.scorer.full else col, new_tok)
-    out = []
-    for b in range(B):
-        ranked = sorted(finished[b], key=lambda f: f[2], reverse=True)[:beam]
-        out.append([Hypothesis(seq, norm) for _, seq, norm in ranked] or [Hypothesis((), NEG_INF)])
-    return out
+    return [[Hypothesis(seq, norm) for _, seq, norm in sorted(f, key=lambda x: x[2], reverse=True)[:beam]]
+            or [Hypothesis((), NEG_INF)] for f in finished]
+
+
+def _scorers(decoder, enc, enc_lens, ctc_log_probs, sos: int, beam: int, ctc_weight: float, use_cache: bool,
+             extra_scorers: Sequence[Weighted]) -> list[Weighted]:
+    """The weighted terms of the score: the decoder (``1 - ctc_weight``), the CTC prefix score, the extras."""
+    scorers = [Weighted("decoder", 1.0 - ctc_weight, DecoderScorer(decoder, enc, enc_lens, sos, beam, use_cache))]
+    if ctc_weight > 0:
+        scorers.append(Weighted("ctc", ctc_weight, CTCScorer(ctc_log_probs, enc_lens, beam, sos)))
+    scorers += [s for s in extra_scorers if s.weight != 0]
+    if len({s.name for s in scorers}) != len(scorers):
+        raise ValueError(f"scorer names must be unique: {[s.name for s in scorers]}")
+    return scorers
+
+
+def _full_scores(full: list[Weighted], states: dict, prefix: torch.Tensor, aux: dict):
+    """The weighted sum of the full scorers' ``(N, V)`` increments, and the decoder's own (fills ``aux``)."""
+    lp = dec_lp = None
+    for s in full:
+        inc, aux[s.name] = s.scorer.score(states[s.name], prefix, None)
+        if s.name == "decoder":
+            dec_lp = inc
+        lp = s.weight * inc if lp is None else lp + s.weight * inc
+    return lp, dec_lp
+
+
+def _end_rules(lp: torch.Tensor, dec_lp: torch.Tensor, t: int, min_len: torch.Tensor, max_len: torch.Tensor,
+               beam: int, eos_col: torch.Tensor, log_thr: float | None) -> torch.Tensor:
+    """Keep the end token out of ``lp (N, V)`` where a hypothesis is too short or the decoder's own end rule
+    says no; returns ``at_limit (N,)``: the hypotheses whose next token must be the end."""
+    eos = int(eos_col)
+    at_limit = (t >= max_len).repeat_interleave(beam)
+    no_end = (t < min_len).repeat_interleave(beam)
+    if log_thr is not None:
+        other = dec_lp.index_fill(1, eos_col, NEG_INF).max(-1).values
+        no_end |= dec_lp[:, eos] < other + log_thr
+    lp[no_end & ~at_limit, eos] = NEG_INF
+    return at_limit
+
+
+def _length_limits(enc_lens: torch.Tensor, max_len_ratio: float, ctc_length_window: tuple[float, float],
+                   ctc_log_probs: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(min_len, max_len)`` per utterance ``(B,)``: at most ``max_len_ratio`` x the encoder frames, and with a
+    CTC length window ``(lo, hi)`` between ``lo * L`` and ``ceil(hi * L) + 2`` tokens (L: CTC greedy length)."""
+    lo, hi = ctc_length_window
+    max_len = (enc_lens.float() * max_len_ratio).long().clamp_min(1)  # (B,)
+    min_len = torch.zeros_like(max_len)
+    if hi > 0:
+        ctc_len = torch.tensor([len(nb[0].tokens) for nb in ctc_greedy(ctc_log_probs, enc_lens)],
+                               device=enc_lens.device)
+        # a CTC transcript of at most one token (silence, or a lone word boundary) allows no output at all
+        window = torch.where(ctc_len > 1, (ctc_len.float() * hi).ceil().long() + 2, torch.zeros_like(ctc_len))
+        max_len = torch.minimum(max_len, window)
+        min_len = torch.minimum((ctc_len.float() * lo).floor().long(), max_len)
+    return min_len, max_len
+
+
+def _collect_endings(finished: list, done: torch.Tensor, top_eos: torch.Tensor, top_idx: torch.Tensor,
+                     top_val: torch.Tensor, prefix: torch.Tensor, beam: int, C: int, length_norm: float) -> None:
+    """Record the hypotheses that end at this step (eos among an utterance's ``beam`` best extensions):
+    ``(score, tokens, score / (len + 1) ** length_norm)`` per utterance not yet done."""
+    for b, k in top_eos.nonzero().tolist():
+        if not done[b]:
+            flat = int(top_idx[b, k])
+            seq = tuple(prefix[b * beam + flat // C].tolist())
+            sc = float(top_val[b, k])
+            finished[b].append((sc, seq, sc / (len(seq) + 1) ** length_norm))
 
 
 def attention_beam(model, enc, enc_lens, beam: int = DEFAULTS.beam, **kw) -> list[list[Hypothesis]]:
