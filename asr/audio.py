@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+import soxr
 
 SAMPLE_RATE = 16000  # Hz, everything inside the toolkit runs at this rate
 FRAME_SHIFT_MS = 10  # fbank hop
@@ -42,7 +44,6 @@ def resample(samples: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) ->
     """Resample a mono float32 signal ``(T,)`` from ``orig_sr`` to ``target_sr`` (soxr, high quality)."""
     if orig_sr == target_sr:
         return samples.astype(np.float32, copy=False)
-    import soxr
 
     return soxr.resample(samples, orig_sr, target_sr, quality="HQ").astype(np.float32, copy=False)
 
@@ -71,7 +72,6 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
     a directory, an empty file, a file that is not audio, a truncated or corrupt file, or
     samples that are NaN/infinite.
     """
-    import soundfile as sf
 
     p = Path(path)
     if not p.exists():
@@ -106,7 +106,6 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
 
 def audio_info(path: str | os.PathLike) -> tuple[int, float]:
     """``(sample_rate, duration_seconds)`` from the header, without decoding (AudioError on failure)."""
-    import soundfile as sf
 
     try:
         info = sf.info(str(path))

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from asr.files import write_atomic
+
 PRESET_DIR = Path(__file__).parent / "conf"
 
 
@@ -176,7 +178,6 @@ def load_config(path_or_preset: str | os.PathLike, overrides: typing.Sequence[st
 
 def save_config(cfg: Config, path: str | os.PathLike) -> None:
     """Write atomically as YAML."""
-    from asr.files import write_atomic
 
     write_atomic(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 

@@ -16,8 +16,11 @@ from typing import Iterable
 
 import numpy as np
 import torch
+import torchaudio.compliance.kaldi as kaldi
+from torchaudio.compliance.kaldi import inverse_mel_scale, mel_scale
 
 from asr.audio import FRAME_LENGTH_MS, FRAME_SHIFT_MS, HOP_SAMPLES, SAMPLE_RATE, WIN_SAMPLES, num_frames
+from asr.files import write_atomic
 
 NUM_MEL_BINS = 80
 _INT16_SCALE = 32768.0  # kaldi's fbank expects samples on the int16 scale
@@ -33,7 +36,6 @@ class FbankConfig:
 
 def fbank(samples: np.ndarray | torch.Tensor, cfg: FbankConfig = FbankConfig()) -> torch.Tensor:
     """Mono float samples ``(T,)`` at 16 kHz in [-1, 1] -> log-mel features ``(num_frames(T), 80)`` float32."""
-    import torchaudio.compliance.kaldi as kaldi
 
     x = torch.as_tensor(samples, dtype=torch.float32)
     if x.dim() != 1:
@@ -100,8 +102,6 @@ class GlobalCMVN:
         return (feats - self.mean) / self.std
 
     def save(self, path: str | os.PathLike) -> None:
-        from asr.files import write_atomic
-
         write_atomic(path, json.dumps({"mean": self.mean.tolist(), "std": self.std.tolist(), "frames": self.frames}) + "\n")
 
     @classmethod
@@ -194,7 +194,6 @@ MEL_LOW_HZ, MEL_HIGH_HZ = 20.0, SAMPLE_RATE / 2  # kaldi fbank defaults (low_fre
 @functools.lru_cache(maxsize=4)
 def _mel_bins(num_bins: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Kaldi's mel bin layout: ``(centres_hz (F,), mel_low, mel_step)`` in float64 (computed once per size)."""
-    from torchaudio.compliance.kaldi import inverse_mel_scale, mel_scale
 
     lo, hi = mel_scale(torch.tensor([MEL_LOW_HZ, MEL_HIGH_HZ], dtype=torch.float64))
     step = (hi - lo) / (num_bins + 1)
@@ -208,7 +207,6 @@ def warp_source_bins(alpha: torch.Tensor, num_bins: int = NUM_MEL_BINS, cutoff: 
     the input at ``f / alpha`` up to a cutoff (``cutoff`` x Nyquist x min(1, alpha)), then a straight line that
     maps Nyquist onto itself (the upper half of Kaldi's piecewise-linear VTLN warp; no lower cutoff). Returns
     ``(B, num_bins)`` positions in ``[0, num_bins - 1]``; ``alpha == 1`` gives ``0, 1, ..., num_bins - 1``."""
-    from torchaudio.compliance.kaldi import mel_scale
 
     centres, lo, step = _mel_bins(num_bins)
     a = alpha.to(torch.float64).unsqueeze(1)  # (B, 1)

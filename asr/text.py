@@ -1,7 +1,6 @@
 """Text: normalisation (for transcripts and for scoring) and the SentencePiece tokenizer.
 
 The special token ids live here and nowhere else. Model vocabulary layout::
-
     0            <blank>   CTC blank
     1 .. N       SentencePiece pieces (piece id p -> model id p + 1; <unk> is piece 0 -> id 1)
     N + 1        <mask>    Mask-CTC's masked-token symbol
@@ -19,7 +18,16 @@ import unicodedata
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import sentencepiece as spm
+from sentencepiece import sentencepiece_model_pb2
+
 BLANK_ID = 0
+
+
+def special_ids(vocab_size: int) -> tuple[int, int, int]:
+    """``(blank, mask, sos/eos)`` of a model vocabulary of ``vocab_size`` ids (the layout above); the models,
+    the tokenizer and the ONNX runtime all read them here."""
+    return BLANK_ID, vocab_size - 2, vocab_size - 1
 _PIECE_OFFSET = 1  # model id = sentencepiece id + 1
 
 # ---------------------------------------------------------------------------- normalisation
@@ -63,8 +71,6 @@ class Tokenizer:
     """
 
     def __init__(self, model_path: str | os.PathLike):
-        import sentencepiece as spm
-
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
             raise FileNotFoundError(f"{model_path}: no such tokenizer model")
@@ -73,9 +79,9 @@ class Tokenizer:
         self.num_pieces = n
         self.blank_id = BLANK_ID
         self.unk_id = self._sp.unk_id() + _PIECE_OFFSET
-        self.mask_id = n + 1
-        self.sos_id = self.eos_id = n + 2
         self.vocab_size = n + 3
+        _, self.mask_id, self.sos_id = special_ids(self.vocab_size)
+        self.eos_id = self.sos_id
 
     # -- encoding
     def encode(self, text: str) -> list[int]:
@@ -117,7 +123,6 @@ class Tokenizer:
 
 def _encoding_spec(model_path: Path) -> bytes:
     """A SentencePiece model serialized without the trainer's input and output paths."""
-    from sentencepiece import sentencepiece_model_pb2
 
     proto = sentencepiece_model_pb2.ModelProto()
     proto.ParseFromString(model_path.read_bytes())
@@ -138,7 +143,6 @@ def train_tokenizer(
     ``vocab_size`` counts SentencePiece pieces (the model vocabulary adds blank, mask and sos/eos).
     ``model_type`` is ``unigram``, ``bpe`` or ``char``. Deterministic for the same input.
     """
-    import sentencepiece as spm
 
     if model_type not in ("unigram", "bpe", "char"):
         raise ValueError(f"model_type must be unigram, bpe or char, not {model_type!r}")

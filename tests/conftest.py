@@ -143,9 +143,9 @@ def random_model_dir(tmp_path_factory) -> Path:
     import torch
 
     from asr.features import GlobalCMVN
-    from asr.train.export import export_model
     from asr.models.asr_model import ASRModel
     from asr.train.checkpoint import save_checkpoint
+    from asr.train.export import export_model
 
     e = tmp_path_factory.mktemp("random_exp")
     cfg = small_experiment(e)

@@ -7,8 +7,18 @@ import pytest
 import torch
 
 from asr.audio import SAMPLE_RATE, num_frames
-from asr.features import (CMVNAccumulator, FrequencyWarp, GlobalCMVN, SpecAugment, SpecAugmentConfig, StreamingFbank,
-                          compute_cmvn, fbank, warp_features, warp_source_bins)
+from asr.features import (
+    CMVNAccumulator,
+    FrequencyWarp,
+    GlobalCMVN,
+    SpecAugment,
+    SpecAugmentConfig,
+    StreamingFbank,
+    compute_cmvn,
+    fbank,
+    warp_features,
+    warp_source_bins,
+)
 
 
 def _speechlike(seconds: float, seed: int = 0) -> np.ndarray:

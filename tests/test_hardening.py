@@ -314,8 +314,8 @@ def test_sockets_stay_responsive_during_a_slow_decode_and_bad_clients_are_quiet(
 
 
 def test_a_client_far_ahead_advances_one_chunk_a_round_like_the_others(random_model_dir, speech_clips):
-    from asr.inference.model_dir import load_model
     from asr.apps.serve import CaptionServer, _Source
+    from asr.inference.model_dir import load_model
     from asr.inference.streaming import Recognizer
 
     rec = Recognizer(load_model(random_model_dir))
@@ -368,8 +368,8 @@ def test_one_source_of_decode_defaults(random_model_dir, speech_clips, monkeypat
     import asr.search.mask_ctc as mc
     from asr.apps.cli import eval_cmd, transcribe_cmd
     from asr.inference.model_dir import load_model
-    from asr.search.options import DEFAULTS
     from asr.inference.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions
+    from asr.search.options import DEFAULTS
 
     for cmd in (transcribe_cmd, eval_cmd):
         params = inspect.signature(cmd).parameters
@@ -452,10 +452,10 @@ def test_leading_silence_is_not_stamped_on_the_first_word(speech_clips, tmp_path
 
 # ------------------------------------------------------------------------------------ 14: attention_beam length
 def test_attention_beam_says_nothing_on_silence_and_keeps_length_on_speech(speech_clips):
-    from asr.inference.decode import decode_features
-    from asr.search.options import DecodeOptions
     from asr.features import fbank
+    from asr.inference.decode import decode_features
     from asr.inference.model_dir import load_model
+    from asr.search.options import DecodeOptions
 
     lm = load_model("demo")
     opts = DecodeOptions(timestamps=False)

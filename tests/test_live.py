@@ -128,8 +128,8 @@ def test_live_caption_files_split_long_segments_into_cues(tmp_path):
     import srt as srt_lib
 
     from asr.apps.live import TranscriptWriter
-    from asr.results import Word
     from asr.inference.streaming import Segment
+    from asr.results import Word
 
     words = [Word(f"w{i:02d}xx", 1.0 + i * 0.35, 1.0 + i * 0.35 + 0.3, 0.9) for i in range(40)]
     seg = Segment(" ".join(w.word for w in words), words[0].start, words[-1].end, words)

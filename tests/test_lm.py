@@ -177,9 +177,9 @@ def test_corrupt_arpa_is_one_line(lm_dir, random_model_dir, speech_clips, tmp_pa
 
 
 def test_word_fusion_scores_completed_words_and_prefers_known_sentences(lm_dir, random_model_dir):
+    from asr.inference.model_dir import load_model
     from asr.lm import load_lm_dir
     from asr.lm.ngram import cached_arpa
-    from asr.inference.model_dir import load_model
     from asr.search.fusion import WordFusion
 
     tok = load_model(random_model_dir).tokenizer
@@ -192,9 +192,9 @@ def test_word_fusion_scores_completed_words_and_prefers_known_sentences(lm_dir, 
 
 
 def test_prefix_beam_with_lm_is_fused(lm_dir, random_model_dir):
+    from asr.inference.model_dir import load_model
     from asr.search.methods import search
     from asr.search.options import DecodeOptions
-    from asr.inference.model_dir import load_model
 
     lm = load_model(random_model_dir)
     lp = _emissions(lm.tokenizer, "HELLO WORLD").unsqueeze(0)
@@ -207,9 +207,9 @@ def test_prefix_beam_with_lm_is_fused(lm_dir, random_model_dir):
 
 
 def test_streaming_second_pass_with_the_lm(lm_dir, random_model_dir, speech_clips):
-    from asr.search.options import DecodeOptions
     from asr.inference.model_dir import load_model
     from asr.inference.streaming import Recognizer, StreamingOptions
+    from asr.search.options import DecodeOptions
 
     lm = load_model(random_model_dir)
     with pytest.raises(ValueError, match="needs an LM directory"):
@@ -233,9 +233,9 @@ def test_streaming_second_pass_with_the_lm(lm_dir, random_model_dir, speech_clip
 def test_neural_lm_trains_loads_and_fuses(lm_dir, random_model_dir, speech_clips, tmp_path):
     import shutil
 
+    from asr.inference.model_dir import load_model
     from asr.lm import LMError
     from asr.lm.neural import load_neural_lm
-    from asr.inference.model_dir import load_model
 
     d = tmp_path / "lm"
     shutil.copytree(lm_dir, d)

@@ -10,9 +10,9 @@ import torch
 import asr
 from asr.config import Config
 from asr.features import GlobalCMVN
-from asr.train.export import export_model
 from asr.models.asr_model import ASRModel
 from asr.train.checkpoint import average_checkpoints, save_checkpoint
+from asr.train.export import export_model
 
 from .conftest import small_experiment
 
@@ -90,12 +90,11 @@ def test_card_has_learning_curve(exp, tmp_path):
 def test_int8_and_bf16_demo_decode_like_the_float_model(speech_clips):
     import jiwer
     import soundfile as sf
-
-    from asr.inference.decode import decode_features
-    from asr.features import fbank
     from typer.testing import CliRunner
 
     from asr.apps.cli import app
+    from asr.features import fbank
+    from asr.inference.decode import decode_features
     from asr.inference.model_dir import ModelError, load_model
 
     runner = CliRunner()

@@ -48,8 +48,8 @@ def test_onnx_backend_transcribes_like_torch(onnx_dir, speech_clips):
 
 
 def test_onnx_streaming_partials_equal_torch(onnx_dir, speech_clips):
-    from asr.inference.model_dir import load_model
     from asr.export.onnx_runtime import load_onnx_model
+    from asr.inference.model_dir import load_model
     from asr.inference.streaming import Recognizer, StreamingOptions
 
     audio = sf.read(speech_clips[0].path, dtype="float32")[0][: 16000 * 6]

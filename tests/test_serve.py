@@ -15,8 +15,8 @@ import pytest
 import soundfile as sf
 
 from asr.apps.live import file_source
-from asr.inference.model_dir import load_model
 from asr.apps.serve import MAX_FRAME_BYTES, serve
+from asr.inference.model_dir import load_model
 from asr.inference.streaming import Recognizer
 
 

@@ -36,9 +36,9 @@ def main() -> None:
     import torch
 
     from asr.data.prepare import load_cuts
-    from asr.search.options import DecodeOptions
     from asr.evaluation.evaluate import evaluate_cuts
     from asr.inference.model_dir import load_model
+    from asr.search.options import DecodeOptions
     from asr.text import normalize_text
 
     torch.set_num_threads(a.threads)

@@ -24,8 +24,8 @@ def main() -> None:
 
     from asr.data.prepare import load_cuts
     from asr.evaluation.evaluate import evaluate_cuts
-    from asr.inference.model_dir import load_model
     from asr.evaluation.scoring import spread_subset
+    from asr.inference.model_dir import load_model
     from asr.train.export import export_model
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

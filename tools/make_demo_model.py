@@ -24,12 +24,18 @@ def main() -> None:
     import torch
 
     from asr.data.prepare import load_cuts
+    from asr.evaluation.evaluate import evaluate_cuts
+    from asr.evaluation.scoring import (
+        breakdown_table,
+        evaluate_and_report,
+        load_refs_tsv,
+        speaker_labels,
+        spread_subset,
+    )
+    from asr.inference.model_dir import BUNDLED, load_model, write_card_section
     from asr.search.methods import available_methods
     from asr.search.options import DecodeOptions
-    from asr.inference.model_dir import BUNDLED, load_model, write_card_section
     from asr.train.export import export_model
-    from asr.evaluation.evaluate import evaluate_cuts
-    from asr.evaluation.scoring import breakdown_table, evaluate_and_report, load_refs_tsv, speaker_labels, spread_subset
 
     ap = argparse.ArgumentParser()
     ap.add_argument("exp", type=Path, nargs="?", help="experiment folder to export from")

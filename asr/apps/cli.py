@@ -13,8 +13,18 @@ from typing import List, Optional
 import typer
 
 from asr.apps import cli_data, cli_train  # noqa: F401 - they add their commands to the app
-from asr.apps.cli_common import (BACKEND_OPT, DEMO_MODEL, QUANTIZE_OPT, _fail, _run, app, check_decoders,
-                                 decode_options_from, load, with_decode_flags)
+from asr.apps.cli_common import (
+    BACKEND_OPT,
+    DEMO_MODEL,
+    QUANTIZE_OPT,
+    _fail,
+    _run,
+    app,
+    check_decoders,
+    decode_options_from,
+    load,
+    with_decode_flags,
+)
 from asr.config import ENDPOINT_IDLE_SECONDS, ENDPOINT_MAX_SEGMENT_SECONDS, ENDPOINT_PAUSE_SECONDS
 from asr.search.options import DEFAULTS
 
@@ -64,8 +74,14 @@ def transcribe_cmd(
     code is 1 if any failed."""
     import torch
 
-    from asr.inference.transcribe import (FORMATS, expand_inputs, outputs_exist, transcribe_files, unique_ids,
-                                          write_outputs)
+    from asr.inference.transcribe import (
+        FORMATS,
+        expand_inputs,
+        outputs_exist,
+        transcribe_files,
+        unique_ids,
+        write_outputs,
+    )
 
     if threads:
         torch.set_num_threads(threads)

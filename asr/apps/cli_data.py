@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from asr.apps.cli_common import DEMO_MODEL, _fail, _run, data_app, load, lm_app
+from asr.apps.cli_common import DEMO_MODEL, _fail, _run, data_app, lm_app, load
 from asr.search.options import DEFAULTS
 
 

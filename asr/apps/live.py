@@ -8,6 +8,7 @@ redrawn in place (dim) on a terminal.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import statistics
@@ -20,9 +21,10 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from asr.apps.serve import CaptionServer, serve
 from asr.audio import SAMPLE_RATE, load_audio
-from asr.inference.streaming import Recognizer, Segment
 from asr.inference.captions import VTT_HEADER, ScreenMetrics, caption_cues, srt_cue, vtt_cue
+from asr.inference.streaming import Recognizer, Segment
 
 
 # ------------------------------------------------------------------------------------- sources
@@ -262,9 +264,6 @@ def caption_server(recognizer: Recognizer, source, host: str, port: int, output:
                    log: Callable[[str], None] = print) -> dict:
     """The caption web page at ``http://HOST:PORT/`` (:mod:`asr.apps.serve`) until Ctrl-C; the server's own
     captions also go to ``output``. Returns the server's figures (batches, segments, revisions)."""
-    import asyncio
-
-    from asr.apps.serve import CaptionServer, serve
 
     writer = TranscriptWriter(output) if output else None
     srv = CaptionServer(recognizer, on_segment=writer.write if writer else None)

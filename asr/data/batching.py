@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
+from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
 
-from asr.features import fbank
+from asr.features import FbankConfig, fbank
+from asr.files import atomic_path
 from asr.text import Tokenizer, normalize_text
 
 
@@ -53,8 +56,6 @@ class FeatureCache:
         self.writable = True
 
     def _key(self, cut) -> Path:
-        from asr.features import FbankConfig
-
         rec = cut.recording
         what = {"start": round(cut.start, 4), "duration": round(cut.duration, 4),
                 "sources": [s.source for s in rec.sources] if rec is not None else [],
@@ -71,15 +72,12 @@ class FeatureCache:
             pass
         f = cut_fbank(cut)
         if self.writable:
-            from asr.files import atomic_path
-
             try:
                 with atomic_path(path) as tmp:
                     with open(tmp, "wb") as fh:
                         np.save(fh, f.numpy())
             except OSError as e:  # a read-only or full disk: train on, without caching
                 self.writable = False
-                import logging
 
                 logging.getLogger("asr.train").warning(f"{self.root}: feature cache not writable ({e}); "
                                                        "computing features on the fly")
@@ -156,7 +154,6 @@ def make_sampler(cuts, max_duration: float, num_buckets: int, shuffle: bool, see
     """Batches of at most ``max_duration`` seconds: in order (``shuffle=False``), or length-bucketed and
     shuffled (lhotse's DynamicBucketingSampler), with ``shuffle_batches`` also in a random batch order
     (:class:`ShuffledBatches`)."""
-    from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
 
     if not shuffle:
         return SimpleCutSampler(cuts, max_duration=max_duration, shuffle=False, world_size=world_size, rank=rank)

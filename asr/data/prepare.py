@@ -5,7 +5,6 @@ synthetic corpus (``train``, ``dev``, ``test``). Every step is re-runnable: outp
 read back, not rebuilt (lhotse's ``prepare_librispeech`` convention).
 
 Outputs in ``out_dir``::
-
     librispeech_recordings_SUBSET.jsonl.gz, librispeech_supervisions_SUBSET.jsonl.gz   (lhotse)
     librispeech_cuts_SUBSET.jsonl.gz                                                 (one cut per utterance)
 """
@@ -14,10 +13,17 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+from lhotse import CutSet, load_manifest, load_manifest_lazy
+from tqdm import tqdm
+
+from asr.features import CMVNAccumulator, GlobalCMVN, fbank
 from asr.files import atomic_path
+from asr.text import Tokenizer, train_tokenizer
 
 LIBRISPEECH_PARTS = ("dev-clean", "dev-other", "test-clean", "test-other", "train-clean-100",
                      "train-clean-360", "train-other-500")
@@ -55,7 +61,6 @@ def prepare_corpus(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike,
 
     A subset whose cuts manifest exists is skipped (re-running is a no-op).
     """
-    from lhotse import CutSet, load_manifest
     from lhotse.recipes.librispeech import prepare_librispeech
 
     corpus = resolve_corpus_dir(corpus_dir)
@@ -104,8 +109,6 @@ def download_librispeech(target_dir: str | os.PathLike, parts: Sequence[str] = (
 
 
 def load_cuts(manifest_dir: str | os.PathLike, subset: str):
-    from lhotse import load_manifest_lazy
-
     p = cuts_path(manifest_dir, subset)
     if not p.is_file():
         raise PrepareError(f"{p}: no cuts manifest (run `asr data prepare` first)")
@@ -114,7 +117,6 @@ def load_cuts(manifest_dir: str | os.PathLike, subset: str):
 
 def speed_perturb(cuts, factors: Sequence[float] = (0.9, 1.0, 1.1)):
     """The cuts at each speed factor (lhotse resamples on load; ids get a ``_sp0.9`` suffix)."""
-    from lhotse import CutSet
 
     parts = [cuts if f == 1.0 else cuts.perturb_speed(f) for f in factors]
     return CutSet.mux(*parts) if len(parts) > 1 else parts[0]
@@ -128,8 +130,6 @@ def mix_subsets(manifest_dir: str | os.PathLike, out_subset: str, parts: Sequenc
     in three times per epoch (copies get a ``_repK`` id suffix, and ids that clash with an earlier part's a
     ``_pN`` suffix; the feature cache keys on the audio, so copies share features); weight 0.25 puts in a random quarter (seeded). Returns hours and cuts per part.
     """
-    import numpy as np
-    from lhotse import CutSet
 
     if not parts:
         raise PrepareError("mix: give at least one SUBSET=WEIGHT")
@@ -173,10 +173,6 @@ def compute_stats(manifest_dir: str | os.PathLike, lang_dir: str | os.PathLike, 
 
     Writes ``lang_dir/cmvn.json`` and ``lang_dir/tokenizer.model``; existing files are kept.
     """
-    import random
-
-    from asr.features import CMVNAccumulator, GlobalCMVN, fbank
-    from asr.text import Tokenizer, train_tokenizer
 
     lang = Path(lang_dir)
     lang.mkdir(parents=True, exist_ok=True)
@@ -186,7 +182,6 @@ def compute_stats(manifest_dir: str | os.PathLike, lang_dir: str | os.PathLike, 
         all_cuts = list(cuts)
         random.Random(seed).shuffle(all_cuts)
         acc = CMVNAccumulator()
-        from tqdm import tqdm
 
         for c in tqdm(all_cuts[:max_cuts], desc="cmvn", unit="cut", dynamic_ncols=True):
             acc.add(fbank(c.load_audio()[0]))

@@ -1,7 +1,6 @@
 """Synthetic speech corpus in LibriSpeech's layout, from the TTS voices installed here.
 
 Layout written under ``out_dir`` (the same as an unpacked LibriSpeech, so the same recipe reads both)::
-
     SUBSET/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.flac
     SUBSET/SPEAKER/CHAPTER/SPEAKER-CHAPTER.trans.txt     "SPEAKER-CHAPTER-UTT TEXT IN UPPER CASE"
     SPEAKERS.TXT                                         speaker id | subset | voice | rate | pitch
@@ -27,11 +26,20 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import soundfile as sf
+from tqdm import tqdm
 
 from asr.audio import SAMPLE_RATE
 from asr.data.text_source import load_sentences
-from asr.data.tts import (ENGINE_PACKAGES, NEURAL_ENGINES, SynthesisError, Voice, installed_voices, synthesize,
-                           voice_available)
+from asr.data.tts import (
+    ENGINE_PACKAGES,
+    NEURAL_ENGINES,
+    SynthesisError,
+    Voice,
+    installed_voices,
+    synthesize,
+    voice_available,
+)
 from asr.files import atomic_path, write_atomic
 
 SUBSETS = ("train", "dev", "test")
@@ -207,7 +215,6 @@ def _noise(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def render(task: Task, seed: int) -> list[tuple[str, float, str | None]]:
     """Synthesize one task; return ``(utt_id, seconds, error)`` per utterance. Runs in a worker."""
-    import soundfile as sf
 
     spk = task.speaker
     out: list[tuple[str, float, str | None]] = []
@@ -308,8 +315,6 @@ def synth_corpus(cfg: SynthConfig, progress: bool = True) -> dict:
     results: list[tuple[str, float, str | None]] = []
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=sum(len(t.utterances) for t in todo), unit="utt", desc="synth", dynamic_ncols=True)
     if todo:
         with ProcessPoolExecutor(max_workers=max(1, cfg.jobs)) as pool:
@@ -330,7 +335,6 @@ def synth_corpus(cfg: SynthConfig, progress: bool = True) -> dict:
     _write_transcripts(tasks, ok)
 
     # Totals from the files themselves, so a resumed run reports the whole corpus.
-    import soundfile as sf
 
     # Over the whole plan: subsets rendered by an earlier run (another --subset) keep their totals.
     totals: dict[str, dict] = {}

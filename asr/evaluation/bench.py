@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import statistics
 import time
-
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from asr.audio import SAMPLE_RATE
+from asr.config import load_config
 from asr.features import fbank
+from asr.inference.model_dir import load_model, quantize_model, resolve_model_path
+from asr.models.asr_model import ASRModel, count_parameters
 from asr.search.attention import beam_search
 from asr.search.mask_ctc import refine
 from asr.search.methods import METHODS, available_methods, search
@@ -69,9 +72,6 @@ def forced_length_search(m, enc: torch.Tensor, enc_lens: torch.Tensor, method: s
 
 
 def _model(model: str, vocab_size: int, device: str, quantize: str | None = None):
-    from asr.config import load_config
-    from asr.inference.model_dir import load_model, resolve_model_path
-
     try:
         path = resolve_model_path(model)
     except FileNotFoundError:
@@ -79,17 +79,13 @@ def _model(model: str, vocab_size: int, device: str, quantize: str | None = None
     if path is not None:
         lm = load_model(path, device, quantize)
         return lm.model, f"{lm.path.name} (trained{', ' + quantize if quantize else ''})"
-    from dataclasses import replace
 
-    from asr.models.asr_model import ASRModel, count_parameters
 
     cfg = load_config(model)
     torch.manual_seed(0)
     m = ASRModel(replace(cfg.model, vocab_size=vocab_size)).to(device).eval()
     desc = f"preset {model}, random weights, vocab {vocab_size}, {count_parameters(m)['total'] / 1e6:.1f}M params"
     if quantize:
-        from asr.inference.model_dir import quantize_model
-
         m, desc = quantize_model(m, quantize, device), f"{desc}, {quantize}"
     return m, desc
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import jiwer
+
 from asr.text import normalize_text
 
 
@@ -29,8 +31,6 @@ class ErrorRate:
 
 
 def _measure(refs: Sequence[str], hyps: Sequence[str], chars: bool) -> ErrorRate:
-    import jiwer
-
     if len(refs) != len(hyps):
         raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
     r = [normalize_text(x) for x in refs]

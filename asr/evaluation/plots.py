@@ -6,6 +6,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from asr.audio import SAMPLE_RATE, load_audio
+from asr.features import fbank
+from asr.files import atomic_path
+from asr.inference.decode import decode_features
+from asr.search.align import encoder_frame_seconds
+from asr.search.methods import AUTOREGRESSIVE
+from asr.search.options import DecodeOptions
+
 
 def _plt():
     import matplotlib
@@ -17,15 +28,12 @@ def _plt():
 
 
 def _save(fig, out: Path) -> None:
-    from asr.files import atomic_path
-
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
 
 
 def plot_wer_vs_rtf(results, out: str | os.PathLike, title: str = "") -> Path:
     """One point per decoder: x = real-time factor (log scale), y = WER %; AR and NAR coloured apart."""
-    from asr.search.methods import AUTOREGRESSIVE
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -52,14 +60,7 @@ def plot_alignment(lm, audio_path: str | os.PathLike, out: str | os.PathLike, ma
     aligned times, and the per-frame probability of non-blank tokens (the CTC spikes) below it."""
     import librosa
     import librosa.display
-    import numpy as np
-    import torch
 
-    from asr.audio import SAMPLE_RATE, load_audio
-    from asr.inference.decode import decode_features
-    from asr.search.options import DecodeOptions
-    from asr.features import fbank
-    from asr.search.align import encoder_frame_seconds
 
     plt = _plt()
     audio = load_audio(audio_path)[: int(max_seconds * SAMPLE_RATE)]

@@ -5,12 +5,20 @@ from __future__ import annotations
 import csv
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from asr.search.options import DecodeOptions
+import jiwer
+from lhotse import CutSet, Recording, SupervisionSegment
+
+from asr.audio import AudioError, load_audio
 from asr.evaluation.evaluate import EvalResult, evaluate_cuts
+from asr.evaluation.metrics import cer, wer
+from asr.evaluation.plots import plot_wer_vs_rtf
 from asr.files import write_atomic
+from asr.search.methods import LM_USERS
+from asr.search.options import DecodeOptions
 from asr.text import normalize_text
 
 
@@ -18,9 +26,6 @@ def load_refs_tsv(path: str | os.PathLike):
     """A TSV of audio paths and references -> ``(lhotse CutSet, one-line errors for unreadable files)``. With a header, the columns ``id``,
     ``wav``/``path``/``audio`` and ``text``/``reference`` are used; without one, ``PATH<TAB>TEXT`` or
     ``ID<TAB>PATH<TAB>TEXT``. Relative paths are taken from the TSV's folder."""
-    from lhotse import CutSet, Recording, SupervisionSegment
-
-    from asr.audio import AudioError, load_audio
 
     p = Path(path)
     if not p.is_file():
@@ -69,7 +74,6 @@ def load_refs_tsv(path: str | os.PathLike):
 
 def details(result: EvalResult) -> str:
     """Per-utterance aligned reference/hypothesis, worst (most word errors) first."""
-    import jiwer
 
     blocks = []
     for cid, ref, hyp in result.rows:
@@ -133,7 +137,6 @@ def _read_speakers_txt(path: Path) -> dict[str, str]:
 
 def breakdown_table(result: EvalResult, labels: dict[str, str], what: str = "speaker") -> str:
     """WER and CER of ``result`` per label (e.g. per voice), worst first, as a markdown table."""
-    from asr.evaluation.metrics import cer, wer
 
     groups: dict[str, list[tuple[str, str]]] = {}
     for cid, ref, hyp in result.rows:
@@ -168,9 +171,6 @@ def evaluate_and_report(lm, cuts, name: str, methods: list[str], opts: DecodeOpt
     them without it, so the table and the plot show what the LM gives each decoder and what it costs.
     ``by_speaker``: also WER/CER per speaker (per voice on the synthetic corpus), printed and written to
     ``NAME_METHOD.by_speaker.md``."""
-    from dataclasses import replace
-
-    from asr.search.methods import LM_USERS
 
     runs = []
     for m in methods:
@@ -198,8 +198,6 @@ def evaluate_and_report(lm, cuts, name: str, methods: list[str], opts: DecodeOpt
                 write_atomic(Path(out_dir) / f"{name}_{label}.by_speaker.md", t + "\n")
     table = results_table(name, results)
     if out_dir:
-        from asr.evaluation.plots import plot_wer_vs_rtf
-
         out = Path(out_dir)
         write_atomic(out / f"{name}.results.md", table + "\n")
         write_atomic(out / f"{name}.results.json", json.dumps([

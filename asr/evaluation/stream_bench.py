@@ -10,18 +10,18 @@ import numpy as np
 import torch
 
 from asr.audio import SAMPLE_RATE
+from asr.evaluation.bench import _model
 from asr.evaluation.metrics import cer, wer
 from asr.inference.captions import ScreenMetrics
-from asr.text import normalize_text
+from asr.inference.model_dir import load_model
 from asr.inference.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions
+from asr.text import normalize_text
 
 NO_ENDPOINT = EndpointConfig(EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0))
 
 
 def _recognizer(model: str, chunk_ms: int, left_chunks: int, vocab_size: int = 5000, endpoint=NO_ENDPOINT,
                 quantize: str | None = None):
-    from asr.evaluation.bench import _model
-
     m, desc = _model(model, vocab_size, "cpu", quantize)
 
     class _LM:  # the Recognizer needs model + tokenizer; random presets get a stand-in tokenizer
@@ -30,8 +30,6 @@ def _recognizer(model: str, chunk_ms: int, left_chunks: int, vocab_size: int = 5
     lm = _LM()
     lm.model, lm.path = m, model
     try:
-        from asr.inference.model_dir import load_model
-
         lm.tokenizer = load_model(model).tokenizer
     except (FileNotFoundError, ValueError):
         class _Tok:

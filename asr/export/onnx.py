@@ -1,7 +1,6 @@
 """ONNX export of a model directory, for onnxruntime inference (``asr export-onnx MODEL OUT``).
 
 Graphs written to OUT (all with dynamic batch / time axes, traced with ``torch.onnx.export``)::
-
     encoder.onnx          raw fbank (B, T, 80), lengths (B,) -> encoder output (B, T', D), lengths (B,)
                           (global CMVN inside; full context)
     encoder_chunk.onnx    one streaming chunk: raw fbank window (1, W, 80), attention cache (L, 1, H, Tc, 2 d_k),
@@ -28,6 +27,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from asr.export.onnx_runtime import OnnxModel
+from asr.files import atomic_path, write_atomic
+from asr.inference.model_dir import load_model
+from asr.models.state import DecoderCache, EncoderState
+
 OPSET = 17
 
 
@@ -46,8 +50,6 @@ class _ChunkEncoder(nn.Module):
         self.m = m
 
     def forward(self, feats, att_cache, conv_cache):
-        from asr.models.state import EncoderState
-
         x = (feats - self.m.cmvn_mean) / self.m.cmvn_std
         y, st = self.m.encoder.forward_chunk(x, EncoderState(att_cache, conv_cache, 0))
         return y, st.att_cache, st.conv_cache
@@ -77,15 +79,11 @@ class _DecoderStep(nn.Module):
         self.dec = dec
 
     def forward(self, tokens, memory_mask, self_kv, memory_kv):
-        from asr.models.state import DecoderCache
-
         lp, cache = self.dec.step(tokens, memory_mask, DecoderCache(tuple(self_kv.unbind(0)), tuple(memory_kv.unbind(0))))
         return lp, torch.stack(cache.self_kv)
 
 
 def _export(module, args, path: Path, inputs: list[str], outputs: list[str], axes: dict) -> None:
-    from asr.files import atomic_path
-
     # export restores the wrapper's training flag afterwards, recursively: a wrapper left in training mode
     # would put the model in training mode, and the next forward would update BatchNorm's statistics
     module.eval()
@@ -99,7 +97,6 @@ def export_onnx(model_dir: str | os.PathLike, out: str | os.PathLike, check: boo
     """Export every graph of the model (see the module doc) into ``out``; with ``check``, run each once
     in onnxruntime on inputs of other shapes than the traced ones and record the largest difference to
     PyTorch in ``onnx.json``."""
-    from asr.inference.model_dir import load_model
 
     lm = load_model(model_dir)
     m = lm.model.float().eval()
@@ -147,7 +144,6 @@ def export_onnx(model_dir: str | os.PathLike, out: str | os.PathLike, check: boo
             shutil.copyfile(lm.path / f, out / f)
     info = {"source": str(lm.path), "opset": OPSET, "graphs": graphs, "torch": torch.__version__,
             "subsampling_rate": m.encoder.rate, "receptive_field": m.encoder.subsampling.receptive_field}
-    from asr.files import write_atomic
 
     write_atomic(out / "onnx.json", json.dumps(info, indent=2) + "\n")
     if check:
@@ -159,7 +155,6 @@ def export_onnx(model_dir: str | os.PathLike, out: str | os.PathLike, check: boo
 def parity(lm, onnx_dir: str | os.PathLike, seed: int = 1) -> dict:
     """Largest absolute difference between PyTorch and onnxruntime for every graph, on inputs of other
     shapes than the traced ones (3 utterances, other lengths, another cache size)."""
-    from asr.export.onnx_runtime import OnnxModel
 
     om = OnnxModel(onnx_dir)
     m = lm.model.float().eval()

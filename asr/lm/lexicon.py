@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from asr.files import write_atomic
 from asr.text import Tokenizer
 
 BOUNDARY = "\u2581"
@@ -33,7 +34,6 @@ def spell(tokenizer: Tokenizer, word: str) -> list[str] | None:
 
 def write_lexicon(words: Iterable[str], tokenizer: Tokenizer, path: str | os.PathLike) -> tuple[int, int]:
     """``WORD<TAB>piece piece ...`` per line; returns (words written, words without a spelling)."""
-    from asr.files import write_atomic
 
     lines, skipped = [], 0
     for w in sorted(set(words)):

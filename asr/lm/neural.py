@@ -3,7 +3,6 @@ AR / joint beam search (:class:`asr.search.scorers.TokenLMScorer`) and for n-bes
 
 Its vocabulary is the model's output layer: token ids ``0..V-1`` with ``sos = eos = V - 1`` (the attention
 decoder's convention); blank and the Mask-CTC mask never occur in text. Files in the LM directory::
-
     nlm.safetensors   weights
     nlm.json          {"vocab", "dim", "layers", "tokenizer_sha256", training figures}
 """
@@ -19,9 +18,12 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
+from asr.files import atomic_path, write_atomic
 from asr.lm.ngram import LMError
+from asr.text import special_ids
 
 NLM_WEIGHTS, NLM_CONFIG = "nlm.safetensors", "nlm.json"
 
@@ -32,7 +34,7 @@ class TokenLM(nn.Module):
     def __init__(self, vocab: int, dim: int = 256, layers: int = 1, dropout: float = 0.1):
         super().__init__()
         self.vocab, self.dim, self.layers = vocab, dim, layers
-        self.sos = self.eos = vocab - 1
+        self.sos = self.eos = special_ids(vocab)[2]
         self.embed = nn.Embedding(vocab, dim)
         self.drop = nn.Dropout(dropout)
         self.rnn = nn.LSTM(dim, dim, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
@@ -122,9 +124,6 @@ def train_neural_lm(sentences: list[str], tokenizer, vocab: int, out: str | os.P
     """Train a :class:`TokenLM` on normalised ``sentences`` spelled by ``tokenizer`` for ``minutes`` of wall
     time (or until 1 epoch past the best held-out loss); writes the best held-out checkpoint into ``out``
     atomically and returns its config (with the held-out token perplexity)."""
-    from safetensors.torch import save_file
-
-    from asr.files import atomic_path, write_atomic
 
     t0 = time.perf_counter()
     torch.manual_seed(seed)
@@ -195,8 +194,6 @@ def load_neural_lm(lm_dir: str | os.PathLike, tokenizer=None, vocab: int | None 
         raise LMError(f"{d}: no neural LM (make one with `asr lm train --neural`)")
     key = (str(d.resolve()), w_path.stat().st_mtime_ns)
     if key not in _CACHE:
-        from safetensors.torch import load_file
-
         try:
             cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
             lm = TokenLM(int(cfg["vocab"]), int(cfg["dim"]), int(cfg["layers"]))

@@ -17,6 +17,7 @@ from asr.features import FrequencyWarp, GlobalCMVN, SpecAugment
 from asr.models.ctc import CTCHead
 from asr.models.decoder import TransformerDecoder
 from asr.models.encoder import ConformerEncoder
+from asr.text import special_ids
 
 IGNORE = -1
 
@@ -32,8 +33,8 @@ class ASRModel(nn.Module):
             raise ValueError("ModelConfig.vocab_size must be set from the tokenizer")
         self.cfg = cfg
         V, D = cfg.vocab_size, cfg.encoder.d_model
-        self.sos = self.eos = V - 1  # asr.text: <sos/eos> is the last id
-        self.mask_id = V - 2  # asr.text: <mask> precedes it
+        _, self.mask_id, self.sos = special_ids(V)
+        self.eos = self.sos
         self.register_buffer("cmvn_mean", torch.zeros(cfg.encoder.input_dim))
         self.register_buffer("cmvn_std", torch.ones(cfg.encoder.input_dim))
         self.freq_warp = FrequencyWarp()  # off until the trainer sets max_warp (train.vtlp)

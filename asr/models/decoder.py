@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from asr.models.encoder import FeedForward
+from asr.models.state import DecoderCache
 from asr.nn.attention import MultiHeadAttention
 from asr.nn.embedding import AbsolutePositionalEncoding
 from asr.nn.masks import causal_mask, lengths_to_mask
-from asr.models.state import DecoderCache
 
 
 class DecoderLayer(nn.Module):

@@ -6,12 +6,12 @@ import torch
 from torch import nn
 
 from asr.config import EncoderConfig
+from asr.models.state import EncoderState
 from asr.nn.attention import RelPositionAttention
 from asr.nn.convolution import ConvModule
 from asr.nn.embedding import RelativePositionalEncoding
 from asr.nn.masks import chunk_mask, lengths_to_mask
 from asr.nn.subsampling import Conv2dSubsampling
-from asr.models.state import EncoderState
 
 
 def initial_state(cfg: EncoderConfig, batch_size: int = 1, device: torch.device | str = "cpu",

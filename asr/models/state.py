@@ -29,28 +29,44 @@ class EncoderState:
 class DecoderCache:
     """Per-layer key/values of an autoregressive decoder, so each step computes one new position.
 
-    ``self_kv[l]``: ``(N, H, t, 2 d_k)`` keys/values of the t tokens decoded so far (self-attention);
-    ``memory_kv[l]``: ``(B, H, T, 2 d_k)`` projected encoder memory (cross-attention), computed once per
-    utterance. N = B x ``group`` hypotheses, utterance-major: rows ``b*group .. b*group+group-1`` share
-    memory row b (a beam search's hypotheses of one utterance), so the memory is never copied per hypothesis.
+    ``self_kv``: keys/values of the t tokens decoded so far (self-attention), per layer ``(N, H, t, 2 d_k)``
+    (the PyTorch decoder), or stacked over layers ``(L, N, H, t, 2 d_k)`` (the ONNX decoder graph's inputs);
+    ``memory_kv``: the projected encoder memory (cross-attention), ``(B, H, T, 2 d_k)`` per layer or
+    ``(L, B, H, T, 2 d_k)`` stacked, computed once per utterance. N = B x ``group`` hypotheses,
+    utterance-major: rows ``b*group .. b*group+group-1`` share memory row b (a beam search's hypotheses of
+    one utterance), so the memory is never copied per hypothesis.
     """
 
-    self_kv: tuple[torch.Tensor, ...]
-    memory_kv: tuple[torch.Tensor, ...]
+    self_kv: tuple[torch.Tensor, ...] | torch.Tensor
+    memory_kv: tuple[torch.Tensor, ...] | torch.Tensor
     group: int = 1
 
     @property
+    def stacked(self) -> bool:
+        return isinstance(self.self_kv, torch.Tensor)
+
+    @property
     def length(self) -> int:
+        if self.stacked:
+            return self.self_kv.size(3)
         return self.self_kv[0].size(2) if self.self_kv else 0
+
+    @property
+    def hypotheses(self) -> int:
+        return self.self_kv.size(1) if self.stacked else self.self_kv[0].size(0)
+
+    def _take(self, kv, index: torch.Tensor):
+        if isinstance(kv, torch.Tensor):
+            return kv.index_select(1, index)
+        return tuple(x.index_select(0, index) for x in kv)
 
     def select(self, index: torch.Tensor) -> "DecoderCache":
         """Reorder/keep hypotheses: entry i of the result is entry ``index[i]`` of this cache. With ``group > 1``
         every entry must stay inside its utterance's group (``index[i] // group == i // group``), as a beam
         search's parents do; then only the self-attention keys/values move."""
-        if self.group == 1:
-            return DecoderCache(tuple(t.index_select(0, index) for t in self.self_kv),
-                                tuple(t.index_select(0, index) for t in self.memory_kv))
+        if self.group == 1:  # any reordering: memory rows move with their hypotheses
+            return DecoderCache(self._take(self.self_kv, index), self._take(self.memory_kv, index))
         own = torch.arange(index.numel(), device=index.device) // self.group
-        if index.numel() != self.self_kv[0].size(0) or bool((index // self.group != own).any()):
+        if index.numel() != self.hypotheses or bool((index // self.group != own).any()):
             raise ValueError("DecoderCache.select with group > 1 must keep each hypothesis inside its utterance")
-        return DecoderCache(tuple(t.index_select(0, index) for t in self.self_kv), self.memory_kv, self.group)
+        return DecoderCache(self._take(self.self_kv, index), self.memory_kv, self.group)

@@ -6,8 +6,8 @@ a word spans its tokens' frames and its confidence is the mean frame probability
 
 from __future__ import annotations
 
-
 import torch
+import torchaudio.functional as AF
 
 from asr.audio import FRAME_SHIFT_MS
 from asr.results import Word
@@ -18,7 +18,6 @@ def token_spans(log_probs: torch.Tensor, tokens: list[int]) -> list[tuple[int, i
     """Align ``tokens`` to ``log_probs (T, V)`` of one utterance: ``(start, end, prob)`` per token in encoder
     frames (end exclusive). When the tokens cannot fit (more frames needed than there are), they are
     spread evenly with probability 0."""
-    import torchaudio.functional as AF
 
     T = log_probs.size(0)
     L = len(tokens)

@@ -24,10 +24,10 @@ from collections.abc import Sequence
 
 import torch
 
-from asr.search.ctc import ctc_greedy
-from asr.search.scorers import CTCScorer, DecoderScorer, Weighted
-from asr.search.options import DEFAULTS
 from asr.results import Hypothesis
+from asr.search.ctc import ctc_greedy
+from asr.search.options import DEFAULTS
+from asr.search.scorers import CTCScorer, DecoderScorer, Weighted
 from asr.text import BLANK_ID
 
 NEG_INF = float("-inf")

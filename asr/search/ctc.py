@@ -7,8 +7,8 @@ from collections import defaultdict
 
 import torch
 
-from asr.search.options import DEFAULTS
 from asr.results import Hypothesis
+from asr.search.options import DEFAULTS
 from asr.text import BLANK_ID
 
 NEG_INF = float("-inf")

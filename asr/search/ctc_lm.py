@@ -6,13 +6,18 @@ the hypothesis score is ``CTC + lm_weight * LM + word_score * words``.
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 
+from asr.lm import load_lm_dir
+from asr.lm.lexicon import BOUNDARY, model_tokens, write_lexicon
 from asr.results import Hypothesis
+from asr.text import Tokenizer
 
 
 class LexiconDecoder:
@@ -24,8 +29,6 @@ class LexiconDecoder:
             from torchaudio.models.decoder import ctc_decoder
         except ImportError as e:  # flashlight-text missing
             raise ValueError(f"the lexicon decoder needs flashlight-text (pip install flashlight-text): {e}") from None
-        from asr.lm import load_lm_dir
-        from asr.lm.lexicon import BOUNDARY, model_tokens, write_lexicon
 
         d = load_lm_dir(lm_dir)
         tokens = model_tokens(tokenizer)
@@ -63,8 +66,6 @@ class LexiconDecoder:
 @contextlib.contextmanager
 def _quiet_native_output():
     """Silence what native code writes to the process's stdout/stderr (file descriptors 1 and 2)."""
-    import os
-    import sys
 
     sys.stdout.flush()
     sys.stderr.flush()
@@ -84,7 +85,6 @@ def _quiet_native_output():
 @lru_cache(maxsize=4)
 def lexicon_decoder(lm_dir: str, tokenizer_path: str, beam: int, lm_weight: float, word_score: float) -> LexiconDecoder:
     """A cached :class:`LexiconDecoder` (loading the ARPA and the lexicon takes seconds)."""
-    from asr.text import Tokenizer
 
     return LexiconDecoder(lm_dir, Tokenizer(tokenizer_path), beam, lm_weight, word_score)
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from asr.search.prefix_bonus import PrefixStates, SumBonus
 from asr.text import normalize_text
 
@@ -132,8 +134,6 @@ class HotwordScorer:
         return None
 
     def score(self, state, prefix, cand=None):
-        import torch
-
         rows = torch.empty((prefix.size(0), self.vocab))
         for i, p in enumerate(prefix.tolist()):
             st = self.bias.state(tuple(p))

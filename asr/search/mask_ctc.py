@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from asr.search.options import DEFAULTS
 from asr.results import Hypothesis
+from asr.search.options import DEFAULTS
 from asr.text import BLANK_ID
 
 

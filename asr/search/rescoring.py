@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 
 from asr.models.asr_model import pad_list
+from asr.results import Hypothesis
 from asr.search.ctc import ctc_prefix_beam
 from asr.search.options import DEFAULTS
-from asr.results import Hypothesis
 
 
 def _teacher_forced(decoder, enc, enc_lens, seqs: list[tuple[int, ...]], owner: list[int], sos: int) -> torch.Tensor:

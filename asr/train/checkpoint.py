@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr.files import atomic_path, stale_temp_files
+from asr.files import atomic_path, stale_temp_files, write_atomic
 
 _CKPT = re.compile(r"^step-(\d+)\.pt$")
 SCORES = "valid_scores.json"  # {step: dev CER at that checkpoint}: what --select best ranks by
@@ -54,7 +55,6 @@ def list_checkpoints(exp_dir: Path) -> list[Path]:
 
 def load_scores(exp_dir: Path) -> dict[int, float]:
     """Dev CER of each checkpoint step that had a validation (empty for older experiments)."""
-    import json
 
     p = Path(exp_dir) / SCORES
     if not p.is_file():
@@ -66,9 +66,6 @@ def load_scores(exp_dir: Path) -> dict[int, float]:
 
 
 def record_score(exp_dir: Path, step: int, score: float) -> None:
-    import json
-
-    from asr.files import write_atomic
 
     scores = load_scores(exp_dir)
     scores[step] = float(score)

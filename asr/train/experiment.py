@@ -12,6 +12,7 @@ from asr.models.asr_model import ASRModel
 from asr.text import Tokenizer
 from asr.train.checkpoint import list_checkpoints
 
+
 class ExperimentError(ValueError):
     """An experiment folder that this run must not write into as asked. ``str(err)`` is one line."""
 

@@ -10,10 +10,21 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+import torch
+from safetensors.torch import save_file
+
 from asr.config import load_config, to_dict
+from asr.inference.model_dir import load_model
 from asr.models.asr_model import ASRModel, count_parameters
-from asr.train.checkpoint import (average_checkpoints, best_checkpoints, checkpoint_step, list_checkpoints, load_checkpoint,
-                                  load_scores, model_weights)
+from asr.train.checkpoint import (
+    average_checkpoints,
+    best_checkpoints,
+    checkpoint_step,
+    list_checkpoints,
+    load_checkpoint,
+    load_scores,
+    model_weights,
+)
 
 
 def averaged_weights(exp: Path, last: int = 1, checkpoints: list[Path] | None = None,
@@ -75,8 +86,6 @@ def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: i
     ``average_last`` checkpoints chosen by ``select`` (``best``: lowest dev CER; ``last``: newest).
     ``half``: store weights in float16 (half the size; loaded back into float32). ``interpolate``: a model
     directory (e.g. the ``--init`` model, or ``demo``) mixed in with weight ``1 - alpha`` (:func:`interpolate_weights`)."""
-    import torch
-    from safetensors.torch import save_file
 
     exp, out = Path(exp), Path(out)
     cfg = load_config(exp / "config.yaml")
@@ -85,8 +94,6 @@ def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: i
     model = ASRModel(cfg.model)
     model.load_state_dict(weights)  # validates the weights against the config
     if interpolate is not None:
-        from asr.inference.model_dir import load_model
-
         base = load_model(interpolate).model.state_dict()
         model.load_state_dict(interpolate_weights(model.state_dict(), base, alpha))
     with atomic_model_dir(out) as tmp:

@@ -1,7 +1,6 @@
 """The training loop: single process or torchrun DDP (gloo on CPU, nccl on GPU).
 
 ``train(config, manifests, lang, exp)`` writes into ``exp``::
-
     config.yaml            the full config (model vocabulary filled in)
     tokenizer.model        copied from lang/, with cmvn.json: the experiment is self-contained
     step-N.pt              checkpoints (model, optimizer, scheduler, data position, RNG), last K kept
@@ -26,20 +25,20 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed
+import torch.distributed as dist
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from asr.config import Config, save_config
+from asr.data.batching import Batch, CutDataset, SkipSampler, make_loader, make_sampler
 from asr.data.prepare import load_cuts, speed_perturb
-from asr.features import GlobalCMVN
-from asr.evaluation.metrics import cer, wer
 from asr.evaluation.evaluate import ctc_greedy_texts
+from asr.evaluation.metrics import cer, wer
+from asr.features import GlobalCMVN
 from asr.models.asr_model import ASRModel
 from asr.text import Tokenizer
+from asr.train.checkpoint import load_latest_checkpoint, record_score, rng_state, save_checkpoint, set_rng_state
 from asr.train.experiment import ExperimentError, _check_resume, _clear_run, _earlier_run, _init_weights
-from asr.train.checkpoint import (load_latest_checkpoint, record_score, rng_state, save_checkpoint,
-                                  set_rng_state)
-from asr.data.batching import Batch, CutDataset, SkipSampler, make_loader, make_sampler
 
 
 def lr_factor(step: int, warmup: int, schedule: str, total: int, progress: float | None = None) -> float:
@@ -86,7 +85,6 @@ def init_distributed(device: str) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
-    import torch.distributed as dist
 
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
@@ -136,7 +134,6 @@ def _agreed_max(value: float, dist_info: "Dist") -> float:
     give every rank the same learning rate, or their weights drift apart)."""
     if dist_info.world <= 1:
         return value
-    import torch.distributed as dist
 
     t = torch.tensor([float(value)], dtype=torch.float64)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)

@@ -7,8 +7,16 @@ import shutil
 import pytest
 from lhotse import load_manifest
 
-from asr.data.prepare import (PrepareError, compute_stats, cuts_path, cut_transcripts, find_subsets, load_cuts,
-                              prepare_corpus, speed_perturb)
+from asr.data.prepare import (
+    PrepareError,
+    compute_stats,
+    cut_transcripts,
+    cuts_path,
+    find_subsets,
+    load_cuts,
+    prepare_corpus,
+    speed_perturb,
+)
 from asr.features import GlobalCMVN
 from asr.text import Tokenizer
 

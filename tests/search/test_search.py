@@ -9,16 +9,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from asr.inference.decode import decode_features
-
-from asr.search.methods import METHODS, search
-
-from asr.search.options import DecodeOptions
 from asr.evaluation.bench import forced_length_search
+from asr.inference.decode import decode_features
 from asr.search.attention import beam_search
 from asr.search.ctc import ctc_greedy, ctc_prefix_beam
 from asr.search.ctc_prefix_score import CTCPrefixScorer
 from asr.search.mask_ctc import mask_ctc
+from asr.search.methods import METHODS, search
+from asr.search.options import DecodeOptions
 
 
 def _peaky(B, T, V, seed=0):  # noqa: N803

@@ -50,8 +50,8 @@ def test_lr_schedule():
 
 def test_skip_sampler_resumes_mid_epoch(tiny_manifests):
     """The batches after skipping k are exactly batches k.. of an uninterrupted epoch."""
-    from asr.data.prepare import load_cuts
     from asr.data.batching import SkipSampler, make_sampler
+    from asr.data.prepare import load_cuts
 
     cuts = load_cuts(tiny_manifests, "train")
 
