@@ -27,10 +27,15 @@ class Word:
     start: float  # seconds from the start of the audio
     end: float
     confidence: float  # 0..1
+    display: str = ""  # the word as shown, cased and with its mark ("Hello,"), when punctuation ran
+
+    @property
+    def shown(self) -> str:
+        return self.display or self.word
 
     def as_dict(self) -> dict:
         return {"word": self.word, "start": round(self.start, 3), "end": round(self.end, 3),
-                "confidence": round(self.confidence, 3)}
+                "confidence": round(self.confidence, 3), **({"display": self.display} if self.display else {})}
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,11 @@ class Segment:
     words: tuple[Word, ...] = ()
     tokens: tuple[int, ...] = ()
     score: float = 0.0
+    raw_text: str = ""  # the recognizer's own words when ``text`` was punctuated and cased ("" otherwise)
+
+    @property
+    def raw(self) -> str:
+        return self.raw_text or self.text
 
     def as_dict(self) -> dict:
         return {"text": self.text, "start": round(self.start, 3), "end": round(self.end, 3),
@@ -62,9 +72,15 @@ class Result:
         segs = tuple(s for s in segments if s.text.strip())
         return cls(" ".join(s.text for s in segs), segs, tuple(w for s in segs for w in s.words), duration, id, path)
 
+    @property
+    def raw_text(self) -> str:
+        """The recognizer's own words (what WER scores), whatever punctuation did to ``text``."""
+        return " ".join(s.raw for s in self.segments)
+
     def as_dict(self, extra: dict | None = None) -> dict:
         head = {"id": self.id, "path": str(self.path) if self.path else None} if self.id else {}
-        return {**head, "text": self.text, "duration": round(self.duration, 3),
+        raw = {"raw_text": self.raw_text} if self.raw_text != self.text else {}
+        return {**head, "text": self.text, **raw, "duration": round(self.duration, 3),
                 "segments": [{"text": s.text, "start": round(s.start, 3), "end": round(s.end, 3)} for s in self.segments],
                 "words": [w.as_dict() for w in self.words], **(extra or {})}
 

@@ -34,8 +34,8 @@ def test_transcribe_arrays_paths_and_long_audio_agree(speech_clips):
     by_path = model.transcribe(path)
     samples, rate = sf.read(path, dtype="float32")
     assert model.transcribe(samples, sample_rate=rate).text == by_path.text
-    words = [w.word for w in by_path.words]
-    assert words == by_path.text.split()
+    assert [w.word for w in by_path.words] == by_path.raw_text.split()  # the recognizer's own words
+    assert [w.shown for w in by_path.words] == by_path.text.split()  # as displayed: cased and punctuated
     assert all(0 <= w.start <= w.end <= by_path.duration + 0.05 for w in by_path.words)
     # a long recording: three clips with silence between, cut into segments of at most 8 s
     gap = np.zeros(rate, dtype=np.float32)

@@ -141,8 +141,9 @@ def test_ctc_lm_from_the_command_line(lm_dir, random_model_dir, speech_clips, tm
     assert r.exit_code == 0, r.output
     data = json.loads((out / f"{speech_clips[0].path.stem}.json").read_text())
     vocab = set((lm_dir / "words.txt").read_text().split())
-    assert set(data["text"].split()) <= vocab  # every word comes from the lexicon
-    assert [w["word"] for w in data["words"]] == data["text"].split()
+    raw = data.get("raw_text", data["text"])  # the recognizer's words (the display text is punctuated)
+    assert set(raw.split()) <= vocab  # every word comes from the lexicon
+    assert [w["word"] for w in data["words"]] == raw.split()
     r = runner.invoke(app, ["transcribe", clip, "--model", str(random_model_dir), "--decoder", "ctc_lm", "--lm",
                             str(tmp_path / "nolm"), "--no-progress"])
     assert r.exit_code == 1 and "not an LM directory" in r.output
@@ -196,25 +197,25 @@ def test_prefix_beam_with_lm_is_fused(lm_dir, random_model_dir):
     from asr.search.methods import search
     from asr.search.options import DecodeOptions
 
-    lm = load_model(random_model_dir)
-    lp = _emissions(lm.tokenizer, "HELLO WORLD").unsqueeze(0)
+    loaded = load_model(random_model_dir)
+    lp = _emissions(loaded.tokenizer, "HELLO WORLD").unsqueeze(0)
     lens = torch.tensor([lp.size(1)])
-    plain = search(lm.model, None, lens, "ctc_prefix_beam", DecodeOptions(beam=4), ctc_log_probs=lp)
-    with_lm = search(lm.model, None, lens, "ctc_prefix_beam", DecodeOptions(beam=4, lm=str(lm_dir)), ctc_log_probs=lp,
-                     tokenizer=lm.tokenizer)
+    plain = search(loaded.model, None, lens, "ctc_prefix_beam", DecodeOptions(beam=4), ctc_log_probs=lp)
+    with_lm = search(loaded.model, None, lens, "ctc_prefix_beam", DecodeOptions(beam=4, lm=str(lm_dir)), ctc_log_probs=lp,
+                     tokenizer=loaded.tokenizer)
     assert with_lm[0][0].tokens == plain[0][0].tokens  # clear audio: same words
     assert with_lm[0][0].score != plain[0][0].score  # but scored with the LM
 
 
-def test_streaming_second_pass_with_the_lm(lm_dir, random_model_dir, speech_clips):
+def test_streaming_second_pass_with_the_lm_commits_lexicon_words(lm_dir, speech_clips):
     from asr.inference.model_dir import load_model
     from asr.inference.streaming import Recognizer, StreamingOptions
     from asr.search.options import DecodeOptions
 
-    lm = load_model(random_model_dir)
+    loaded = load_model("demo")
     with pytest.raises(ValueError, match="needs an LM directory"):
         StreamingOptions(final="ctc_lm")
-    rec = Recognizer(lm, StreamingOptions(final="ctc_lm", decode=DecodeOptions(lm=str(lm_dir))))
+    rec = Recognizer(loaded, StreamingOptions(final="ctc_lm", decode=DecodeOptions(lm=str(lm_dir))))
     import soundfile as sf
 
     s = rec.create_stream()
@@ -224,10 +225,14 @@ def test_streaming_second_pass_with_the_lm(lm_dir, random_model_dir, speech_clip
         rec.decode([s])
     seg = rec.finalize(s)
     vocab = set((lm_dir / "words.txt").read_text().split())
-    assert seg is None or set(seg.text.split()) <= vocab
-    r = runner.invoke(app, ["live", "--model", str(random_model_dir), "--input", str(speech_clips[0].path), "--fast",
-                            "--lm", str(lm_dir)])
+    assert seg is not None and seg.text.split(), "four seconds of speech committed nothing"
+    assert set(seg.text.split()) <= vocab
+    out = lm_dir.parent / "live.txt"
+    r = runner.invoke(app, ["live", "--input", str(speech_clips[0].path), "--fast", "--lm", str(lm_dir),
+                            "--output", str(out), "--no-punctuate"])
     assert r.exit_code == 0, r.output
+    words = out.read_text().split()
+    assert words and set(words) <= vocab
 
 
 def test_neural_lm_trains_loads_and_fuses(lm_dir, random_model_dir, speech_clips, tmp_path):
@@ -250,17 +255,17 @@ def test_neural_lm_trains_loads_and_fuses(lm_dir, random_model_dir, speech_clips
     assert r.exit_code == 0, r.output
     cfg = json.loads((d / "nlm.json").read_text())
     assert cfg["heldout_token_perplexity"] > 1 and cfg["epochs"]
-    lm = load_model(random_model_dir)
-    nlm = load_neural_lm(d, lm.tokenizer, lm.model.cfg.vocab_size)
-    known, odd = [lm.tokenizer.encode(s) for s in ("THE LAZY FOX", "XQZ FOX LAZY THE")]
+    loaded = load_model(random_model_dir)
+    nlm = load_neural_lm(d, loaded.tokenizer, loaded.model.cfg.vocab_size)
+    known, odd = [loaded.tokenizer.encode(s) for s in ("THE LAZY FOX", "XQZ FOX LAZY THE")]
     a, b = nlm.sentence_log_prob([known, odd])
     assert a > b  # it learned something of the text
     with pytest.raises(LMError, match="tokens"):
-        load_neural_lm(d, None, lm.model.cfg.vocab_size + 1)
+        load_neural_lm(d, None, loaded.model.cfg.vocab_size + 1)
     from asr.search.methods import ar_scorers
     from asr.search.options import DecodeOptions
 
-    names = lambda o: [x.name for x in ar_scorers(lm.model, o, lm.tokenizer, 4, "cpu")]  # noqa: E731
+    names = lambda o: [x.name for x in ar_scorers(loaded.model, o, loaded.tokenizer, 4, "cpu")]  # noqa: E731
     assert names(DecodeOptions(lm=str(d))) == ["neural_lm"]  # the neural LM alone when the directory has one
     assert names(DecodeOptions(lm=str(d), nlm_weight=0.0)) == ["ngram"]
     assert names(DecodeOptions(lm=str(lm_dir))) == ["ngram"]

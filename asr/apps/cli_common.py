@@ -27,7 +27,7 @@ lm_app = typer.Typer(help="Language models for decoding: build a word n-gram LM 
 app.add_typer(lm_app, name="lm")
 
 # Errors a user can cause with their input: printed as one line, never a traceback.
-def _user_errors() -> tuple[type[BaseException], ...]:
+def user_errors() -> tuple[type[BaseException], ...]:
     from asr.audio import AudioError
     from asr.data.prepare import PrepareError
     from asr.data.synth import CorpusError
@@ -46,7 +46,7 @@ def _fail(msg: str) -> None:
 def _run(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
-    except _user_errors() as e:
+    except user_errors() as e:
         _fail(str(e))
 
 

@@ -58,7 +58,7 @@ def data_synth(
     from asr.data.synth import SynthConfig, synth_corpus
     from asr.data.tts import installed_voices, parse_voice
 
-    chosen = tuple(parse_voice(v) for v in voices) if voices else tuple(_run(installed_voices, engines) if engines else ())
+    chosen = tuple(_run(parse_voice, v) for v in voices) if voices else tuple(_run(installed_voices, engines) if engines else ())
     cfg = SynthConfig(out_dir=out, hours=hours, seed=seed, text=text, voices=chosen, augment=augment,
                       speakers_per_voice=speakers_per_voice, rate_range=(rate_min, rate_max), jobs=jobs or os.cpu_count() or 1,
                       subsets=tuple(subsets or ()),

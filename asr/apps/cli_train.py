@@ -101,3 +101,42 @@ def export_onnx_cmd(
     if worst > 1e-4:
         _fail(f"{out}: onnxruntime differs from PyTorch by {worst:.2e} (more than 1e-4)")
 
+
+
+punct_app = typer.Typer(help="Punctuation and casing: train the model that restores them on recognized text.",
+                        no_args_is_help=True)
+app.add_typer(punct_app, name="punctuator")
+
+
+@punct_app.command("train")
+def punctuator_train_cmd(
+    out: Path = typer.Option(..., "--out", help="Punctuator directory to write (config.json, model.safetensors, tokenizer.model)."),
+    texts: List[str] = typer.Option(["bible", "fortunes", "devil", "jargon"], "--text", help="Text sources: bible, fortunes, devil, jargon (Debian packages), or UTF-8 text files (repeatable)."),
+    minutes: float = typer.Option(9.0, help="Wall-time budget of the training (the schedule runs over it)."),
+    exclude_manifests: Optional[Path] = typer.Option(None, "--exclude-manifests", help="Leave out every transcript of these manifests' --exclude-subset subsets."),
+    exclude_subsets: List[str] = typer.Option(["dev", "test"], "--exclude-subset", help="Subsets whose sentences must not be trained on (repeatable)."),
+    threads: int = typer.Option(0, help="CPU threads for torch (0: torch's default)."),
+    seed: int = typer.Option(0, help="Random seed."),
+    arch: str = typer.Option("lstm", help="lstm (a bidirectional LSTM) or transformer."),
+    dim: int = typer.Option(256, help="Model width (both LSTM directions together)."),
+    layers: int = typer.Option(2, help="Layers."),
+    lr: float = typer.Option(2e-3, help="Peak learning rate."),
+    dropout: float = typer.Option(0.25, help="Dropout between layers and before the heads."),
+) -> None:
+    """Train the punctuation and casing model on written text (dev / test blocks held out) and print its card:
+    F1 per mark and case accuracy on held-out text."""
+    import torch
+
+    from asr.lm import excluded_sentences
+    from asr.train.punctuator import train_punctuator
+
+    if not minutes > 0:
+        _fail(f"--minutes must be positive, not {minutes}")
+    if threads:
+        torch.set_num_threads(threads)
+    exclude = _run(excluded_sentences, exclude_manifests, exclude_subsets) if exclude_manifests else set()
+    from asr.models.punctuator import PunctuatorConfig
+
+    cfg = _run(PunctuatorConfig, arch=arch, dim=dim, layers=layers, dropout=dropout)
+    card = _run(train_punctuator, texts, out, minutes, exclude, cfg=cfg, lr=lr, seed=seed, log=typer.echo)
+    typer.echo(json.dumps({k: v for k, v in card.items() if k != "curve"}, indent=2))

@@ -1,13 +1,16 @@
-"""Sentences for the synthetic corpus: public-domain English text that Debian packages install.
+"""Sentences for the synthetic corpus (and running text for the punctuator): public-domain English text that
+Debian packages install.
 
 Sources: the King James Bible (package bible-kjv, read through its ``bible`` command), the
-``fortunes`` databases, or any UTF-8 text file given with ``--text``. Text is split into sentences,
+``fortunes`` databases, Ambrose Bierce's *The Devil's Dictionary* (dict-devil) and the Jargon File (jargon),
+or any UTF-8 text file given with ``--text``. Text is split into sentences,
 normalised as LibriSpeech writes transcripts, and filtered to lengths a TTS voice speaks in roughly
 2 to 12 seconds. Sentences with digits are dropped (spoken numbers would not match their digits).
 """
 
 from __future__ import annotations
 
+import gzip
 import re
 import shutil
 import subprocess
@@ -75,6 +78,50 @@ def fortunes_text() -> str:
         raise TextSourceError("no fortunes databases found (apt-get install fortunes)")
     # A fortune is one paragraph; attribution lines ("-- Someone") are not speech.
     return "\n".join(re.sub(r"\n\s*--.*", "", c) for c in chunks)
+
+
+DEVIL_DICT = "/usr/share/dictd/devil.dict.dz"
+JARGON_INFO = "/usr/share/info/jargon.info.gz"
+
+
+def devil_text() -> str:
+    """The Devil's Dictionary (1911, public domain): its definitions and verse, headwords and dictd headers
+    left out."""
+    try:
+        raw = gzip.open(DEVIL_DICT, "rt", encoding="utf-8", errors="ignore").read()
+    except OSError:
+        raise TextSourceError(f"{DEVIL_DICT}: missing (apt-get install dict-devil)") from None
+    keep = []
+    for line in raw.splitlines():
+        s = line.strip()
+        if not s or s.startswith("00-database") or (s.isupper() and len(s.split()) <= 4) or s.startswith("_"):
+            keep.append("")  # a paragraph break
+            continue
+        keep.append(re.sub(r"^[A-Z][A-Z' -]+, [a-z.]+\s*", "", s))  # "ABSURDITY, n. A statement..." -> the definition
+    return "\n".join(keep)
+
+
+def jargon_text() -> str:
+    """The Jargon File (public domain): entry bodies with the info markup removed ({cross references},
+    `quotes', /pronunciations/, node headers)."""
+    try:
+        raw = gzip.open(JARGON_INFO, "rt", encoding="utf-8", errors="ignore").read()
+    except OSError:
+        raise TextSourceError(f"{JARGON_INFO}: missing (apt-get install jargon)") from None
+    out = []
+    for line in raw.splitlines():
+        if line.startswith(("File:", "\x1f", "*", "=")):
+            out.append("")
+            continue
+        s = re.sub(r"^:[^:]+:\s*", "", line.strip())  # ":blue goo: /n./ Term" -> "/n./ Term"
+        s = re.sub(r"/[^/ ]+/\s*", "", s)  # pronunciations and /n./ /adj./
+        s = re.sub(r"\[[^\]]*\]\s*", "", s)  # [IBM], [UK]
+        s = s.replace("{", "").replace("}", "").replace("`", "'")
+        out.append(s)
+    return "\n".join(out)
+
+
+TEXTS = {"bible": bible_text, "fortunes": fortunes_text, "devil": devil_text, "jargon": jargon_text}
 
 
 def load_sentences(source: str = "default") -> list[str]:

@@ -77,8 +77,8 @@ def _model(model: str, vocab_size: int, device: str, quantize: str | None = None
     except FileNotFoundError:
         path = None
     if path is not None:
-        lm = load_model(path, device, quantize)
-        return lm.model, f"{lm.path.name} (trained{', ' + quantize if quantize else ''})"
+        loaded = load_model(path, device, quantize)
+        return loaded.model, f"{loaded.path.name} (trained{', ' + quantize if quantize else ''})"
 
 
     cfg = load_config(model)

@@ -43,7 +43,7 @@ def ctc_greedy_texts(model, tokenizer, feats: torch.Tensor, feat_lens: torch.Ten
     return [tokenizer.decode(nb[0].tokens) for nb in ctc_greedy(model.ctc_log_probs(enc), lens)]
 
 
-def evaluate_cuts(lm: "LoadedModel", cuts, method: str = "ctc_greedy", opts: DecodeOptions = DecodeOptions(),
+def evaluate_cuts(loaded: "LoadedModel", cuts, method: str = "ctc_greedy", opts: DecodeOptions = DecodeOptions(),
                   max_duration: float = 120.0, device: str = "cpu") -> EvalResult:
     """Decode every cut (full context) with ``method`` and score against its supervision text."""
     opts = DecodeOptions(**{**opts.__dict__, "timestamps": False})
@@ -53,7 +53,7 @@ def evaluate_cuts(lm: "LoadedModel", cuts, method: str = "ctc_greedy", opts: Dec
             wavs = [c.load_audio()[0] for c in batch_cuts]
             t0 = time.perf_counter()
             padded, lens = fbank_batch([fbank(w) for w in wavs])
-            hyps = decode_features(lm.model, lm.tokenizer, padded.to(device), lens.to(device), method, opts)
+            hyps = decode_features(loaded.model, loaded.tokenizer, padded.to(device), lens.to(device), method, opts)
             spent += time.perf_counter() - t0
             audio += sum(c.duration for c in batch_cuts)
             rows += [(c.id, normalize_text(" ".join(s.text for s in c.supervisions)), h.text)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr.audio import SAMPLE_RATE, load_audio
+from asr.audio import FRAME_SHIFT_MS, SAMPLE_RATE, load_audio
 from asr.features import fbank
 from asr.files import atomic_path
 from asr.inference.decode import decode_features
@@ -55,26 +55,22 @@ def plot_wer_vs_rtf(results, out: str | os.PathLike, title: str = "") -> Path:
     return out
 
 
-def plot_alignment(lm, audio_path: str | os.PathLike, out: str | os.PathLike, max_seconds: float = 30.0) -> Path:
-    """Log-mel spectrogram (librosa.display) of the first ``max_seconds``, the CTC-greedy words at their
-    aligned times, and the per-frame probability of non-blank tokens (the CTC spikes) below it."""
-    import librosa
-    import librosa.display
-
-
+def plot_alignment(loaded, audio_path: str | os.PathLike, out: str | os.PathLike, max_seconds: float = 30.0) -> Path:
+    """The model's own log-mel features (80-dim fbank) of the first ``max_seconds``, the CTC-greedy words at
+    their aligned times, and the per-frame probability of non-blank tokens (the CTC spikes) below it."""
     plt = _plt()
     audio = load_audio(audio_path)[: int(max_seconds * SAMPLE_RATE)]
     feats = fbank(audio)
     lens = torch.tensor([feats.shape[0]])
     with torch.inference_mode():
-        tr = decode_features(lm.model, lm.tokenizer, feats.unsqueeze(0), lens, "ctc_greedy", DecodeOptions())[0]
-        enc, el = lm.model.encode(feats.unsqueeze(0), lens)
-        probs = lm.model.ctc_log_probs(enc)[0].exp()
-    fs = encoder_frame_seconds(lm.model.encoder.rate)
+        tr = decode_features(loaded.model, loaded.tokenizer, feats.unsqueeze(0), lens, "ctc_greedy", DecodeOptions())[0]
+        enc, el = loaded.model.encode(feats.unsqueeze(0), lens)
+        probs = loaded.model.ctc_log_probs(enc)[0].exp()
+    fs = encoder_frame_seconds(loaded.model.encoder.rate)
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(12, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    mel = librosa.feature.melspectrogram(y=audio.astype(np.float32), sr=SAMPLE_RATE, n_fft=400, hop_length=160, n_mels=80)
-    librosa.display.specshow(librosa.power_to_db(mel, ref=np.max), sr=SAMPLE_RATE, hop_length=160, x_axis="time",
-                             y_axis="mel", ax=a1)
+    a1.imshow(feats.T.numpy(), origin="lower", aspect="auto", cmap="magma",
+              extent=(0.0, feats.shape[0] * FRAME_SHIFT_MS / 1000, 0, feats.shape[1]))
+    a1.set_ylabel("mel bin")
     for w in tr.words:
         a1.axvline(w.start, color="white", lw=0.8, alpha=0.8)
         a1.text(w.start, 0.95, w.word, transform=a1.get_xaxis_transform(), color="white", fontsize=8, va="top")

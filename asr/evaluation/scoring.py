@@ -161,7 +161,7 @@ def results_table(name: str, results: list[EvalResult]) -> str:
     return "\n".join(lines)
 
 
-def evaluate_and_report(lm, cuts, name: str, methods: list[str], opts: DecodeOptions = DecodeOptions(),
+def evaluate_and_report(loaded, cuts, name: str, methods: list[str], opts: DecodeOptions = DecodeOptions(),
                         out_dir: Path | None = None, device: str = "cpu",
                         echo: Callable[[str], None] | None = None, compare_lm: bool = False,
                         by_speaker: bool = False) -> str:
@@ -183,7 +183,7 @@ def evaluate_and_report(lm, cuts, name: str, methods: list[str], opts: DecodeOpt
     results, used = [], []
     labels = speaker_labels(cuts) if by_speaker else {}
     for label, m, o in runs:
-        r = replace(evaluate_cuts(lm, cuts, m, o, device=device), method=label)
+        r = replace(evaluate_cuts(loaded, cuts, m, o, device=device), method=label)
         results.append(r)
         used.append(o)
         if echo:
@@ -205,5 +205,5 @@ def evaluate_and_report(lm, cuts, name: str, methods: list[str], opts: DecodeOpt
              "wer": r.wer.rate, "cer": r.cer.rate, "substitutions": r.wer.substitutions, "deletions": r.wer.deletions,
              "insertions": r.wer.insertions, "ref_words": r.wer.ref_len, "rtf": r.rtf,
              "options": {k: v for k, v in o.__dict__.items()}} for r, o in zip(results, used)], indent=2) + "\n")
-        plot_wer_vs_rtf(results, out / f"{name}.wer_vs_rtf.png", title=f"{lm.path.name}: {name}")
+        plot_wer_vs_rtf(results, out / f"{name}.wer_vs_rtf.png", title=f"{loaded.path.name}: {name}")
     return table

@@ -27,10 +27,10 @@ def _recognizer(model: str, chunk_ms: int, left_chunks: int, vocab_size: int = 5
     class _LM:  # the Recognizer needs model + tokenizer; random presets get a stand-in tokenizer
         pass
 
-    lm = _LM()
-    lm.model, lm.path = m, model
+    loaded = _LM()
+    loaded.model, loaded.path = m, model
     try:
-        lm.tokenizer = load_model(model).tokenizer
+        loaded.tokenizer = load_model(model).tokenizer
     except (FileNotFoundError, ValueError):
         class _Tok:
             def decode(self, ids):
@@ -39,10 +39,10 @@ def _recognizer(model: str, chunk_ms: int, left_chunks: int, vocab_size: int = 5
             def is_word_start(self, i):
                 return True
 
-        lm.tokenizer = _Tok()
+        loaded.tokenizer = _Tok()
     chunk = chunk_ms // (m.encoder.rate * 10)
     opts = StreamingOptions(chunk=chunk, left_chunks=left_chunks, endpoint=endpoint, final="none")
-    return Recognizer(lm, opts), desc
+    return Recognizer(loaded, opts), desc
 
 
 def chunk_rtf(model: str = "demo", chunk_ms: int = 640, left_chunks: int = 4, seconds: float = 60.0,
@@ -84,7 +84,7 @@ def chunk_rtf(model: str = "demo", chunk_ms: int = 640, left_chunks: int = 4, se
     return out
 
 
-def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: str = "attention_rescoring",
+def streaming_wer(loaded, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: str = "attention_rescoring",
                   decode=None, tail_seconds: float = 2.0, pause: float | None = None, partial: str = "ctc") -> dict:
     """Decode each cut as a live stream and score the committed text; also count committed-text revisions and
     tentative changes, and time what a caption reader sees.
@@ -102,12 +102,12 @@ def streaming_wer(lm, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: st
     end-of-speech silence in seconds (default: the live default). ``partial``: ``ctc`` or ``mask_ctc``
     tentative text; ``partial_wer`` scores each segment's last tentative text (what the reader saw just
     before the second pass replaced it)."""
-    chunk = chunk_ms // (lm.model.encoder.rate * 10)
+    chunk = chunk_ms // (loaded.model.encoder.rate * 10)
     extra = {"decode": decode} if decode is not None else {}
     if pause is not None:
         d = EndpointConfig()
         extra["endpoint"] = EndpointConfig(d.rule1, EndpointRule(True, pause, 0.0), d.rule3)
-    rec = Recognizer(lm, StreamingOptions(chunk=chunk, left_chunks=left_chunks, final=final, partial=partial, **extra))
+    rec = Recognizer(loaded, StreamingOptions(chunk=chunk, left_chunks=left_chunks, final=final, partial=partial, **extra))
     partial_hyps: list[str] = []
     refs, hyps, revisions, changes, t_compute, audio_s = [], [], 0, 0, 0.0, 0.0
     partial_lat: list[float] = []

@@ -98,11 +98,11 @@ def export_onnx(model_dir: str | os.PathLike, out: str | os.PathLike, check: boo
     in onnxruntime on inputs of other shapes than the traced ones and record the largest difference to
     PyTorch in ``onnx.json``."""
 
-    lm = load_model(model_dir)
-    m = lm.model.float().eval()
+    loaded = load_model(model_dir)
+    m = loaded.model.float().eval()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    c = lm.config.model.encoder
+    c = loaded.config.model.encoder
     L, H, dk, D = c.num_layers, c.num_heads, c.d_model // c.num_heads, c.d_model
     K = c.kernel_size - 1
     g = torch.Generator().manual_seed(0)
@@ -140,25 +140,25 @@ def export_onnx(model_dir: str | os.PathLike, out: str | os.PathLike, check: boo
             graphs.append("decoder_init.onnx")
             graphs.append("decoder_step.onnx")
     for f in ("config.yaml", "tokenizer.model", "MODEL_CARD.md"):
-        if (lm.path / f).is_file():
-            shutil.copyfile(lm.path / f, out / f)
-    info = {"source": str(lm.path), "opset": OPSET, "graphs": graphs, "torch": torch.__version__,
+        if (loaded.path / f).is_file():
+            shutil.copyfile(loaded.path / f, out / f)
+    info = {"source": str(loaded.path), "opset": OPSET, "graphs": graphs, "torch": torch.__version__,
             "subsampling_rate": m.encoder.rate, "receptive_field": m.encoder.subsampling.receptive_field}
 
     write_atomic(out / "onnx.json", json.dumps(info, indent=2) + "\n")
     if check:
-        info["max_abs_diff"] = parity(lm, out)
+        info["max_abs_diff"] = parity(loaded, out)
     write_atomic(out / "onnx.json", json.dumps(info, indent=2) + "\n")
     return info
 
 
-def parity(lm, onnx_dir: str | os.PathLike, seed: int = 1) -> dict:
+def parity(loaded, onnx_dir: str | os.PathLike, seed: int = 1) -> dict:
     """Largest absolute difference between PyTorch and onnxruntime for every graph, on inputs of other
     shapes than the traced ones (3 utterances, other lengths, another cache size)."""
 
     om = OnnxModel(onnx_dir)
-    m = lm.model.float().eval()
-    c = lm.config.model.encoder
+    m = loaded.model.float().eval()
+    c = loaded.config.model.encoder
     g = torch.Generator().manual_seed(seed)
     feats = torch.randn(3, 317, c.input_dim, generator=g) * 3 + 8
     lens = torch.tensor([317, 240, 101])
@@ -188,7 +188,7 @@ def parity(lm, onnx_dir: str | os.PathLike, seed: int = 1) -> dict:
             mask = torch.arange(enc.size(1)).unsqueeze(0) < el.unsqueeze(1)
             worst = 0.0
             for t in range(4):
-                toks = torch.randint(1, lm.config.model.vocab_size - 2, (3 * beam,), generator=g)
+                toks = torch.randint(1, loaded.config.model.vocab_size - 2, (3 * beam,), generator=g)
                 a, cache_t = m.decoder.step(toks, mask, cache_t)
                 b, cache_o = om.decoder.step(toks, mask, cache_o)
                 worst = max(worst, float((a - b).abs().max()))

@@ -29,8 +29,10 @@ import torch
 from asr.audio import SAMPLE_RATE, check_samples, load_audio, resample, to_mono
 from asr.inference import model_dir
 from asr.inference.model_dir import LoadedModel
+from asr.inference.punctuate import cached_punctuator
 from asr.inference.streaming import Recognizer, streaming_options
 from asr.inference.transcribe import transcribe_files
+from asr.inference.vad import shared_vad
 from asr.results import Result, Segment
 from asr.search.methods import available_methods, check_lms
 from asr.search.options import decode_options
@@ -57,11 +59,14 @@ def model_device(model) -> torch.device:
 
 
 def transcribe(loaded: LoadedModel, audio, decoder: str = "ctc_greedy", sample_rate: int | None = None,
-               max_segment: float = 20.0, lm_dir: str | os.PathLike | None = None, hotwords=None, **options) -> Result:
+               max_segment: float = 20.0, lm_dir: str | os.PathLike | None = None, hotwords=None, vad: bool = True,
+               punctuate: bool = True, **options) -> Result:
     """One recording (a path or samples) -> :class:`asr.results.Result`. ``decoder``: any of
     :data:`asr.search.methods.METHODS` the model has; ``lm_dir``: an ``asr lm train`` directory (its card's tuned
     weights apply, as with ``asr transcribe --lm``); ``hotwords``: a file or ``[(phrase, boost), ...]``; other
-    keyword arguments are :class:`asr.search.options.DecodeOptions` fields (``beam=``, ``ctc_weight=``...)."""
+    keyword arguments are :class:`asr.search.options.DecodeOptions` fields (``beam=``, ``ctc_weight=``...).
+    ``vad``: cut at speech boundaries found by silero-vad and decode speech only (else cut at quiet points);
+    ``punctuate``: cased, punctuated text (``result.raw_text`` and each word's ``word`` keep the recognizer's own)."""
     samples, _ = _samples(audio, sample_rate)
     have = available_methods(loaded.model, with_lm=lm_dir is not None)
     if decoder not in have:
@@ -70,7 +75,8 @@ def transcribe(loaded: LoadedModel, audio, decoder: str = "ctc_greedy", sample_r
     check_lms(loaded.model, loaded.tokenizer, opts, [decoder])
     out: list[Result] = []
     summary = transcribe_files(loaded, [("audio", samples)], decoder, opts, max_segment=max_segment,
-                               device=str(model_device(loaded.model)), on_result=out.append)
+                               device=str(model_device(loaded.model)), on_result=out.append,
+                               vad=shared_vad() if vad else None, punctuator=cached_punctuator() if punctuate else None)
     if summary.failed:
         raise ValueError(summary.failed[0])
     return replace(out[0], id="", path=None)
@@ -79,8 +85,9 @@ def transcribe(loaded: LoadedModel, audio, decoder: str = "ctc_greedy", sample_r
 class LiveSession:
     """A streaming session over one audio source (see :meth:`Model.stream`)."""
 
-    def __init__(self, loaded: LoadedModel, **options):
-        self._rec = Recognizer(loaded, streaming_options(**options))
+    def __init__(self, loaded: LoadedModel, punctuate: bool = True, vad: bool = True, **options):
+        self._rec = Recognizer(loaded, streaming_options(vad=vad, **options),
+                               punctuator=cached_punctuator() if punctuate else None)
         self._stream = self._rec.create_stream()
 
     def feed(self, samples, sample_rate: int = SAMPLE_RATE) -> str:
@@ -123,7 +130,8 @@ class Model(LoadedModel):
 
     def stream(self, **options) -> LiveSession:
         """A streaming session; ``options``: :class:`asr.inference.streaming.StreamingOptions` fields
-        (``chunk=``, ``final=``...) and decoding options (``lm_dir=``, ``hotwords=``, ``beam=``...)."""
+        (``chunk=``, ``final=``...), decoding options (``lm_dir=``, ``hotwords=``, ``beam=``...), ``punctuate=``
+        (committed text cased and punctuated, default on) and ``vad=`` (silero-vad gate, default on)."""
         return LiveSession(self, **options)
 
 

@@ -42,26 +42,42 @@ def break_lines(words: Sequence[str], max_chars: int = MAX_LINE_CHARS) -> list[s
     return best[1] if best else None
 
 
+SENTENCE_END = (".", "?", "!")
+
+
 def caption_cues(words: Sequence[Word], max_chars: int = MAX_LINE_CHARS, max_seconds: float = MAX_CUE_SECONDS,
                  gap: float = 1.0) -> list[Cue]:
     """Group timed words into caption cues of at most two lines of ``max_chars`` and ``max_seconds``: a new cue
-    when the next word would not fit, or after a pause longer than ``gap``. A cue's text holds its line break
-    (``\n``). A single word longer than a line gets a cue of its own."""
+    when the next word would not fit, or after a pause longer than ``gap``. Cues prefer to end where a sentence
+    does (punctuated words): a cue at least half full ends after a sentence, and a full one is cut after its last
+    sentence end when that keeps half of it. A cue's text holds its line break (``\n``). A single word longer
+    than a line gets a cue of its own."""
     cues: list[Cue] = []
     cur: list[Word] = []
 
-    def close() -> None:
-        lines = break_lines([x.word for x in cur], max_chars) or [" ".join(x.word for x in cur)]
-        cues.append((cur[0].start, cur[-1].end, "\n".join(lines)))
+    def close(ws: list[Word]) -> None:
+        lines = break_lines([x.shown for x in ws], max_chars) or [" ".join(x.shown for x in ws)]
+        cues.append((ws[0].start, ws[-1].end, "\n".join(lines)))
+
+    def chars(ws: list[Word]) -> int:
+        return sum(len(x.shown) + 1 for x in ws)
 
     for w in words:
-        if cur and (break_lines([x.word for x in cur + [w]], max_chars) is None
+        if cur and (break_lines([x.shown for x in cur + [w]], max_chars) is None
                     or w.end - cur[0].start > max_seconds or w.start - cur[-1].end > gap):
-            close()
-            cur = []
+            ends = [i for i, x in enumerate(cur[:-1]) if x.shown.endswith(SENTENCE_END)]
+            if ends and chars(cur[:ends[-1] + 1]) >= max_chars and w.start - cur[-1].end <= gap:
+                close(cur[:ends[-1] + 1])
+                cur = cur[ends[-1] + 1:]
+            else:
+                close(cur)
+                cur = []
         cur.append(w)
+        if w.shown.endswith(SENTENCE_END) and chars(cur) >= max_chars:
+            close(cur)
+            cur = []
     if cur:
-        close()
+        close(cur)
     return cues
 
 

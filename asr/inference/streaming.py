@@ -2,7 +2,7 @@
 
     recognizer = Recognizer(load_model("demo"))
     stream = recognizer.create_stream()
-    stream.accept_waveform(48000, samples)         # any rate, any block size
+    stream.accept_waveform(samples, 48000)         # any rate, any block size
     while recognizer.is_ready(stream):
         recognizer.decode([stream])                 # many streams decode in one batch
     print(stream.result.committed, stream.result.tentative)
@@ -12,8 +12,9 @@
 The encoder runs chunk by chunk (``forward_chunk`` with the explicit :class:`asr.models.state.EncoderState`,
 attention cache limited to ``left_chunks`` chunks), partial text comes from CTC prefix beam search
 advanced chunk by chunk, and endpoints are detected on CTC blanks (rules in the spirit of WeNet and
-sherpa-onnx). At an endpoint a second pass (attention rescoring or Mask-CTC) over the segment's encoder
-output gives the final text with word timestamps. Memory is bounded: the encoder cache by
+sherpa-onnx). At an endpoint a second pass over the segment's encoder output gives the final text with word
+timestamps: any decoding method, run by :func:`asr.search.methods.search` with the stream's
+:class:`DecodeOptions` (LM and hotwords included), exactly as offline decoding runs it. Memory is bounded: the encoder cache by
 ``left_chunks``, the segment by the maximum utterance length rule.
 """
 
@@ -31,6 +32,9 @@ from asr.config import ENDPOINT_IDLE_SECONDS, ENDPOINT_MAX_SEGMENT_SECONDS, ENDP
 from asr.features import StreamingFbank
 from asr.inference.decode import segment_from_tokens
 from asr.inference.model_dir import LoadedModel, load_model
+from asr.inference.punctuate import punctuate_segments
+from asr.inference.vad import StreamGate
+from asr.models.punctuator import Punctuator
 from asr.models.state import EncoderState
 from asr.results import Segment
 from asr.search.align import encoder_frame_seconds
@@ -81,6 +85,7 @@ class StreamingOptions:
     # second pass: the second pass decodes the segment exactly as offline decoding would with these options
     partial: str = "ctc"  # tentative text: "ctc" (prefix beam) or "mask_ctc" (prefix beam refined by the MLM decoder)
     refine_every: int = 1  # partial="mask_ctc": refine every this many chunks
+    vad: bool = False  # gate with silero-vad: a segment in which it heard no speech shows and commits nothing
 
     def __post_init__(self) -> None:
         if self.final not in FINAL_PASSES:
@@ -126,6 +131,7 @@ class Stream:
     """One audio source. Holds everything that changes while it runs; the recognizer holds nothing."""
 
     def __init__(self, recognizer: "Recognizer"):
+        self.gate = StreamGate() if recognizer.options.vad else None  # silero-vad's view of this stream
         self._rate_hz = SAMPLE_RATE
         self._resampler = None
         self.fbank = StreamingFbank()
@@ -166,6 +172,8 @@ class Stream:
                 self._rate_hz = sample_rate
             x = self._resampler.resample_chunk(x)
         self.samples_in += x.size
+        if self.gate is not None:
+            self.gate.accept(x)
         f = self.fbank.accept(x)
         if f.numel():
             self.feats = torch.cat([self.feats, f])
@@ -176,6 +184,8 @@ class Stream:
             tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
             if tail.size:
                 self.samples_in += tail.size
+                if self.gate is not None:
+                    self.gate.accept(tail)
                 f = self.fbank.accept(tail)
                 if f.numel():
                     self.feats = torch.cat([self.feats, f])
@@ -199,7 +209,8 @@ class Recognizer:
     """The model and the options; decodes any number of :class:`Stream` objects in batches. Streams live on
     the model's device (``device``: where the model's weights are, unless given)."""
 
-    def __init__(self, model, options: StreamingOptions = StreamingOptions(), device: str | torch.device | None = None):
+    def __init__(self, model, options: StreamingOptions = StreamingOptions(), device: str | torch.device | None = None,
+                 punctuator: Punctuator | None = None):
         self.loaded: LoadedModel = model if hasattr(model, "model") else load_model(model, device or "cpu")
         self.model = self.loaded.model
         self.tokenizer = self.loaded.tokenizer
@@ -207,6 +218,7 @@ class Recognizer:
             params = self.model.parameters() if isinstance(self.model, torch.nn.Module) else iter(())
             device = next(params, torch.empty(0)).device
         self.device = torch.device(device)
+        self.punctuator = punctuator  # committed segments are cased and punctuated (partials stay raw)
         if not self.model.encoder.cfg.causal_conv:
             raise ValueError(f"{self.loaded.path}: streaming needs a model trained with causal convolution")
         self.options = replace(options, final=self._second_pass(options))
@@ -286,6 +298,8 @@ class Recognizer:
                 s.refined = self._refine(s, tokens)
             tokens = s.refined
         text = self.tokenizer.decode(tokens)
+        if s.gate is not None and not self._heard(s, s.seg_start + s.seg_frames * self.frame_seconds):
+            text = ""  # nobody spoke in this segment (yet): show nothing
         if text != s.result.tentative:
             s.stats["tentative_changes"] += 1
             s.result.tentative = text
@@ -298,6 +312,10 @@ class Recognizer:
         d = self.options.decode
         return mask_ctc(self.model, enc, torch.tensor([enc.size(1)], device=enc.device), d.mask_threshold,
                         d.mask_iterations)[0][0].tokens
+
+    def _heard(self, s: Stream, end: float) -> bool:
+        """Whether silero-vad heard speech in the running segment up to ``end`` seconds."""
+        return s.gate.speech_between(s.seg_start, end)
 
     def _abs_frame(self, s: Stream, f: int) -> int:
         return int(round(s.seg_start / self.frame_seconds)) + f
@@ -320,8 +338,16 @@ class Recognizer:
                               ctc_log_probs=lp.unsqueeze(0).to(enc.device), tokenizer=self.tokenizer)[0][0]
                 tokens, score = best.tokens, best.score
             end = s.seg_start + s.seg_frames * self.frame_seconds
+            if s.gate is not None and not self._heard(s, end):
+                tokens = ()  # no speech in this segment: noise, a tone or music says nothing
             if tokens and self.tokenizer.decode(tokens).strip():  # word separators alone are no segment
                 seg = segment_from_tokens(self.tokenizer, tokens, score, lp, self.frame_seconds, s.seg_start, end)
+                if self.punctuator is not None:
+                    before = [w for x in s.result.segments[-3:] for w in x.raw.split()]
+                    paused = s.seg_frames * self.frame_seconds < self.options.endpoint.rule3.min_utterance_length
+                    new_sentence = not s.result.segments or s.result.segments[-1].text.endswith((".", "?"))
+                    seg = punctuate_segments([seg], self.punctuator, before, ends_sentence=paused,
+                                             starts_sentence=new_sentence)[0]
                 before = s.result.committed
                 s.result.segments.append(seg)
                 s.result.committed = " ".join(x.text for x in s.result.segments)

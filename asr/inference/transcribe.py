@@ -25,6 +25,9 @@ from asr.features import fbank
 from asr.files import write_atomic
 from asr.inference.captions import caption_cues, srt, vtt
 from asr.inference.decode import decode_features
+from asr.inference.punctuate import punctuate_result
+from asr.inference.vad import speech_segments
+from asr.models.punctuator import Punctuator
 from asr.results import Result, Segment
 from asr.search.options import DecodeOptions
 
@@ -144,7 +147,7 @@ def render(result: Result, fmt: str, extra: dict | None = None) -> str:
         return json.dumps(result.as_dict(extra), indent=2, ensure_ascii=False) + "\n"
     if fmt == "tsv":
         rows = ["start\tend\tword\tconfidence"]
-        rows += [f"{int(round(w.start * 1000))}\t{int(round(w.end * 1000))}\t{w.word}\t{w.confidence:.3f}" for w in result.words]
+        rows += [f"{int(round(w.start * 1000))}\t{int(round(w.end * 1000))}\t{w.shown}\t{w.confidence:.3f}" for w in result.words]
         return "\n".join(rows) + "\n"
     if fmt == "srt":
         return srt(caption_cues(result.words))
@@ -175,20 +178,29 @@ class TranscribeSummary:
         return self.wall_seconds / self.audio_seconds if self.audio_seconds else float("nan")
 
 
-def transcribe_files(lm, inputs: list[tuple[str, Path | np.ndarray]], method: str = "ctc_greedy",
+def transcribe_files(loaded, inputs: list[tuple[str, Path | np.ndarray]], method: str = "ctc_greedy",
                      opts: DecodeOptions = DecodeOptions(), max_batch_seconds: float = 60.0, max_segment: float = 20.0,
                      device: str = "cpu", on_result: Callable[[Result], None] | None = None,
                      on_error: Callable[[str], None] | None = None,
-                     on_progress: Callable[[float, float], None] | None = None) -> TranscribeSummary:
+                     on_progress: Callable[[float, float], None] | None = None, vad=None,
+                     punctuator: Punctuator | None = None) -> TranscribeSummary:
     """Decode every input (``(id, path)``, or ``(id, samples)`` at 16 kHz); ``on_result`` gets each finished
-    file, ``on_error`` each one-line failure, ``on_progress(audio_seconds_done, wall_seconds)`` follows the batches."""
+    file, ``on_error`` each one-line failure, ``on_progress(audio_seconds_done, wall_seconds)`` follows the batches.
+    ``vad`` (:func:`asr.inference.vad.load_vad`): cut at speech boundaries and decode speech only, else cut at
+    quiet points; ``punctuator``: each file's text cased and punctuated (its raw words kept)."""
     t0 = time.perf_counter()
-    min_frames = lm.model.encoder.subsampling.receptive_field
+    min_frames = loaded.model.encoder.subsampling.receptive_field
     failed: list[str] = []
     done_audio = 0.0
     queue: list[tuple[_Pending, int, np.ndarray]] = []  # (file, segment index, samples)
     queued = 0.0
     files = 0
+    total_audio = 0.0  # seconds of every file read (decoded or, without speech, skipped)
+
+    def emit(pend: _Pending) -> None:
+        if on_result:
+            result = Result.join([pend.parts[j] for j in range(len(pend.ranges))], pend.duration, pend.id, pend.path)
+            on_result(punctuate_result(result, punctuator) if punctuator is not None else result)
 
     def flush() -> None:
         nonlocal queue, queued, done_audio
@@ -202,15 +214,13 @@ def transcribe_files(lm, inputs: list[tuple[str, Path | np.ndarray]], method: st
             padded, lens = fbank_batch([feats[i] for i in ok])
             offs = [queue[i][0].ranges[queue[i][1]][0] for i in ok]
             with torch.inference_mode():
-                outs = decode_features(lm.model, lm.tokenizer, padded.to(device), lens.to(device), method, opts, offs)
+                outs = decode_features(loaded.model, loaded.tokenizer, padded.to(device), lens.to(device), method, opts, offs)
             results.update(dict(zip(ok, outs)))
         for i, (pend, k, seg) in enumerate(queue):
             pend.parts[k] = results[i]
             done_audio += len(seg) / SAMPLE_RATE
             if len(pend.parts) == len(pend.ranges):
-                if on_result:
-                    parts = [pend.parts[j] for j in range(len(pend.ranges))]
-                    on_result(Result.join(parts, pend.duration, pend.id, pend.path))
+                emit(pend)
         queue, queued = [], 0.0
         if on_progress:
             on_progress(done_audio, time.perf_counter() - t0)
@@ -224,16 +234,20 @@ def transcribe_files(lm, inputs: list[tuple[str, Path | np.ndarray]], method: st
                 on_error(str(e))
             continue
         files += 1
-        ranges = split_points(audio, max_segment)
+        total_audio += len(audio) / SAMPLE_RATE
+        ranges = (speech_segments(audio, max_segment, vad, split=split_points) if vad is not None
+                  else split_points(audio, max_segment))
         pend = _Pending(fid, None if isinstance(path, np.ndarray) else Path(path), len(audio) / SAMPLE_RATE,
                         ranges=[(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in ranges])
+        if not ranges:  # no speech at all: an empty result, nothing decoded
+            emit(pend)
         for k, (a, b) in enumerate(ranges):
             queue.append((pend, k, audio[a:b]))
             queued += (b - a) / SAMPLE_RATE
             if queued >= max_batch_seconds:
                 flush()
     flush()
-    return TranscribeSummary(files, failed, done_audio, time.perf_counter() - t0)
+    return TranscribeSummary(files, failed, total_audio, time.perf_counter() - t0)
 
 
 def unique_ids(inputs: list[tuple[str, Path]]) -> list[tuple[str, Path]]:

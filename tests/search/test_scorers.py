@@ -203,7 +203,7 @@ def test_hotwords_bias_the_ctc_prefix_search_and_the_ar_search(model, batch):
         assert any(toks[i: i + 4] == fax for i in range(len(toks))), toks
 
 
-def test_decode_options_hotwords_reach_the_prefix_searches_and_the_ar_scorers(model):
+def test_hotword_options_build_the_prefix_bonus_and_the_ar_scorer(model):
     from asr.search.methods import ar_scorers, word_fusion_factory
     from asr.search.options import DecodeOptions
 
@@ -212,7 +212,7 @@ def test_decode_options_hotwords_reach_the_prefix_searches_and_the_ar_scorers(mo
             return [1, 2, 3]
 
     opts = DecodeOptions(hotwords=(("ABC", 3.0),))
-    bonus = word_fusion_factory(opts, Tok())()  # ctc_prefix_beam, attention_rescoring's first pass, streaming partials
+    bonus = word_fusion_factory(opts, Tok())()  # what the prefix searches use (tests/test_consistency.py: for real)
     assert isinstance(bonus, HotwordBias) and bonus.final_score((1, 2, 3)) == pytest.approx(9.0)
     names = [s.name for s in ar_scorers(model, opts, Tok(), 6, "cpu")]
     assert names == ["hotwords"]

@@ -1,0 +1,145 @@
+"""Captions as people expect them: cased, punctuated text (raw words kept for scoring), caption cues that end at
+sentence ends, and no words from noise or silence (silero-vad) in batch transcription and live captions."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+import asr
+from asr.apps.cli import app
+from asr.inference.captions import caption_cues
+from asr.inference.streaming import Recognizer, StreamingOptions
+from asr.inference.vad import speech_probabilities, speech_regions, speech_segments
+from asr.models.punctuator import BUNDLED_PUNCTUATOR, PunctuatorConfig, load_punctuator, word_labels
+from asr.results import Word
+from asr.train.punctuator import train_punctuator
+
+runner = CliRunner()
+
+
+def _noise(seconds: float = 12.0, seed: int = 0) -> np.ndarray:
+    """Pink-ish noise with a 440 Hz tone, as in the report that 40 s of it gave 15 invented words."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * 16000)
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.maximum(np.fft.rfftfreq(n, 1 / 16000), 1.0)
+    x = np.fft.irfft(spec / np.sqrt(f), n)
+    x = 0.3 * x / np.abs(x).max() + 0.1 * np.sin(2 * np.pi * 440 * np.arange(n) / 16000)
+    return x.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return asr.load_model("demo")
+
+
+@pytest.fixture(scope="module")
+def clips(speech_clips) -> list[np.ndarray]:
+    return [sf.read(c.path, dtype="float32")[0] for c in speech_clips[:3]]
+
+
+def test_word_labels_read_marks_and_case_from_written_text():
+    assert word_labels("Hello,") == [("hello", 1, 1)]
+    assert word_labels("LORD.") == [("lord", 2, 2)]
+    assert word_labels('it?"') == [("it", 3, 0)]
+    assert word_labels("well-known;") == [("well", 0, 0), ("known", 1, 0)]
+    assert word_labels("--") == []
+
+
+def test_punctuator_trains_and_learns_questions_and_sentence_case(tmp_path):
+    rng = random.Random(0)
+    names, places = ["anna", "bob", "carl", "dora", "eve"], ["home", "school", "work", "the park", "the shop"]
+    lines = []
+    for _ in range(3000):
+        n, p = rng.choice(names).capitalize(), rng.choice(places)
+        lines.append(rng.choice([f"Where is {n}? {n} is at {p}.", f"Is {n} at {p}? Yes, {n} is at {p}.",
+                                 f"{n} went to {p}, and then {n} went home."]))
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(lines))
+    cfg = PunctuatorConfig(vocab_size=40, dim=64, layers=1, max_len=128)
+    card = train_punctuator([str(text)], tmp_path / "p", minutes=0.5, cfg=cfg, batch=16, length=64, lr=3e-3,
+                            log=lambda _: None)
+    assert card["test"]["."]["f1"] > 0.6 and card["test"][","]["f1"] > 0.6, card["test"]
+    assert card["test"]["case_accuracy"] > 0.9
+    p = load_punctuator(tmp_path / "p")
+    out = p.restore("dora went to school and then dora went home".split())
+    assert out[0] == "Dora" and out[-1] == "home.", out
+
+
+def test_the_bundled_punctuator_is_small_and_ends_a_sentence():
+    size = sum(f.stat().st_size for f in BUNDLED_PUNCTUATOR.iterdir())
+    assert size <= 20 * 2**20, size
+    out = load_punctuator().restore("and god said let there be light and there was light and god saw the light "
+                                    "that it was good".split())
+    assert out[0] == "And" and any(w[-1] in ",.?" for w in out[:-1]), out
+
+
+def test_transcribe_writes_cased_punctuated_text_and_json_keeps_the_raw_words(clips, tmp_path):
+    wav = tmp_path / "talk.wav"
+    sf.write(wav, np.concatenate([clips[0], np.zeros(16000, np.float32), clips[1]]), 16000)
+    r = runner.invoke(app, ["transcribe", str(wav), "--format", "json", "--format", "srt", "--format", "txt",
+                            "--output-dir", str(tmp_path / "out"), "--no-progress"])
+    assert r.exit_code == 0, r.output
+    js = json.loads((tmp_path / "out" / "talk.json").read_text())
+    assert js["text"][0].isupper() and js["text"].rstrip()[-1] in ".?!" and js["text"] != js["text"].upper()
+    assert js["raw_text"] == js["raw_text"].upper() and js["raw_text"].split() == [w["word"] for w in js["words"]]
+    assert [w["display"] for w in js["words"]] == js["text"].split()
+    assert (tmp_path / "out" / "talk.txt").read_text().strip() == js["text"]
+    raw = runner.invoke(app, ["transcribe", str(wav), "--no-punctuate", "--no-progress"])
+    assert raw.exit_code == 0 and raw.stdout.strip() == js["raw_text"]
+
+
+def test_a_paragraph_with_pauses_comes_back_as_cased_sentences(demo, clips):
+    pause = np.zeros(24000, np.float32)
+    result = demo.transcribe(np.concatenate([clips[0], pause, clips[1], pause, clips[2]]))
+    assert result.text[0].isupper() and result.text[-1] in ".?!"
+    assert result.raw_text.isupper() and result.text.upper().replace(",", "").replace(".", "").replace("?", "") \
+        .split() == result.raw_text.split()
+    assert asr.load_model("demo").transcribe(clips[0], punctuate=False).text.isupper()
+
+
+def test_noise_and_silence_give_no_words_in_transcribe_and_live(demo):
+    for audio in (_noise(), np.zeros(16000 * 8, np.float32)):
+        assert demo.transcribe(audio).text == ""
+        live = demo.stream()
+        for i in range(0, len(audio), 1600):
+            live.feed(audio[i:i + 1600])
+        assert live.finish() == [] and live.committed == ""
+    rec = Recognizer(demo, StreamingOptions(vad=True))  # the gate is the stream's own (server streams have it too)
+    assert rec.create_stream().gate is not None
+
+
+def test_vad_cuts_keep_speech_and_drop_the_pauses(clips):
+    pause = np.zeros(32000, np.float32)
+    audio = np.concatenate([pause, clips[0], pause, clips[1], pause])
+    segs = speech_segments(audio, max_segment=30.0, gap=0.5)
+    assert 1 <= len(segs) <= 6
+    speech = sum(b - a for a, b in segs)
+    assert 0.6 * (len(clips[0]) + len(clips[1])) <= speech < len(audio) - 3 * 16000  # the clips hold pauses too
+    assert segs[0][0] >= 32000 - 0.3 * 16000  # the leading pause is not decoded
+    assert speech_regions(speech_probabilities(np.zeros(16000 * 3, np.float32))) == []
+
+
+def test_live_commits_cased_punctuated_segments(demo, clips):
+    live = demo.stream()
+    audio = np.concatenate([clips[0], np.zeros(16000, np.float32)])
+    for i in range(0, len(audio), 1600):
+        live.feed(audio[i:i + 1600])
+    segs = live.finish()
+    assert segs and segs[0].text[0].isupper() and segs[-1].text[-1] in ".?"
+    assert segs[0].raw_text.isupper()
+
+
+def test_caption_cues_end_at_sentence_ends():
+    text = ("So this is the first sentence of the talk. And here comes the second one, which runs on for a while "
+            "longer than the first. Third.").split()
+    words = [Word(w.strip(".,").upper(), 0.3 * i, 0.3 * i + 0.25, 1.0, display=w) for i, w in enumerate(text)]
+    cues = caption_cues(words)
+    assert cues[0][2].replace("\n", " ").endswith("talk.")
+    assert all(c[2].replace("\n", " ").endswith((".", ",")) or c is cues[-1] or len(c[2]) > 60 for c in cues)
