@@ -29,11 +29,12 @@ from asr.audio import SAMPLE_RATE  # noqa: E402
 from asr.data.prepare import load_cuts  # noqa: E402
 from asr.evaluation.metrics import wer  # noqa: E402
 from asr.inference.api import load_model  # noqa: E402
-from asr.inference.punctuate import cached_punctuator, punctuate_result  # noqa: E402
+from asr.inference.punctuate import cached_punctuator, punctuate_result, punctuate_segments  # noqa: E402
 from asr.inference.streaming import Recognizer, StreamingOptions  # noqa: E402
 from asr.inference.transcribe import transcribe_files  # noqa: E402
 from asr.inference.vad import shared_vad, speech_probabilities  # noqa: E402
 from asr.models.punctuator import word_labels  # noqa: E402
+from asr.results import Segment  # noqa: E402
 from asr.text import normalize_text  # noqa: E402
 from asr.train.punctuator import read_text, scores  # noqa: E402
 
@@ -118,9 +119,15 @@ def longform(loaded, cuts, minutes: float, seed: int = 0) -> dict:
     return out
 
 
+def _shown_labels(words: list[str]) -> list[tuple[int, int]]:
+    """(mark, case) of displayed words ("Hello," -> comma, Capitalised)."""
+    return [(lab[0][1], lab[0][2]) if (lab := word_labels(w)) else (0, 0) for w in words]
+
+
 def punctuation_on_transcripts(loaded, cuts, limit: int) -> dict:
-    """Demo-model transcripts (ctc_greedy) of synthetic test utterances, punctuated, against the source sentence's
-    marks and case on the words the transcript got right (aligned with difflib)."""
+    """Demo-model transcripts (ctc_greedy) of synthetic test utterances, as displayed (punctuated, each utterance a
+    recording), against the source sentence's marks and case on the words the transcript got right (aligned with
+    difflib); the same on the reference words themselves (the punctuator alone, perfect recognition)."""
     source = {}
     for sents in read_text(["bible", "fortunes"]).values():
         for s in sents:
@@ -137,14 +144,16 @@ def punctuation_on_transcripts(loaded, cuts, limit: int) -> dict:
         shown = punctuate_result(r, punct)
         times.append(time.perf_counter() - t0)
         hyp_words = [w.lower() for w in r.raw_text.split()]
-        pred = punct.predict(hyp_words)
+        pred = _shown_labels(shown.text.split())
         sm = difflib.SequenceMatcher(a=[w for w, _, _ in ref], b=hyp_words, autojunk=False)
         for blk in sm.get_matching_blocks():
             for k in range(blk.size):
                 pairs.append(((ref[blk.a + k][1], ref[blk.a + k][2]), pred[blk.b + k]))
-        ref_pairs += [((m, cse), p) for (_, m, cse), p in zip(ref, punct.predict([w for w, _, _ in ref]))]
+        ref_seg = Segment(" ".join(w.upper() for w, _, _ in ref), 0.0, 1.0)
+        ref_shown = punctuate_segments([ref_seg], punct)[0].text.split()
+        ref_pairs += [((m, cse), p) for (_, m, cse), p in zip(ref, _shown_labels(ref_shown))]
         n += 1
-        if n == 1:
+        if n <= 3:
             print("example:", raw, "->", shown.text, flush=True)
         if n >= limit:
             break

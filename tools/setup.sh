@@ -20,7 +20,7 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 # Voices in Debian's main component.
 APT_MAIN=(sox libsox-fmt-all libsndfile1 libportaudio2 ffmpeg
           espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
-          bible-kjv fortunes wamerican
+          bible-kjv fortunes dict-devil jargon wamerican
           pulseaudio pulseaudio-utils libasound2-plugins
           chromium)  # headless browser for the caption page test
 # Voices in contrib/non-free, installed through a private apt sources file so the system's
