@@ -84,13 +84,17 @@ DEVIL_DICT = "/usr/share/dictd/devil.dict.dz"
 JARGON_INFO = "/usr/share/info/jargon.info.gz"
 
 
+def _read_gz(path: str, package: str) -> str:
+    try:
+        return gzip.open(path, "rt", encoding="utf-8", errors="ignore").read()
+    except OSError:
+        raise TextSourceError(f"{path}: missing (apt-get install {package})") from None
+
+
 def devil_text() -> str:
     """The Devil's Dictionary (1911, public domain): its definitions and verse, headwords and dictd headers
     left out."""
-    try:
-        raw = gzip.open(DEVIL_DICT, "rt", encoding="utf-8", errors="ignore").read()
-    except OSError:
-        raise TextSourceError(f"{DEVIL_DICT}: missing (apt-get install dict-devil)") from None
+    raw = _read_gz(DEVIL_DICT, "dict-devil")
     keep = []
     for line in raw.splitlines():
         s = line.strip()
@@ -104,10 +108,7 @@ def devil_text() -> str:
 def jargon_text() -> str:
     """The Jargon File (public domain): entry bodies with the info markup removed ({cross references},
     `quotes', /pronunciations/, node headers)."""
-    try:
-        raw = gzip.open(JARGON_INFO, "rt", encoding="utf-8", errors="ignore").read()
-    except OSError:
-        raise TextSourceError(f"{JARGON_INFO}: missing (apt-get install jargon)") from None
+    raw = _read_gz(JARGON_INFO, "jargon")
     out = []
     for line in raw.splitlines():
         if line.startswith(("File:", "\x1f", "*", "=")):

@@ -171,6 +171,10 @@ class Stream:
                 self._resampler = soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32")
                 self._rate_hz = sample_rate
             x = self._resampler.resample_chunk(x)
+        self._take(x)
+
+    def _take(self, x: np.ndarray) -> None:
+        """16 kHz samples into the stream: counted, shown to the VAD gate, turned into features."""
         self.samples_in += x.size
         if self.gate is not None:
             self.gate.accept(x)
@@ -183,12 +187,7 @@ class Stream:
         if self._resampler is not None:
             tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
             if tail.size:
-                self.samples_in += tail.size
-                if self.gate is not None:
-                    self.gate.accept(tail)
-                f = self.fbank.accept(tail)
-                if f.numel():
-                    self.feats = torch.cat([self.feats, f])
+                self._take(tail)
         self.finished = True
 
     def finalize(self) -> "Segment | None":
