@@ -27,6 +27,7 @@ from typing import Sequence
 
 import numpy as np
 import soundfile as sf
+from scipy.signal import lfilter
 from tqdm import tqdm
 
 from asr.audio import SAMPLE_RATE
@@ -208,8 +209,6 @@ def _noise(n: int, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.5:
         return white
     # pink-ish: first-order low-pass of white noise
-    from scipy.signal import lfilter
-
     return lfilter([1.0], [1.0, -0.95], white).astype(np.float32)
 
 
