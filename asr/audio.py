@@ -65,6 +65,35 @@ def check_samples(samples: np.ndarray, path: str | os.PathLike = "<array>") -> n
     return samples
 
 
+MIN_RATE, MAX_RATE = 1000, 768000
+
+
+def as_samples(audio, sample_rate=SAMPLE_RATE, where: str = "<array>", allow_empty: bool = False) -> np.ndarray:
+    """Samples a caller gives (a file's are read by :func:`load_audio`) -> mono float32 in [-1, 1] at
+    ``sample_rate`` (not resampled): integer PCM scaled (int16, int32, uint8), ``(N, C)`` or ``(C, N)`` averaged over
+    channels (the longer axis is time). Empty (unless ``allow_empty``: a streaming block), non-finite samples, more
+    than two dimensions and a sample rate outside 1 kHz-768 kHz are an :class:`AudioError` naming ``where``. The one
+    check that batch transcription, the API and every stream apply."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.integer, np.floating)) \
+            or not MIN_RATE <= sample_rate <= MAX_RATE or float(sample_rate) != int(sample_rate):
+        raise AudioError(where, f"sample rate must be a whole number of Hz in {MIN_RATE}..{MAX_RATE}, not {sample_rate!r}")
+    x = audio.detach().cpu().numpy() if hasattr(audio, "detach") else np.asarray(audio)
+    if x.dtype.kind in "iu":
+        info = np.iinfo(x.dtype)
+        x = (x.astype(np.float32) - (info.max + 1) / 2 if x.dtype.kind == "u" else x.astype(np.float32)) \
+            / float(-(info.min) if x.dtype.kind == "i" else (info.max + 1) / 2)
+    elif x.dtype.kind != "f":
+        raise AudioError(where, f"samples must be numbers, not {x.dtype}")
+    if x.ndim == 2:  # (samples, channels) or (channels, samples): the longer axis is time
+        x = to_mono(x if x.shape[0] >= x.shape[1] else x.T)
+    if x.ndim > 2:
+        raise AudioError(where, f"samples must be 1-D or 2-D (samples, channels), not shape {x.shape}")
+    x = x.reshape(-1).astype(np.float32, copy=False)
+    if x.size == 0 and allow_empty:
+        return x
+    return check_samples(x, where)
+
+
 def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Read ``path`` and return mono float32 samples ``(T,)`` in [-1, 1] at ``sample_rate``.
 

@@ -49,6 +49,7 @@ class _Source:
         self.inbox: collections.deque = collections.deque()  # appended by handlers, popped by the worker
         self.queued = 0.0  # seconds of audio in the inbox (approximate across threads; used for backpressure)
         self.last = None  # the last payload sent
+        self.ended = False  # input finished and its last segment committed
 
     def put(self, rate: int, samples: np.ndarray | None) -> None:
         if samples is not None:
@@ -100,14 +101,13 @@ class CaptionServer:
             self.stats["batches"] += 1
             self.stats["max_batch"] = max(self.stats["max_batch"], len(ready))
             for src in ready:
-                s = src.stream
-                if s.is_endpoint or (s.finished and not self.rec.is_ready(s)):
-                    seg = self.rec.finalize(s)
-                    if seg is not None and src is self.server:
-                        self.stats["server_segments"] += 1
-                        if self.on_segment:
-                            self.on_segment(seg)
+                if src.stream.is_endpoint:
+                    self._commit(src)
             self.stats["decode_seconds"] += time.perf_counter() - t0
+        for src in sources:  # input ended and nothing left to decode: its last segment is committed, once
+            if src.stream.finished and not src.ended and not src.inbox and not self.rec.is_ready(src.stream):
+                self._commit(src)
+                src.ended = True
         self.stats["server_audio_seconds"] = self.server.stream.seconds
         for src in sources:
             if src is self.server:
@@ -123,6 +123,13 @@ class CaptionServer:
                 self._send(v.send, server)
         return bool(ready)
 
+    def _commit(self, src: "_Source") -> None:
+        seg = self.rec.finalize(src.stream)
+        if seg is not None and src is self.server:
+            self.stats["server_segments"] += 1
+            if self.on_segment:
+                self.on_segment(seg)
+
     def decode_forever(self) -> None:
         """Run rounds until :attr:`stop` is set; then commit what the server stream still holds."""
         while not self.stop.is_set():
@@ -133,11 +140,8 @@ class CaptionServer:
                 busy = False
             if not busy:
                 time.sleep(self.tick)
-        seg = self.rec.finalize(self.server.stream)  # the last segment is kept, as in the terminal
-        if seg is not None:
-            self.stats["server_segments"] += 1
-            if self.on_segment:
-                self.on_segment(seg)
+        if not self.server.ended:
+            self._commit(self.server)  # the last segment is kept, as in the terminal
 
     def _send(self, send, text: str) -> None:
         if self.loop is not None and send is not None:

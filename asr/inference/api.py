@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from asr.audio import SAMPLE_RATE, check_samples, load_audio, resample, to_mono
+from asr.audio import SAMPLE_RATE, as_samples, load_audio, resample
 from asr.inference import model_dir
 from asr.inference.model_dir import LoadedModel
 from asr.inference.punctuate import cached_punctuator
@@ -41,15 +41,9 @@ from asr.search.options import decode_options
 def _samples(audio, sample_rate: int | None) -> tuple[np.ndarray, str]:
     if isinstance(audio, (str, os.PathLike)):
         return load_audio(audio), str(audio)
-    x = np.asarray(audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else audio, dtype=np.float32)
-    if x.ndim == 2:  # (samples, channels) or (channels, samples): the longer axis is time
-        x = to_mono(x if x.shape[0] >= x.shape[1] else x.T)
-    if x.ndim != 1:
-        raise ValueError(f"audio must be a path or a 1-D / 2-D array, not shape {x.shape}")
-    if sample_rate is None:
-        sample_rate = SAMPLE_RATE
-    x = check_samples(x, "<array>")
-    return (resample(x, sample_rate) if sample_rate != SAMPLE_RATE else x), "<array>"
+    rate = SAMPLE_RATE if sample_rate is None else sample_rate
+    x = as_samples(audio, rate)
+    return (resample(x, int(rate)) if rate != SAMPLE_RATE else x), "<array>"
 
 
 def model_device(model) -> torch.device:

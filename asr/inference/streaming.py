@@ -27,7 +27,7 @@ import numpy as np
 import soxr
 import torch
 
-from asr.audio import SAMPLE_RATE
+from asr.audio import SAMPLE_RATE, as_samples
 from asr.config import ENDPOINT_IDLE_SECONDS, ENDPOINT_MAX_SEGMENT_SECONDS, ENDPOINT_PAUSE_SECONDS
 from asr.features import StreamingFbank
 from asr.inference.decode import segment_from_tokens
@@ -161,11 +161,10 @@ class Stream:
 
     # -- audio in
     def accept_waveform(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-        """Add mono samples (float in [-1, 1] or int16) at any rate; resampled to 16 kHz on the fly."""
-        x = np.asarray(samples)
-        if x.dtype == np.int16:
-            x = x.astype(np.float32) / 32768.0
-        x = x.astype(np.float32).reshape(-1)
+        """Add samples at any rate (float in [-1, 1] or integer PCM, mono or two channels; checked as batch input
+        is, :func:`asr.audio.as_samples`: NaN, an impossible rate... raise); resampled to 16 kHz on the fly."""
+        x = as_samples(samples, sample_rate, "<stream>", allow_empty=True)
+        sample_rate = int(sample_rate)
         if sample_rate != SAMPLE_RATE:
             if self._resampler is None or self._rate_hz != sample_rate:
                 self._resampler = soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32")
