@@ -76,3 +76,10 @@ def test_recipe_stages_0_to_2(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
     r = subprocess.run(cmd[:-2] + ["--stop-stage", "0"], capture_output=True, text=True, env=env)  # synth again
     assert r.returncode == 0 and "all files were already there" in r.stdout + r.stderr, r.stderr[-2000:]
+
+
+def test_a_bad_compute_device_is_one_line():
+    r = subprocess.run([sys.executable, "-m", "asr", "transcribe", "x.wav", "--device", "nonexistent"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == "error: --device 'nonexistent': not a compute device (cpu, cuda, cuda:N, mps)"

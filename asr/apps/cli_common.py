@@ -56,6 +56,12 @@ DEMO_MODEL = "demo"
 
 def load(model: str, device: str = "cpu", quantize: Optional[str] = None, backend: str = "torch"):
     """A model directory (or ``demo``) for the CLI: PyTorch, or an ``asr export-onnx`` directory with onnxruntime."""
+    import torch
+
+    try:
+        torch.device(device)
+    except RuntimeError:
+        _fail(f"--device {device!r}: not a compute device (cpu, cuda, cuda:N, mps)")
     if backend == "onnx":
         if quantize or not str(device).startswith("cpu"):
             _fail("--backend onnx runs on the CPU, without --quantize")
