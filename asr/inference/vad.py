@@ -7,6 +7,7 @@ stream so that a segment in which nobody spoke shows and commits nothing.
 
 from __future__ import annotations
 
+import collections
 import copy
 import warnings
 
@@ -43,15 +44,18 @@ def shared_vad():
     return _SHARED[0]
 
 
+def _window_probs(model, x: np.ndarray) -> list[float]:
+    """Speech probability of each whole 32-ms window of 16 kHz ``x``; the model's recurrent state carries on."""
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    with torch.inference_mode():
+        return [float(model(t[i * WINDOW:(i + 1) * WINDOW], SAMPLE_RATE)) for i in range(len(t) // WINDOW)]
+
+
 def speech_probabilities(audio: np.ndarray, model=None) -> np.ndarray:
     """The probability of speech in each 32-ms window of 16 kHz ``audio``."""
     model = model or load_vad()
     model.reset_states()
-    x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
-    n = len(x) // WINDOW
-    with torch.inference_mode():
-        probs = [float(model(x[i * WINDOW:(i + 1) * WINDOW], SAMPLE_RATE)) for i in range(n)]
-    return np.asarray(probs, dtype=np.float32)
+    return np.asarray(_window_probs(model, audio), dtype=np.float32)
 
 
 def speech_regions(probs: np.ndarray, threshold: float = THRESHOLD, min_speech: float = 0.25,
@@ -118,22 +122,18 @@ class StreamGate:
         self.threshold = threshold
         self.pending = np.zeros(0, np.float32)
         self.windows = 0  # windows decided so far
-        self.speech: list[int] = []  # indices of windows with speech (the last `keep` seconds)
+        self.speech: collections.deque[int] = collections.deque()  # windows with speech (the last `keep` seconds)
         self.keep = int(keep * SAMPLE_RATE / WINDOW)
 
     def accept(self, samples: np.ndarray) -> None:
         x = np.concatenate([self.pending, samples.astype(np.float32, copy=False)])
         n = len(x) // WINDOW
         if n:
-            with torch.inference_mode():
-                t = torch.from_numpy(np.ascontiguousarray(x[: n * WINDOW]))
-                for i in range(n):
-                    if float(self.model(t[i * WINDOW:(i + 1) * WINDOW], SAMPLE_RATE)) >= self.threshold:
-                        self.speech.append(self.windows + i)
+            probs = _window_probs(self.model, x[: n * WINDOW])
+            self.speech.extend(self.windows + i for i, p in enumerate(probs) if p >= self.threshold)
             self.windows += n
-            cut = self.windows - self.keep
-            while self.speech and self.speech[0] < cut:
-                self.speech.pop(0)
+            while self.speech and self.speech[0] < self.windows - self.keep:
+                self.speech.popleft()
         self.pending = x[n * WINDOW:]
 
     def speech_between(self, start: float, end: float) -> bool:
