@@ -93,8 +93,9 @@ class Tokenizer:
 
     # -- decoding
     def decode(self, ids: Iterable[int]) -> str:
-        """Model ids -> text; blank, mask and sos/eos are dropped."""
-        return self._sp.decode([i - _PIECE_OFFSET for i in ids if 1 <= i <= self.num_pieces])
+        """Model ids -> text; blank, mask and sos/eos are dropped; one space between words (a non-autoregressive
+        decoder can emit word-start pieces back to back, which SentencePiece would keep as two or three spaces)."""
+        return " ".join(self._sp.decode([i - _PIECE_OFFSET for i in ids if 1 <= i <= self.num_pieces]).split())
 
     def id_to_piece(self, i: int) -> str:
         if i == self.blank_id:

@@ -80,3 +80,14 @@ def test_same_as_ignores_where_the_tokenizer_was_trained(tmp_path):
     assert a.model_path.read_bytes() != b.model_path.read_bytes()
     assert a.same_as(b) and b.same_as(a)
     assert not a.same_as(c)
+
+
+def test_decoded_text_has_one_space_between_words_when_word_starts_come_back_to_back():
+    """A non-autoregressive decoder can emit the lone word-start piece twice in a row; the text keeps one space."""
+    from asr.inference.model_dir import load_model
+
+    tok = load_model("demo").tokenizer
+    lone = next(i for i in range(1, tok.num_pieces + 1) if tok.id_to_piece(i) == "\u2581")
+    a, b = tok.encode("HELLO"), tok.encode("WORLD")
+    text = tok.decode([*a, lone, lone, lone, *b, lone])
+    assert text == "HELLO WORLD"
