@@ -304,7 +304,9 @@ class Trainer:
         self.writer = self.log_f = self.bar = None
         if self.dist.main:
             self.writer = _tensorboard(self.exp / "tensorboard", self.step_n)
-            self.log_f = open(self.exp / "train_log.jsonl", "a", encoding="utf-8")
+            log_path = self.exp / "train_log.jsonl"
+            _drop_rows_after(log_path, self.step_n)  # a resumed run logs again what followed its checkpoint
+            self.log_f = open(log_path, "a", encoding="utf-8")
             if progress:
                 self.bar = tqdm(total=self.tc.total_steps or None, initial=self.step_n, unit="step", dynamic_ncols=True,
                                 desc="train")
@@ -509,6 +511,22 @@ class Trainer:
             if self.writer is not None:
                 self.writer.close()
         return summary
+
+
+def _drop_rows_after(log_path: Path, step: int) -> None:
+    """Keep the rows of ``train_log.jsonl`` up to ``step`` (atomically); a torn last line goes too."""
+    if not log_path.exists():
+        return
+    keep = []
+    for line in log_path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue
+    tmp = log_path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(f"{x}\n" for x in keep), encoding="utf-8")
+    os.replace(tmp, log_path)
 
 
 def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str = "train", valid_subset: str = "dev",

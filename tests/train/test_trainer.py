@@ -137,7 +137,14 @@ def test_resume_is_exact(tiny_manifests, lang, tmp_path):
     part = load_config("tiny", common + ["train.total_steps=3"])
     train(part, tiny_manifests, lang, tmp_path / "b", valid_subset="", progress=False)
     assert [p.name for p in list_checkpoints(tmp_path / "b")] == ["step-3.pt"]
+    with open(tmp_path / "b" / "train_log.jsonl", "a") as f:  # what a run killed at step 5 had logged, torn line too
+        f.write('{"step": 4, "loss": 9.0}\n{"step": 5, "loss": 9.0}\n{"step": 5, "lo')
     train(full, tiny_manifests, lang, tmp_path / "b", valid_subset="", progress=False)
+    def loss_steps(exp):
+        rows = [json.loads(x) for x in (exp / "train_log.jsonl").read_text().splitlines()]
+        return [r["step"] for r in rows if "loss" in r]
+
+    assert loss_steps(tmp_path / "b") == loss_steps(tmp_path / "a") == [1, 2, 3, 4, 5, 6], "the log repeats rows"
     a, b = _weights(tmp_path / "a"), _weights(tmp_path / "b")
     assert a.keys() == b.keys()
     for k in a:
