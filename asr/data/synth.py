@@ -158,31 +158,41 @@ def plan(cfg: SynthConfig, voices: Sequence[Voice], sentences: list[str]) -> lis
         if target <= 0 or not groups[subset]:
             continue
         speakers = []
-        for v in groups[subset]:
-            for _ in range(cfg.speakers_per_voice):
+        for _ in range(cfg.speakers_per_voice):  # every voice's first speaker before any voice's second
+            for v in groups[subset]:
                 speakers.append(Speaker(speaker_id, 1000 + speaker_id * 7 % 9000, subset, v,
                                         rate=round(float(rng.uniform(*cfg.rate_range)), 3),
                                         pitch=round(float(rng.uniform(0.85, 1.15)), 3)))
                 speaker_id += 1
-        per_speaker = target / len(speakers)
+        # sentences go to the speakers in turn until the subset's planned length reaches its target (the last one
+        # only when it brings the total closer), so a small corpus is as long as asked, not one sentence per
+        # speaker over it
+        utts: dict[int, list[Utterance]] = {spk.speaker_id: [] for spk in speakers}
+        planned, turn = 0.0, 0
+        while planned < target:
+            spk = speakers[turn % len(speakers)]
+            turn += 1
+            if next_sentence >= len(sentences):
+                raise CorpusError(f"the text has only {len(sentences)} usable sentences; ask for fewer "
+                                  f"hours or give more text with --text")
+            text = sentences[order[next_sentence]]
+            next_sentence += 1
+            seconds = len(text.split()) / (WORDS_PER_SECOND * spk.rate)
+            if planned and planned + seconds - target > target - planned:
+                break
+            planned += seconds
+            mine = utts[spk.speaker_id]
+            uid = f"{spk.speaker_id}-{spk.chapter_id}-{len(mine):04d}"
+            aug, snr = ((), None)
+            if subset == "train" and rng.random() < cfg.augment:
+                aug, snr = _sox_augment(rng)
+            path = cfg.out_dir / subset / str(spk.speaker_id) / str(spk.chapter_id) / f"{uid}.flac"
+            mine.append(Utterance(uid, text, path, aug, snr, round(float(rng.uniform(0.3, 0.9)), 3)))
         for spk in speakers:
-            planned, utts = 0.0, []
-            while planned < per_speaker:
-                if next_sentence >= len(sentences):
-                    raise CorpusError(f"the text has only {len(sentences)} usable sentences; ask for fewer "
-                                      f"hours or give more text with --text")
-                text = sentences[order[next_sentence]]
-                next_sentence += 1
-                planned += len(text.split()) / (WORDS_PER_SECOND * spk.rate)
-                uid = f"{spk.speaker_id}-{spk.chapter_id}-{len(utts):04d}"
-                aug, snr = ((), None)
-                if subset == "train" and rng.random() < cfg.augment:
-                    aug, snr = _sox_augment(rng)
-                path = cfg.out_dir / subset / str(spk.speaker_id) / str(spk.chapter_id) / f"{uid}.flac"
-                utts.append(Utterance(uid, text, path, aug, snr, round(float(rng.uniform(0.3, 0.9)), 3)))
+            mine = utts[spk.speaker_id]
             batch = FESTIVAL_BATCH if spk.voice.engine == "festival" else 12
-            for i in range(0, len(utts), batch):
-                tasks.append(Task(spk, tuple(utts[i:i + batch])))
+            for i in range(0, len(mine), batch):
+                tasks.append(Task(spk, tuple(mine[i:i + batch])))
     return tasks
 
 

@@ -175,3 +175,12 @@ def test_subset_runs_keep_each_others_totals(tmp_path):
     assert second["subsets"]["test"] == first["subsets"]["test"]
     listed = {line.split("|")[1].strip() for line in (tmp_path / "c" / "SPEAKERS.TXT").read_text().splitlines()[1:]}
     assert listed == {"dev", "test"}
+
+
+def test_a_small_corpus_is_as_long_as_asked(tiny_corpus: Path):
+    """Sentences are planned until each subset's share is reached, not one per speaker over it (0.05 h asked gave
+    0.091 h when every speaker got at least one)."""
+    summary = json.loads((tiny_corpus / "synth.json").read_text())
+    asked = summary["config"]["hours"]
+    made = sum(v["hours"] for v in summary["subsets"].values())
+    assert 0.75 * asked < made < 1.25 * asked, (asked, made)
