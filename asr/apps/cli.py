@@ -26,7 +26,7 @@ from asr.apps.cli_common import (
     user_errors,
     with_decode_flags,
 )
-from asr.config import ENDPOINT_IDLE_SECONDS, ENDPOINT_MAX_SEGMENT_SECONDS, ENDPOINT_PAUSE_SECONDS
+from asr.config import ENDPOINT_IDLE_SECONDS, ENDPOINT_MAX_SEGMENT_SECONDS, ENDPOINT_PAUSE_SECONDS, MAX_LIVE_STREAMS
 from asr.search.options import DEFAULTS
 
 
@@ -276,6 +276,7 @@ def live_cmd(
     host: str = typer.Option("127.0.0.1", help="--serve: address to bind."),
     port: int = typer.Option(8765, help="--serve: port."),
     no_mic: bool = typer.Option(False, "--no-mic", help="--serve: no server microphone (browser clients only)."),
+    max_streams: int = typer.Option(MAX_LIVE_STREAMS, help="--serve: live audio clients at once; beyond it a new one is refused (close code 1013, try again later) instead of slowing everyone (docs/serving.md)."),
     vad: bool = typer.Option(True, help="Gate with silero-vad: a segment in which nobody spoke shows and commits nothing (noise, tones, music)."),
     punctuate: bool = typer.Option(True, help="Committed captions cased and punctuated (the tentative tail stays raw)."),
     device: str = typer.Option("cpu", help="Compute device: cpu, cuda, cuda:N."),
@@ -317,7 +318,8 @@ def live_cmd(
         typer.echo("listening (Ctrl-C to stop)...", err=True)
     try:
         if serve_flag:
-            figures = _run(live.caption_server, rec, source, host, port, output, log=lambda m: typer.echo(m, err=True))
+            figures = _run(live.caption_server, rec, source, host, port, output, log=lambda m: typer.echo(m, err=True),
+                           max_streams=max_streams)
             if stats:
                 typer.echo(json.dumps(figures), err=True)
             return

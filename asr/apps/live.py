@@ -23,6 +23,7 @@ import numpy as np
 
 from asr.apps.serve import CaptionServer, serve
 from asr.audio import SAMPLE_RATE, load_audio
+from asr.config import MAX_LIVE_STREAMS
 from asr.inference.captions import VTT_HEADER, ScreenMetrics, caption_cues, srt_cue, vtt_cue
 from asr.inference.streaming import Recognizer, Segment
 
@@ -261,12 +262,12 @@ def caption_terminal(recognizer: Recognizer, source, output: Path | None = None)
 
 
 def caption_server(recognizer: Recognizer, source, host: str, port: int, output: Path | None = None,
-                   log: Callable[[str], None] = print) -> dict:
+                   log: Callable[[str], None] = print, max_streams: int = MAX_LIVE_STREAMS) -> dict:
     """The caption web page at ``http://HOST:PORT/`` (:mod:`asr.apps.serve`) until Ctrl-C; the server's own
     captions also go to ``output``. Returns the server's figures (batches, segments, revisions)."""
 
     writer = TranscriptWriter(output) if output else None
-    srv = CaptionServer(recognizer, on_segment=writer.write if writer else None)
+    srv = CaptionServer(recognizer, on_segment=writer.write if writer else None, max_streams=max_streams)
     log(f"serving captions on http://{host}:{port}/ (Ctrl-C to stop)")
     try:
         asyncio.run(serve(recognizer, source, host, port, server=srv))

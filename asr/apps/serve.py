@@ -3,17 +3,24 @@
 * ``GET /`` (any query string, e.g. ``/?overlay``): the caption page (large text, usable as a streaming
   overlay). It shows the server's own captions (its microphone, or a recording given with ``--input``)
   and can send the browser's microphone.
-* ``/ws/captions``: JSON caption updates of the server's source, ``{"committed", "tentative"}``.
+* ``/ws/captions``: JSON caption updates of the server's source, ``{"commit": "...", "tentative": "..."}``:
+  ``commit`` is the text committed since the previous message (the first message carries the last
+  ``HISTORY_CHARS`` characters of what was committed before the viewer came), so messages stay small however
+  long the captions run.
 * ``/ws/audio``: a client's own audio. First a text message ``{"sample_rate": N}`` (within
   ``FIRST_MESSAGE_SECONDS``), then binary frames of little-endian int16 mono PCM (at most
-  ``MAX_FRAME_BYTES`` each); the replies are that stream's captions. A malformed or oversized frame
-  closes only that connection (code 1003 / 1009).
+  ``MAX_FRAME_BYTES`` each), and the text message ``"end"`` when done (its last words are committed); the
+  replies are that stream's captions. A malformed or oversized frame closes only that connection (code
+  1003 / 1009), a client silent for ``IDLE_SECONDS`` is closed (1008), and beyond ``max_streams`` live audio
+  clients a new one is refused at once (1013, try again later) rather than slowing everyone down.
 
 All streams (the server's and every client's) are decoded together in batches by one worker thread.
 The event loop never waits for the decoder: handlers only queue audio. Each round of the worker
 moves at most one chunk of queued audio into each stream and decodes every ready stream one chunk,
 so a client that sends faster than real time advances one chunk per round like everyone else (its
-backlog makes its handler wait, which slows its socket down) instead of delaying the others.
+backlog makes its handler wait, which slows its socket down) instead of delaying the others. Such a client is
+not timed out by keepalive pings (its pongs wait behind the audio the server is not reading yet: the audio
+itself shows it is alive). A closed connection's stream leaves the worker's set at once, queued audio and all.
 """
 
 from __future__ import annotations
@@ -31,12 +38,15 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from asr.config import MAX_LIVE_STREAMS
 from asr.inference.streaming import Recognizer, Segment, Stream
 
 MAX_FRAME_BYTES = 64000  # 2 s of 16 kHz int16 audio per message at most
 MAX_RATE = 192000
 MAX_BACKLOG_SECONDS = 8.0  # queued, undecoded audio per client before its handler stops reading
 FIRST_MESSAGE_SECONDS = 10.0  # a client must say its sample rate within this time
+IDLE_SECONDS = 60.0  # an audio client that sends nothing for this long is closed
+HISTORY_CHARS = 600  # committed text a new viewer gets before the live updates
 PAGE = Path(__file__).parent / "web" / "captions.html"
 log = logging.getLogger(__name__)
 
@@ -48,8 +58,23 @@ class _Source:
         self.stream, self.send = stream, send
         self.inbox: collections.deque = collections.deque()  # appended by handlers, popped by the worker
         self.queued = 0.0  # seconds of audio in the inbox (approximate across threads; used for backpressure)
-        self.last = None  # the last payload sent
+        self.last = ("", None)  # (tentative, segments count) of the last message sent
         self.ended = False  # input finished and its last segment committed
+        self.closed = False  # its connection is gone: the worker drops it
+
+    def message(self, first: bool = False) -> str | None:
+        """The caption update since the last one (None when nothing changed): the newly committed text and the
+        running partial. ``first``: a new viewer's first message, with the tail of the committed text."""
+        r = self.stream.result
+        state = (r.tentative, r.count)
+        if state == self.last and not first:
+            return None
+        if first:
+            commit = _tail(r.committed, HISTORY_CHARS)
+        else:
+            commit = " ".join(seg.text for seg in r.since(self.last[1] or 0))
+        self.last = state
+        return json.dumps({"commit": commit, "tentative": r.tentative})
 
     def put(self, rate: int, samples: np.ndarray | None) -> None:
         if samples is not None:
@@ -71,9 +96,12 @@ class CaptionServer:
     """Holds the streams; :meth:`step` decodes one round, :meth:`decode_forever` runs rounds in a thread."""
 
     def __init__(self, recognizer: Recognizer, tick: float = 0.02,
-                 on_segment: Callable[[Segment], None] | None = None):
+                 on_segment: Callable[[Segment], None] | None = None, max_streams: int = MAX_LIVE_STREAMS):
+        if max_streams < 1:
+            raise ValueError(f"max_streams must be at least 1, not {max_streams}")
         self.rec = recognizer
         self.tick = tick
+        self.max_streams = max_streams
         self.on_segment = on_segment  # the server stream's committed segments (e.g. a transcript file)
         self.members = threading.Lock()  # guards the client set only; never held while decoding
         self.clients: set[_Source] = set()
@@ -81,9 +109,8 @@ class CaptionServer:
         self.viewers: set = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stop = threading.Event()
-        self.last_server = None
         self.worker: threading.Thread | None = None
-        self.stats = {"batches": 0, "max_batch": 0, "rejected": 0, "timeouts": 0, "disconnects": 0,
+        self.stats = {"batches": 0, "max_batch": 0, "rejected": 0, "refused": 0, "timeouts": 0, "disconnects": 0,
                       "server_segments": 0, "server_audio_seconds": 0.0, "decode_seconds": 0.0}
 
     # -- the decode worker (a thread: the event loop stays free for sockets)
@@ -91,7 +118,7 @@ class CaptionServer:
         """One round: at most one chunk of new audio into each stream, one batched decode of every ready
         stream, endpoints finalized, caption updates sent. Returns whether anything was decoded."""
         with self.members:
-            sources = [self.server, *self.clients]
+            sources = [self.server, *(c for c in self.clients if not c.closed)]
         for src in sources:
             src.pull_one_chunk(self.rec)
         ready = [src for src in sources if self.rec.is_ready(src.stream)]
@@ -112,15 +139,13 @@ class CaptionServer:
         for src in sources:
             if src is self.server:
                 continue
-            p = _payload(src.stream)
-            if p != src.last:
-                src.last = p
-                self._send(src.send, p)
-        server = _payload(self.server.stream)
-        if server != self.last_server:
-            self.last_server = server
+            msg = src.message()
+            if msg is not None:
+                self._send(src.send, msg)
+        msg = self.server.message()
+        if msg is not None:
             for v in list(self.viewers):
-                self._send(v.send, server)
+                self._send(v.send, msg)
         return bool(ready)
 
     def _commit(self, src: "_Source") -> None:
@@ -164,7 +189,7 @@ class CaptionServer:
             if path == "/ws/captions":
                 self.viewers.add(ws)
                 try:
-                    await ws.send(self.last_server or _payload(self.server.stream))
+                    await ws.send(_Source(self.server.stream).message(first=True))
                     async for _ in ws:  # viewers send nothing; wait for them to leave
                         pass
                 finally:
@@ -177,6 +202,12 @@ class CaptionServer:
             self.stats["disconnects"] += 1
 
     async def _audio_client(self, ws) -> None:
+        with self.members:
+            full = len(self.clients) >= self.max_streams
+        if full:  # admission control: a clear refusal, not slowness for everyone
+            self.stats["refused"] += 1
+            await ws.close(1013, f"server full: {self.max_streams} live streams (--max-streams); try again later")
+            return
         try:
             first = await asyncio.wait_for(ws.recv(), FIRST_MESSAGE_SECONDS)
         except (asyncio.TimeoutError, TimeoutError):
@@ -188,29 +219,45 @@ class CaptionServer:
             self.stats["rejected"] += 1
             await ws.close(1003, f'first message must be {{"sample_rate": N}} with 8000 <= N <= {MAX_RATE}')
             return
+        ws.ping_timeout = None  # a client we stop reading cannot answer pings in time; its audio shows it is alive
         client = _Source(self.rec.create_stream(), ws.send)
         with self.members:
             self.clients.add(client)
         try:
-            async for msg in ws:
-                if isinstance(msg, str):
-                    if msg == "end":
-                        client.put(rate, None)
-                        continue
-                    self.stats["rejected"] += 1
-                    await ws.close(1003, "expected binary int16 PCM frames")
-                    return
-                if len(msg) > MAX_FRAME_BYTES or len(msg) % 2:
-                    self.stats["rejected"] += 1
-                    await ws.close(1009 if len(msg) > MAX_FRAME_BYTES else 1003,
-                                   f"frames must be int16 PCM of at most {MAX_FRAME_BYTES} bytes")
-                    return
-                client.put(rate, np.frombuffer(msg, dtype="<i2"))
-                while client.queued > MAX_BACKLOG_SECONDS and not self.stop.is_set():
-                    await asyncio.sleep(0.05)  # backpressure: stop reading a client that is far ahead
+            await self._read_audio(ws, client, rate)
         finally:
+            client.closed = True
+            client.inbox.clear()
             with self.members:
                 self.clients.discard(client)
+
+    async def _read_audio(self, ws, client: _Source, rate: int) -> None:
+        from websockets.protocol import State
+
+        while True:
+            try:
+                msg = await asyncio.wait_for(ws.recv(), IDLE_SECONDS)
+            except (asyncio.TimeoutError, TimeoutError):
+                self.stats["timeouts"] += 1
+                await ws.close(1008, f"no audio for {IDLE_SECONDS:.0f} s")
+                return
+            if isinstance(msg, str):
+                if msg == "end":
+                    client.put(rate, None)
+                    continue
+                self.stats["rejected"] += 1
+                await ws.close(1003, "expected binary int16 PCM frames")
+                return
+            if len(msg) > MAX_FRAME_BYTES or len(msg) % 2:
+                self.stats["rejected"] += 1
+                await ws.close(1009 if len(msg) > MAX_FRAME_BYTES else 1003,
+                               f"frames must be int16 PCM of at most {MAX_FRAME_BYTES} bytes")
+                return
+            client.put(rate, np.frombuffer(msg, dtype="<i2"))
+            while client.queued > MAX_BACKLOG_SECONDS and not self.stop.is_set():
+                if ws.state is not State.OPEN:  # gone while we held it back: drop its work now
+                    return
+                await asyncio.sleep(0.05)  # backpressure: stop reading a client that is far ahead
 
 
 def _sample_rate(message) -> int | None:
@@ -227,8 +274,12 @@ def _sample_rate(message) -> int | None:
     return int(rate) if float(rate).is_integer() else None
 
 
-def _payload(s: Stream) -> str:
-    return json.dumps({"committed": s.result.committed, "tentative": s.result.tentative})
+def _tail(text: str, chars: int) -> str:
+    """The last ``chars`` characters of ``text``, from a word start."""
+    if len(text) <= chars:
+        return text
+    cut = text[-chars:]
+    return cut[cut.find(" ") + 1:] if " " in cut else cut
 
 
 async def _safe_send(send, text: str) -> None:
@@ -255,9 +306,11 @@ def _process_request(connection, request):
 
 async def serve(recognizer: Recognizer, source, host: str = "127.0.0.1", port: int = 8765,
                 ready: threading.Event | None = None, stop: threading.Event | None = None,
-                server: CaptionServer | None = None) -> CaptionServer:
+                server: CaptionServer | None = None, ping_interval: float = 20.0,
+                ping_timeout: float = 20.0) -> CaptionServer:
     """Run until ``stop`` is set (or the task is cancelled). ``source``: the server's audio (or None).
-    ``server``: a :class:`CaptionServer` made by the caller (to keep its stats after Ctrl-C)."""
+    ``server``: a :class:`CaptionServer` made by the caller (to keep its stats after Ctrl-C). Keepalive pings
+    (``ping_interval``, ``ping_timeout``) close vanished viewers; audio clients are exempt from the timeout."""
     from websockets.asyncio.server import serve as ws_serve
 
     srv = server or CaptionServer(recognizer)
@@ -268,7 +321,8 @@ async def serve(recognizer: Recognizer, source, host: str = "127.0.0.1", port: i
     srv.worker.start()
     if source is not None:
         threading.Thread(target=srv.feed_server, args=(source,), daemon=True).start()
-    async with ws_serve(srv.handler, host, port, process_request=_process_request, max_size=MAX_FRAME_BYTES + 1024):
+    async with ws_serve(srv.handler, host, port, process_request=_process_request, max_size=MAX_FRAME_BYTES + 1024,
+                        ping_interval=ping_interval, ping_timeout=ping_timeout):
         if ready is not None:
             ready.set()
         try:

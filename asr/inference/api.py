@@ -83,12 +83,17 @@ class LiveSession:
         self._rec = Recognizer(loaded, streaming_options(vad=vad, **options),
                                punctuator=cached_punctuator() if punctuate else None)
         self._stream = self._rec.create_stream()
+        self._segments: list[Segment] = []  # every committed segment (the stream itself keeps only the last ones)
 
     def feed(self, samples, sample_rate: int = SAMPLE_RATE) -> str:
         """Add audio (any block size, any rate); decode what is ready; commit at endpoints. Returns the text so
-        far: committed (never changes) and the running segment's tentative tail."""
-        self._stream.accept_waveform(samples, sample_rate)
-        self._run()
+        far: committed (never changes) and the running segment's tentative tail. A long block (an hour in one
+        call) is decoded second by second, in flat memory."""
+        x = as_samples(samples, sample_rate, "<stream>", allow_empty=True)
+        step = int(sample_rate)
+        for i in range(0, x.size, step):
+            self._stream.accept_waveform(x[i:i + step], sample_rate)
+            self._run()
         return self._stream.result.text
 
     def _run(self) -> None:
@@ -96,7 +101,12 @@ class LiveSession:
             while self._rec.is_ready(self._stream):
                 self._rec.decode([self._stream])
                 if self._stream.is_endpoint:
-                    self._rec.finalize(self._stream)
+                    self._commit()
+
+    def _commit(self) -> None:
+        seg = self._rec.finalize(self._stream)
+        if seg is not None:
+            self._segments.append(seg)
 
     @property
     def committed(self) -> str:
@@ -110,8 +120,8 @@ class LiveSession:
         """No more audio: decode the rest, commit it; returns every committed segment of the session."""
         self._stream.input_finished()
         self._run()
-        self._rec.finalize(self._stream)
-        return list(self._stream.result.segments)
+        self._commit()
+        return list(self._segments)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ timestamps: any decoding method, run by :func:`asr.search.methods.search` with t
 
 from __future__ import annotations
 
+import collections
 import time
 from dataclasses import dataclass, field, replace
 
@@ -43,6 +44,8 @@ from asr.search.mask_ctc import mask_ctc
 from asr.search.methods import METHODS, available_methods, search, word_fusion_factory
 from asr.search.options import DEFAULTS, DecodeOptions, decode_options
 from asr.text import BLANK_ID
+
+BLOCK_SECONDS = 10.0  # Stream.accept_waveform takes long input in blocks of this many seconds
 
 
 @dataclass(frozen=True)
@@ -86,14 +89,15 @@ class StreamingOptions:
     partial: str = "ctc"  # tentative text: "ctc" (prefix beam) or "mask_ctc" (prefix beam refined by the MLM decoder)
     refine_every: int = 1  # partial="mask_ctc": refine every this many chunks
     vad: bool = False  # gate with silero-vad: a segment in which it heard no speech shows and commits nothing
+    history: int = 100  # committed segments a stream keeps (words, times); older ones are only in `committed`
 
     def __post_init__(self) -> None:
         if self.final not in FINAL_PASSES:
             raise ValueError(f"unknown second pass {self.final!r}; choose from {', '.join(FINAL_PASSES)}")
         if self.partial not in ("ctc", "mask_ctc") or self.refine_every < 1:
             raise ValueError(f"partial must be ctc or mask_ctc (not {self.partial!r}), refine_every at least 1")
-        if self.chunk < 1 or self.beam < 1:
-            raise ValueError("chunk and beam must be at least 1")
+        if self.chunk < 1 or self.beam < 1 or self.history < 1:
+            raise ValueError("chunk, beam and history must be at least 1")
         if self.final == "ctc_lm" and not self.decode.lm:
             raise ValueError("the ctc_lm second pass needs an LM directory (decode=DecodeOptions(lm=...), --lm)")
 
@@ -116,15 +120,30 @@ def streaming_options(lm_dir=None, hotwords=None, **options) -> StreamingOptions
 
 @dataclass
 class Captions:
-    """What a stream shows: committed text (never changes once shown) and the running segment's partial."""
+    """What a stream shows: committed text (never changes once shown) and the running segment's partial.
+
+    Bounded however long the stream runs: ``segments`` holds the last ``history`` committed segments (with their
+    words); ``committed`` is the text of all of them (about 50 KB per hour of speech). A consumer that sends
+    captions somewhere keeps ``count`` and asks :meth:`since` for what is new, instead of resending the history."""
 
     committed: str = ""  # text of finished segments: never changes once shown
     tentative: str = ""  # the running segment's partial text: may change
-    segments: list[Segment] = field(default_factory=list)  # asr.results.Segment, in order
+    segments: collections.deque = field(default_factory=collections.deque)  # the last asr.results.Segment's
+    count: int = 0  # segments committed since the stream began
 
     @property
     def text(self) -> str:
         return " ".join(t for t in (self.committed, self.tentative) if t)
+
+    def since(self, count: int) -> list[Segment]:
+        """The segments committed after the first ``count`` (those still kept)."""
+        new = self.count - count
+        return list(self.segments)[-new:] if new > 0 else []
+
+    def add(self, seg: Segment) -> None:
+        self.segments.append(seg)
+        self.count += 1
+        self.committed = f"{self.committed} {seg.text}" if self.committed else seg.text
 
 
 class Stream:
@@ -138,7 +157,7 @@ class Stream:
         self.feats = torch.zeros(0, 80)  # features not yet consumed by a chunk
         self.samples_in = 0  # 16 kHz samples accepted
         self.finished = False
-        self.result = Captions()
+        self.result = Captions(segments=collections.deque(maxlen=recognizer.options.history))
         self._rec = recognizer
         self._new_segment(0.0)
         self.stats = {"chunks": 0, "tentative_changes": 0, "committed_revisions": 0}
@@ -158,35 +177,44 @@ class Stream:
         self.had_speech = False
         self.shown_frames = set()
         self.refined: tuple[int, ...] | None = None  # partial="mask_ctc": the last refined partial
+        if self.gate is not None:
+            self.gate.forget_before(start_seconds)  # decisions before this segment are never asked for again
 
     # -- audio in
     def accept_waveform(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
         """Add samples at any rate (float in [-1, 1] or integer PCM, mono or two channels; checked as batch input
-        is, :func:`asr.audio.as_samples`: NaN, an impossible rate... raise); resampled to 16 kHz on the fly."""
+        is, :func:`asr.audio.as_samples`: NaN, an impossible rate... raise); resampled to 16 kHz on the fly.
+        Long input is taken in blocks of ``BLOCK_SECONDS``, so the stream holds its features (about 115 MB an hour
+        until decoded: feed long audio in pieces and decode between them, as :meth:`LiveSession.feed` does), never
+        the intermediate arrays of one huge resampling or filterbank."""
         x = as_samples(samples, sample_rate, "<stream>", allow_empty=True)
         sample_rate = int(sample_rate)
-        if sample_rate != SAMPLE_RATE:
-            if self._resampler is None or self._rate_hz != sample_rate:
-                self._resampler = soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32")
-                self._rate_hz = sample_rate
-            x = self._resampler.resample_chunk(x)
-        self._take(x)
+        step = int(BLOCK_SECONDS * sample_rate)
+        feats = [self.feats]
+        for i in range(0, x.size, step):
+            block = x[i:i + step]
+            if sample_rate != SAMPLE_RATE:
+                if self._resampler is None or self._rate_hz != sample_rate:
+                    self._resampler = soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32")
+                    self._rate_hz = sample_rate
+                block = self._resampler.resample_chunk(block)
+            feats.append(self._take(block))
+        if len(feats) > 1:
+            self.feats = torch.cat(feats)
 
-    def _take(self, x: np.ndarray) -> None:
-        """16 kHz samples into the stream: counted, shown to the VAD gate, turned into features."""
+    def _take(self, x: np.ndarray) -> torch.Tensor:
+        """16 kHz samples into the stream: counted, shown to the VAD gate; returns their new features ``(F, 80)``."""
         self.samples_in += x.size
         if self.gate is not None:
             self.gate.accept(x)
-        f = self.fbank.accept(x)
-        if f.numel():
-            self.feats = torch.cat([self.feats, f])
+        return self.fbank.accept(x)
 
     def input_finished(self) -> None:
         """No more audio: the last partial chunk will be decoded, then :meth:`Recognizer.finalize`."""
         if self._resampler is not None:
             tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
             if tail.size:
-                self._take(tail)
+                self.feats = torch.cat([self.feats, self._take(tail)])
         self.finished = True
 
     def finalize(self) -> "Segment | None":
@@ -341,16 +369,12 @@ class Recognizer:
             if tokens and self.tokenizer.decode(tokens).strip():  # word separators alone are no segment
                 seg = segment_from_tokens(self.tokenizer, tokens, score, lp, self.frame_seconds, s.seg_start, end)
                 if self.punctuator is not None:
-                    before = [w for x in s.result.segments[-3:] for w in x.raw.split()]
+                    before = [w for x in list(s.result.segments)[-3:] for w in x.raw.split()]
                     paused = s.seg_frames * self.frame_seconds < self.options.endpoint.rule3.min_utterance_length
                     new_sentence = not s.result.segments or s.result.segments[-1].text.endswith((".", "?"))
                     seg = punctuate_segments([seg], self.punctuator, before, ends_sentence=paused,
                                              starts_sentence=new_sentence)[0]
-                before = s.result.committed
-                s.result.segments.append(seg)
-                s.result.committed = " ".join(x.text for x in s.result.segments)
-                if not s.result.committed.startswith(before):
-                    s.stats["committed_revisions"] += 1
+                s.result.add(seg)
         s.result.tentative = ""
         s._new_segment(s.seg_start + s.seg_frames * self.frame_seconds)
         return seg

@@ -114,16 +114,16 @@ def speech_segments(audio: np.ndarray, max_segment: float = 20.0, model=None, ga
 
 class StreamGate:
     """Speech seen by silero-vad in a live stream: :meth:`accept` takes the stream's 16 kHz samples as they come,
-    :meth:`speech_between` says whether any window between two stream times (seconds) held speech. It keeps the
-    last ``keep`` seconds of decisions (a segment is never longer), so memory stays flat."""
+    :meth:`speech_between` says whether any window between two stream times (seconds) held speech. The stream
+    calls :meth:`forget_before` as each segment begins, so it keeps only the decisions of the running segment and
+    of audio not yet decoded: memory stays flat however long the stream runs."""
 
-    def __init__(self, threshold: float = THRESHOLD, keep: float = 60.0):
+    def __init__(self, threshold: float = THRESHOLD):
         self.model = load_vad()
         self.threshold = threshold
         self.pending = np.zeros(0, np.float32)
         self.windows = 0  # windows decided so far
-        self.speech: collections.deque[int] = collections.deque()  # windows with speech (the last `keep` seconds)
-        self.keep = int(keep * SAMPLE_RATE / WINDOW)
+        self.speech: collections.deque[int] = collections.deque()  # windows with speech, oldest first
 
     def accept(self, samples: np.ndarray) -> None:
         x = np.concatenate([self.pending, samples.astype(np.float32, copy=False)])
@@ -132,9 +132,13 @@ class StreamGate:
             probs = _window_probs(self.model, x[: n * WINDOW])
             self.speech.extend(self.windows + i for i, p in enumerate(probs) if p >= self.threshold)
             self.windows += n
-            while self.speech and self.speech[0] < self.windows - self.keep:
-                self.speech.popleft()
         self.pending = x[n * WINDOW:]
+
+    def forget_before(self, seconds: float) -> None:
+        """Drop the decisions of windows that end before ``seconds``."""
+        first = int(seconds * SAMPLE_RATE / WINDOW)
+        while self.speech and self.speech[0] < first:
+            self.speech.popleft()
 
     def speech_between(self, start: float, end: float) -> bool:
         a, b = int(start * SAMPLE_RATE / WINDOW), int(end * SAMPLE_RATE / WINDOW) + 1
