@@ -81,6 +81,10 @@ class StreamingFbank:
         self.frames_emitted += n
         return feats
 
+    def frames_after(self, more: int) -> int:
+        """How many frames :meth:`accept` would return for ``more`` further samples."""
+        return num_frames(self._buffer.size + more)
+
     def reset(self) -> None:
         self._buffer = np.zeros(0, dtype=np.float32)
         self.frames_emitted = 0

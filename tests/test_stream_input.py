@@ -71,14 +71,14 @@ def test_a_client_that_ends_gets_its_last_words_committed(demo, clip):
     probe.accept_waveform(clip, 16000)
     while rec.is_ready(probe):
         rec.decode([probe])
-    audio = clip[: len(clip) - (probe.feats.size(0) - 4) * 160]
+    audio = clip[: len(clip) - (probe.feature_frames() - 4) * 160]
     srv = CaptionServer(rec)
     client = _Source(rec.create_stream())
     srv.clients.add(client)
     client.put(16000, audio)
     while client.inbox or rec.is_ready(client.stream):
         srv.step()
-    assert client.stream.feats.size(0) < demo.model.encoder.subsampling.receptive_field  # too little for a chunk
+    assert client.stream.feature_frames() < demo.model.encoder.subsampling.receptive_field  # too little for a chunk
     assert client.stream.result.tentative  # words shown, not yet committed
     client.put(16000, None)  # the client said "end"
     for _ in range(5):

@@ -34,7 +34,7 @@ from asr.features import StreamingFbank
 from asr.inference.decode import segment_from_tokens
 from asr.inference.model_dir import LoadedModel, load_model
 from asr.inference.punctuate import punctuate_segments
-from asr.inference.vad import StreamGate
+from asr.inference.vad import StreamGate, decide
 from asr.models.punctuator import Punctuator
 from asr.models.state import EncoderState
 from asr.results import Segment
@@ -155,6 +155,8 @@ class Stream:
         self._resampler = None
         self.fbank = StreamingFbank()
         self.feats = torch.zeros(0, 80)  # features not yet consumed by a chunk
+        self._pending: list[np.ndarray] = []  # 16 kHz samples whose features are not computed yet
+        self._pending_n = 0
         self.samples_in = 0  # 16 kHz samples accepted
         self.finished = False
         self.result = Captions(segments=collections.deque(maxlen=recognizer.options.history))
@@ -183,14 +185,14 @@ class Stream:
     # -- audio in
     def accept_waveform(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
         """Add samples at any rate (float in [-1, 1] or integer PCM, mono or two channels; checked as batch input
-        is, :func:`asr.audio.as_samples`: NaN, an impossible rate... raise); resampled to 16 kHz on the fly.
-        Long input is taken in blocks of ``BLOCK_SECONDS``, so the stream holds its features (about 115 MB an hour
-        until decoded: feed long audio in pieces and decode between them, as :meth:`LiveSession.feed` does), never
-        the intermediate arrays of one huge resampling or filterbank."""
+        is, :func:`asr.audio.as_samples`: NaN, an impossible rate... raise); resampled to 16 kHz on the fly. The
+        samples wait until a chunk is ready; then their features are computed in one go (one filterbank call per
+        chunk, not per block) in blocks of ``BLOCK_SECONDS`` (an hour given at once is held as its samples, about
+        230 MB, until decoded: feed long audio in pieces and decode between them, as :meth:`LiveSession.feed`
+        does)."""
         x = as_samples(samples, sample_rate, "<stream>", allow_empty=True)
         sample_rate = int(sample_rate)
         step = int(BLOCK_SECONDS * sample_rate)
-        feats = [self.feats]
         for i in range(0, x.size, step):
             block = x[i:i + step]
             if sample_rate != SAMPLE_RATE:
@@ -198,23 +200,35 @@ class Stream:
                     self._resampler = soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32")
                     self._rate_hz = sample_rate
                 block = self._resampler.resample_chunk(block)
-            feats.append(self._take(block))
-        if len(feats) > 1:
-            self.feats = torch.cat(feats)
+            self._take(block)
 
-    def _take(self, x: np.ndarray) -> torch.Tensor:
-        """16 kHz samples into the stream: counted, shown to the VAD gate; returns their new features ``(F, 80)``."""
+    def _take(self, x: np.ndarray) -> None:
+        """16 kHz samples into the stream: counted, shown to the VAD gate, queued for the filterbank."""
+        if not x.size:
+            return
         self.samples_in += x.size
         if self.gate is not None:
             self.gate.accept(x)
-        return self.fbank.accept(x)
+        self._pending.append(x)
+        self._pending_n += x.size
+
+    def feature_frames(self) -> int:
+        """Feature frames waiting for the encoder, those of queued samples included (none computed here)."""
+        return self.feats.size(0) + self.fbank.frames_after(self._pending_n)
+
+    def compute_features(self) -> None:
+        """The queued samples -> features (in blocks of ``BLOCK_SECONDS``)."""
+        if not self._pending_n:
+            return
+        x = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending, self._pending_n = [], 0
+        step = int(BLOCK_SECONDS * SAMPLE_RATE)
+        self.feats = torch.cat([self.feats, *(self.fbank.accept(x[i:i + step]) for i in range(0, x.size, step))])
 
     def input_finished(self) -> None:
         """No more audio: the last partial chunk will be decoded, then :meth:`Recognizer.finalize`."""
         if self._resampler is not None:
-            tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-            if tail.size:
-                self.feats = torch.cat([self.feats, self._take(tail)])
+            self._take(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
         self.finished = True
 
     def finalize(self) -> "Segment | None":
@@ -224,6 +238,11 @@ class Stream:
     @property
     def seconds(self) -> float:
         return self.samples_in / SAMPLE_RATE
+
+    @property
+    def frame_seconds(self) -> float:
+        """Seconds per encoder frame (``newly_shown`` frames times this: stream time)."""
+        return self._rec.frame_seconds
 
     @property
     def is_endpoint(self) -> bool:
@@ -270,17 +289,20 @@ class Recognizer:
         return Stream(self)
 
     def is_ready(self, stream: Stream) -> bool:
-        """A full chunk of features is waiting (or the input ended and something is left)."""
-        n = stream.feats.size(0)
-        if n >= self.window:
-            return True
-        return stream.finished and n >= self.model.encoder.subsampling.receptive_field
+        """A full chunk of features is waiting (or the input ended and something is left); when so, the features of
+        the queued samples are computed."""
+        n = stream.feature_frames()
+        ready = n >= self.window or (stream.finished and n >= self.model.encoder.subsampling.receptive_field)
+        if ready:
+            stream.compute_features()
+        return ready
 
     @torch.inference_mode()
     def decode(self, streams: list[Stream]) -> None:
         """Encode one chunk of every ready stream (streams with equal cache length in one batch) and
         advance their partial results."""
         ready = [s for s in streams if self.is_ready(s)]
+        decide([s.gate for s in ready if s.gate is not None])  # silero-vad over their new audio, batched
         groups: dict[tuple[int, int], list[Stream]] = {}
         for s in ready:
             w = min(self.window, s.feats.size(0))
@@ -354,6 +376,8 @@ class Recognizer:
         decode, LM and hotwords included, as offline decoding of that encoder output."""
         s = stream
         seg = None
+        if s.gate is not None:
+            decide([s.gate])
         if s.lp_chunks:
             lp = torch.cat(s.lp_chunks)  # (T, V)
             tokens, score = s.beam.nbest(1)[0].tokens, 0.0

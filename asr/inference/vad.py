@@ -8,8 +8,8 @@ stream so that a segment in which nobody spoke shows and commits nothing.
 from __future__ import annotations
 
 import collections
-import copy
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,44 +18,56 @@ from silero_vad import load_silero_vad
 from asr.audio import SAMPLE_RATE
 
 WINDOW = 512  # samples per silero-vad decision at 16 kHz (32 ms)
+CONTEXT = 64  # samples of the previous window silero-vad sees with each window
 THRESHOLD = 0.5
 
 
 def load_vad():
-    """A silero-vad model (TorchScript, CPU). It keeps its recurrent state inside: one per audio stream (a copy of
-    one loaded model, 4 ms)."""
+    """The silero-vad network (TorchScript, CPU), loaded once per process and shared: its recurrent state is not
+    kept inside but passed explicitly (:class:`VadState`), so one model serves every stream, batched."""
     if not _LOADED:
         with warnings.catch_warnings():  # torch.jit.load's deprecation notice is not the user's business
             warnings.simplefilter("ignore")
-            _LOADED.append(load_silero_vad())
-    return copy.deepcopy(_LOADED[0])
+            _LOADED.append(load_silero_vad()._model)  # the 16 kHz network: (context + window, state) -> (prob, state)
+    return _LOADED[0]
 
 
 _LOADED: list = []
+shared_vad = load_vad  # the model batch transcription passes around (kept as a name for callers)
 
 
-_SHARED = []
+@dataclass
+class VadState:
+    """silero-vad's recurrent state of B streams: ``state (2, B, 128)`` and the last ``context (B, 64)`` samples."""
+
+    state: torch.Tensor
+    context: torch.Tensor
+
+    @staticmethod
+    def zeros(batch: int = 1) -> "VadState":
+        return VadState(torch.zeros(2, batch, 128), torch.zeros(batch, CONTEXT))
 
 
-def shared_vad():
-    """One silero-vad model for batch work in this process (:func:`speech_probabilities` resets its state)."""
-    if not _SHARED:
-        _SHARED.append(load_vad())
-    return _SHARED[0]
-
-
-def _window_probs(model, x: np.ndarray) -> list[float]:
-    """Speech probability of each whole 32-ms window of 16 kHz ``x``; the model's recurrent state carries on."""
-    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    with torch.inference_mode():
-        return [float(model(t[i * WINDOW:(i + 1) * WINDOW], SAMPLE_RATE)) for i in range(len(t) // WINDOW)]
+@torch.inference_mode()
+def window_probs(model, windows: torch.Tensor, st: VadState) -> tuple[torch.Tensor, VadState]:
+    """Speech probability of ``windows (B, K, 512)``: K windows of each of B streams in order, one batched network
+    call per window index. Returns ``(probs (B, K), new state)``."""
+    probs, state, context = [], st.state, st.context
+    for k in range(windows.size(1)):
+        x = torch.cat([context, windows[:, k]], 1)  # (B, 64 + 512)
+        p, state = model(x, state)
+        probs.append(p.reshape(-1))
+        context = x[:, -CONTEXT:]
+    out = torch.stack(probs, 1) if probs else torch.zeros(windows.size(0), 0)
+    return out, VadState(state, context)
 
 
 def speech_probabilities(audio: np.ndarray, model=None) -> np.ndarray:
     """The probability of speech in each 32-ms window of 16 kHz ``audio``."""
-    model = model or load_vad()
-    model.reset_states()
-    return np.asarray(_window_probs(model, audio), dtype=np.float32)
+    n = len(audio) // WINDOW
+    x = torch.from_numpy(np.ascontiguousarray(audio[: n * WINDOW], dtype=np.float32)).view(1, n, WINDOW)
+    probs, _ = window_probs(model or load_vad(), x, VadState.zeros(1))
+    return probs[0].numpy()
 
 
 def speech_regions(probs: np.ndarray, threshold: float = THRESHOLD, min_speech: float = 0.25,
@@ -113,26 +125,32 @@ def speech_segments(audio: np.ndarray, max_segment: float = 20.0, model=None, ga
 
 
 class StreamGate:
-    """Speech seen by silero-vad in a live stream: :meth:`accept` takes the stream's 16 kHz samples as they come,
-    :meth:`speech_between` says whether any window between two stream times (seconds) held speech. The stream
-    calls :meth:`forget_before` as each segment begins, so it keeps only the decisions of the running segment and
-    of audio not yet decoded: memory stays flat however long the stream runs."""
+    """Speech seen by silero-vad in a live stream: :meth:`accept` queues the stream's 16 kHz samples as they come;
+    :func:`decide` runs the network over the queued windows of many gates at once; :meth:`speech_between` says
+    whether any decided window between two stream times (seconds) held speech. The stream calls
+    :meth:`forget_before` as each segment begins, so it keeps only the decisions of the running segment and of audio
+    not yet decoded: memory stays flat however long the stream runs."""
 
     def __init__(self, threshold: float = THRESHOLD):
-        self.model = load_vad()
         self.threshold = threshold
-        self.pending = np.zeros(0, np.float32)
+        self.pending: list[np.ndarray] = []  # samples not yet decided
+        self.pending_n = 0
+        self.vad = VadState.zeros(1)
         self.windows = 0  # windows decided so far
         self.speech: collections.deque[int] = collections.deque()  # windows with speech, oldest first
 
     def accept(self, samples: np.ndarray) -> None:
-        x = np.concatenate([self.pending, samples.astype(np.float32, copy=False)])
+        self.pending.append(samples.astype(np.float32, copy=False))
+        self.pending_n += samples.size
+
+    def _take_windows(self) -> np.ndarray:
+        """The whole windows queued ``(K, 512)``; the remainder stays queued."""
+        x = np.concatenate(self.pending) if len(self.pending) > 1 else (self.pending[0] if self.pending else
+                                                                        np.zeros(0, np.float32))
         n = len(x) // WINDOW
-        if n:
-            probs = _window_probs(self.model, x[: n * WINDOW])
-            self.speech.extend(self.windows + i for i, p in enumerate(probs) if p >= self.threshold)
-            self.windows += n
-        self.pending = x[n * WINDOW:]
+        rest = x[n * WINDOW:]
+        self.pending, self.pending_n = ([rest] if rest.size else []), rest.size
+        return x[: n * WINDOW].reshape(n, WINDOW)
 
     def forget_before(self, seconds: float) -> None:
         """Drop the decisions of windows that end before ``seconds``."""
@@ -141,9 +159,30 @@ class StreamGate:
             self.speech.popleft()
 
     def speech_between(self, start: float, end: float) -> bool:
+        """Whether a decided window between ``start`` and ``end`` seconds held speech (call :func:`decide` first)."""
         a, b = int(start * SAMPLE_RATE / WINDOW), int(end * SAMPLE_RATE / WINDOW) + 1
         return any(a <= i < b for i in self.speech)
 
 
-__all__ = ["load_vad", "shared_vad", "speech_probabilities", "speech_regions", "speech_segments", "StreamGate", "WINDOW",
+def decide(gates: list[StreamGate]) -> None:
+    """Run silero-vad over every gate's queued windows, the gates batched (one network call per window index)."""
+    work = [(g, g._take_windows()) for g in gates if g.pending_n >= WINDOW]
+    if not work:
+        return
+    model = load_vad()
+    # gates with equal window counts advance together (in a server most do: one chunk each)
+    by_count: dict[int, list] = {}
+    for g, w in work:
+        by_count.setdefault(len(w), []).append((g, w))
+    for n, group in by_count.items():
+        x = torch.from_numpy(np.stack([w for _, w in group]))  # (B, n, 512)
+        st = VadState(torch.cat([g.vad.state for g, _ in group], 1), torch.cat([g.vad.context for g, _ in group], 0))
+        probs, st = window_probs(model, x, st)
+        for i, (g, _) in enumerate(group):
+            g.vad = VadState(st.state[:, i:i + 1], st.context[i:i + 1])
+            g.speech.extend(g.windows + j for j, p in enumerate(probs[i].tolist()) if p >= g.threshold)
+            g.windows += n
+
+
+__all__ = ["load_vad", "shared_vad", "decide", "window_probs", "VadState", "speech_probabilities", "speech_regions", "speech_segments", "StreamGate", "WINDOW",
            "THRESHOLD"]

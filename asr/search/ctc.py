@@ -65,6 +65,11 @@ class PrefixBeam:
         beams, frames = self.beams, self.frames
         for dt in range(lp.size(0)):
             t = self.t + dt
+            if top_v[dt][0] <= self.prune or (top_i[dt][0] == BLANK_ID and (k == 1 or top_v[dt][1] <= self.prune)):
+                # only blank is tried at this frame: every prefix ends in blank, the order is unchanged (exact)
+                vb = blank_col[dt]
+                beams = {p: [_logaddexp(pb, pnb) + vb, NEG_INF] for p, (pb, pnb) in beams.items()}
+                continue
             nxt: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [NEG_INF, NEG_INF])
             # token frames of each prefix come from its most probable incoming transition (as WeNet keeps the
             # Viterbi path's times), so they do not depend on the order the beam is visited in
