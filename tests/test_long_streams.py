@@ -120,7 +120,7 @@ def test_the_server_sends_new_commits_not_the_history(demo, speech):
     commits = [m["commit"] for m in sent if m["commit"]]
     assert len(commits) > 4 and " ".join(commits) == client.stream.result.committed
     assert max(len(c) for c in commits) < len(client.stream.result.committed) / 2
-    assert sent[-1]["tentative"] == ""
+    assert sent[-1]["tentative"] == "" and sent[-1]["final"] is True and not any(m.get("final") for m in sent[:-1])
 
 
 def _free_port() -> int:

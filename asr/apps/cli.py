@@ -389,6 +389,43 @@ def bench_stream_cmd(
                 typer.echo(json.dumps(streaming_wer(loaded, cuts, c, left_chunks, "ctc_lm", dopts)))
 
 
+@app.command("bench-serve")
+def bench_serve_cmd(
+    audio: List[Path] = typer.Option(..., "--audio", help="Recordings each client streams, one after another with a second of silence between (looped to --seconds); repeatable."),
+    model: str = typer.Option(DEMO_MODEL, "--model", help="Model directory or 'demo'."),
+    clients: List[int] = typer.Option([1, 5, 10, 20, 50], "--clients", help="Client counts to run (repeatable)."),
+    chunks_ms: List[int] = typer.Option([640, 320], "--chunk-ms", help="Chunk sizes (repeatable)."),
+    seconds: float = typer.Option(30.0, help="Audio each client streams at real time."),
+    max_streams: int = typer.Option(0, help="The server's limit (0: as many as the clients, to measure beyond it)."),
+    threads: int = typer.Option(2, help="CPU threads for torch in the server."),
+    vad: bool = typer.Option(True, help="The silero-vad gate on every stream (as `asr live`)."),
+    punctuate: bool = typer.Option(True, help="Committed captions punctuated (as `asr live`)."),
+) -> None:
+    """Serving capacity: the caption server and N loopback clients streaming at real time; per run partial and
+    commit latency (median, p90), commits delivered, queued audio, server CPU and RSS; then the largest N whose
+    p90 partial latency stayed under 1 s. Prints one JSON line per run and a summary line."""
+    import torch
+
+    from asr.evaluation.serve_bench import serve_load, summarize
+    from asr.inference.punctuate import cached_punctuator
+    from asr.inference.streaming import Recognizer, StreamingOptions
+
+    torch.set_num_threads(threads)
+    loaded = load(model)
+    fs = loaded.model.encoder.rate * 10
+    rows = []
+    for c in chunks_ms:
+        if c % fs:
+            _fail(f"--chunk-ms must be a multiple of {fs} ms for this model")
+        rec = _run(Recognizer, loaded, StreamingOptions(chunk=c // fs, vad=vad),
+                   punctuator=_run(cached_punctuator) if punctuate else None)
+        for n in clients:
+            row = _run(serve_load, rec, audio, n, seconds, max_streams or None)
+            rows.append(row)
+            typer.echo(json.dumps(row))
+    typer.echo(json.dumps(summarize(rows)))
+
+
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

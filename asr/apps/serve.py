@@ -9,8 +9,8 @@
   long the captions run.
 * ``/ws/audio``: a client's own audio. First a text message ``{"sample_rate": N}`` (within
   ``FIRST_MESSAGE_SECONDS``), then binary frames of little-endian int16 mono PCM (at most
-  ``MAX_FRAME_BYTES`` each), and the text message ``"end"`` when done (its last words are committed); the
-  replies are that stream's captions. A malformed or oversized frame closes only that connection (code
+  ``MAX_FRAME_BYTES`` each), and the text message ``"end"`` when done (its last words are committed and the
+  reply carries ``"final": true``); the replies are that stream's captions. A malformed or oversized frame closes only that connection (code
   1003 / 1009), a client silent for ``IDLE_SECONDS`` is closed (1008), and beyond ``max_streams`` live audio
   clients a new one is refused at once (1013, try again later) rather than slowing everyone down.
 
@@ -54,31 +54,37 @@ log = logging.getLogger(__name__)
 class _Source:
     """One stream and the audio queued for it: ``(rate, samples)`` blocks, ``None`` when input ended."""
 
-    def __init__(self, stream: Stream, send=None):
-        self.stream, self.send = stream, send
+    def __init__(self, stream: Stream, send=None, timing: bool = False):
+        self.stream, self.send, self.timing = stream, send, timing
         self.inbox: collections.deque = collections.deque()  # appended by handlers, popped by the worker
         self.queued = 0.0  # seconds of audio in the inbox (approximate across threads; used for backpressure)
+        self.max_queued = 0.0  # the most it held (the load benchmark's queued-audio figure)
         self.last = ("", None)  # (tentative, segments count) of the last message sent
         self.ended = False  # input finished and its last segment committed
         self.closed = False  # its connection is gone: the worker drops it
 
-    def message(self, first: bool = False) -> str | None:
+    def message(self, first: bool = False, final: bool = False) -> str | None:
         """The caption update since the last one (None when nothing changed): the newly committed text and the
-        running partial. ``first``: a new viewer's first message, with the tail of the committed text."""
+        running partial. ``first``: a new viewer's first message, with the tail of the committed text; ``final``:
+        the input ended and everything is committed (``"final": true``, sent even when nothing changed)."""
         r = self.stream.result
         state = (r.tentative, r.count)
-        if state == self.last and not first:
+        if state == self.last and not first and not final:
             return None
-        if first:
-            commit = _tail(r.committed, HISTORY_CHARS)
-        else:
-            commit = " ".join(seg.text for seg in r.since(self.last[1] or 0))
+        new = [] if first else r.since(self.last[1] or 0)
+        commit = _tail(r.committed, HISTORY_CHARS) if first else " ".join(seg.text for seg in new)
         self.last = state
-        return json.dumps({"commit": commit, "tentative": r.tentative})
+        msg = {"commit": commit, "tentative": r.tentative, **({"final": True} if final else {})}
+        if self.timing:  # stream times (s) of the tokens shown for the first time and of the committed segments' ends
+            fs = self.stream.frame_seconds
+            msg["shown"] = [round(f * fs, 3) for f, _ in self.stream.newly_shown]
+            msg["commit_ends"] = [round(seg.words[-1].end if seg.words else seg.end, 3) for seg in new]
+        return json.dumps(msg)
 
     def put(self, rate: int, samples: np.ndarray | None) -> None:
         if samples is not None:
             self.queued += len(samples) / rate
+            self.max_queued = max(self.max_queued, self.queued)
         self.inbox.append((rate, samples))
 
     def pull_one_chunk(self, rec: Recognizer) -> None:
@@ -96,12 +102,15 @@ class CaptionServer:
     """Holds the streams; :meth:`step` decodes one round, :meth:`decode_forever` runs rounds in a thread."""
 
     def __init__(self, recognizer: Recognizer, tick: float = 0.02,
-                 on_segment: Callable[[Segment], None] | None = None, max_streams: int = MAX_LIVE_STREAMS):
+                 on_segment: Callable[[Segment], None] | None = None, max_streams: int = MAX_LIVE_STREAMS,
+                 timing: bool = False):
         if max_streams < 1:
             raise ValueError(f"max_streams must be at least 1, not {max_streams}")
         self.rec = recognizer
         self.tick = tick
         self.max_streams = max_streams
+        self.timing = timing  # messages carry token and segment times (tools/serve_load.py measures latency)
+        self.finished: collections.deque = collections.deque(maxlen=1000)  # figures of the last closed clients
         self.on_segment = on_segment  # the server stream's committed segments (e.g. a transcript file)
         self.members = threading.Lock()  # guards the client set only; never held while decoding
         self.clients: set[_Source] = set()
@@ -135,6 +144,8 @@ class CaptionServer:
             if src.stream.finished and not src.ended and not src.inbox and not self.rec.is_ready(src.stream):
                 self._commit(src)
                 src.ended = True
+                if src is not self.server:
+                    self._send(src.send, src.message(final=True))
         self.stats["server_audio_seconds"] = self.server.stream.seconds
         for src in sources:
             if src is self.server:
@@ -220,13 +231,16 @@ class CaptionServer:
             await ws.close(1003, f'first message must be {{"sample_rate": N}} with 8000 <= N <= {MAX_RATE}')
             return
         ws.ping_timeout = None  # a client we stop reading cannot answer pings in time; its audio shows it is alive
-        client = _Source(self.rec.create_stream(), ws.send)
+        client = _Source(self.rec.create_stream(), ws.send, self.timing)
         with self.members:
             self.clients.add(client)
         try:
             await self._read_audio(ws, client, rate)
         finally:
             client.closed = True
+            self.finished.append({"decoded_seconds": round(client.stream.seconds, 2),
+                                  "undecoded_seconds": round(client.queued, 2), "max_queued_seconds": round(client.max_queued, 2),
+                                  "segments": client.stream.result.count})
             client.inbox.clear()
             with self.members:
                 self.clients.discard(client)
