@@ -143,3 +143,25 @@ def test_caption_cues_end_at_sentence_ends():
     cues = caption_cues(words)
     assert cues[0][2].replace("\n", " ").endswith("talk.")
     assert all(c[2].replace("\n", " ").endswith((".", ",")) or c is cues[-1] or len(c[2]) > 60 for c in cues)
+
+
+def test_vad_batched_over_recordings_and_streams_equals_one_at_a_time(clips):
+    """silero-vad runs with explicit state: recordings of different lengths batched together, and stream gates fed
+    in blocks and decided together, give each one's own probabilities and decisions."""
+    from asr.inference.vad import StreamGate, decide, speech_probabilities_batch
+
+    audios = [clips[0], clips[1][: len(clips[1]) // 2], np.zeros(700, np.float32)]
+    alone = [speech_probabilities(a) for a in audios]
+    together = speech_probabilities_batch(audios)
+    for a, b in zip(alone, together):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert len(together[2]) == 1 and len(together[0]) == len(clips[0]) // 512
+    gates = [StreamGate(), StreamGate()]
+    for i in range(0, len(clips[0]), 1600):
+        gates[0].accept(clips[0][i:i + 1600])
+        gates[1].accept(audios[1][i:i + 1600])
+        if i % 4800 == 0:
+            decide(gates)
+    decide(gates)
+    for g, p in zip(gates, alone[:2]):
+        assert list(g.speech) == [j for j, x in enumerate(p) if x >= 0.5] and g.windows == len(p)

@@ -97,8 +97,12 @@ async def _clients(url: str, audio: list[str], n: int, seconds: float, end_wait:
     reps = int(np.ceil(seconds * SAMPLE_RATE / x.size))
     x = np.tile(x, reps)[: int(seconds * SAMPLE_RATE)]
     pcm = (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
-    # starts spread over one second, so that clients are not all in step
-    return await asyncio.gather(*(_one_client(url, pcm, i / max(1, n), end_wait) for i in range(n)))
+    # N people talking, not one recording N times in step: client i starts its audio 1/N of the way further in
+    # (whole 100-ms blocks) and connects i/N seconds after the first
+    block = int(BLOCK_SECONDS * SAMPLE_RATE) * 2
+    shift = [(i * (len(pcm) // block) // max(1, n)) * block for i in range(n)]
+    return await asyncio.gather(*(_one_client(url, pcm[s:] + pcm[:s], i / max(1, n), end_wait)
+                                  for i, s in enumerate(shift)))
 
 
 # ------------------------------------------------------------------------------------- one run (this process)

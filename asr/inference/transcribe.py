@@ -26,7 +26,7 @@ from asr.files import write_atomic
 from asr.inference.captions import caption_cues, srt, vtt
 from asr.inference.decode import decode_features
 from asr.inference.punctuate import punctuate_result
-from asr.inference.vad import speech_segments
+from asr.inference.vad import speech_probabilities_batch, speech_segments
 from asr.models.punctuator import Punctuator
 from asr.results import Result, Segment
 from asr.search.options import DecodeOptions
@@ -157,6 +157,7 @@ def render(result: Result, fmt: str, extra: dict | None = None) -> str:
 
 
 # ---------------------------------------------------------------------------------------- the job
+VAD_BATCH_SPREAD = 5.0  # seconds: files whose lengths differ more than this from the group's mean are cut apart
 @dataclass
 class _Pending:
     id: str
@@ -225,6 +226,26 @@ def transcribe_files(loaded, inputs: list[tuple[str, Path | np.ndarray]], method
         if on_progress:
             on_progress(done_audio, time.perf_counter() - t0)
 
+    def cut(read: list[tuple[str, Path | np.ndarray, np.ndarray]]) -> None:
+        """Files read -> their speech segments (silero-vad batched over the files) -> the decoding queue."""
+        nonlocal queued
+        if not read:
+            return
+        probs = speech_probabilities_batch([a for _, _, a in read], vad) if vad is not None else [None] * len(read)
+        for (fid, path, audio), p in zip(read, probs):
+            ranges = (speech_segments(audio, max_segment, vad, split=split_points, probs=p) if vad is not None
+                      else split_points(audio, max_segment))
+            pend = _Pending(fid, None if isinstance(path, np.ndarray) else Path(path), len(audio) / SAMPLE_RATE,
+                            ranges=[(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in ranges])
+            if not ranges:  # no speech at all: an empty result, nothing decoded
+                emit(pend)
+            for k, (a, b) in enumerate(ranges):
+                queue.append((pend, k, audio[a:b]))
+                queued += (b - a) / SAMPLE_RATE
+                if queued >= max_batch_seconds:
+                    flush()
+
+    read, read_seconds = [], 0.0  # files waiting for the VAD: short files are cut together, long ones alone
     for fid, path in inputs:
         try:
             audio = path if isinstance(path, np.ndarray) else load_audio(path)
@@ -235,17 +256,15 @@ def transcribe_files(loaded, inputs: list[tuple[str, Path | np.ndarray]], method
             continue
         files += 1
         total_audio += len(audio) / SAMPLE_RATE
-        ranges = (speech_segments(audio, max_segment, vad, split=split_points) if vad is not None
-                  else split_points(audio, max_segment))
-        pend = _Pending(fid, None if isinstance(path, np.ndarray) else Path(path), len(audio) / SAMPLE_RATE,
-                        ranges=[(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in ranges])
-        if not ranges:  # no speech at all: an empty result, nothing decoded
-            emit(pend)
-        for k, (a, b) in enumerate(ranges):
-            queue.append((pend, k, audio[a:b]))
-            queued += (b - a) / SAMPLE_RATE
-            if queued >= max_batch_seconds:
-                flush()
+        if read and abs(len(audio) / SAMPLE_RATE - read_seconds / len(read)) > VAD_BATCH_SPREAD:
+            cut(read)  # lengths far apart would waste the batch on padding
+            read, read_seconds = [], 0.0
+        read.append((fid, path, audio))
+        read_seconds += len(audio) / SAMPLE_RATE
+        if read_seconds >= max_batch_seconds:
+            cut(read)
+            read, read_seconds = [], 0.0
+    cut(read)
     flush()
     return TranscribeSummary(files, failed, total_audio, time.perf_counter() - t0)
 

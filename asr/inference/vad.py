@@ -64,10 +64,20 @@ def window_probs(model, windows: torch.Tensor, st: VadState) -> tuple[torch.Tens
 
 def speech_probabilities(audio: np.ndarray, model=None) -> np.ndarray:
     """The probability of speech in each 32-ms window of 16 kHz ``audio``."""
-    n = len(audio) // WINDOW
-    x = torch.from_numpy(np.ascontiguousarray(audio[: n * WINDOW], dtype=np.float32)).view(1, n, WINDOW)
-    probs, _ = window_probs(model or load_vad(), x, VadState.zeros(1))
-    return probs[0].numpy()
+    return speech_probabilities_batch([audio], model)[0]
+
+
+def speech_probabilities_batch(audios: list[np.ndarray], model=None) -> list[np.ndarray]:
+    """:func:`speech_probabilities` of several recordings in one batched pass (zeros after the shorter ones'
+    ends are run but not returned; a recording's windows see only its own past, so each result equals its own)."""
+    counts = [len(a) // WINDOW for a in audios]
+    K = max(counts, default=0)
+    x = np.zeros((len(audios), K * WINDOW), np.float32)
+    for i, (a, n) in enumerate(zip(audios, counts)):
+        x[i, : n * WINDOW] = a[: n * WINDOW]
+    probs, _ = window_probs(model or load_vad(), torch.from_numpy(x).view(len(audios), K, WINDOW),
+                            VadState.zeros(len(audios)))
+    return [probs[i, :n].numpy() for i, n in enumerate(counts)]
 
 
 def speech_regions(probs: np.ndarray, threshold: float = THRESHOLD, min_speech: float = 0.25,
@@ -104,11 +114,13 @@ def speech_regions(probs: np.ndarray, threshold: float = THRESHOLD, min_speech: 
 
 
 def speech_segments(audio: np.ndarray, max_segment: float = 20.0, model=None, gap: float = 1.0,
-                    split=None) -> list[tuple[int, int]]:
+                    split=None, probs: np.ndarray | None = None) -> list[tuple[int, int]]:
     """Cut a recording into ``[(start, end)]`` sample ranges of speech of at most ``max_segment`` seconds: speech
     regions closer than ``gap`` seconds are joined while they fit; a longer region is cut by ``split(audio,
-    max_segment)`` (the energy cut of :func:`asr.inference.transcribe.split_points`). No speech: no segment."""
-    regions = speech_regions(speech_probabilities(audio, model), total=len(audio))
+    max_segment)`` (the energy cut of :func:`asr.inference.transcribe.split_points`). No speech: no segment.
+    ``probs``: its :func:`speech_probabilities` when already computed (batched with other recordings)."""
+    probs = speech_probabilities(audio, model) if probs is None else probs
+    regions = speech_regions(probs, total=len(audio))
     limit, joined = int(max_segment * SAMPLE_RATE), []
     for a, b in regions:
         if joined and a - joined[-1][1] <= gap * SAMPLE_RATE and b - joined[-1][0] <= limit:
@@ -184,5 +196,5 @@ def decide(gates: list[StreamGate]) -> None:
             g.windows += n
 
 
-__all__ = ["load_vad", "shared_vad", "decide", "window_probs", "VadState", "speech_probabilities", "speech_regions", "speech_segments", "StreamGate", "WINDOW",
+__all__ = ["load_vad", "shared_vad", "decide", "window_probs", "VadState", "speech_probabilities", "speech_probabilities_batch", "speech_regions", "speech_segments", "StreamGate", "WINDOW",
            "THRESHOLD"]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections import defaultdict
 
 import torch
 
@@ -62,51 +62,59 @@ class PrefixBeam:
         top_v, top_i = lp.topk(k, dim=-1)
         top_v, top_i = top_v.tolist(), top_i.tolist()
         blank_col = lp[:, BLANK_ID].tolist()
-        beams, frames = self.beams, self.frames
+        beams, frames, prune, lae = self.beams, self.frames, self.prune, _logaddexp
+        bonus = self.fusion.score if self.fusion is not None else None
         for dt in range(lp.size(0)):
             t = self.t + dt
-            if top_v[dt][0] <= self.prune or (top_i[dt][0] == BLANK_ID and (k == 1 or top_v[dt][1] <= self.prune)):
-                # only blank is tried at this frame: every prefix ends in blank, the order is unchanged (exact)
-                vb = blank_col[dt]
-                beams = {p: [_logaddexp(pb, pnb) + vb, NEG_INF] for p, (pb, pnb) in beams.items()}
-                continue
-            nxt: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [NEG_INF, NEG_INF])
-            # token frames of each prefix come from its most probable incoming transition (as WeNet keeps the
-            # Viterbi path's times), so they do not depend on the order the beam is visited in
-            nframes: dict[tuple[int, ...], tuple[int, ...]] = {}
-            best_in: dict[tuple[int, ...], float] = {}
-
-            def arrive(key: tuple[int, ...], score: float, fr: tuple[int, ...]) -> None:
-                if score > best_in.get(key, NEG_INF) or key not in nframes:
-                    best_in[key] = score
-                    nframes[key] = fr
-
+            vb = blank_col[dt]
             # tokens below the pruning threshold are not tried; blank always is
-            cands = [(v, i) for v, i in zip(top_v[dt], top_i[dt]) if v > self.prune and i != BLANK_ID]
-            cands.append((blank_col[dt], BLANK_ID))
+            cands = [(v, i) for v, i in zip(top_v[dt], top_i[dt]) if v > prune and i != BLANK_ID]
+            if not cands:  # only blank: every prefix ends in blank, the ranking is unchanged (exact)
+                beams = {p: [lae(pb, pnb) + vb, NEG_INF] for p, (pb, pnb) in beams.items()}
+                continue
+            nxt: dict[tuple[int, ...], list[float]] = {}
+            # token frames of each prefix come from its most probable incoming transition (as WeNet keeps the
+            # Viterbi path's times), so they do not depend on the order the beam is visited in (ties: the first)
+            best_in: dict[tuple[int, ...], float] = {}
+            nframes: dict[tuple[int, ...], tuple[int, ...]] = {}
             for prefix, (pb, pnb) in beams.items():
-                total = _logaddexp(pb, pnb)
+                total = lae(pb, pnb)
+                fr = frames[prefix]
+                last = prefix[-1] if prefix else None
                 for v, tok in cands:
-                    if tok == BLANK_ID:
-                        e = nxt[prefix]
-                        e[0] = _logaddexp(e[0], total + v)
-                        arrive(prefix, total + v, frames[prefix])
-                        continue
-                    last = prefix[-1] if prefix else None
                     new = prefix + (tok,)
-                    e = nxt[new]
+                    e = nxt.get(new)
+                    if e is None:
+                        e = nxt[new] = [NEG_INF, NEG_INF]
                     if tok == last:
-                        e[1] = _logaddexp(e[1], pb + v)  # repeat after a blank: a new token
-                        arrive(new, pb + v, frames[prefix] + (t,))
-                        same = nxt[prefix]  # repeat without blank: the same token continues
-                        same[1] = _logaddexp(same[1], pnb + v)
-                        arrive(prefix, pnb + v, frames[prefix])
+                        sc = pb + v  # repeat after a blank: a new token
+                        e[1] = lae(e[1], sc)
+                        if new not in nframes or sc > best_in[new]:
+                            best_in[new], nframes[new] = sc, fr + (t,)
+                        same = nxt.get(prefix)  # repeat without blank: the same token continues
+                        if same is None:
+                            same = nxt[prefix] = [NEG_INF, NEG_INF]
+                        sc = pnb + v
+                        same[1] = lae(same[1], sc)
+                        if prefix not in nframes or sc > best_in[prefix]:
+                            best_in[prefix], nframes[prefix] = sc, fr
                     else:
-                        e[1] = _logaddexp(e[1], total + v)
-                        arrive(new, total + v, frames[prefix] + (t,))
-            bonus = self.fusion.score if self.fusion is not None else _no_bonus
-            ranked = sorted(nxt.items(), key=lambda kv: _logaddexp(*kv[1]) + bonus(kv[0]), reverse=True)[: self.beam]
-            beams = {p: sc for p, sc in ranked}
+                        sc = total + v
+                        e[1] = lae(e[1], sc)
+                        if new not in nframes or sc > best_in[new]:
+                            best_in[new], nframes[new] = sc, fr + (t,)
+                e = nxt.get(prefix)
+                if e is None:
+                    e = nxt[prefix] = [NEG_INF, NEG_INF]
+                sc = total + vb
+                e[0] = lae(e[0], sc)
+                if prefix not in nframes or sc > best_in[prefix]:
+                    best_in[prefix], nframes[prefix] = sc, fr
+            if bonus is None:
+                ranked = heapq.nlargest(self.beam, nxt.items(), key=lambda kv: lae(kv[1][0], kv[1][1]))
+            else:
+                ranked = heapq.nlargest(self.beam, nxt.items(), key=lambda kv: lae(kv[1][0], kv[1][1]) + bonus(kv[0]))
+            beams = dict(ranked)
             frames = {p: nframes[p] for p in beams}
         if self.fusion is not None:
             self.fusion.forget(set(beams))
