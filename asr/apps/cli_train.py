@@ -1,4 +1,5 @@
-"""``asr train``, ``asr average``, ``asr export-model``, ``asr export-onnx``: from manifests to model directories."""
+"""``asr train``, ``asr average``, ``asr export-model``, ``asr export-onnx``, ``asr export-sherpa``: from manifests to model
+directories and deployable graphs."""
 
 from __future__ import annotations
 
@@ -101,6 +102,27 @@ def export_onnx_cmd(
     if worst > 1e-4:
         _fail(f"{out}: onnxruntime differs from PyTorch by {worst:.2e} (more than 1e-4)")
 
+
+
+@app.command("export-sherpa")
+def export_sherpa_cmd(
+    model: str = typer.Argument(..., help="Model directory (asr export-model) or 'demo'."),
+    out: Path = typer.Argument(..., help="Folder for model.onnx, model-streaming.onnx and tokens.txt."),
+    chunk: int = typer.Option(16, help="Chunk size (encoder frames) the streaming graph is checked with and its metadata names; sherpa-onnx's chunk_size may differ."),
+    left_chunks: int = typer.Option(4, help="Left chunks of attention cache for the check and the metadata (sherpa-onnx's num_left_chunks)."),
+) -> None:
+    """Export the CTC model for sherpa-onnx in the layout of its WeNet CTC models (run it with
+    sherpa_onnx.OfflineRecognizer.from_wenet_ctc / OnlineRecognizer.from_wenet_ctc), and check the graphs against
+    PyTorch."""
+    from asr.export.sherpa import export_sherpa
+
+    if chunk < 1 or left_chunks < 1:
+        _fail("--chunk and --left-chunks must be at least 1")
+    info = _run(export_sherpa, model, out, chunk, left_chunks)
+    typer.echo(json.dumps(info, indent=2))
+    worst = max(v for k, v in info.items() if k.startswith("max_abs_diff"))
+    if worst > 1e-4:
+        _fail(f"{out}: onnxruntime differs from PyTorch by {worst:.2e} (more than 1e-4)")
 
 
 punct_app = typer.Typer(help="Punctuation and casing: train the model that restores them on recognized text.",
