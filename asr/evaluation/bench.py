@@ -6,6 +6,7 @@ Mask-CTC searches are given a fixed output length (``output_tokens``) so their c
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import replace
@@ -90,6 +91,37 @@ def _model(model: str, vocab_size: int, device: str, quantize: str | None = None
     return m, desc
 
 
+def mask_ctc_flops(mlm, tokens: int, frames: int, iterations: int) -> float:
+    """Floating-point operations Mask-CTC must do to fill ``tokens`` masks in ``iterations`` passes over ``frames``
+    encoder frames: per pass and layer the projections and feed-forward over every position, self-attention
+    (L x L) and cross-attention (L x T) scores and sums; the cross-attention keys/values of the memory once; the
+    output projection for the positions still masked (``ceil(L / iterations)`` filled per pass). Multiply-adds
+    count two."""
+    L, T = tokens, frames
+    D, V = mlm.embed.embedding_dim, mlm.out.out_features
+
+    def lin(m, n):
+        return 2.0 * n * m.in_features * m.out_features
+
+    total = 0.0
+    for layer in mlm.layers:
+        sa, ca = layer.self_attn, layer.src_attn
+        per_pass = sum(lin(x, L) for x in (sa.q, sa.k, sa.v, sa.out, ca.q, ca.out, layer.ff[0], layer.ff[3]))
+        per_pass += 2 * 2.0 * L * L * D + 2 * 2.0 * L * T * D
+        total += iterations * per_pass + lin(ca.k, T) + lin(ca.v, T)
+    step = math.ceil(L / max(1, iterations))
+    masked = sum(max(0, L - step * i) for i in range(iterations))
+    return total + 2.0 * masked * D * V
+
+
+def matmul_rate(m_rows: int, d_in: int, d_out: int, dtype=torch.float32, device: str = "cpu", runs: int = 20) -> float:
+    """FLOP/s of this machine's matrix multiply at one shape ``(m_rows, d_in) @ (d_in, d_out)`` (median)."""
+    a = torch.randn(m_rows, d_in, dtype=dtype, device=device)
+    b = torch.randn(d_in, d_out, dtype=dtype, device=device)
+    t = _median_time(lambda: [torch.mm(a, b) for _ in range(10)], runs) / 10
+    return 2.0 * m_rows * d_in * d_out / t
+
+
 def _median_time(fn, runs: int) -> float:
     fn()  # warm-up
     times = []
@@ -135,6 +167,13 @@ def bench_decoders(model: str = "demo", decoders: list[str] | None = None, secon
         for d in methods:
             t = _median_time(lambda: run(d), runs)
             rows.append((d, t, t_feat + t_enc + t))
+        if output_tokens and "mask_ctc" in methods and getattr(m, "mlm", None) is not None:
+            # the floor: the FLOPs 10 passes must do, at the matmul rate of the MLM's feed-forward shape here
+            dtype = next(m.mlm.parameters()).dtype
+            ff = m.mlm.layers[0].ff[0]
+            rate = matmul_rate(output_tokens * batch, ff.in_features, ff.out_features, dtype, device)
+            flops = batch * mask_ctc_flops(m.mlm, output_tokens, int(enc.size(1)), mask_iterations)
+            rows.append((f"mask_ctc FLOP limit ({flops / 1e9:.1f} GFLOP at {rate / 1e9:.0f} GFLOP/s)", flops / rate, None))
         if uncached and "attention_beam" in methods:
             t = _median_time(lambda: run("attention_beam", use_cache=False), runs)
             rows.append(("attention_beam (no KV cache)", t, t_feat + t_enc + t))
@@ -147,5 +186,5 @@ def bench_decoders(model: str = "demo", decoders: list[str] | None = None, secon
     return "\n".join(lines)
 
 
-__all__ = ["bench_decoders", "forced_length_search", "ForcedLength"]
+__all__ = ["bench_decoders", "forced_length_search", "ForcedLength", "mask_ctc_flops", "matmul_rate"]
 

@@ -170,6 +170,7 @@ def serve_load(recognizer, audio: list[str | Path], n: int, seconds: float = 30.
         "undecoded_audio_s": round(sum(f["undecoded_seconds"] for f in finished), 2),
         "server_cpu_cores": round(busy / wall, 2), "rss_mb_peak": round(max(rss, default=0.0)),
         "rss_mb_first": round(rss[0]) if rss else None, "rss_mb_last": round(rss[-1]) if rss else None,
+        "rss_mb_each_minute": [round(x) for x in rss[::max(1, int(60 / sample_every))]],
         "wall_s": round(wall, 1), "max_batch": srv.stats["max_batch"],
     }
 

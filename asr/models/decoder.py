@@ -12,7 +12,7 @@ from torch import nn
 
 from asr.models.encoder import FeedForward
 from asr.models.state import DecoderCache
-from asr.nn.attention import MultiHeadAttention
+from asr.nn.attention import MultiHeadAttention, mask_to_bias
 from asr.nn.embedding import AbsolutePositionalEncoding
 from asr.nn.masks import causal_mask, lengths_to_mask
 
@@ -63,13 +63,18 @@ class TransformerDecoder(nn.Module):
         ``memory_kv``: the per-layer projected memory from :meth:`init_cache` (reused across calls, e.g. the
         Mask-CTC iterations); ``return_hidden``: return the final normalised states ``(B, L, D)`` instead of
         logits (project only the positions needed with ``self.out``)."""
-        L = tokens.size(1)
-        tmask = lengths_to_mask(token_lens, L).unsqueeze(1)  # (B, 1, L): keys that exist
-        self_mask = tmask & causal_mask(L, tokens.device).unsqueeze(0) if self.causal else tmask.expand(-1, L, -1)
-        # Padded query rows would have no key in a causal row 0.. keep every row attending to position 0.
-        self_mask = self_mask | (torch.arange(L, device=tokens.device) == 0).view(1, 1, L)
-        mem_mask = lengths_to_mask(memory_lens, memory.size(1)).unsqueeze(1)  # (B, 1, T)
+        L, T = tokens.size(1), memory.size(1)
+        if not self.causal and bool((token_lens == L).all()):
+            self_mask = None  # nothing padded: no mask, so attention takes its fused path
+        else:
+            tmask = lengths_to_mask(token_lens, L).unsqueeze(1)  # (B, 1, L): keys that exist
+            self_mask = tmask & causal_mask(L, tokens.device).unsqueeze(0) if self.causal else tmask.expand(-1, L, -1)
+            # Padded query rows would have no key in a causal row 0.. keep every row attending to position 0.
+            self_mask = self_mask | (torch.arange(L, device=tokens.device) == 0).view(1, 1, L)
+        full = bool((memory_lens == T).all())
+        mem_mask = None if full else lengths_to_mask(memory_lens, T).unsqueeze(1)  # (B, 1, T)
         x = self.pos(self.embed(tokens))
+        self_mask, mem_mask = mask_to_bias(self_mask, x.dtype), mask_to_bias(mem_mask, x.dtype)  # once, not per layer
         for i, layer in enumerate(self.layers):
             x, _, _ = layer(x, self_mask, memory, mem_mask, None, memory_kv[i] if memory_kv is not None else None)
         return self.norm(x) if return_hidden else self.out(self.norm(x))

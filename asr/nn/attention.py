@@ -13,10 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _bias_from_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    """Bool mask ``(B, Tq, Tk)`` (True = attend) -> additive bias ``(B, 1, Tq, Tk)``."""
-    if mask is None:
-        return None
+def mask_to_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """Bool mask ``(B, Tq, Tk)`` (True = attend) -> additive bias ``(B, 1, Tq, Tk)``; a bias (a float tensor, made
+    once by a caller that runs many layers with one mask) is returned as it is."""
+    if mask is None or mask.is_floating_point():
+        return mask
     bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device)
     return bias.masked_fill(~mask, float("-inf")).unsqueeze(1)
 
@@ -51,7 +52,7 @@ class MultiHeadAttention(nn.Module):
             new = self.project_kv(kv)
             kvc = new if cache is None else torch.cat([cache, new], dim=2)
         k, v = kvc.split(self.d_k, dim=-1)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=_bias_from_mask(mask, q.dtype),
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask_to_bias(mask, q.dtype),
                                              dropout_p=self.dropout if self.training else 0.0)
         out = out.transpose(1, 2).reshape(query.size(0), -1, self.h * self.d_k)
         return self.out(out), kvc
