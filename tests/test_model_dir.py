@@ -153,8 +153,17 @@ def test_eval_by_speaker_names_the_voices_and_adds_up(exp, tmp_path, tiny_manife
     from asr.evaluation.scoring import spread_subset
 
     n = len(voices)
+    from lhotse import CutSet
+
+    by_voice: dict[str, list] = {}
+    for c in cuts:
+        by_voice.setdefault(labels[c.id], []).append(c)
+    grouped = CutSet.from_cuts([c.with_id(f"{c.id}_r{k}") for v in sorted(by_voice)  # 4 cuts a voice, in folder order
+                                for k, c in enumerate((by_voice[v] * 4)[:4])])
+    voice_of = {c.id: labels[c.id.rsplit("_r", 1)[0]] for c in grouped}
+    spread = spread_subset(grouped, n)
+    assert len(spread) == n and len({voice_of[c.id] for c in spread}) == n > len({voice_of[c.id] for c in grouped.subset(first=n)})
     picked = spread_subset(cuts, n)
-    assert len(picked) == n and len({labels[c.id] for c in picked}) > len({labels[c.id] for c in cuts.subset(first=n)})
     r = CliRunner().invoke(app, ["eval", "--model", str(model), "--manifests", str(tiny_manifests), "--subset", "dev",
                                  "--limit", str(n), "--spread", "--by-speaker"])
     assert r.exit_code == 0, r.output
