@@ -21,8 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
@@ -34,13 +32,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = ap.parse_args()
 
-    import sherpa_onnx
     import torch
 
     import asr
     from asr.audio import load_audio
     from asr.evaluation.metrics import cer
-    from asr.export.sherpa import export_sherpa
+    from asr.export.sherpa import export_sherpa, sherpa_recognizer, sherpa_texts
     from asr.inference.streaming import Recognizer, StreamingOptions
 
     audio = [load_audio(p) for p in args.audio]
@@ -79,35 +76,14 @@ def main() -> None:
     rows, ref = [], asr_offline()
     for n in args.threads:
         torch.set_num_threads(n)
-        off = sherpa_onnx.OfflineRecognizer.from_wenet_ctc(model=str(tmp / "model.onnx"), tokens=str(tmp / "tokens.txt"),
-                                                           num_threads=n)
-        on = sherpa_onnx.OnlineRecognizer.from_wenet_ctc(model=str(tmp / "model-streaming.onnx"),
-                                                         tokens=str(tmp / "tokens.txt"), chunk_size=16, num_left_chunks=4,
-                                                         num_threads=n)
+        off = sherpa_recognizer(tmp, streaming=False, num_threads=n)
+        on = sherpa_recognizer(tmp, streaming=True, num_threads=n)
 
         def sherpa_offline():
-            texts = []
-            for x in audio:
-                s = off.create_stream()
-                s.accept_waveform(16000, x)
-                off.decode_stream(s)
-                texts.append(s.result.text.strip())
-            return texts
+            return sherpa_texts(off, audio)
 
         def sherpa_streaming():
-            texts = []
-            for x in audio:
-                s = on.create_stream()
-                for i in range(0, len(x), 1600):
-                    s.accept_waveform(16000, x[i:i + 1600])
-                    while on.is_ready(s):
-                        on.decode_stream(s)
-                s.accept_waveform(16000, np.zeros(8000, np.float32))
-                s.input_finished()
-                while on.is_ready(s):
-                    on.decode_stream(s)
-                texts.append(on.get_result(s).strip())
-            return texts
+            return sherpa_texts(on, audio, streaming=True)
 
         for name, fn in (("asr offline", asr_offline), ("sherpa-onnx offline", sherpa_offline),
                          ("asr streaming 640 ms", asr_streaming), ("sherpa-onnx streaming 640 ms", sherpa_streaming)):
