@@ -40,13 +40,9 @@ def speech(speech_clips) -> np.ndarray:
 def _run(rec, s, x, block):
     for i in range(0, x.size, block):
         s.accept_waveform(x[i:i + block], 16000)
-        while rec.is_ready(s):
-            rec.decode([s])
-            if s.is_endpoint:
-                rec.finalize(s)
+        rec.decode_ready(s)
     s.input_finished()
-    while rec.is_ready(s):
-        rec.decode([s])
+    rec.decode_ready(s)
     rec.finalize(s)
 
 

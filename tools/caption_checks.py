@@ -67,13 +67,9 @@ def live_words(loaded, audio: np.ndarray, vad: bool) -> int:
     s = rec.create_stream()
     for i in range(0, len(audio), 1600):
         s.accept_waveform(audio[i:i + 1600], SAMPLE_RATE)
-        while rec.is_ready(s):
-            rec.decode([s])
-            if s.is_endpoint:
-                rec.finalize(s)
+        rec.decode_ready(s)
     s.input_finished()
-    while rec.is_ready(s):
-        rec.decode([s])
+    rec.decode_ready(s)
     rec.finalize(s)
     return len(s.result.committed.split())
 

@@ -97,11 +97,7 @@ class LiveSession:
         return self._stream.result.text
 
     def _run(self) -> None:
-        with torch.inference_mode():
-            while self._rec.is_ready(self._stream):
-                self._rec.decode([self._stream])
-                if self._stream.is_endpoint:
-                    self._commit()
+        self._segments += self._rec.decode_ready(self._stream)
 
     def _commit(self) -> None:
         seg = self._rec.finalize(self._stream)

@@ -368,6 +368,18 @@ class Recognizer:
     def _abs_frame(self, s: Stream, f: int) -> int:
         return int(round(s.seg_start / self.frame_seconds)) + f
 
+    def decode_ready(self, stream: Stream) -> list[Segment]:
+        """Decode every chunk ``stream`` has ready, one at a time, committing at each endpoint (a single stream, as
+        the Python API runs it). Returns the segments committed."""
+        out = []
+        while self.is_ready(stream):
+            self.decode([stream])
+            if stream.is_endpoint:
+                seg = self.finalize(stream)
+                if seg is not None:
+                    out.append(seg)
+        return out
+
     @torch.inference_mode()
     def finalize(self, stream: Stream) -> Segment | None:
         """End the running segment: second pass, commit its text with word times, start a new segment.
