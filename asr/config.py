@@ -38,6 +38,10 @@ class EncoderConfig:
     chunk_prob: float = 0.5
     max_chunk: int = 25
     max_left_chunks: int = 8  # random left context is 1..max_left_chunks chunks or unlimited
+    # ESPnet's conformer (asr import espnet): the subsampled input scaled by sqrt(d_model) before the layers,
+    # and one LayerNorm after them
+    input_scale: bool = False
+    final_norm: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class DecoderConfig:
     ffn_dim: int = 2048
     dropout: float = 0.1
     r2l_layers: int = 0  # > 0 adds a right-to-left decoder for bidirectional rescoring
+    activation: str = "swish"  # feed-forward activation: swish | relu (ESPnet's and WeNet's Transformer decoders)
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,29 @@ class MLMConfig:
     num_heads: int = 4
     ffn_dim: int = 2048
     dropout: float = 0.1
+    activation: str = "swish"  # swish | relu
+
+
+FRONTENDS = ("fbank", "stft_logmel")
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    """Waveform -> features. ``fbank``: Kaldi-compatible log-mel fbank (25-ms windows, 10-ms hop, snip_edges;
+    the toolkit's own, and the only one streaming and training use); ``stft_logmel``: ESPnet's DefaultFrontend
+    (centred STFT with a periodic Hann window, power spectrum, Slaney mel filters, natural log floored at 1e-10),
+    for models imported from ESPnet."""
+    kind: str = "fbank"
+    n_mels: int = 80
+    n_fft: int = 512  # stft_logmel only
+    win_length: int = 512
+    hop_length: int = 160
+    fmin: float = 0.0
+    fmax: float = 8000.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in FRONTENDS:
+            raise ValueError(f"frontend kind must be one of {', '.join(FRONTENDS)}, not {self.kind!r}")
 
 
 @dataclass(frozen=True)
@@ -63,6 +91,7 @@ class ModelConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     mlm: MLMConfig = field(default_factory=MLMConfig)
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
     ctc_weight: float = 0.3  # loss = ctc_weight * CTC + att_weight * CE + mlm_weight * MLM
     att_weight: float = 0.7
     mlm_weight: float = 0.0

@@ -20,6 +20,7 @@ import torchaudio.compliance.kaldi as kaldi
 from torchaudio.compliance.kaldi import inverse_mel_scale, mel_scale
 
 from asr.audio import FRAME_LENGTH_MS, FRAME_SHIFT_MS, HOP_SAMPLES, SAMPLE_RATE, WIN_SAMPLES, num_frames
+from asr.config import FrontendConfig
 from asr.files import write_atomic
 
 NUM_MEL_BINS = 80
@@ -52,6 +53,40 @@ def fbank(samples: np.ndarray | torch.Tensor, cfg: FbankConfig = FbankConfig()) 
         sample_frequency=SAMPLE_RATE,
         snip_edges=True,
     ).float()
+
+
+@functools.lru_cache(maxsize=4)
+def _mel_matrix(n_fft: int, n_mels: int, fmin: float, fmax: float) -> torch.Tensor:
+    """librosa's Slaney mel filters ``(n_fft // 2 + 1, n_mels)`` (ESPnet's LogMel uses them)."""
+    import librosa
+
+    return torch.from_numpy(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
+                                                htk=False).T).float()
+
+
+def stft_logmel(samples: np.ndarray | torch.Tensor, cfg: FrontendConfig) -> torch.Tensor:
+    """ESPnet's DefaultFrontend: mono 16 kHz samples ``(T,)`` in [-1, 1] -> ``(T // hop + 1, n_mels)``: a centred
+    STFT (reflect padding, periodic Hann window of ``win_length``), the power spectrum, Slaney mel filters, the
+    natural log floored at 1e-10. Too short to reflect-pad (under ``n_fft / 2`` samples): no frames."""
+    x = torch.as_tensor(samples, dtype=torch.float32)
+    if x.dim() != 1:
+        raise ValueError(f"features expect mono samples (T,), got shape {tuple(x.shape)}")
+    if x.numel() <= cfg.n_fft // 2:
+        return torch.zeros(0, cfg.n_mels)
+    spec = torch.stft(x, cfg.n_fft, cfg.hop_length, cfg.win_length, window=torch.hann_window(cfg.win_length),
+                      center=True, pad_mode="reflect", normalized=False, onesided=True, return_complex=True)
+    ri = torch.view_as_real(spec)  # (F, T, 2)
+    power = (ri[..., 0] ** 2 + ri[..., 1] ** 2).transpose(0, 1)  # (T, F)
+    mel = torch.matmul(power, _mel_matrix(cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax))
+    return mel.clamp_min(1e-10).log()
+
+
+def features(samples: np.ndarray | torch.Tensor, frontend: FrontendConfig | None = None) -> torch.Tensor:
+    """A model's features of mono 16 kHz samples ``(T,)``: ``frontend`` is its ``ModelConfig.frontend`` (None: the
+    toolkit's fbank). Every inference path computes features here."""
+    if frontend is None or frontend.kind == "fbank":
+        return fbank(samples)
+    return stft_logmel(samples, frontend)
 
 
 class StreamingFbank:

@@ -16,7 +16,7 @@ import torch
 
 from asr.audio import SAMPLE_RATE
 from asr.config import load_config
-from asr.features import fbank
+from asr.features import features as model_features
 from asr.inference.model_dir import load_model, quantize_model, resolve_model_path
 from asr.models.asr_model import ASRModel, count_parameters
 from asr.search.attention import beam_search
@@ -154,7 +154,7 @@ def bench_decoders(model: str = "demo", decoders: list[str] | None = None, secon
         return search(m, enc, enc_lens, d, opts, ctc_log_probs=lp)
 
     def features():
-        f = [fbank(a) for a in audio]
+        f = [model_features(a, m.cfg.frontend) for a in audio]
         return torch.stack(f).to(device), torch.tensor([x.shape[0] for x in f], device=device)
 
     feats, lens = features()

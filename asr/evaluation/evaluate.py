@@ -13,7 +13,7 @@ import torch
 from asr.data.batching import fbank_batch, make_sampler
 from asr.data.prepare import load_cuts
 from asr.evaluation.metrics import ErrorRate, cer, wer
-from asr.features import fbank
+from asr.features import features
 from asr.inference.decode import decode_features
 from asr.inference.model_dir import LoadedModel, load_model, write_card_section
 from asr.lm import update_card
@@ -52,7 +52,7 @@ def evaluate_cuts(loaded: "LoadedModel", cuts, method: str = "ctc_greedy", opts:
         for batch_cuts in make_sampler(cuts, max_duration, 1, False, 0):
             wavs = [c.load_audio()[0] for c in batch_cuts]
             t0 = time.perf_counter()
-            padded, lens = fbank_batch([fbank(w) for w in wavs])
+            padded, lens = fbank_batch([features(w, loaded.model.cfg.frontend) for w in wavs])
             hyps = decode_features(loaded.model, loaded.tokenizer, padded.to(device), lens.to(device), method, opts)
             spent += time.perf_counter() - t0
             audio += sum(c.duration for c in batch_cuts)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from asr.audio import FRAME_SHIFT_MS, SAMPLE_RATE, load_audio
-from asr.features import fbank
+from asr.features import features
 from asr.files import atomic_path
 from asr.inference.decode import decode_features
 from asr.search.align import encoder_frame_seconds
@@ -60,7 +60,7 @@ def plot_alignment(loaded, audio_path: str | os.PathLike, out: str | os.PathLike
     their aligned times, and the per-frame probability of non-blank tokens (the CTC spikes) below it."""
     plt = _plt()
     audio = load_audio(audio_path)[: int(max_seconds * SAMPLE_RATE)]
-    feats = fbank(audio)
+    feats = features(audio, loaded.model.cfg.frontend)
     lens = torch.tensor([feats.shape[0]])
     with torch.inference_mode():
         tr = decode_features(loaded.model, loaded.tokenizer, feats.unsqueeze(0), lens, "ctc_greedy", DecodeOptions())[0]

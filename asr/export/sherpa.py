@@ -31,7 +31,7 @@ from torch import nn
 
 from asr.export.onnx import OPSET, _export
 from asr.files import write_atomic
-from asr.inference.model_dir import load_model
+from asr.inference.model_dir import ModelError, load_model
 
 
 class _Offline(nn.Module):
@@ -92,6 +92,9 @@ def export_sherpa(model_dir: str | os.PathLike, out: str | os.PathLike, chunk: i
     import onnxruntime as ort
 
     loaded = load_model(model_dir)
+    if loaded.config.model.frontend.kind != "fbank":
+        raise ModelError(f"{loaded.path}: sherpa-onnx computes Kaldi fbank; this model was trained on "
+                         f"{loaded.config.model.frontend.kind} features")
     m = loaded.model.float().eval()
     c = loaded.config.model.encoder
     out = Path(out)

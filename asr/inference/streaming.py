@@ -266,6 +266,9 @@ class Recognizer:
         self.punctuator = punctuator  # committed segments are cased and punctuated (partials stay raw)
         if not self.model.encoder.cfg.causal_conv:
             raise ValueError(f"{self.loaded.path}: streaming needs a model trained with causal convolution")
+        if self.model.cfg.frontend.kind != "fbank":
+            raise ValueError(f"{self.loaded.path}: streaming computes fbank features; this model was trained on "
+                             f"{self.model.cfg.frontend.kind}")
         self.options = replace(options, final=self._second_pass(options))
         if self.options.partial == "mask_ctc" and getattr(self.model, "mlm", None) is None:
             raise ValueError(f"{self.loaded.path}: partial='mask_ctc' needs a model with a Mask-CTC decoder")
@@ -359,7 +362,7 @@ class Recognizer:
         enc = torch.cat(s.enc_chunks, 1)  # (1, T, D)
         d = self.options.decode
         return mask_ctc(self.model, enc, torch.tensor([enc.size(1)], device=enc.device), d.mask_threshold,
-                        d.mask_iterations)[0][0].tokens
+                        d.mask_iterations, schedule=d.mask_schedule)[0][0].tokens
 
     def _heard(self, s: Stream, end: float) -> bool:
         """Whether silero-vad heard speech in the running segment up to ``end`` seconds."""

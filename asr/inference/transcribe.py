@@ -22,7 +22,7 @@ from lhotse import load_manifest
 
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
 from asr.data.batching import fbank_batch
-from asr.features import fbank
+from asr.features import features
 from asr.files import write_atomic
 from asr.inference.captions import caption_cues, srt, vtt
 from asr.inference.decode import decode_features
@@ -184,7 +184,7 @@ class TranscribeSummary:
 def _decode_batch(loaded, items: list[tuple[_Pending, int, np.ndarray]], method: str, opts: DecodeOptions,
                   device: str) -> None:
     """Decode one batch of ``(file, segment index, samples)``; each file's part ``k`` gets its segment."""
-    feats = [fbank(seg) for _, _, seg in items]
+    feats = [features(seg, loaded.model.cfg.frontend) for _, _, seg in items]
     # shorter than the encoder front end's receptive field: no encoder frame at all -> empty text
     ok = [i for i, f in enumerate(feats) if f.shape[0] >= loaded.model.encoder.subsampling.receptive_field]
     results: dict[int, Segment] = {i: Segment("", *items[i][0].ranges[items[i][1]]) for i in range(len(items))}

@@ -42,12 +42,13 @@ class ASRModel(nn.Module):
         self.encoder = ConformerEncoder(cfg.encoder)
         self.ctc = CTCHead(D, V, cfg.encoder.dropout)
         dc, mc = cfg.decoder, cfg.mlm
-        self.decoder = TransformerDecoder(V, D, dc.num_layers, dc.num_heads, dc.ffn_dim, dc.dropout) \
-            if dc.num_layers > 0 and cfg.att_weight > 0 else None
-        self.r2l_decoder = TransformerDecoder(V, D, dc.r2l_layers, dc.num_heads, dc.ffn_dim, dc.dropout) \
+        self.decoder = TransformerDecoder(V, D, dc.num_layers, dc.num_heads, dc.ffn_dim, dc.dropout,
+                                          activation=dc.activation) if dc.num_layers > 0 and cfg.att_weight > 0 else None
+        self.r2l_decoder = TransformerDecoder(V, D, dc.r2l_layers, dc.num_heads, dc.ffn_dim, dc.dropout,
+                                              activation=dc.activation) \
             if self.decoder is not None and dc.r2l_layers > 0 and cfg.r2l_weight > 0 else None
-        self.mlm = TransformerDecoder(V, D, mc.num_layers, mc.num_heads, mc.ffn_dim, mc.dropout, causal=False) \
-            if mc.num_layers > 0 and cfg.mlm_weight > 0 else None
+        self.mlm = TransformerDecoder(V, D, mc.num_layers, mc.num_heads, mc.ffn_dim, mc.dropout, causal=False,
+                                      activation=mc.activation) if mc.num_layers > 0 and cfg.mlm_weight > 0 else None
 
     def set_cmvn(self, cmvn: GlobalCMVN) -> None:
         self.cmvn_mean.copy_(cmvn.mean)

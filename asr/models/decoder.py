@@ -20,11 +20,11 @@ from asr.nn.masks import causal_mask, lengths_to_mask
 class DecoderLayer(nn.Module):
     """Pre-norm: self-attention -> cross-attention over the encoder memory -> feed-forward."""
 
-    def __init__(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float):
+    def __init__(self, d_model: int, num_heads: int, ffn_dim: int, dropout: float, activation: str = "swish"):
         super().__init__()
         self.self_attn = MultiHeadAttention(d_model, num_heads, dropout)
         self.src_attn = MultiHeadAttention(d_model, num_heads, dropout)
-        self.ff = FeedForward(d_model, ffn_dim, dropout)
+        self.ff = FeedForward(d_model, ffn_dim, dropout, activation)
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
@@ -46,12 +46,12 @@ class DecoderLayer(nn.Module):
 
 class TransformerDecoder(nn.Module):
     def __init__(self, vocab_size: int, d_model: int, num_layers: int, num_heads: int, ffn_dim: int,
-                 dropout: float, causal: bool = True):
+                 dropout: float, causal: bool = True, activation: str = "swish"):
         super().__init__()
         self.causal = causal
         self.embed = nn.Embedding(vocab_size, d_model)
         self.pos = AbsolutePositionalEncoding(d_model, dropout)
-        self.layers = nn.ModuleList(DecoderLayer(d_model, num_heads, ffn_dim, dropout) for _ in range(num_layers))
+        self.layers = nn.ModuleList(DecoderLayer(d_model, num_heads, ffn_dim, dropout, activation) for _ in range(num_layers))
         self.norm = nn.LayerNorm(d_model)
         self.out = nn.Linear(d_model, vocab_size)
 

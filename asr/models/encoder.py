@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -28,9 +30,15 @@ def chunk_window(chunk: int, rate: int, receptive_field: int) -> tuple[int, int]
     return (chunk - 1) * rate + receptive_field, chunk * rate
 
 
+ACTIVATIONS = {"swish": nn.SiLU, "relu": nn.ReLU}
+
+
 class FeedForward(nn.Sequential):
-    def __init__(self, d_model: int, ffn_dim: int, dropout: float):
-        super().__init__(nn.Linear(d_model, ffn_dim), nn.SiLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, d_model))
+    def __init__(self, d_model: int, ffn_dim: int, dropout: float, activation: str = "swish"):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, not {activation!r}")
+        super().__init__(nn.Linear(d_model, ffn_dim), ACTIVATIONS[activation](), nn.Dropout(dropout),
+                         nn.Linear(ffn_dim, d_model))
 
 
 class ConformerLayer(nn.Module):
@@ -65,6 +73,16 @@ class ConformerEncoder(nn.Module):
                                              cfg.subsampling_channels)
         self.pos = RelativePositionalEncoding(cfg.d_model, cfg.dropout)
         self.layers = nn.ModuleList(ConformerLayer(cfg) for _ in range(cfg.num_layers))
+        self.input_scale = math.sqrt(cfg.d_model) if cfg.input_scale else 1.0  # ESPnet scales; WeNet-style does not
+        self.final_norm = nn.LayerNorm(cfg.d_model) if cfg.final_norm else None
+
+    def _embed(self, x: torch.Tensor, x_lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Subsample ``x (B, T, F)`` -> ``(B, T', D)`` and lengths; the input scale and dropout applied."""
+        x, lens = self.subsampling(x.to(self.weight_dtype), x_lens)
+        return self.pos(x * self.input_scale if self.input_scale != 1.0 else x), lens
+
+    def _out(self, x: torch.Tensor) -> torch.Tensor:
+        return self.final_norm(x) if self.final_norm is not None else x
 
     @property
     def rate(self) -> int:
@@ -78,8 +96,7 @@ class ConformerEncoder(nn.Module):
         chunks of left context (all when < 0): the exact computation :meth:`forward_chunk` streams.
         ``tap > 0``: also return layer ``tap``'s output ``(B, T', D)`` (intermediate CTC): ``(y, y_lens, h)``.
         """
-        x, lens = self.subsampling(x.to(self.weight_dtype), x_lens)
-        x = self.pos(x)
+        x, lens = self._embed(x, x_lens)
         T = x.size(1)
         pad = lengths_to_mask(lens, T)  # (B, T)
         att = pad.unsqueeze(1)  # (B, 1, T): keys that exist
@@ -92,7 +109,8 @@ class ConformerEncoder(nn.Module):
         for i, layer in enumerate(self.layers, 1):
             x, _, _ = layer(x, pos, att, pad)
             if i == tap:
-                inter = x
+                inter = self._out(x)
+        x = self._out(x)
         return (x, lens, inter) if tap > 0 else (x, lens)
 
     @property
@@ -117,8 +135,7 @@ class ConformerEncoder(nn.Module):
         if not self.cfg.causal_conv:
             raise RuntimeError("streaming needs a model trained with causal_conv: true")
         lens = torch.full((x.size(0),), x.size(1), dtype=torch.long, device=x.device)
-        x, _ = self.subsampling(x.to(self.weight_dtype), lens)
-        x = self.pos(x)
+        x, _ = self._embed(x, lens)
         C = x.size(1)
         if C == 0:
             return x, state
@@ -129,4 +146,4 @@ class ConformerEncoder(nn.Module):
             x, a, c = layer(x, pos, None, None, state.att_cache[i], state.conv_cache[i])
             new_att.append(a if left_frames < 0 else a[:, :, max(0, a.size(2) - left_frames):])
             new_conv.append(c)
-        return x, EncoderState(torch.stack(new_att), torch.stack(new_conv), state.offset + C)
+        return self._out(x), EncoderState(torch.stack(new_att), torch.stack(new_conv), state.offset + C)

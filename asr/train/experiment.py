@@ -73,6 +73,9 @@ def _init_weights(init: str, cfg: Config, lang: Path) -> tuple[dict, Path]:
     except (FileNotFoundError, ValueError) as e:
         raise ExperimentError(f"--init {init}: {e}") from None
     d = loaded.path
+    if loaded.config.model.frontend.kind != "fbank":
+        raise ExperimentError(f"--init {init}: it was trained on {loaded.config.model.frontend.kind} features; "
+                              "training computes fbank")
     for name in ("tokenizer.model", "cmvn.json"):
         if (lang / name).is_file() and not _same_file(name, d / name, lang / name):
             raise ExperimentError(f"{lang / name}: differs from {d / name}: --init {init} was trained with another "

@@ -542,5 +542,7 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
     ``init``: a model directory (or bundled model name) whose weights a new run starts from, with a fresh optimizer,
     schedule and clock (fine-tuning, or continuing a finished run under a new budget); a resumed run ignores it,
     its checkpoint holds the weights."""
+    if cfg.model.frontend.kind != "fbank":
+        raise ValueError(f"model.frontend.kind: training computes fbank features, not {cfg.model.frontend.kind}")
     return Trainer(cfg, manifests, lang, exp, train_subset, valid_subset, resume, device, progress, curve_subset,
                    overwrite, init).run()
