@@ -82,6 +82,7 @@ DECODE_FLAGS = {
     "ctc_weight": (float, typer.Option(DEFAULTS.ctc_weight, help="CTC weight in joint_ctc_attention.")),
     "mask_threshold": (float, typer.Option(DEFAULTS.mask_threshold, help="Mask-CTC: re-predict tokens with CTC confidence below this.")),
     "mask_iterations": (int, typer.Option(DEFAULTS.mask_iterations, help="Mask-CTC iterations.")),
+    "espnet_rules": (bool, typer.Option(False, "--espnet-rules", help="Search as ESPnet does (for models from asr import espnet): beams ranked by summed scores with no length normalisation, eos threshold or CTC length window; ESPnet's Mask-CTC schedule.")),
     "lm_dir": (Optional[Path], typer.Option(None, "--lm", help="LM directory (asr lm train): enables the ctc_lm decoder (lexicon + word n-gram) and fusion in the others.")),
     "lm_weight": (Optional[float], typer.Option(None, help=f"ctc_lm: LM weight (default: the LM card's tuned value, else {DEFAULTS.lm_weight}).")),
     "word_score": (Optional[float], typer.Option(None, help=f"ctc_lm: score added per word (default: tuned, else {DEFAULTS.word_score}).")),
@@ -118,7 +119,8 @@ def decode_options_from(flags: dict, **extra):
     from asr.search.options import decode_options
 
     flags = dict(flags, **extra)
-    return _run(decode_options, flags.pop("lm_dir"), flags.pop("hotwords"), flags.pop("hotword_boost"), **flags)
+    return _run(decode_options, flags.pop("lm_dir"), flags.pop("hotwords"), flags.pop("hotword_boost"),
+                flags.pop("espnet_rules", False), **flags)
 
 
 def check_decoders(loaded, opts, methods: list[str]) -> None:

@@ -38,22 +38,26 @@ def greedy_tokens_with_confidence(log_probs: torch.Tensor, lens: torch.Tensor):
 
 @torch.inference_mode()
 def mask_ctc(model, enc: torch.Tensor, enc_lens: torch.Tensor, threshold: float = DEFAULTS.mask_threshold,
-             iterations: int = DEFAULTS.mask_iterations) -> list[list[Hypothesis]]:
+             iterations: int = DEFAULTS.mask_iterations, schedule: str = DEFAULTS.mask_schedule) -> list[list[Hypothesis]]:
     """``enc (B, T, D)``, ``enc_lens (B,)`` -> one hypothesis per utterance (scored by the CTC greedy
     path plus the MLM log-probabilities of the filled tokens)."""
     if model.mlm is None:
         raise ValueError("this model has no Mask-CTC decoder (model.mlm.num_layers = 0)")
     lp = model.ctc_log_probs(enc)
     toks, confs, frames = greedy_tokens_with_confidence(lp, enc_lens)
-    return refine(model, enc, enc_lens, lp, toks, confs, frames, threshold, iterations)
+    return refine(model, enc, enc_lens, lp, toks, confs, frames, threshold, iterations, schedule)
 
 
 @torch.inference_mode()
 def refine(model, enc: torch.Tensor, enc_lens: torch.Tensor, lp: torch.Tensor, toks: list, confs: list, frames: list,
-           threshold: float, iterations: int) -> list[list[Hypothesis]]:
+           threshold: float, iterations: int, schedule: str = DEFAULTS.mask_schedule) -> list[list[Hypothesis]]:
     """The MLM iterations: per utterance ``toks (L,)`` with CTC confidences ``confs (L,)`` (and the frames
     where they fire); tokens below ``threshold`` are masked and filled by the MLM decoder in ``iterations``
-    steps, the most confident first."""
+    steps, the most confident first.
+
+    ``schedule``: ``confidence`` ranks by MLM log-probability, never predicts blank, mask or eos, and fills
+    ceil(n / iterations) a pass; ``espnet`` is ESPnet's MaskCTCInference: min(iterations, n) passes, each filling
+    floor(n / passes) by raw logit with any token (blank deletes the position), the last pass filling the rest."""
     device = enc.device
     B = enc.size(0)
     lens = torch.tensor([len(t) for t in toks], device=device)
@@ -68,7 +72,13 @@ def refine(model, enc: torch.Tensor, enc_lens: torch.Tensor, lp: torch.Tensor, t
     y = y.masked_fill(masked, model.mask_id)
     score = torch.tensor([float(lp[b, :enc_lens[b]].max(-1).values.sum()) for b in range(B)], device=device)
     n_masked = masked.sum(1)  # (B,)
-    per_iter = torch.ceil(n_masked.float() / max(1, iterations)).long().clamp_min(1)
+    if schedule == "espnet":
+        passes = n_masked.clamp(max=iterations)  # (B,)
+        per_iter = n_masked // passes.clamp_min(1)
+        last = passes
+    else:
+        per_iter = torch.ceil(n_masked.float() / max(1, iterations)).long().clamp_min(1)
+        last = torch.full_like(n_masked, iterations)
     banned = torch.tensor([BLANK_ID, model.mask_id, model.eos], device=device)
     it = 0
     memory_kv = model.mlm.init_cache(enc).memory_kv if bool(masked.any()) else None  # projected once, reused
@@ -76,22 +86,29 @@ def refine(model, enc: torch.Tensor, enc_lens: torch.Tensor, lp: torch.Tensor, t
         it += 1
         hidden = model.mlm(enc, enc_lens, y, lens.clamp_min(1), memory_kv=memory_kv, return_hidden=True)  # (B, L, D)
         logits = model.mlm.out(hidden[masked]).float()  # (n_masked, V): only the positions still masked
-        logits.index_fill_(1, banned, float("-inf"))
-        pm, tm = logits.log_softmax(-1).max(-1)
+        if schedule == "espnet":
+            pm, tm = logits.max(-1)
+        else:
+            logits.index_fill_(1, banned, float("-inf"))
+            pm, tm = logits.log_softmax(-1).max(-1)
         p = torch.full(masked.shape, float("-inf"), device=device).masked_scatter(masked, pm)  # (B, L)
         tok = torch.zeros_like(y).masked_scatter(masked, tm)
         # rank the masked positions of each utterance by confidence; fill the best per_iter (all at the end)
         cand = p.masked_fill(~masked, float("-inf"))
         order = cand.argsort(dim=1, descending=True)
         rank = torch.empty_like(order).scatter_(1, order, torch.arange(L, device=device).expand(B, L))
-        n_fill = per_iter if it < iterations else n_masked
+        n_fill = torch.where(it < last, per_iter, n_masked)  # the last pass fills what is left
         fill = masked & (rank < n_fill.unsqueeze(1))
         y = torch.where(fill, tok, y)
         score = score + torch.where(fill, p, torch.zeros_like(p)).sum(1)
         masked = masked & ~fill
     out = []
     for b in range(B):
-        seq = y[b, : lens[b]]
+        seq, fr = y[b, : lens[b]], frames[b]
+        if schedule == "espnet":  # a pass may have predicted blank (a deletion), mask or eos: not tokens
+            keep = (seq != BLANK_ID) & (seq != model.mask_id) & (seq != model.eos)
+            seq, fr = seq[keep], (fr[keep] if len(fr) == len(keep) else fr)
+        frames[b] = fr
         out.append([Hypothesis(tuple(seq.tolist()), float(score[b]), tuple(frames[b].tolist())
                                if len(frames[b]) == len(seq) else ())])
     return out

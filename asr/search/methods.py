@@ -124,14 +124,15 @@ def _extra(x: SearchInput) -> list:
 def _attention_beam(x: SearchInput):
     o = x.opts
     return attention_beam(x.model, x.enc, x.enc_lens, o.beam, length_norm=o.length_norm, eos_threshold=o.eos_threshold,
-                          ctc_length_window=o.ctc_length_window, ctc_log_probs=x.log_probs, extra_scorers=_extra(x))
+                          ctc_length_window=o.ctc_length_window, ctc_log_probs=x.log_probs, extra_scorers=_extra(x),
+                          rules=o.beam_rules)
 
 
 def _joint_ctc_attention(x: SearchInput):  # the CTC prefix score already keeps the length; no window needed
     o = x.opts
     return joint_ctc_attention(x.model, x.enc, x.enc_lens, o.beam, ctc_weight=o.ctc_weight, length_norm=o.length_norm,
                                eos_threshold=0.0, ctc_length_window=(0.0, 0.0), ctc_log_probs=x.log_probs,
-                               extra_scorers=_extra(x))
+                               extra_scorers=_extra(x), rules=o.beam_rules)
 
 
 def _attention_rescoring(x: SearchInput):
@@ -142,7 +143,8 @@ def _attention_rescoring(x: SearchInput):
 
 
 def _mask_ctc(x: SearchInput):
-    return mask_ctc(x.model, x.enc, x.enc_lens, x.opts.mask_threshold, x.opts.mask_iterations)
+    return mask_ctc(x.model, x.enc, x.enc_lens, x.opts.mask_threshold, x.opts.mask_iterations,
+                    schedule=x.opts.mask_schedule)
 
 
 def _ctc_lm(x: SearchInput):

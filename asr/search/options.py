@@ -11,6 +11,13 @@ from asr.lm.neural import has_neural_lm
 from asr.search.hotwords import DEFAULT_BOOST, load_hotwords, parse_hotwords
 
 
+MASK_SCHEDULES = ("confidence", "espnet")
+# ESPnet's search rules (decode a model imported from ESPnet as ESPnet does): its beam search (hypotheses ranked by
+# their summed scores, any may end where eos wins, no CTC length window, its stopping rule); its Mask-CTC schedule
+ESPNET_RULES = {"length_norm": 0.0, "eos_threshold": 0.0, "ctc_length_window": (0.0, 0.0), "beam_rules": "espnet",
+                "mask_schedule": "espnet"}
+
+
 @dataclass(frozen=True)
 class DecodeOptions:
     beam: int = 10  # beam size of every beam search (CTC prefix, AR, joint, rescoring n-best)
@@ -22,6 +29,9 @@ class DecodeOptions:
     ctc_length_window: tuple[float, float] = (0.5, 1.5)  # AR beam: output length within (lo, hi) x CTC greedy length
     mask_threshold: float = 0.5  # mask_ctc: tokens with CTC confidence below this are re-predicted
     mask_iterations: int = 10
+    beam_rules: str = "asr"  # AR/joint beam: asr | espnet (ESPnet's BatchBeamSearch: see asr.search.attention.beam_search)
+    mask_schedule: str = "confidence"  # mask_ctc: confidence (fill by MLM probability; never blank, mask or eos;
+    # ceil(n / iterations) a pass) | espnet (ESPnet's MaskCTCInference: by raw logit, any token, floor(n / passes))
     timestamps: bool = True
     lm: str = ""  # LM directory (asr lm train) for ctc_lm; "" = none
     lm_weight: float = 1.5  # ctc_lm: weight of the word n-gram log-probability (dev-tuned for the demo model)
@@ -48,6 +58,9 @@ class DecodeOptions:
              f"ctc length window must be (lo, hi) with 0 <= lo, not {self.ctc_length_window}"),
             (0.0 <= self.mask_threshold <= 1.0, f"mask threshold must be in [0, 1], not {self.mask_threshold}"),
             (self.mask_iterations >= 1, f"mask iterations must be at least 1, not {self.mask_iterations}"),
+            (self.beam_rules in ("asr", "espnet"), f"beam rules must be asr or espnet, not {self.beam_rules!r}"),
+            (self.mask_schedule in MASK_SCHEDULES,
+             f"mask schedule must be one of {', '.join(MASK_SCHEDULES)}, not {self.mask_schedule!r}"),
             (self.lm_beam >= 1, f"LM beam must be at least 1, not {self.lm_beam}"),
             (self.lm_weight >= 0.0, f"LM weight must be >= 0, not {self.lm_weight}"),
             (self.fusion_weight >= 0.0, f"fusion weight must be >= 0, not {self.fusion_weight}"),
@@ -66,21 +79,21 @@ FIELDS = tuple(f.name for f in fields(DecodeOptions))
 
 
 def decode_options(lm_dir: str | os.PathLike | None = None, hotwords=None, hotword_boost: float = DEFAULT_BOOST,
-                   **options) -> DecodeOptions:
+                   espnet_rules: bool = False, **options) -> DecodeOptions:
     """The one way from user options to :class:`DecodeOptions` (the CLI, the Python API and streaming use it).
 
     ``options``: DecodeOptions fields; None means "not given". ``lm_dir``: an LM directory (``asr lm train``);
     its card's tuned ``lm_weight`` / ``word_score`` (``asr lm tune``) apply unless given here; a positive
     ``nlm_weight`` needs a neural LM there. ``hotwords``: a hotword file, or phrases / ``(phrase, boost)``
     pairs (normalised and checked as a file's lines are; ``hotword_boost`` for those without one).
-    A bad value raises ValueError with one line."""
+    ``espnet_rules``: :data:`ESPNET_RULES` under what is given. A bad value raises ValueError with one line."""
     if lm_dir is None and options.get("lm"):
         lm_dir = options["lm"]
     options.pop("lm", None)
     unknown = sorted(set(options) - set(FIELDS))
     if unknown:
         raise ValueError(f"unknown decoding option(s) {', '.join(unknown)}; choose from {', '.join(FIELDS)}")
-    given = {k: v for k, v in options.items() if v is not None}
+    given = {**(ESPNET_RULES if espnet_rules else {}), **{k: v for k, v in options.items() if v is not None}}
     if isinstance(hotwords, (str, os.PathLike)):
         given["hotwords"] = load_hotwords(hotwords, hotword_boost)
     elif hotwords:
@@ -97,4 +110,4 @@ def decode_options(lm_dir: str | os.PathLike | None = None, hotwords=None, hotwo
     return DecodeOptions(**given)
 
 
-__all__ = ["DecodeOptions", "DEFAULTS", "FIELDS", "decode_options"]
+__all__ = ["DecodeOptions", "DEFAULTS", "FIELDS", "decode_options", "ESPNET_RULES", "MASK_SCHEDULES"]

@@ -140,3 +140,47 @@ def test_word_timestamps_monotonic_and_inside_audio(model, batch, method):
             assert 0.0 <= w.confidence <= 1.0
             prev_end = w.end
     _ = Tokenizer
+
+
+@pytest.mark.parametrize("method", ["attention_beam", "joint_ctc_attention", "mask_ctc"])
+def test_espnet_rules_batched_equal_one_at_a_time(model, batch, method):
+    from asr.search.options import decode_options
+
+    feats, lens = batch
+    opts = decode_options(espnet_rules=True, beam=4, timestamps=False, mask_threshold=1.0)
+    with torch.inference_mode():
+        enc, enc_lens = model.encode(feats, lens)
+        batched = search(model, enc, enc_lens, method, opts)
+        for b in range(len(lens)):
+            e1, l1 = model.encode(feats[b:b + 1, : lens[b]], lens[b:b + 1])
+            assert search(model, e1, l1, method, opts)[0][0].tokens == batched[b][0].tokens, (method, b)
+
+
+def test_espnet_mask_schedule_is_espnets_loop(model, batch):
+    """The batched schedule against ESPnet's MaskCTCInference loop written out for one utterance: min(K, n)
+    passes, each filling floor(n / passes) positions by raw logit (any token), the last pass the rest."""
+    from asr.search.mask_ctc import greedy_tokens_with_confidence
+
+    feats, lens = batch
+    K = 3
+    with torch.inference_mode():
+        enc, enc_lens = model.encode(feats, lens)
+        got = mask_ctc(model, enc, enc_lens, threshold=1.01, iterations=K, schedule="espnet")
+        toks, _, _ = greedy_tokens_with_confidence(model.ctc_log_probs(enc), enc_lens)
+        for b in range(len(lens)):
+            e = enc[b:b + 1, : enc_lens[b]]
+            y = torch.full((1, len(toks[b])), model.mask_id)
+            n = y.size(1)
+            if n:
+                passes = min(K, n)
+                idx = torch.arange(n)
+                for _ in range(passes - 1):
+                    pred = model.mlm(e, enc_lens[b:b + 1], y, torch.tensor([n]))[0]
+                    score, best = pred[idx].max(-1)
+                    pick = torch.topk(score, n // passes)[1]
+                    y[0, idx[pick]] = best[pick]
+                    idx = (y[0] == model.mask_id).nonzero().squeeze(1)
+                pred = model.mlm(e, enc_lens[b:b + 1], y, torch.tensor([n]))[0]
+                y[0, idx] = pred[idx].argmax(-1)
+            want = [t for t in y[0].tolist() if t not in (0, model.mask_id, model.eos)]
+            assert list(got[b][0].tokens) == want, b
