@@ -144,7 +144,8 @@ def transcribe_cmd(
     def on_progress(done: float, wall: float) -> None:
         if bar is not None:
             bar.n = done
-            bar.set_postfix_str(f"RTF {wall / max(done, 1e-9):.3f}")
+            if done > 0:  # nothing decoded yet (silence skipped so far): no RTF to show
+                bar.set_postfix_str(f"RTF {wall / done:.3f}")
 
     from asr.inference.punctuate import cached_punctuator
     from asr.inference.vad import shared_vad

@@ -1,4 +1,4 @@
-"""``asr train``, ``asr average``, ``asr export-model``, ``asr export-onnx``, ``asr export-sherpa``: from manifests to model
+"""``asr train``, ``asr average``, ``asr export-model``, ``asr export-onnx``, ``asr export-sherpa``, ``asr import espnet``: from manifests to model
 directories and deployable graphs."""
 
 from __future__ import annotations
@@ -123,6 +123,31 @@ def export_sherpa_cmd(
     worst = max(v for k, v in info.items() if k.startswith("max_abs_diff"))
     if worst > 1e-4:
         _fail(f"{out}: onnxruntime differs from PyTorch by {worst:.2e} (more than 1e-4)")
+
+
+import_app = typer.Typer(help="Models from other toolkits: an ESPnet ASR model becomes an asr model directory.",
+                         no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("espnet")
+def import_espnet_cmd(
+    config: Path = typer.Argument(..., help="ESPnet's training config (exp/asr_train_*/config.yaml)."),
+    model: Path = typer.Argument(..., help="ESPnet's weights (e.g. valid.acc.ave.pth)."),
+    out: Path = typer.Argument(..., help="Model directory to write."),
+    bpe_model: Optional[Path] = typer.Option(None, "--bpe-model", help="The SentencePiece model, when the config's bpemodel path does not resolve (it is tried as written, then beside the config and in its parent folders)."),
+) -> None:
+    """Import an ESPnet conformer model (joint CTC/attention, or Mask-CTC) with its BPE model and global MVN
+    statistics. A model this toolkit cannot compute exactly is refused with one line naming the option."""
+    from asr.importers.espnet import import_espnet
+    from asr.inference.model_dir import load_model
+
+    path = _run(import_espnet, config, model, out, bpe_model)
+    loaded = load_model(path)
+    decoders = ["ctc_greedy", "ctc_prefix_beam"] + (["attention_beam", "joint_ctc_attention"] if loaded.model.decoder
+                                                    is not None else []) + (["mask_ctc"] if loaded.model.mlm is not None else [])
+    typer.echo(f"{path}: imported ({loaded.tokenizer.vocab_size} ids; decoders: {', '.join(decoders)}; full context "
+               "only: asr transcribe / asr eval)")
 
 
 punct_app = typer.Typer(help="Punctuation and casing: train the model that restores them on recognized text.",
