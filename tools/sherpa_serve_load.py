@@ -153,6 +153,7 @@ def main() -> None:
     ap.add_argument("--chunk-ms", type=int, nargs="+", default=[640, 320])
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--servers", nargs="+", default=["asr", "sherpa-onnx"], choices=("asr", "sherpa-onnx"))
     a = ap.parse_args()
     binary = shutil.which("sherpa-onnx-online-websocket-server", path=str(Path(sys.executable).parent)) or \
         shutil.which("sherpa-onnx-online-websocket-server")
@@ -181,12 +182,14 @@ def main() -> None:
                 chunk = ms // 40
                 rec = Recognizer(loaded, StreamingOptions(chunk=chunk, vad=True), punctuator=cached_punctuator())
                 for n in a.clients:
-                    ours = serve_load(rec, [wav.name], n, a.seconds)  # the same audio, its own 1-s gap added
-                    keep = ("clients", "chunk_ms", "partial_latency_median_s", "partial_latency_p90_s",
-                            "commit_latency_median_s", "commit_latency_p90_s", "commits_delivered",
-                            "server_cpu_cores", "rss_mb_peak", "wall_s")
-                    print(json.dumps({"server": "asr", **{k: ours[k] for k in keep}}), flush=True)
-                    print(json.dumps(sherpa_load(binary, Path(tmp) / "sherpa", x, n, chunk)), flush=True)
+                    if "asr" in a.servers:
+                        ours = serve_load(rec, [wav.name], n, a.seconds)  # the same audio, its own 1-s gap added
+                        keep = ("clients", "chunk_ms", "partial_latency_median_s", "partial_latency_p90_s",
+                                "commit_latency_median_s", "commit_latency_p90_s", "commits_delivered",
+                                "server_cpu_cores", "rss_mb_peak", "wall_s")
+                        print(json.dumps({"server": "asr", **{k: ours[k] for k in keep}}), flush=True)
+                    if "sherpa-onnx" in a.servers:
+                        print(json.dumps(sherpa_load(binary, Path(tmp) / "sherpa", x, n, chunk)), flush=True)
 
 
 if __name__ == "__main__":
