@@ -42,6 +42,10 @@ class EncoderConfig:
     # and one LayerNorm after them
     input_scale: bool = False
     final_norm: bool = False
+    rel_pos: str = "latest"  # relative positions: latest (distances -(T-1)..T-1) | legacy (ESPnet's pre-2021 layout:
+    # the first T rows of a table of positions L-1 .. 0, L = max(legacy_max_len, T), and Transformer-XL's shift;
+    # full context only)
+    legacy_max_len: int = 5000  # ESPnet's max_pos_emb_len
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,11 @@ class FrontendConfig:
     hop_length: int = 160
     fmin: float = 0.0
     fmax: float = 8000.0
+
+    @property
+    def frame_seconds(self) -> float:
+        """Seconds between feature frames (fbank: 10 ms; stft_logmel: ``hop_length`` samples at 16 kHz)."""
+        return 0.010 if self.kind == "fbank" else self.hop_length / 16000
 
     def __post_init__(self) -> None:
         if self.kind not in FRONTENDS:

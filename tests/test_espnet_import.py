@@ -68,11 +68,12 @@ def test_a_config_that_lists_the_mask_token_imports_the_same(tmp_path):
 
 
 @pytest.mark.parametrize("section,key,value,named", [
-    ("encoder_conf", "rel_pos_type", "legacy", "rel_pos_type"),
+    ("encoder_conf", "rel_pos_type", "newest", "rel_pos_type"),
+    ("encoder_conf", "pos_enc_layer_type", "abs_pos", "pos_enc_layer_type"),
     ("encoder_conf", "macaron_style", False, "macaron_style"),
     ("encoder_conf", "input_layer", "vgg2l", "input_layer"),
     ("encoder_conf", "no_such_option", 1, "no_such_option"),
-    ("frontend_conf", "hop_length", 128, "hop_length"),
+    ("frontend_conf", "window", "hamming", "window"),
     ("decoder_conf", "normalize_before", False, "normalize_before"),
     (None, "encoder", "transformer", "encoder"),
     (None, "token_type", "char", "token_type"),
@@ -117,3 +118,17 @@ def test_an_imported_full_context_model_is_refused_by_streaming_with_one_line(im
     with pytest.raises(ValueError, match="causal convolution") as e:
         Recognizer(str(out))
     assert "\n" not in str(e.value)
+
+
+def test_word_times_follow_the_models_frame_shift(imported):
+    """The Mask-CTC fixture's front end hops 128 samples (8 ms), the joint one's 160: times must use each model's."""
+    import soundfile as sf
+
+    src, out = imported
+    hop = yaml.safe_load((src / "config.yaml").read_text())["frontend_conf"]["hop_length"]
+    model = asr.load_model(out)
+    assert model.config.model.frontend.frame_seconds == hop / 16000
+    duration = sf.info(src / "speech.wav").duration
+    result = model.transcribe(src / "speech.wav", "ctc_greedy", vad=False, punctuate=False)
+    assert abs(result.segments[-1].end - duration) < 0.05, (result.segments[-1].end, duration)
+    assert result.words and all(0 <= w.start <= w.end <= duration + 0.05 for w in result.words)

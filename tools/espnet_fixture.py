@@ -46,11 +46,12 @@ SHAPES = {
 }
 
 
-def espnet_config(kind: str, shape: str, token_list: list[str], out: Path) -> dict:
+def espnet_config(kind: str, shape: str, token_list: list[str], out: Path, hop_length: int = 160,
+                  rel_pos_type: str = "latest") -> dict:
     s = SHAPES[shape]
     enc = dict(output_size=s["output_size"], attention_heads=s["attention_heads"], linear_units=s["linear_units"],
                num_blocks=s["num_blocks"], dropout_rate=0.1, positional_dropout_rate=0.1, attention_dropout_rate=0.1,
-               input_layer="conv2d", normalize_before=True, macaron_style=True, rel_pos_type="latest",
+               input_layer="conv2d", normalize_before=True, macaron_style=True, rel_pos_type=rel_pos_type,
                pos_enc_layer_type="rel_pos", selfattention_layer_type="rel_selfattn", activation_type="swish",
                use_cnn_module=True, cnn_module_kernel=s["cnn_module_kernel"])
     dec = dict(attention_heads=s["attention_heads"], linear_units=s["linear_units"], num_blocks=s["dec_blocks"],
@@ -59,7 +60,7 @@ def espnet_config(kind: str, shape: str, token_list: list[str], out: Path) -> di
     return {
         "token_list": token_list, "token_type": "bpe", "bpemodel": "bpe.model",
         "input_size": None, "init": None,
-        "frontend": "default", "frontend_conf": {"n_fft": 512, "hop_length": 160, "fs": "16k"},
+        "frontend": "default", "frontend_conf": {"n_fft": 512, "hop_length": hop_length, "fs": "16k"},
         "specaug": None, "specaug_conf": {},
         "normalize": "global_mvn", "normalize_conf": {"stats_file": "feats_stats.npz"},
         "model": "espnet" if kind == "joint" else "maskctc",
@@ -123,6 +124,9 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=40)
     ap.add_argument("--train-steps", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--hop-length", type=int, default=160, help="STFT hop (ESPnet's default is 128; LibriSpeech's 160)")
+    ap.add_argument("--rel-pos-type", default="latest", choices=("latest", "legacy"),
+                    help="relative positions (ESPnet's conformer defaults to legacy; LibriSpeech's config: latest)")
     a = ap.parse_args()
 
     import numpy as np
@@ -153,7 +157,7 @@ def main() -> None:
     sf.write(out / "speech.wav", speech, 16000, subtype="PCM_16")
     speech, _ = sf.read(out / "speech.wav", dtype="float32")  # what a reader of the file gets
 
-    cfg = espnet_config(a.kind, a.shape, token_list, out)
+    cfg = espnet_config(a.kind, a.shape, token_list, out, a.hop_length, a.rel_pos_type)
     # global MVN statistics: this utterance's own, shifted so that normalisation is not an identity
     from espnet2.asr.frontend.default import DefaultFrontend
 

@@ -31,6 +31,8 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=0)
     ap.add_argument("--kinds", nargs="+", default=["joint", "maskctc"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0], help="ESPnet's random initialisation seeds")
+    ap.add_argument("--rel-pos-type", default="latest", choices=("latest", "legacy"))
+    ap.add_argument("--hop-length", type=int, default=160)
     a = ap.parse_args()
 
     from asr.importers.espnet import import_espnet, parity
@@ -41,7 +43,8 @@ def main() -> None:
             src = Path(tmp) / f"{kind}{seed}"
             t0 = time.perf_counter()
             subprocess.run([a.espnet_python, str(REPO / "tools" / "espnet_fixture.py"), str(src), "--kind", kind,
-                            "--shape", a.shape, "--train-steps", str(a.train_steps), "--seed", str(seed)], check=True,
+                            "--shape", a.shape, "--train-steps", str(a.train_steps), "--seed", str(seed),
+                            "--rel-pos-type", a.rel_pos_type, "--hop-length", str(a.hop_length)], check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             t1 = time.perf_counter()
             out = import_espnet(src / "config.yaml", src / "model.pth", Path(tmp) / f"{kind}{seed}_asr")
@@ -57,7 +60,7 @@ def main() -> None:
     for r in rows:
         dec = r["diff"].get("decoder_log_probs", r["diff"].get("mlm_logits"))
         same = ", ".join(f"{m} {'yes' if t['same'] else 'NO'}" for m, t in r["texts"].items())
-        print(f"| {r['kind']} ({r['shape']}) | {r['seed']} | {r['diff']['features']:.1e} | {r['diff']['ctc_log_probs']:.1e} | "
+        print(f"| {r['kind']} ({r['shape']}, {a.rel_pos_type}, hop {a.hop_length}) | {r['seed']} | {r['diff']['features']:.1e} | {r['diff']['ctc_log_probs']:.1e} | "
               f"{dec:.1e} | {same} |")
 
 

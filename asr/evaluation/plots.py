@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr.audio import FRAME_SHIFT_MS, SAMPLE_RATE, load_audio
+from asr.audio import SAMPLE_RATE, load_audio
 from asr.features import features
 from asr.files import atomic_path
 from asr.inference.decode import decode_features
@@ -66,10 +66,10 @@ def plot_alignment(loaded, audio_path: str | os.PathLike, out: str | os.PathLike
         tr = decode_features(loaded.model, loaded.tokenizer, feats.unsqueeze(0), lens, "ctc_greedy", DecodeOptions())[0]
         enc, el = loaded.model.encode(feats.unsqueeze(0), lens)
         probs = loaded.model.ctc_log_probs(enc)[0].exp()
-    fs = encoder_frame_seconds(loaded.model.encoder.rate)
+    fs = encoder_frame_seconds(loaded.model.encoder.rate, loaded.model.cfg.frontend.frame_seconds)
     fig, (a1, a2) = plt.subplots(2, 1, figsize=(12, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     a1.imshow(feats.T.numpy(), origin="lower", aspect="auto", cmap="magma",
-              extent=(0.0, feats.shape[0] * FRAME_SHIFT_MS / 1000, 0, feats.shape[1]))
+              extent=(0.0, feats.shape[0] * loaded.model.cfg.frontend.frame_seconds, 0, feats.shape[1]))
     a1.set_ylabel("mel bin")
     for w in tr.words:
         a1.axvline(w.start, color="white", lw=0.8, alpha=0.8)

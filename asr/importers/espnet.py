@@ -4,17 +4,18 @@ What maps, and how (ESPnet 202511's espnet2 modules):
 
 * front end ``default`` (STFT -> power -> Slaney mel -> log) -> ``FrontendConfig(kind="stft_logmel")``;
 * ``global_mvn`` -> the model's CMVN buffers (ESPnet keeps mean and std in the weights as ``normalize.*``);
-* ``conformer`` encoder (``rel_pos_type: latest``, macaron FFNs, convolution module, pre-norm, swish) -> our
-  Conformer with ``input_scale`` (ESPnet multiplies the subsampled input by sqrt(d)) and ``final_norm``
-  (its ``after_norm``); the convolution stays non-causal, so the imported model decodes full context only;
+* ``conformer`` encoder (macaron FFNs, convolution module, pre-norm, swish) -> our Conformer with ``input_scale``
+  (ESPnet multiplies the subsampled input by sqrt(d)), ``final_norm`` (its ``after_norm``) and ``rel_pos``
+  (``latest``, or ``legacy``: ESPnet's pre-2021 layout, its default); the convolution stays non-causal, so the
+  imported model decodes full context only;
 * ``transformer`` decoder -> our attention decoder with ``activation: relu``; ``mlm`` (Mask-CTC) -> our MLM;
 * the token list (``<blank>``, ``<unk>``, BPE pieces in ESPnet's frequency order, ``<sos/eos>``[, ``<mask>``]) ->
   our layout (blank 0, SentencePiece id + 1, mask V-2, sos/eos V-1): rows of every output layer and embedding are
   permuted; ids the token list lacks (pieces never seen in ESPnet's training text) get a -1e4 output bias, so
   they are never chosen and leave every other log-probability unchanged.
 
-Anything else (another encoder, legacy relative positions, a front end other than 16-kHz STFT log-mel, char
-tokens, pre/post-encoders) is refused with one line naming the option.
+Anything else (another encoder, a front end other than 16-kHz STFT log-mel, char tokens, pre/post-encoders) is
+refused with one line naming the option.
 """
 
 from __future__ import annotations
@@ -51,8 +52,7 @@ ENCODER_DEFAULTS = dict(output_size=256, attention_heads=4, linear_units=2048, n
                         use_flash_attn=True)
 # the values this toolkit computes exactly (a key absent here may take any value: training-only options)
 ENCODER_REQUIRED = dict(normalize_before=True, concat_after=False, positionwise_layer_type="linear",
-                        macaron_style=True, rel_pos_type="latest", pos_enc_layer_type="rel_pos",
-                        selfattention_layer_type="rel_selfattn", activation_type="swish", use_cnn_module=True,
+                        macaron_style=True, activation_type="swish", use_cnn_module=True,
                         zero_triu=False, interctc_use_conditioning=False, ctc_trim=False, qk_norm=False)
 DECODER_DEFAULTS = dict(attention_heads=4, linear_units=2048, num_blocks=6, dropout_rate=0.1,
                         positional_dropout_rate=0.1, self_attention_dropout_rate=0.0, src_attention_dropout_rate=0.0,
@@ -103,14 +103,21 @@ def model_config(cfg: dict) -> tuple[ModelConfig, str]:
                   {k: v for k, v in FRONTEND_REQUIRED.items() if k != "fs"})
     if _fs(fe["fs"]) != 16000:
         raise ImportRefused(f"frontend_conf: fs={fe['fs']!r} is not supported (16 kHz)")
-    if int(fe["hop_length"]) != 160:
-        raise ImportRefused(f"frontend_conf: hop_length={fe['hop_length']} is not supported (160: the 10-ms frames "
-                            "timestamps and streaming assume)")
     if cfg.get("normalize") not in ("global_mvn", None):
         raise ImportRefused(f"normalize: {cfg.get('normalize')!r} is not supported (global_mvn or none)")
     if cfg.get("encoder") != "conformer":
         raise ImportRefused(f"encoder: {cfg.get('encoder')!r} is not supported (conformer)")
     e = _options("encoder_conf", cfg.get("encoder_conf"), ENCODER_DEFAULTS, ENCODER_REQUIRED)
+    if e["rel_pos_type"] not in ("latest", "legacy"):
+        raise ImportRefused(f"encoder_conf: rel_pos_type={e['rel_pos_type']!r} is not supported (latest, legacy)")
+    for key, allowed in (("pos_enc_layer_type", ("rel_pos", "legacy_rel_pos")),
+                         ("selfattention_layer_type", ("rel_selfattn", "legacy_rel_selfattn"))):
+        if e[key] not in allowed:
+            raise ImportRefused(f"encoder_conf: {key}={e[key]!r} is not supported ({', '.join(allowed)})")
+    # ESPnet turns rel_pos / rel_selfattn into their legacy classes when rel_pos_type is legacy
+    legacy = e["rel_pos_type"] == "legacy" or e["pos_enc_layer_type"] == "legacy_rel_pos"
+    if legacy != (e["rel_pos_type"] == "legacy" or e["selfattention_layer_type"] == "legacy_rel_selfattn"):
+        raise ImportRefused("encoder_conf: pos_enc_layer_type and selfattention_layer_type disagree on legacy positions")
     if e["input_layer"] not in SUBSAMPLING:
         raise ImportRefused(f"encoder_conf: input_layer={e['input_layer']!r} is not supported "
                             f"({', '.join(SUBSAMPLING)})")
@@ -128,7 +135,8 @@ def model_config(cfg: dict) -> tuple[ModelConfig, str]:
                         kernel_size=int(e["cnn_module_kernel"]), subsampling=SUBSAMPLING[e["input_layer"]],
                         subsampling_channels=0, dropout=float(e["dropout_rate"]),
                         attention_dropout=float(e["attention_dropout_rate"]), causal_conv=False, chunk_prob=0.0,
-                        input_scale=True, final_norm=True)
+                        input_scale=True, final_norm=True, rel_pos="legacy" if legacy else "latest",
+                        legacy_max_len=int(e["max_pos_emb_len"]))
     ctc_weight = float((cfg.get("model_conf") or {}).get("ctc_weight", 0.5))
     has_decoder = cfg.get("decoder") is not None and ctc_weight < 1.0
     layers = int(d["num_blocks"]) if has_decoder else 0

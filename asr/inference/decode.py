@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import torch
 
-from asr.audio import FRAME_SHIFT_MS
 from asr.results import Segment, Word
 from asr.search.align import encoder_frame_seconds, token_spans, words_from_tokens
 from asr.search.methods import available_methods, search
@@ -39,11 +38,12 @@ def decode_features(model, tokenizer, feats: torch.Tensor, feat_lens: torch.Tens
     enc, enc_lens = model.encode(feats, feat_lens)
     lp = model.ctc_log_probs(enc)
     nbests = search(model, enc, enc_lens, method, opts, ctc_log_probs=lp, tokenizer=tokenizer)
-    fs = encoder_frame_seconds(model.encoder.rate)
+    shift = model.cfg.frontend.frame_seconds
+    fs = encoder_frame_seconds(model.encoder.rate, shift)
     out = []
     for b, nb in enumerate(nbests):
         start = offsets[b] if offsets else 0.0
-        end = start + int(feat_lens[b]) * FRAME_SHIFT_MS / 1000
+        end = start + int(feat_lens[b]) * shift
         out.append(segment_from_tokens(tokenizer, nb[0].tokens, nb[0].score,
                                        lp[b, : int(enc_lens[b])] if opts.timestamps else None, fs, start, end))
     return out

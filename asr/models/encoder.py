@@ -48,7 +48,7 @@ class ConformerLayer(nn.Module):
         super().__init__()
         d = cfg.d_model
         self.ff1, self.ff2 = FeedForward(d, cfg.ffn_dim, cfg.dropout), FeedForward(d, cfg.ffn_dim, cfg.dropout)
-        self.attn = RelPositionAttention(d, cfg.num_heads, cfg.attention_dropout)
+        self.attn = RelPositionAttention(d, cfg.num_heads, cfg.attention_dropout, legacy=cfg.rel_pos == "legacy")
         self.conv = ConvModule(d, cfg.kernel_size, cfg.causal_conv, cfg.dropout)
         self.norm_ff1, self.norm_attn, self.norm_conv, self.norm_ff2, self.norm_out = (nn.LayerNorm(d) for _ in range(5))
         self.dropout = nn.Dropout(cfg.dropout)
@@ -69,6 +69,8 @@ class ConformerEncoder(nn.Module):
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.cfg = cfg
+        if cfg.rel_pos not in ("latest", "legacy"):
+            raise ValueError(f"encoder.rel_pos must be latest or legacy, not {cfg.rel_pos!r}")
         self.subsampling = Conv2dSubsampling(cfg.input_dim, cfg.d_model, cfg.subsampling,
                                              cfg.subsampling_channels)
         self.pos = RelativePositionalEncoding(cfg.d_model, cfg.dropout)
@@ -104,7 +106,8 @@ class ConformerEncoder(nn.Module):
             att = att & chunk_mask(T, chunk, left_chunks, x.device).unsqueeze(0)  # (B, T, T)
         else:
             att = att.expand(-1, T, -1)
-        pos = self.pos.rel_embeddings(T, T, x.device, x.dtype)
+        pos = self.pos.rel_embeddings(T, T, x.device, x.dtype,
+                                      legacy_len=self.cfg.legacy_max_len if self.cfg.rel_pos == "legacy" else 0)
         inter = None
         for i, layer in enumerate(self.layers, 1):
             x, _, _ = layer(x, pos, att, pad)
@@ -132,8 +135,8 @@ class ConformerEncoder(nn.Module):
         """Encode one chunk. ``x (B, W, F)``: a feature window (see :meth:`chunk_window`; the last one may
         be shorter). The chunk attends to itself and to the cached frames; the returned state keeps at
         most ``left_frames`` frames of cache (all when < 0). Returns ``(y (B, C, D), new_state)``."""
-        if not self.cfg.causal_conv:
-            raise RuntimeError("streaming needs a model trained with causal_conv: true")
+        if not self.cfg.causal_conv or self.cfg.rel_pos == "legacy":
+            raise RuntimeError("streaming needs a model trained with causal_conv: true and rel_pos: latest")
         lens = torch.full((x.size(0),), x.size(1), dtype=torch.long, device=x.device)
         x, _ = self._embed(x, lens)
         C = x.size(1)

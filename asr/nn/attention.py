@@ -72,12 +72,21 @@ def rel_shift(x: torch.Tensor, k_len: int) -> torch.Tensor:
     return x.as_strided((B, H, Tq, k_len), (s[0], s[1], P - 1, 1), x.storage_offset() + Tq - 1)
 
 
+def legacy_rel_shift(x: torch.Tensor) -> torch.Tensor:
+    """ESPnet's legacy relative shift (Transformer-XL's, on embeddings of positions ``0..T-1``): ``x (B, H, T, T)``
+    -> ``(B, H, T, T)``, a zero column prepended and the rows re-cut (its upper triangle wraps around; kept as is)."""
+    B, H, T1, T2 = x.shape
+    padded = torch.cat([x.new_zeros(B, H, T1, 1), x], dim=-1).view(B, H, T2 + 1, T1)
+    return padded[:, :, 1:].reshape(B, H, T1, T2)
+
+
 class RelPositionAttention(MultiHeadAttention):
     """Self-attention with relative positions (Transformer-XL / Conformer): scores are
     ``(q + u) k^T + (q + v) p^T`` with ``p`` the projected embedding of each query-key distance."""
 
-    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0):
+    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, legacy: bool = False):
         super().__init__(d_model, num_heads, dropout)
+        self.legacy = legacy  # pos_emb holds positions 0..T-1 (ESPnet's legacy layout; full context only)
         self.pos = nn.Linear(d_model, d_model, bias=False)
         self.pos_bias_u = nn.Parameter(torch.zeros(num_heads, self.d_k))
         self.pos_bias_v = nn.Parameter(torch.zeros(num_heads, self.d_k))
@@ -96,7 +105,7 @@ class RelPositionAttention(MultiHeadAttention):
         Tk = k.size(2)
         p = self.pos(pos_emb).view(1, -1, self.h, self.d_k).transpose(1, 2)  # (1, H, Tk + T - 1, d_k)
         bd = torch.matmul(q + self.pos_bias_v.unsqueeze(1), p.transpose(-2, -1))  # (B, H, T, Tk + T - 1)
-        bias = rel_shift(bd, Tk) / math.sqrt(self.d_k)  # (B, H, T, Tk)
+        bias = (legacy_rel_shift(bd) if self.legacy else rel_shift(bd, Tk)) / math.sqrt(self.d_k)  # (B, H, T, Tk)
         if mask is not None:
             bias = bias.masked_fill(~mask.unsqueeze(1), float("-inf"))
         out = F.scaled_dot_product_attention(q + self.pos_bias_u.unsqueeze(1), k, v, attn_mask=bias,

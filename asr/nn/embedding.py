@@ -45,7 +45,13 @@ class RelativePositionalEncoding(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(x)
 
-    def rel_embeddings(self, q_len: int, k_len: int, device=None, dtype=torch.float32) -> torch.Tensor:
-        """``(Tk + Tq - 1, D)`` embeddings for distances from ``Tk - 1`` down to ``-(Tq - 1)``."""
-        d = torch.arange(k_len - 1, -q_len, -1, device=device)
+    def rel_embeddings(self, q_len: int, k_len: int, device=None, dtype=torch.float32, legacy_len: int = 0) -> torch.Tensor:
+        """``(Tk + Tq - 1, D)`` embeddings for distances from ``Tk - 1`` down to ``-(Tq - 1)``. ``legacy_len > 0``:
+        ESPnet's legacy layout, ``(Tk, D)``: the first ``Tk`` rows of its table of positions ``L - 1 .. 0`` with
+        ``L = max(legacy_len, Tk)`` (the table it builds once at ``max_pos_emb_len`` rows)."""
+        if legacy_len > 0:
+            top = max(legacy_len, k_len) - 1
+            d = torch.arange(top, top - k_len, -1, device=device)
+        else:
+            d = torch.arange(k_len - 1, -q_len, -1, device=device)
         return self.dropout(sinusoid(d, self.dim).to(dtype))

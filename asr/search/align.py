@@ -56,5 +56,7 @@ def words_from_tokens(tokenizer, tokens: list[int], spans: list[tuple[int, int, 
     return words
 
 
-def encoder_frame_seconds(subsampling: int) -> float:
-    return subsampling * FRAME_SHIFT_MS / 1000
+def encoder_frame_seconds(subsampling: int, feature_seconds: float = FRAME_SHIFT_MS / 1000) -> float:
+    """Seconds per encoder frame: ``subsampling`` feature frames of ``feature_seconds`` (the model's front end's
+    ``frame_seconds``; 10 ms for fbank)."""
+    return subsampling * feature_seconds
