@@ -203,6 +203,15 @@ DECODER_LAYER_NAMES = {
 }
 
 
+def _layer_name(parts: list[str], names: dict[str, str], ours: str) -> str | None:
+    """``<part>.<encoders|decoders>.<i>.<ESPnet module>.<param>`` -> ``<ours>.layers.<i>.<our module>.<param>``."""
+    layer, rest = parts[2], ".".join(parts[3:])
+    for old, new in names.items():
+        if rest == old or rest.startswith(old + "."):
+            return f"{ours}.layers.{layer}.{new}{rest[len(old):]}"
+    return None
+
+
 def _rename(key: str, dec_name: str) -> str | None:
     """An ESPnet weight name -> ours (None: a weight with no counterpart)."""
     parts = key.split(".")
@@ -213,11 +222,7 @@ def _rename(key: str, dec_name: str) -> str | None:
     if key.startswith("encoder.after_norm."):
         return "encoder.final_norm." + parts[-1]
     if key.startswith("encoder.encoders."):
-        layer, rest = parts[2], ".".join(parts[3:])
-        for old, new in ENCODER_LAYER_NAMES.items():
-            if rest == old or rest.startswith(old + "."):
-                return f"encoder.layers.{layer}.{new}{rest[len(old):]}"
-        return None
+        return _layer_name(parts, ENCODER_LAYER_NAMES, "encoder")
     if key.startswith("ctc.ctc_lo."):
         return "ctc.proj." + parts[-1]
     if key.startswith("decoder.embed.0."):
@@ -227,11 +232,7 @@ def _rename(key: str, dec_name: str) -> str | None:
     if key.startswith("decoder.output_layer."):
         return f"{dec_name}.out.{parts[-1]}"
     if key.startswith("decoder.decoders."):
-        layer, rest = parts[2], ".".join(parts[3:])
-        for old, new in DECODER_LAYER_NAMES.items():
-            if rest == old or rest.startswith(old + "."):
-                return f"{dec_name}.layers.{layer}.{new}{rest[len(old):]}"
-        return None
+        return _layer_name(parts, DECODER_LAYER_NAMES, dec_name)
     if key in ("normalize.mean", "normalize.std"):
         return "cmvn_" + parts[-1]
     return None
