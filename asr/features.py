@@ -55,13 +55,32 @@ def fbank(samples: np.ndarray | torch.Tensor, cfg: FbankConfig = FbankConfig()) 
     ).float()
 
 
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above (27 mels per factor 6.4)."""
+    f = np.asanyarray(f, dtype=np.float64)
+    mel = f / (200.0 / 3)
+    log_part = f >= 1000.0
+    return np.where(log_part, 15.0 + np.log(np.maximum(f, 1e-10) / 1000.0) / (np.log(6.4) / 27.0), mel)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asanyarray(m, dtype=np.float64)
+    return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)), (200.0 / 3) * m)
+
+
 @functools.lru_cache(maxsize=4)
 def _mel_matrix(n_fft: int, n_mels: int, fmin: float, fmax: float) -> torch.Tensor:
-    """librosa's Slaney mel filters ``(n_fft // 2 + 1, n_mels)`` (ESPnet's LogMel uses them)."""
-    import librosa
-
-    return torch.from_numpy(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax,
-                                                htk=False).T).float()
+    """Slaney-normalised triangular mel filters ``(n_fft // 2 + 1, n_mels)``, the ones ESPnet's LogMel takes from
+    librosa (``htk=False``, ``norm="slaney"``), computed the same way (float64 ramps into float32 weights)."""
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / SAMPLE_RATE)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    widths = np.diff(edges)
+    ramps = np.subtract.outer(edges, freqs)
+    weights = np.zeros((n_mels, freqs.size), dtype=np.float32)
+    for i in range(n_mels):
+        weights[i] = np.maximum(0, np.minimum(-ramps[i] / widths[i], ramps[i + 2] / widths[i + 1]))
+    weights *= (2.0 / (edges[2: n_mels + 2] - edges[:n_mels]))[:, None]
+    return torch.from_numpy(weights.T.copy())
 
 
 def stft_logmel(samples: np.ndarray | torch.Tensor, cfg: FrontendConfig) -> torch.Tensor:
