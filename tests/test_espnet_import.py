@@ -132,3 +132,26 @@ def test_word_times_follow_the_models_frame_shift(imported):
     result = model.transcribe(src / "speech.wav", "ctc_greedy", vad=False, punctuate=False)
     assert abs(result.segments[-1].end - duration) < 0.05, (result.segments[-1].end, duration)
     assert result.words and all(0 <= w.start <= w.end <= duration + 0.05 for w in result.words)
+
+
+def test_an_imported_model_exports_to_onnx_and_decodes_alike(tmp_path):
+    """Legacy positions and the STFT front end survive ONNX export: the same text at the traced length and at 3x."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install onnxruntime)")
+    pytest.importorskip("onnx", reason="the onnx package is not installed (pip install 'asr[onnx]')")
+    import numpy as np
+    import soundfile as sf
+
+    from asr.export.onnx import export_onnx
+    from asr.export.onnx_runtime import load_onnx_model
+    from asr.inference.api import transcribe
+
+    src = FIXTURES / "maskctc"
+    out = import_espnet(src / "config.yaml", src / "model.pth", tmp_path / "m")
+    report = export_onnx(out, tmp_path / "onnx")
+    assert max(report["max_abs_diff"].values()) < 1e-4, report
+    torch_model, onnx_model = asr.load_model(out), load_onnx_model(tmp_path / "onnx")
+    x, _ = sf.read(src / "speech.wav", dtype="float32")
+    for audio in (x, np.concatenate([x, x, x])):
+        want = torch_model.transcribe(audio, "ctc_greedy", vad=False, punctuate=False).raw_text
+        got = transcribe(onnx_model, audio, "ctc_greedy", vad=False, punctuate=False).raw_text
+        assert got == want and want
