@@ -106,6 +106,14 @@ class Tokenizer:
             return "<sos/eos>"
         return self._sp.id_to_piece(i - _PIECE_OFFSET)
 
+    def piece_to_id(self, piece: str) -> int | None:
+        """The model id of SentencePiece piece ``piece`` (``<unk>`` names the unknown piece); None if the model
+        has no such piece."""
+        p = self._sp.piece_to_id(piece)
+        if p == self._sp.unk_id() and piece not in ("<unk>", self._sp.id_to_piece(p)):
+            return None
+        return p + _PIECE_OFFSET
+
     def is_word_start(self, i: int) -> bool:
         """True if piece ``i`` begins a new word (SentencePiece's U+2581 prefix)."""
         return 1 <= i <= self.num_pieces and self.id_to_piece(i).startswith("\u2581")

@@ -138,6 +138,14 @@ def small_experiment(e: Path, cmvn_mean: float = 10.0, cmvn_std: float = 6.0):
 
 
 @pytest.fixture(scope="session")
+def demo():
+    """The bundled demo model, loaded once (tests that move or change a model load their own)."""
+    import asr
+
+    return asr.load_model("demo")
+
+
+@pytest.fixture(scope="session")
 def random_model_dir(tmp_path_factory) -> Path:
     """A small exported model with random weights (every head), for command-line and format tests."""
     import torch

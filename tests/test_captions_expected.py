@@ -35,11 +35,6 @@ def _noise(seconds: float = 12.0, seed: int = 0) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def demo():
-    return asr.load_model("demo")
-
-
-@pytest.fixture(scope="module")
 def clips(speech_clips) -> list[np.ndarray]:
     return [sf.read(c.path, dtype="float32")[0] for c in speech_clips[:3]]
 

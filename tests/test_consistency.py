@@ -29,11 +29,6 @@ HOTWORDS = [("ZEBRA", 6.0)]
 
 
 @pytest.fixture(scope="module")
-def demo():
-    return asr.load_model("demo")
-
-
-@pytest.fixture(scope="module")
 def clip(speech_clips) -> np.ndarray:
     audio, rate = sf.read(speech_clips[0].path, dtype="float32")
     assert rate == 16000

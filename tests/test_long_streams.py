@@ -23,11 +23,6 @@ SHORT_SEGMENTS = EndpointConfig(EndpointRule(False, 2.4, 0.0), EndpointRule(True
 
 
 @pytest.fixture(scope="module")
-def demo():
-    return asr.load_model("demo")
-
-
-@pytest.fixture(scope="module")
 def speech(speech_clips) -> np.ndarray:
     """About 40 s of speech: the clips one after another."""
     parts = [sf.read(c.path, dtype="float32")[0] for c in speech_clips]

@@ -7,17 +7,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import asr
 from asr.apps.serve import CaptionServer, _Source
 from asr.audio import AudioError
 from asr.inference.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions
 
 NO_ENDPOINT = EndpointConfig(EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0))
-
-
-@pytest.fixture(scope="module")
-def demo():
-    return asr.load_model("demo")
 
 
 @pytest.fixture(scope="module")

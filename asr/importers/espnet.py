@@ -27,7 +27,17 @@ from pathlib import Path
 import torch
 import yaml
 
-from asr.config import Config, DecoderConfig, EncoderConfig, FrontendConfig, MLMConfig, ModelConfig, save_config, to_dict
+from asr.config import (
+    Config,
+    DecoderConfig,
+    EncoderConfig,
+    FrontendConfig,
+    MLMConfig,
+    ModelConfig,
+    replace,
+    save_config,
+    to_dict,
+)
 from asr.features import GlobalCMVN
 from asr.models.asr_model import ASRModel
 from asr.text import Tokenizer, special_ids
@@ -153,11 +163,17 @@ def model_config(cfg: dict) -> tuple[ModelConfig, str]:
     return model, kind
 
 
+def espnet_tokens(cfg: dict, config: Path, kind: str) -> list[str]:
+    """ESPnet's token list as its model has it: the config's list (or file), ``<mask>`` last for Mask-CTC
+    (MaskCTCModel appends it when it is built; a config saved after that already lists it)."""
+    tokens = list(cfg["token_list"]) if isinstance(cfg["token_list"], list) else \
+        _find(cfg["token_list"], config, "token list").read_text().split()
+    return tokens + ["<mask>"] if kind == "maskctc" and tokens[-1] != "<mask>" else tokens
+
+
 def token_permutation(token_list: list[str], tok: Tokenizer, kind: str) -> list[int]:
     """Our id of each ESPnet id (``<mask>`` included last for Mask-CTC models)."""
-    V = tok.vocab_size
-    blank, mask, sos = special_ids(V)
-    sp = tok._sp
+    blank, mask, sos = special_ids(tok.vocab_size)
     out, seen = [], {}
     for i, t in enumerate(token_list):
         if t == "<blank>":
@@ -167,10 +183,9 @@ def token_permutation(token_list: list[str], tok: Tokenizer, kind: str) -> list[
         elif t == "<mask>":
             j = mask
         else:
-            p = sp.piece_to_id(t)
-            if p == sp.unk_id() and t != sp.id_to_piece(sp.unk_id()) and t != "<unk>":
+            j = tok.piece_to_id(t)
+            if j is None:
                 raise ImportRefused(f"token_list: {t!r} (id {i}) is not a piece of the BPE model")
-            j = p + 1
         if j in seen:
             raise ImportRefused(f"token_list: {t!r} (id {i}) and id {seen[j]} are the same piece")
         seen[j] = i
@@ -298,15 +313,12 @@ def import_espnet(config: str | os.PathLike, model_file: str | os.PathLike, out:
     mcfg, kind = model_config(cfg)
     bpe = Path(bpe_model) if bpe_model else _find(cfg.get("bpemodel"), config, "bpe model")
     tok = Tokenizer(bpe)
-    token_list = list(cfg["token_list"]) if isinstance(cfg["token_list"], list) else \
-        _find(cfg["token_list"], config, "token list").read_text().split()
-    if kind == "maskctc" and token_list[-1] != "<mask>":
-        token_list.append("<mask>")  # MaskCTCModel appends it when it is built
+    token_list = espnet_tokens(cfg, config, kind)
     try:
         state = torch.load(model_file, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
         raise ImportRefused(f"{model_file}: not a readable ESPnet model file ({str(e).splitlines()[0][:120]})") from None
-    mcfg = ModelConfig(**{**mcfg.__dict__, "vocab_size": tok.vocab_size})
+    mcfg = replace(mcfg, vocab_size=tok.vocab_size)
     if kind == "joint" and not mcfg.decoder.num_layers and any(k.startswith("decoder.") for k in state):
         raise ImportRefused(f"{config}: the weights hold a decoder the config gives weight 0")
     perm = token_permutation(token_list, tok, kind)
@@ -377,8 +389,7 @@ def parity(model_dir: str | os.PathLike, fixture: str | os.PathLike) -> dict:
     loaded = load_model(model_dir)
     m, tok = loaded.model, loaded.tokenizer
     kind = info["kind"]
-    token_list = list(cfg["token_list"]) + (["<mask>"] if kind == "maskctc" and cfg["token_list"][-1] != "<mask>" else [])
-    perm = torch.tensor(token_permutation(token_list, tok, kind))
+    perm = torch.tensor(token_permutation(espnet_tokens(cfg, fixture / "config.yaml", kind), tok, kind))
     speech, _ = sf.read(fixture / "speech.wav", dtype="float32")
     out: dict = {"espnet": info["espnet"], "kind": kind, "shape": info["shape"], "diff": {}, "texts": {}}
     with torch.inference_mode():
@@ -410,4 +421,4 @@ def parity(model_dir: str | os.PathLike, fixture: str | os.PathLike) -> dict:
     return out
 
 
-__all__ = ["parity", "import_espnet", "model_config", "token_permutation", "convert_weights", "ImportRefused"]
+__all__ = ["parity", "espnet_tokens", "import_espnet", "model_config", "token_permutation", "convert_weights", "ImportRefused"]

@@ -108,9 +108,7 @@ def refine(model, enc: torch.Tensor, enc_lens: torch.Tensor, lp: torch.Tensor, t
         if schedule == "espnet":  # a pass may have predicted blank (a deletion), mask or eos: not tokens
             keep = (seq != BLANK_ID) & (seq != model.mask_id) & (seq != model.eos)
             seq, fr = seq[keep], (fr[keep] if len(fr) == len(keep) else fr)
-        frames[b] = fr
-        out.append([Hypothesis(tuple(seq.tolist()), float(score[b]), tuple(frames[b].tolist())
-                               if len(frames[b]) == len(seq) else ())])
+        out.append([Hypothesis(tuple(seq.tolist()), float(score[b]), tuple(fr.tolist()) if len(fr) == len(seq) else ())])
     return out
 
 

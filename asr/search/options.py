@@ -10,7 +10,6 @@ from asr.lm import load_lm_dir
 from asr.lm.neural import has_neural_lm
 from asr.search.hotwords import DEFAULT_BOOST, load_hotwords, parse_hotwords
 
-
 MASK_SCHEDULES = ("confidence", "espnet")
 # ESPnet's search rules (decode a model imported from ESPnet as ESPnet does): its beam search (hypotheses ranked by
 # their summed scores, any may end where eos wins, no CTC length window, its stopping rule); its Mask-CTC schedule
