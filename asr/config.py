@@ -22,7 +22,8 @@ PRESET_DIR = Path(__file__).parent / "conf"
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    input_dim: int = 80  # fbank bins
+    kind: str = "conformer"  # conformer | whisper (asr.models.interface.ENCODERS)
+    input_dim: int = 80  # feature bins
     d_model: int = 256  # attention dimension
     num_heads: int = 4
     ffn_dim: int = 2048  # feed-forward inner dimension
@@ -46,6 +47,10 @@ class EncoderConfig:
     # the first T rows of a table of positions L-1 .. 0, L = max(legacy_max_len, T), and Transformer-XL's shift;
     # full context only)
     legacy_max_len: int = 5000  # ESPnet's max_pos_emb_len
+    # the whisper encoder: absolute positions (its 30-s window: 1500) and, for Whisper's own decoder, the input
+    # padded with zeros to pad_to feature frames (3000) and attended whole (0: the real length)
+    max_positions: int = 0
+    pad_to: int = 0
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,11 @@ class DecoderConfig:
     ffn_dim: int = 2048
     dropout: float = 0.1
     r2l_layers: int = 0  # > 0 adds a right-to-left decoder for bidirectional rescoring
-    activation: str = "swish"  # feed-forward activation: swish | relu (ESPnet's and WeNet's Transformer decoders)
+    activation: str = "swish"  # feed-forward activation: swish | relu (ESPnet's and WeNet's Transformer decoders) |
+    # gelu (Whisper's)
+    positions: str = "sinusoid"  # sinusoid (token embeddings scaled by sqrt(d)) | learned (Whisper's: max_positions
+    max_positions: int = 0  # rows, embeddings not scaled)
+    tie_output: bool = False  # the output projection is the token embedding (Whisper's), with a bias of its own
 
 
 @dataclass(frozen=True)
@@ -67,15 +76,16 @@ class MLMConfig:
     activation: str = "swish"  # swish | relu
 
 
-FRONTENDS = ("fbank", "stft_logmel")
+FRONTENDS = ("fbank", "stft_logmel", "whisper_logmel")
 
 
 @dataclass(frozen=True)
 class FrontendConfig:
-    """Waveform -> features. ``fbank``: Kaldi-compatible log-mel fbank (25-ms windows, 10-ms hop, snip_edges;
-    the toolkit's own, and the only one streaming and training use); ``stft_logmel``: ESPnet's DefaultFrontend
-    (centred STFT with a periodic Hann window, power spectrum, Slaney mel filters, natural log floored at 1e-10),
-    for models imported from ESPnet."""
+    """Waveform -> features (the registry: ``asr.features.FRONTENDS``). ``fbank``: Kaldi-compatible log-mel fbank
+    (25-ms windows, 10-ms hop, snip_edges; the toolkit's own); ``stft_logmel``: ESPnet's DefaultFrontend (centred
+    STFT with a periodic Hann window, power spectrum, Slaney mel filters, natural log floored at 1e-10), for models
+    imported from ESPnet; ``whisper_logmel``: Whisper's (n_fft 400, hop 160, Slaney mel, log10 floored at max - 8,
+    then (x + 4) / 4), for models imported from Whisper."""
     kind: str = "fbank"
     n_mels: int = 80
     n_fft: int = 512  # stft_logmel only
@@ -92,6 +102,8 @@ class FrontendConfig:
     def __post_init__(self) -> None:
         if self.kind not in FRONTENDS:
             raise ValueError(f"frontend kind must be one of {', '.join(FRONTENDS)}, not {self.kind!r}")
+        if self.kind == "fbank" and self.n_mels != 80:
+            raise ValueError(f"frontend fbank computes 80 mel bins, not {self.n_mels}")
 
 
 @dataclass(frozen=True)

@@ -100,12 +100,40 @@ def stft_logmel(samples: np.ndarray | torch.Tensor, cfg: FrontendConfig) -> torc
     return mel.clamp_min(1e-10).log()
 
 
+def whisper_logmel(samples: np.ndarray | torch.Tensor, cfg: FrontendConfig) -> torch.Tensor:
+    """Whisper's log-mel (openai-whisper ``log_mel_spectrogram``): mono 16 kHz samples ``(T,)`` -> ``(T // hop,
+    n_mels)``: a centred STFT (n_fft 400, hop 160, periodic Hann) of the samples followed by zeros, as Whisper pads
+    its input, the power spectrum, Slaney mel filters, log10 floored at 1e-10, then at (max - 8), then ``(x + 4) / 4``.
+    The max is taken over the frames of the samples and the three after them that still see some (Whisper takes it
+    over its padded 30-s window, whose other frames are silence and never the max)."""
+    x = torch.as_tensor(samples, dtype=torch.float32)
+    if x.dim() != 1:
+        raise ValueError(f"features expect mono samples (T,), got shape {tuple(x.shape)}")
+    n = x.numel() // cfg.hop_length
+    if n == 0:
+        return torch.zeros(0, cfg.n_mels)
+    x = torch.nn.functional.pad(x, (0, cfg.n_fft))  # zeros after the samples, so the reflection at the end is zeros
+    spec = torch.stft(x, cfg.n_fft, cfg.hop_length, cfg.win_length, window=torch.hann_window(cfg.win_length),
+                      center=True, pad_mode="reflect", return_complex=True)[:, : n + cfg.n_fft // (2 * cfg.hop_length) + 1]
+    mel = torch.matmul(spec.abs().pow(2).transpose(0, 1), _mel_matrix(cfg.n_fft, cfg.n_mels, cfg.fmin, cfg.fmax))
+    log = mel.clamp_min(1e-10).log10()  # (frames, n_mels)
+    log = torch.maximum(log, log.max() - 8.0)
+    return ((log + 4.0) / 4.0)[:n]
+
+
+# The front-end registry: ModelConfig.frontend.kind -> features of mono 16 kHz samples (T,) -> (frames, n_mels)
+FRONTENDS = {
+    "fbank": lambda samples, cfg: fbank(samples),
+    "stft_logmel": stft_logmel,
+    "whisper_logmel": whisper_logmel,
+}
+
+
 def features(samples: np.ndarray | torch.Tensor, frontend: FrontendConfig | None = None) -> torch.Tensor:
     """A model's features of mono 16 kHz samples ``(T,)``: ``frontend`` is its ``ModelConfig.frontend`` (None: the
-    toolkit's fbank). Every inference path computes features here."""
-    if frontend is None or frontend.kind == "fbank":
-        return fbank(samples)
-    return stft_logmel(samples, frontend)
+    toolkit's fbank). Every path computes features here (:data:`FRONTENDS`)."""
+    frontend = frontend or FrontendConfig()
+    return FRONTENDS[frontend.kind](samples, frontend)
 
 
 class StreamingFbank:

@@ -1,6 +1,9 @@
-"""Text: normalisation (for transcripts and for scoring) and the SentencePiece tokenizer.
+"""Text: normalisation (for transcripts and for scoring), the tokenizer protocol and the SentencePiece tokenizer.
 
-The special token ids live here and nowhere else. Model vocabulary layout::
+A tokenizer owns its model's special ids (:class:`SpecialTokens`): the models, the searches and the ONNX runtime
+read them from it. Two tokenizers implement the protocol (:class:`TokenizerProtocol`): SentencePiece (here) and
+Whisper's byte-level BPE (:mod:`asr.whisper_text`); :func:`asr.tokenizers.load_tokenizer` picks one by file.
+In both, model id 0 is the CTC blank and model id = piece id + 1. SentencePiece model vocabulary layout::
     0            <blank>   CTC blank
     1 .. N       SentencePiece pieces (piece id p -> model id p + 1; <unk> is piece 0 -> id 1)
     N + 1        <mask>    Mask-CTC's masked-token symbol
@@ -15,8 +18,9 @@ import os
 import re
 import tempfile
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Protocol, Sequence
 
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
@@ -25,9 +29,45 @@ BLANK_ID = 0
 
 
 def special_ids(vocab_size: int) -> tuple[int, int, int]:
-    """``(blank, mask, sos/eos)`` of a model vocabulary of ``vocab_size`` ids (the layout above); the models,
-    the tokenizer and the ONNX runtime all read them here."""
+    """``(blank, mask, sos/eos)`` of a SentencePiece model vocabulary of ``vocab_size`` ids (the layout above)."""
     return BLANK_ID, vocab_size - 2, vocab_size - 1
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """The ids a model's heads and searches treat specially, owned by its tokenizer (model ids)."""
+
+    blank: int  # CTC blank (0 in every layout here)
+    mask: int  # Mask-CTC's masked-token symbol
+    sos: int  # what the attention decoder is fed first (the last token of ``prompt``)
+    eos: int  # the attention decoder's end token
+    prompt: tuple[int, ...]  # the decoder's prompt: (sos,) or Whisper's <|startoftranscript|> <|notimestamps|>
+    suppress: tuple[int, ...] = ()  # never emitted by the AR search (blank, mask; Whisper's non-speech tokens)
+    suppress_begin: tuple[int, ...] = ()  # not emitted as the first token (Whisper: a lone space, the end)
+
+    @classmethod
+    def sentencepiece(cls, vocab_size: int) -> "SpecialTokens":
+        """The SentencePiece layout of the module docstring (sos and eos share one id)."""
+        blank, mask, sos = special_ids(vocab_size)
+        return cls(blank, mask, sos, sos, (sos,), (blank, mask))
+
+
+class TokenizerProtocol(Protocol):
+    """What search, alignment, fusion, hotwords, training and the API ask of a tokenizer (model ids)."""
+
+    model_path: Path  # the file it was read from (LM directories record it)
+    vocab_size: int  # model ids 0 .. vocab_size - 1
+    specials: SpecialTokens
+    blank_id: int
+    unk_id: int  # -1 where none (byte-level BPE spells everything)
+
+    def encode(self, text: str) -> list[int]: ...  # normalised text -> ids (no specials)
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]: ...
+    def decode(self, ids: Iterable[int]) -> str: ...  # specials dropped
+    def id_to_piece(self, i: int) -> str: ...
+    def piece_to_id(self, piece: str) -> int | None: ...
+    def is_word_start(self, i: int) -> bool: ...
+    def same_as(self, other) -> bool: ...
 _PIECE_OFFSET = 1  # model id = sentencepiece id + 1
 
 # ---------------------------------------------------------------------------- normalisation
@@ -80,8 +120,8 @@ class Tokenizer:
         self.blank_id = BLANK_ID
         self.unk_id = self._sp.unk_id() + _PIECE_OFFSET
         self.vocab_size = n + 3
-        _, self.mask_id, self.sos_id = special_ids(self.vocab_size)
-        self.eos_id = self.sos_id
+        self.specials = SpecialTokens.sentencepiece(self.vocab_size)
+        self.mask_id, self.sos_id, self.eos_id = self.specials.mask, self.specials.sos, self.specials.eos
 
     # -- encoding
     def encode(self, text: str) -> list[int]:
@@ -121,10 +161,10 @@ class Tokenizer:
     def __len__(self) -> int:
         return self.vocab_size
 
-    def same_as(self, other: "Tokenizer") -> bool:
+    def same_as(self, other) -> bool:
         """True when both encode every text to the same ids: the same model with its training inputs' paths
         left out (two runs of the stats stage over the same corpus write byte-different, equivalent models)."""
-        return _encoding_spec(self.model_path) == _encoding_spec(other.model_path)
+        return isinstance(other, Tokenizer) and _encoding_spec(self.model_path) == _encoding_spec(other.model_path)
 
     def __repr__(self) -> str:
         return f"Tokenizer({str(self.model_path)!r}, pieces={self.num_pieces}, vocab_size={self.vocab_size})"

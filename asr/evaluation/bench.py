@@ -59,7 +59,7 @@ def forced_length_search(m, enc: torch.Tensor, enc_lens: torch.Tensor, method: s
     length rules off), Mask-CTC refines ``n`` masks; the CTC searches are unchanged."""
     if method in ("attention_beam", "joint_ctc_attention"):
         ratio = (n + 0.5) / float(enc_lens.min())  # the search's own length limit lets every utterance reach n
-        forced = Weighted("forced_length", 1.0, ForcedLength(n, m.decoder.out.out_features, m.sos, enc.device))
+        forced = Weighted("forced_length", 1.0, ForcedLength(n, m.decoder.out.out_features, m.eos, enc.device))
         return beam_search(m, enc, enc_lens, opts.beam, ctc_weight=opts.ctc_weight if method != "attention_beam" else 0.0,
                            max_len_ratio=ratio, use_cache=use_cache, eos_threshold=0.0, ctc_length_window=(0.0, 0.0),
                            ctc_log_probs=lp, extra_scorers=[forced])

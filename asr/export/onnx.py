@@ -143,7 +143,7 @@ def export_onnx(model_dir: str | os.PathLike, out: str | os.PathLike, check: boo
         if (loaded.path / f).is_file():
             shutil.copyfile(loaded.path / f, out / f)
     info = {"source": str(loaded.path), "opset": OPSET, "graphs": graphs, "torch": torch.__version__,
-            "subsampling_rate": m.encoder.rate, "receptive_field": m.encoder.subsampling.receptive_field}
+            "subsampling_rate": m.encoder.rate, "receptive_field": m.encoder.receptive_field}
 
     write_atomic(out / "onnx.json", json.dumps(info, indent=2) + "\n")
     if check:

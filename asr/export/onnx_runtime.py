@@ -21,7 +21,7 @@ from asr.config import load_config
 from asr.inference.model_dir import LoadedModel, ModelError
 from asr.models.encoder import chunk_window, initial_state
 from asr.models.state import DecoderCache, EncoderState
-from asr.text import Tokenizer, special_ids
+from asr.text import SpecialTokens, Tokenizer
 
 ONNX_METHODS = ("ctc_greedy", "ctc_prefix_beam", "attention_beam", "joint_ctc_attention", "ctc_lm")
 
@@ -41,6 +41,8 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 
 class OnnxDecoder:
+    max_positions = 0  # sinusoidal positions: any length
+
     def __init__(self, init, step, vocab: int, layers: int, heads: int, d_k: int):
         self._init, self._step = init, step
         self.out = SimpleNamespace(out_features=vocab)
@@ -65,14 +67,14 @@ class OnnxEncoder:
 
     def __init__(self, chunk_session, cfg, rate: int, receptive_field: int):
         self._chunk, self.cfg = chunk_session, cfg
-        self.rate = rate
-        self.subsampling = SimpleNamespace(rate=rate, receptive_field=receptive_field)
+        self.rate, self.receptive_field = rate, receptive_field
+        self.streaming = chunk_session is not None
 
     def init_state(self, batch_size: int = 1, device="cpu", dtype=torch.float32) -> EncoderState:
         return initial_state(self.cfg, batch_size, "cpu", torch.float32)
 
     def chunk_window(self, chunk: int) -> tuple[int, int]:
-        return chunk_window(chunk, self.rate, self.subsampling.receptive_field)
+        return chunk_window(chunk, self.rate, self.receptive_field)
 
     def forward_chunk(self, x: torch.Tensor, state: EncoderState, left_frames: int = -1):
         if self._chunk is None:
@@ -102,8 +104,9 @@ class OnnxModel:
         cfg = load_config(d / "config.yaml").model
         self.cfg = cfg
         V = cfg.vocab_size
-        _, self.mask_id, self.sos = special_ids(V)
-        self.eos = self.sos
+        self.specials = SpecialTokens.sentencepiece(V)  # the export takes SentencePiece models (asr export-onnx)
+        self.mask_id, self.sos, self.eos, self.prompt = (self.specials.mask, self.specials.sos, self.specials.eos,
+                                                         self.specials.prompt)
         self.cmvn_mean, self.cmvn_std = torch.zeros(()), torch.ones(())  # CMVN is inside the graphs
         self._enc = _session(d / "encoder.onnx", threads)
         self._ctc = _session(d / "ctc.onnx", threads)

@@ -101,7 +101,7 @@ def export_sherpa(model_dir: str | os.PathLike, out: str | os.PathLike, chunk: i
     out.mkdir(parents=True, exist_ok=True)
     V = m.ctc.proj.out_features
     L, H, D = c.num_layers, c.num_heads, c.d_model
-    rate, right = m.encoder.rate, m.encoder.subsampling.receptive_field - 1
+    rate, right = m.encoder.rate, m.encoder.receptive_field - 1
     meta = {"model_type": "wenet_ctc", "version": "1", "model_author": "asr", "comment": f"asr export-sherpa of {loaded.path.name}",
             "vocab_size": V, "subsampling_factor": rate, "head": H, "num_blocks": L, "output_size": D,
             "cnn_module_kernel": c.kernel_size, "right_context": right, "chunk_size": chunk, "left_chunks": left_chunks}

@@ -3,9 +3,9 @@
 A model directory holds::
     config.yaml        the model config (vocabulary size filled in)
     model.safetensors  weights (CMVN statistics included as buffers)
-    tokenizer.model    SentencePiece model
-    cmvn.json          the global CMVN statistics (also inside the weights)
-    MODEL_CARD.md      what it is, how it was trained, measured figures
+    tokenizer.model    SentencePiece model, or tokenizer.json: Whisper's byte-level BPE (asr.tokenizers)
+    cmvn.json          the global CMVN statistics (also inside the weights; optional)
+    MODEL_CARD.md      what it is, where it came from, measured figures
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from safetensors.torch import load_file
 from asr.config import Config, from_dict
 from asr.files import write_atomic
 from asr.models.asr_model import ASRModel
-from asr.text import Tokenizer
+from asr.text import TokenizerProtocol
+from asr.tokenizers import TOKENIZER_FILES, load_tokenizer, tokenizer_file
 
 FILES = ("config.yaml", "model.safetensors", "tokenizer.model", "cmvn.json", "MODEL_CARD.md")
 
@@ -30,7 +31,7 @@ FILES = ("config.yaml", "model.safetensors", "tokenizer.model", "cmvn.json", "MO
 @dataclass(frozen=True)
 class LoadedModel:
     model: ASRModel  # in eval mode
-    tokenizer: Tokenizer
+    tokenizer: TokenizerProtocol
     config: Config
     path: Path
 
@@ -119,7 +120,10 @@ def load_model(path: str | os.PathLike, device: str = "cpu", quantize: str | Non
     ``quantize="int8"``: dynamic int8 Linear layers for CPU inference (:func:`quantize_model`)."""
 
     d = resolve_model_path(path)
-    missing = [f for f in FILES[:3] if not (d / f).is_file()]
+    missing = [f for f in FILES[:2] if not (d / f).is_file()]
+    tok_file = tokenizer_file(d)
+    if tok_file is None:
+        missing.append(" or ".join(TOKENIZER_FILES))
     if missing:
         raise FileNotFoundError(f"{d}: not a model directory (missing {', '.join(missing)})")
     try:
@@ -133,9 +137,9 @@ def load_model(path: str | os.PathLike, device: str = "cpu", quantize: str | Non
     except (ValueError, TypeError) as e:
         raise ModelError(f"{d / 'config.yaml'}: {_first_line(e)}") from None
     try:
-        tok = Tokenizer(d / "tokenizer.model")
-    except (RuntimeError, OSError) as e:
-        raise ModelError(f"{d / 'tokenizer.model'}: not a SentencePiece model ({_first_line(e)})") from None
+        tok = load_tokenizer(tok_file)
+    except Exception as e:  # noqa: BLE001 - sentencepiece and tokenizers raise their own error types
+        raise ModelError(f"{tok_file}: not a tokenizer ({_first_line(e)})") from None
     if tok.vocab_size != cfg.model.vocab_size:
         raise ModelError(f"{d}: tokenizer has {tok.vocab_size} ids but the model expects {cfg.model.vocab_size}")
     try:
@@ -143,7 +147,7 @@ def load_model(path: str | os.PathLike, device: str = "cpu", quantize: str | Non
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for corrupt files
         raise ModelError(f"{d / 'model.safetensors'}: unreadable weights ({_first_line(e)})") from None
     try:
-        model = ASRModel(cfg.model)
+        model = ASRModel(cfg.model, tok.specials)
     except (ValueError, TypeError, RuntimeError) as e:
         raise ModelError(f"{d / 'config.yaml'}: cannot build the model ({_first_line(e)})") from None
     missing_keys, unexpected, bad_shape = weight_mismatches(model.state_dict(), weights)

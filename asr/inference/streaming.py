@@ -295,7 +295,7 @@ class Recognizer:
         """A full chunk of features is waiting (or the input ended and something is left); when so, the features of
         the queued samples are computed."""
         n = stream.feature_frames()
-        ready = n >= self.window or (stream.finished and n >= self.model.encoder.subsampling.receptive_field)
+        ready = n >= self.window or (stream.finished and n >= self.model.encoder.receptive_field)
         if ready:
             stream.compute_features()
         return ready

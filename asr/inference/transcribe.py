@@ -186,7 +186,7 @@ def _decode_batch(loaded, items: list[tuple[_Pending, int, np.ndarray]], method:
     """Decode one batch of ``(file, segment index, samples)``; each file's part ``k`` gets its segment."""
     feats = [features(seg, loaded.model.cfg.frontend) for _, _, seg in items]
     # shorter than the encoder front end's receptive field: no encoder frame at all -> empty text
-    ok = [i for i, f in enumerate(feats) if f.shape[0] >= loaded.model.encoder.subsampling.receptive_field]
+    ok = [i for i, f in enumerate(feats) if f.shape[0] >= loaded.model.encoder.receptive_field]
     results: dict[int, Segment] = {i: Segment("", *items[i][0].ranges[items[i][1]]) for i in range(len(items))}
     if ok:
         padded, lens = fbank_batch([feats[i] for i in ok])

@@ -1,7 +1,9 @@
-"""ASRModel: VTLP (training) -> CMVN -> SpecAugment (training) -> Conformer encoder -> CTC, attention and Mask-CTC heads.
+"""ASRModel: VTLP (training) -> CMVN -> SpecAugment (training) -> encoder (by name: Conformer or Whisper's) -> CTC,
+attention and Mask-CTC heads, each optional (a head the config gives no weight is not built).
 
 It computes losses and exposes the narrow methods search uses (``encode``, ``ctc_log_probs``,
-``decoder``/``r2l_decoder`` steps, ``mlm``); it holds no search code.
+``decoder``/``r2l_decoder`` steps, ``mlm``); it holds no search code. Its special ids (decoder prompt, end, mask,
+suppressed tokens) are its tokenizer's (:class:`asr.text.SpecialTokens`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from asr.config import ModelConfig
 from asr.features import FrequencyWarp, GlobalCMVN, SpecAugment
 from asr.models.ctc import CTCHead
 from asr.models.decoder import TransformerDecoder
-from asr.models.encoder import ConformerEncoder
-from asr.text import special_ids
+from asr.models.interface import build_encoder
+from asr.text import SpecialTokens
 
 IGNORE = -1
 
@@ -27,25 +29,28 @@ def pad_list(seqs: list[torch.Tensor], value: int) -> torch.Tensor:
 
 
 class ASRModel(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, specials: SpecialTokens | None = None):
+        """``specials``: the tokenizer's (``tokenizer.specials``); None: the SentencePiece layout of ``vocab_size``."""
         super().__init__()
         if cfg.vocab_size < 4:
             raise ValueError("ModelConfig.vocab_size must be set from the tokenizer")
         self.cfg = cfg
         V, D = cfg.vocab_size, cfg.encoder.d_model
-        _, self.mask_id, self.sos = special_ids(V)
-        self.eos = self.sos
+        self.specials = specials or SpecialTokens.sentencepiece(V)
+        self.mask_id, self.sos, self.eos = self.specials.mask, self.specials.sos, self.specials.eos
+        self.prompt = self.specials.prompt
         self.register_buffer("cmvn_mean", torch.zeros(cfg.encoder.input_dim))
         self.register_buffer("cmvn_std", torch.ones(cfg.encoder.input_dim))
         self.freq_warp = FrequencyWarp()  # off until the trainer sets max_warp (train.vtlp)
         self.spec_augment = SpecAugment()
-        self.encoder = ConformerEncoder(cfg.encoder)
-        self.ctc = CTCHead(D, V, cfg.encoder.dropout)
+        self.encoder = build_encoder(cfg.encoder)
+        self.ctc = CTCHead(D, V, cfg.encoder.dropout) if cfg.ctc_weight > 0 else None
         dc, mc = cfg.decoder, cfg.mlm
-        self.decoder = TransformerDecoder(V, D, dc.num_layers, dc.num_heads, dc.ffn_dim, dc.dropout,
-                                          activation=dc.activation) if dc.num_layers > 0 and cfg.att_weight > 0 else None
-        self.r2l_decoder = TransformerDecoder(V, D, dc.r2l_layers, dc.num_heads, dc.ffn_dim, dc.dropout,
-                                              activation=dc.activation) \
+        ar = dict(activation=dc.activation, positions=dc.positions, max_positions=dc.max_positions,
+                  tie_output=dc.tie_output)
+        self.decoder = TransformerDecoder(V, D, dc.num_layers, dc.num_heads, dc.ffn_dim, dc.dropout, **ar) \
+            if dc.num_layers > 0 and cfg.att_weight > 0 else None
+        self.r2l_decoder = TransformerDecoder(V, D, dc.r2l_layers, dc.num_heads, dc.ffn_dim, dc.dropout, **ar) \
             if self.decoder is not None and dc.r2l_layers > 0 and cfg.r2l_weight > 0 else None
         self.mlm = TransformerDecoder(V, D, mc.num_layers, mc.num_heads, mc.ffn_dim, mc.dropout, causal=False,
                                       activation=mc.activation) if mc.num_layers > 0 and cfg.mlm_weight > 0 else None
@@ -60,8 +65,9 @@ class ASRModel(nn.Module):
         """Raw fbank ``(B, T, F)`` -> encoder output ``(B, T', D)`` and lengths (CMVN applied here)."""
         return self.encoder((feats - self.cmvn_mean) / self.cmvn_std, feat_lens, chunk, left_chunks)
 
-    def ctc_log_probs(self, enc: torch.Tensor) -> torch.Tensor:
-        return self.ctc.log_probs(enc)
+    def ctc_log_probs(self, enc: torch.Tensor) -> torch.Tensor | None:
+        """``enc (B, T, D)`` -> ``(B, T, V)``; None for a model without a CTC head."""
+        return self.ctc.log_probs(enc) if self.ctc is not None else None
 
     # ------------------------------------------------------------------ training
     def _sample_chunk(self) -> tuple[int, int]:
@@ -95,7 +101,7 @@ class ASRModel(nn.Module):
         y_lens = torch.tensor([len(y) for y in ys], dtype=torch.long, device=dev)
         out: dict[str, torch.Tensor] = {}
         loss = enc.new_zeros(())
-        if c.ctc_weight > 0:
+        if self.ctc is not None:
             out["ctc"] = self.ctc.loss(enc, enc_lens, pad_list(ys, 0), y_lens) / B
             ctc = out["ctc"]
             if inter is not None:  # the same head on a middle layer: a shorter path for the CTC gradient
@@ -117,10 +123,13 @@ class ASRModel(nn.Module):
         return out
 
     def _att_loss(self, decoder: TransformerDecoder, enc, enc_lens, ys: list[torch.Tensor]):
-        sos = ys[0].new_tensor([self.sos])
-        ys_in = pad_list([torch.cat([sos, y]) for y in ys], self.eos)
-        ys_out = pad_list([torch.cat([y, sos]) for y in ys], IGNORE)  # eos == sos id
-        lens = torch.tensor([len(y) + 1 for y in ys], device=enc.device)
+        """Teacher-forced cross-entropy: the decoder reads ``prompt + y`` and predicts ``y + eos`` (no loss on the
+        prompt's own positions)."""
+        prompt, eos = ys[0].new_tensor(self.prompt), ys[0].new_tensor([self.eos])
+        skip = ys[0].new_full((len(self.prompt) - 1,), IGNORE)
+        ys_in = pad_list([torch.cat([prompt, y]) for y in ys], self.eos)
+        ys_out = pad_list([torch.cat([skip, y, eos]) for y in ys], IGNORE)
+        lens = torch.tensor([len(y) + len(self.prompt) for y in ys], device=enc.device)
         logits = decoder(enc, enc_lens, ys_in, lens)  # (B, L+1, V)
         loss = F.cross_entropy(logits.float().transpose(1, 2), ys_out, ignore_index=IGNORE,
                                label_smoothing=self.cfg.label_smoothing, reduction="sum") / len(ys)
@@ -151,8 +160,8 @@ class ASRModel(nn.Module):
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
-    parts = {"encoder": model.encoder, "ctc": model.ctc}
-    for name in ("decoder", "r2l_decoder", "mlm"):
+    parts = {"encoder": model.encoder}
+    for name in ("ctc", "decoder", "r2l_decoder", "mlm"):
         if getattr(model, name) is not None:
             parts[name] = getattr(model, name)
     out = {k: sum(p.numel() for p in m.parameters()) for k, m in parts.items()}

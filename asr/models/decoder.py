@@ -8,12 +8,13 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from asr.models.encoder import FeedForward
 from asr.models.state import DecoderCache
 from asr.nn.attention import MultiHeadAttention, mask_to_bias
-from asr.nn.embedding import AbsolutePositionalEncoding
+from asr.nn.embedding import AbsolutePositionalEncoding, LearnedPositionalEncoding
 from asr.nn.masks import causal_mask, lengths_to_mask
 
 
@@ -44,16 +45,43 @@ class DecoderLayer(nn.Module):
         return x + self.dropout(self.ff(self.norm3(x))), new_self, mem
 
 
+class TiedOutput(nn.Module):
+    """``logits = x @ E^T + b`` with ``E`` the decoder's token embedding (Whisper's output layer) and a bias of its
+    own (Whisper has none: zeros, but -1e4 on ids its decoder never emits, such as the CTC blank). The embedding is
+    referenced, not registered, so its weight is saved once."""
+
+    def __init__(self, embed: nn.Embedding):
+        super().__init__()
+        self._embed = (embed,)
+        self.bias = nn.Parameter(torch.zeros(embed.num_embeddings))
+
+    @property
+    def out_features(self) -> int:
+        return self.bias.numel()
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self._embed[0].weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight.to(x.dtype), self.bias.to(x.dtype))
+
+
 class TransformerDecoder(nn.Module):
     def __init__(self, vocab_size: int, d_model: int, num_layers: int, num_heads: int, ffn_dim: int,
-                 dropout: float, causal: bool = True, activation: str = "swish"):
+                 dropout: float, causal: bool = True, activation: str = "swish", positions: str = "sinusoid",
+                 max_positions: int = 0, tie_output: bool = False):
         super().__init__()
+        if positions not in ("sinusoid", "learned"):
+            raise ValueError(f"decoder positions must be sinusoid or learned, not {positions!r}")
         self.causal = causal
         self.embed = nn.Embedding(vocab_size, d_model)
-        self.pos = AbsolutePositionalEncoding(d_model, dropout)
+        self.pos = AbsolutePositionalEncoding(d_model, dropout) if positions == "sinusoid" else \
+            LearnedPositionalEncoding(max_positions, d_model, dropout)
+        self.max_positions = max_positions if positions == "learned" else 0  # 0: any length
         self.layers = nn.ModuleList(DecoderLayer(d_model, num_heads, ffn_dim, dropout, activation) for _ in range(num_layers))
         self.norm = nn.LayerNorm(d_model)
-        self.out = nn.Linear(d_model, vocab_size)
+        self.out = TiedOutput(self.embed) if tie_output else nn.Linear(d_model, vocab_size)
 
     def forward(self, memory: torch.Tensor, memory_lens: torch.Tensor, tokens: torch.Tensor,
                 token_lens: torch.Tensor, memory_kv: tuple[torch.Tensor, ...] | None = None,
@@ -88,15 +116,21 @@ class TransformerDecoder(nn.Module):
                             tuple(l.src_attn.project_kv(memory) for l in self.layers), group)
 
     def step(self, tokens: torch.Tensor, memory_mask: torch.Tensor, cache: DecoderCache) -> tuple[torch.Tensor, DecoderCache]:
-        """One position for N = B x group hypotheses. ``tokens (N,)`` the newest token of each,
-        ``memory_mask (B, T)`` bool (one row per utterance), ``cache`` from :meth:`init_cache` or the previous
-        step. Returns log-probs ``(N, V)`` for the next token and the new cache (the old one is not modified)."""
+        """One position for N = B x group hypotheses. ``tokens (N,)`` the newest token of each (or ``(N, L)``: L
+        positions at once, such as a prompt), ``memory_mask (B, T)`` bool (one row per utterance), ``cache`` from
+        :meth:`init_cache` or the previous step. Returns log-probs ``(N, V)`` for the next token (after the last
+        position) and the new cache (the old one is not modified)."""
         t = cache.length
-        x = self.pos(self.embed(tokens.unsqueeze(1)), offset=t)  # (N, 1, D)
+        tokens = tokens.unsqueeze(1) if tokens.dim() == 1 else tokens
+        L = tokens.size(1)
+        x = self.pos(self.embed(tokens), offset=t)  # (N, L, D)
+        self_mask = None
+        if L > 1:  # (1, L, t + L): position i sees the cache and positions <= i
+            self_mask = (torch.arange(t + L, device=x.device) <= t + torch.arange(L, device=x.device).unsqueeze(1)).unsqueeze(0)
         mm = memory_mask.unsqueeze(1)
         new_self = []
         for layer, sc, mc in zip(self.layers, cache.self_kv, cache.memory_kv):
-            x, s, _ = layer(x, None, None, mm, sc, mc)
+            x, s, _ = layer(x, self_mask, None, mm, sc, mc)
             new_self.append(s)
         logits = self.out(self.norm(x[:, -1]))
         return logits.log_softmax(-1), DecoderCache(tuple(new_self), cache.memory_kv, cache.group)

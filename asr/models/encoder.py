@@ -30,7 +30,7 @@ def chunk_window(chunk: int, rate: int, receptive_field: int) -> tuple[int, int]
     return (chunk - 1) * rate + receptive_field, chunk * rate
 
 
-ACTIVATIONS = {"swish": nn.SiLU, "relu": nn.ReLU}
+ACTIVATIONS = {"swish": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}
 
 
 class FeedForward(nn.Sequential):
@@ -90,6 +90,14 @@ class ConformerEncoder(nn.Module):
     def rate(self) -> int:
         return self.subsampling.rate
 
+    @property
+    def receptive_field(self) -> int:
+        return self.subsampling.receptive_field
+
+    @property
+    def streaming(self) -> bool:
+        return self.cfg.causal_conv and self.cfg.rel_pos == "latest"
+
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor, chunk: int = 0,
                 left_chunks: int = -1, tap: int = 0):
         """``x (B, T, F)`` normalised features, ``x_lens (B,)`` -> ``(y (B, T', D), y_lens (B,))``.
@@ -128,14 +136,14 @@ class ConformerEncoder(nn.Module):
     def chunk_window(self, chunk: int) -> tuple[int, int]:
         """``(window, stride)`` in feature frames: a window of ``window`` frames yields ``chunk`` encoder
         frames, and consecutive windows start ``stride`` frames apart (they overlap by window - stride)."""
-        return chunk_window(chunk, self.rate, self.subsampling.receptive_field)
+        return chunk_window(chunk, self.rate, self.receptive_field)
 
     def forward_chunk(self, x: torch.Tensor, state: EncoderState,
                       left_frames: int = -1) -> tuple[torch.Tensor, EncoderState]:
         """Encode one chunk. ``x (B, W, F)``: a feature window (see :meth:`chunk_window`; the last one may
         be shorter). The chunk attends to itself and to the cached frames; the returned state keeps at
         most ``left_frames`` frames of cache (all when < 0). Returns ``(y (B, C, D), new_state)``."""
-        if not self.cfg.causal_conv or self.cfg.rel_pos == "legacy":
+        if not self.streaming:
             raise RuntimeError("streaming needs a model trained with causal_conv: true and rel_pos: latest")
         lens = torch.full((x.size(0),), x.size(1), dtype=torch.long, device=x.device)
         x, _ = self._embed(x, lens)

@@ -32,6 +32,25 @@ class AbsolutePositionalEncoding(nn.Module):
         return self.dropout(x * self.scale + sinusoid(pos, self.dim).to(x.dtype))
 
 
+class LearnedPositionalEncoding(nn.Module):
+    """``x + P[offset : offset + T]`` then dropout, ``P (max_len, D)`` learned (Whisper's decoder; its token
+    embeddings are not scaled)."""
+
+    def __init__(self, max_len: int, dim: int, dropout: float):
+        super().__init__()
+        if max_len <= 0:
+            raise ValueError("learned positions need max_positions > 0")
+        self.weight = nn.Parameter(torch.zeros(max_len, dim))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """``x (B, T, D)`` -> ``(B, T, D)``."""
+        end = offset + x.size(1)
+        if end > self.weight.size(0):
+            raise ValueError(f"the decoder has {self.weight.size(0)} positions; {end} asked")
+        return self.dropout(x + self.weight[offset:end].to(x.dtype))
+
+
 class RelativePositionalEncoding(nn.Module):
     """Applies dropout to the input (no sqrt(d) scaling: with pre-norm layers it did not help here, and
     torchaudio's Conformer has none) and returns the embeddings of the relative distances

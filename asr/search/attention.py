@@ -68,15 +68,15 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
         raise ValueError(f"beam rules must be asr or espnet, not {rules!r}")
     espnet = rules == "espnet"
     device, (B, _, _), V, N = enc.device, enc.shape, decoder.out.out_features, enc.size(0) * beam
-    sos = eos = model.sos
-    needs_ctc = ctc_weight > 0 or ctc_length_window[1] > 0
-    if needs_ctc and ctc_log_probs is None:  # the caller usually has them already (decode_features)
-        ctc_log_probs = model.ctc_log_probs(enc)
-    min_len, max_len = _length_limits(enc_lens, max_len_ratio, ctc_length_window, ctc_log_probs)
+    specials = model.specials
+    eos = specials.eos
+    ctc_log_probs, ctc_length_window = _ctc_terms(model, enc, ctc_log_probs, ctc_weight, ctc_length_window)
+    min_len, max_len = _length_limits(enc_lens, max_len_ratio, ctc_length_window, ctc_log_probs, decoder.max_positions)
     log_thr = math.log(eos_threshold) if eos_threshold > 0 else None
     steps = int(max_len.max()) + 1  # the last step can only end hypotheses
 
-    scorers = _scorers(decoder, enc, enc_lens, ctc_log_probs, sos, beam, ctc_weight, use_cache, extra_scorers)
+    scorers = _scorers(decoder, enc, enc_lens, ctc_log_probs, model.prompt, eos, beam, ctc_weight, use_cache,
+                       extra_scorers)
     full = [s for s in scorers if s.scorer.full]
     partial = [s for s in scorers if not s.scorer.full]
     states = {s.name: s.scorer.init_state() for s in scorers}
@@ -89,9 +89,10 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
     prefix = torch.empty((N, 0), dtype=torch.long, device=device)
     finished: list[list[tuple[float, tuple[int, ...], float]]] = [[] for _ in range(B)]
     done = torch.zeros(B, dtype=torch.bool, device=device)
-    # ESPnet's decoder may choose blank (its CTC prefix scorer, in joint search, may not)
-    banned = [i for i in ((() if espnet and ctc_weight == 0 else (BLANK_ID,)) + (getattr(model, "mask_id", -1),))
-              if 0 <= i < V]
+    # the tokenizer's suppressed tokens (blank, mask; Whisper's non-speech tokens); ESPnet's decoder may choose blank
+    # (its CTC prefix scorer, in joint search, may not)
+    banned = [i for i in specials.suppress if 0 <= i < V and not (espnet and ctc_weight == 0 and i == BLANK_ID)]
+    banned_begin = [i for i in specials.suppress_begin if 0 <= i < V]
     base = (torch.arange(B, device=device) * beam).repeat_interleave(beam)  # (N,) first row of each utterance
     eos_col = torch.tensor([eos], device=device)
 
@@ -101,6 +102,8 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
         # candidates come from the weighted full scores (the decoder's own when its weight is 0: CTC alone)
         pre = lp if scorers[0].weight > 0 else None
         lp[:, banned] = NEG_INF
+        if t == 0 and banned_begin:
+            lp[:, banned_begin] = NEG_INF
         at_limit = _end_rules(lp, dec_lp, t, min_len, max_len, beam, eos_col, log_thr)
         # the best tokens other than eos, then eos itself: every hypothesis can always end
         if pre is None:  # the decoder ranks, under the same bans as the weighted scores
@@ -202,12 +205,12 @@ def _espnet_end(finished: list, t: int, m: int = 3, d_end: float = math.log(1e-1
     return count == m
 
 
-def _scorers(decoder, enc, enc_lens, ctc_log_probs, sos: int, beam: int, ctc_weight: float, use_cache: bool,
-             extra_scorers: Sequence[Weighted]) -> list[Weighted]:
+def _scorers(decoder, enc, enc_lens, ctc_log_probs, prompt: tuple[int, ...], eos: int, beam: int, ctc_weight: float,
+             use_cache: bool, extra_scorers: Sequence[Weighted]) -> list[Weighted]:
     """The weighted terms of the score: the decoder (``1 - ctc_weight``), the CTC prefix score, the extras."""
-    scorers = [Weighted("decoder", 1.0 - ctc_weight, DecoderScorer(decoder, enc, enc_lens, sos, beam, use_cache))]
+    scorers = [Weighted("decoder", 1.0 - ctc_weight, DecoderScorer(decoder, enc, enc_lens, prompt, beam, use_cache))]
     if ctc_weight > 0:
-        scorers.append(Weighted("ctc", ctc_weight, CTCScorer(ctc_log_probs, enc_lens, beam, sos)))
+        scorers.append(Weighted("ctc", ctc_weight, CTCScorer(ctc_log_probs, enc_lens, beam, eos)))
     scorers += [s for s in extra_scorers if s.weight != 0]
     if len({s.name for s in scorers}) != len(scorers):
         raise ValueError(f"scorer names must be unique: {[s.name for s in scorers]}")
@@ -239,12 +242,28 @@ def _end_rules(lp: torch.Tensor, dec_lp: torch.Tensor, t: int, min_len: torch.Te
     return at_limit
 
 
+def _ctc_terms(model, enc: torch.Tensor, ctc_log_probs: torch.Tensor | None, ctc_weight: float,
+               ctc_length_window: tuple[float, float]):
+    """The CTC log-probabilities the search needs (the caller usually has them) and the length window that
+    applies: none for a model without a CTC head (where joint scoring is refused)."""
+    if ctc_log_probs is None and (ctc_weight > 0 or ctc_length_window[1] > 0):
+        ctc_log_probs = model.ctc_log_probs(enc)
+    if ctc_log_probs is None:
+        if ctc_weight > 0:
+            raise ValueError("joint CTC/attention decoding needs a CTC head, and this model has none")
+        ctc_length_window = (0.0, 0.0)
+    return ctc_log_probs, ctc_length_window
+
+
 def _length_limits(enc_lens: torch.Tensor, max_len_ratio: float, ctc_length_window: tuple[float, float],
-                   ctc_log_probs: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(min_len, max_len)`` per utterance ``(B,)``: at most ``max_len_ratio`` x the encoder frames, and with a
-    CTC length window ``(lo, hi)`` between ``lo * L`` and ``ceil(hi * L) + 2`` tokens (L: CTC greedy length)."""
+                   ctc_log_probs: torch.Tensor | None, max_positions: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(min_len, max_len)`` per utterance ``(B,)``: at most ``max_len_ratio`` x the encoder frames (and half of a
+    decoder's ``max_positions`` learned positions, as Whisper's ``sample_len``), and with a CTC length window
+    ``(lo, hi)`` between ``lo * L`` and ``ceil(hi * L) + 2`` tokens (L: CTC greedy length)."""
     lo, hi = ctc_length_window
     max_len = (enc_lens.float() * max_len_ratio).long().clamp_min(1)  # (B,)
+    if max_positions:
+        max_len = max_len.clamp_max(max_positions // 2)
     min_len = torch.zeros_like(max_len)
     if hi > 0:
         ctc_len = torch.tensor([len(nb[0].tokens) for nb in ctc_greedy(ctc_log_probs, enc_lens)],

@@ -92,7 +92,7 @@ def ar_scorers(model, opts: DecodeOptions, tokenizer, n: int, device) -> list:
     neural LM (``nlm_weight``) when the LM directory has one, else word n-gram fusion (``ar_fusion_weight`` /
     ``ar_fusion_word_score``, inside the bonus); hotwords; the length bonus. ``n`` hypotheses (utterances x beam)."""
     out = []
-    eos = model.sos
+    eos = model.eos
     vocab = model.decoder.out.out_features
     nlm = neural_lm(model, opts, tokenizer)
     # with a neural LM the word n-gram stays out: together they did worse on dev than the neural LM alone

@@ -13,14 +13,17 @@ from asr.search.ctc import ctc_prefix_beam
 from asr.search.options import DEFAULTS
 
 
-def _teacher_forced(decoder, enc, enc_lens, seqs: list[tuple[int, ...]], owner: list[int], sos: int) -> torch.Tensor:
-    """Sum of decoder log-probs of each ``seqs[i]`` followed by eos, given utterance ``owner[i]``: ``(N,)``."""
+def _teacher_forced(decoder, enc, enc_lens, seqs: list[tuple[int, ...]], owner: list[int], prompt: tuple[int, ...],
+                    eos: int) -> torch.Tensor:
+    """Sum of decoder log-probs of each ``seqs[i]`` followed by ``eos`` after ``prompt``, given utterance
+    ``owner[i]``: ``(N,)``."""
     dev = enc.device
     ys = [torch.tensor(s, dtype=torch.long, device=dev) for s in seqs]
-    head = torch.tensor([sos], device=dev)
-    y_in = pad_list([torch.cat([head, y]) for y in ys], sos)
-    y_out = pad_list([torch.cat([y, head]) for y in ys], -1)
-    lens = torch.tensor([len(s) + 1 for s in seqs], device=dev)
+    head, end = torch.tensor(prompt, device=dev), torch.tensor([eos], device=dev)
+    skip = torch.full((len(prompt) - 1,), -1, device=dev)
+    y_in = pad_list([torch.cat([head, y]) for y in ys], eos)
+    y_out = pad_list([torch.cat([skip, y, end]) for y in ys], -1)
+    lens = torch.tensor([len(s) + len(prompt) for s in seqs], device=dev)
     idx = torch.tensor(owner, device=dev)
     lp = decoder(enc[idx], enc_lens[idx], y_in, lens).float().log_softmax(-1)  # (N, L+1, V)
     valid = y_out >= 0
@@ -47,9 +50,9 @@ def attention_rescoring(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: 
             owner.append(b)
     if not seqs:
         return nbests
-    att = _teacher_forced(model.decoder, enc, enc_lens, seqs, owner, model.sos)
+    att = _teacher_forced(model.decoder, enc, enc_lens, seqs, owner, model.prompt, model.eos)
     if model.r2l_decoder is not None and reverse_weight > 0:
-        r2l = _teacher_forced(model.r2l_decoder, enc, enc_lens, [s[::-1] for s in seqs], owner, model.sos)
+        r2l = _teacher_forced(model.r2l_decoder, enc, enc_lens, [s[::-1] for s in seqs], owner, model.prompt, model.eos)
         att = (1 - reverse_weight) * att + reverse_weight * r2l
     if neural_lm is not None and neural_lm_weight:
         att = att + neural_lm_weight * torch.tensor(neural_lm.sentence_log_prob([list(s) for s in seqs]),

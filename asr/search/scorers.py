@@ -58,9 +58,10 @@ class DecoderScorer:
 
     full = True
 
-    def __init__(self, decoder, memory: torch.Tensor, memory_lens: torch.Tensor, sos: int, beam: int,
-                 use_cache: bool = True):
-        self.decoder, self.sos, self.beam, self.use_cache = decoder, sos, beam, use_cache
+    def __init__(self, decoder, memory: torch.Tensor, memory_lens: torch.Tensor, prompt: tuple[int, ...] | int,
+                 beam: int, use_cache: bool = True):
+        self.decoder, self.beam, self.use_cache = decoder, beam, use_cache
+        self.prompt = (prompt,) if isinstance(prompt, int) else tuple(prompt)  # fed before the first token
         if use_cache:
             self.memory, self.memory_lens = memory, memory_lens
         else:
@@ -68,16 +69,23 @@ class DecoderScorer:
         self.mask = lengths_to_mask(self.memory_lens, memory.size(1))  # (B, T), (N, T) uncached
 
     def init_state(self):
-        return self.decoder.init_cache(self.memory, self.beam) if self.use_cache else None
+        if not self.use_cache:
+            return None
+        cache = self.decoder.init_cache(self.memory, self.beam)
+        if len(self.prompt) > 1:  # all but the prompt's last token, which the first score() feeds
+            N = self.memory.size(0) * self.beam
+            head = torch.tensor(self.prompt[:-1], device=self.memory.device).expand(N, -1)
+            _, cache = self.decoder.step(head, self.mask, cache)
+        return cache
 
     def score(self, state, prefix, cand=None):
         N = prefix.size(0)
         if self.use_cache:
-            last = prefix[:, -1] if prefix.size(1) else torch.full((N,), self.sos, dtype=torch.long,
+            last = prefix[:, -1] if prefix.size(1) else torch.full((N,), self.prompt[-1], dtype=torch.long,
                                                                     device=prefix.device)
             lp, cache = self.decoder.step(last, self.mask, state)
             return lp.float(), cache
-        ys = torch.cat([torch.full((N, 1), self.sos, dtype=torch.long, device=prefix.device), prefix], 1)
+        ys = torch.cat([torch.tensor(self.prompt, device=prefix.device).expand(N, -1), prefix], 1)
         lens = torch.full((N,), ys.size(1), dtype=torch.long, device=prefix.device)
         return self.decoder(self.memory, self.memory_lens, ys, lens)[:, -1].log_softmax(-1).float(), None
 
