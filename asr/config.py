@@ -65,6 +65,8 @@ class DecoderConfig:
     positions: str = "sinusoid"  # sinusoid (token embeddings scaled by sqrt(d)) | learned (Whisper's: max_positions
     max_positions: int = 0  # rows, embeddings not scaled)
     tie_output: bool = False  # the output projection is the token embedding (Whisper's), with a bias of its own
+    alignment_heads: tuple = ()  # (layer, head) pairs whose cross-attention times words (Whisper's; () = all heads
+    # of the last half of the layers, openai-whisper's default)
 
 
 @dataclass(frozen=True)

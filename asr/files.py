@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -53,4 +55,28 @@ def stale_temp_files(folder: str | os.PathLike, name_glob: str = "*") -> list[Pa
     return sorted(Path(folder).glob(f"{TMP_PREFIX}*-{name_glob}"))
 
 
-__all__ = ["atomic_path", "write_atomic", "temp_name", "stale_temp_files"]
+@contextlib.contextmanager
+def atomic_model_dir(out: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``out`` (mode 755) to write a model directory into; when the block
+    ends without error it takes ``out``'s place (an existing ``out`` is renamed aside first and removed after),
+    otherwise it is removed and the error propagates."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model directory is meant to be shared
+    try:
+        yield tmp
+        if out.exists():
+            backup = out.with_name(f".{out.name}.old")
+            shutil.rmtree(backup, ignore_errors=True)
+            os.replace(out, backup)
+            os.replace(tmp, out)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+__all__ = ["atomic_path", "atomic_model_dir", "write_atomic", "temp_name", "stale_temp_files"]

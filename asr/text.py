@@ -60,6 +60,7 @@ class TokenizerProtocol(Protocol):
     specials: SpecialTokens
     blank_id: int
     unk_id: int  # -1 where none (byte-level BPE spells everything)
+    cased: bool  # its text is cased and punctuated (Whisper's): no punctuator runs after it
 
     def encode(self, text: str) -> list[int]: ...  # normalised text -> ids (no specials)
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]: ...
@@ -119,6 +120,7 @@ class Tokenizer:
         self.num_pieces = n
         self.blank_id = BLANK_ID
         self.unk_id = self._sp.unk_id() + _PIECE_OFFSET
+        self.cased = False  # normalised upper-case words
         self.vocab_size = n + 3
         self.specials = SpecialTokens.sentencepiece(self.vocab_size)
         self.mask_id, self.sos_id, self.eos_id = self.specials.mask, self.specials.sos, self.specials.eos

@@ -64,6 +64,7 @@ class WhisperTokenizer:
         self.multilingual = n >= 51865  # openai-whisper's rule (its English-only vocabularies have 51864)
         self.blank_id = BLANK_ID
         self.unk_id = -1  # byte-level BPE spells every text
+        self.cased = True  # cased, punctuated text
         self.specials = self._specials()
         self.mask_id, self.sos_id, self.eos_id = self.specials.mask, self.specials.sos, self.specials.eos
 

@@ -99,8 +99,8 @@ def copy_model_dir(src: Path, out: Path) -> Path:
     """Replace ``out`` with a copy of the model directory ``src``'s files (atomically)."""
     import shutil
 
+    from asr.files import atomic_model_dir
     from asr.inference.model_dir import FILES, load_model
-    from asr.train.export import atomic_model_dir
 
     load_model(src)  # refuse a directory that does not load, before touching out
     with atomic_model_dir(out) as tmp:

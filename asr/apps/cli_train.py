@@ -1,4 +1,4 @@
-"""``asr train``, ``asr average``, ``asr export-model``, ``asr export-onnx``, ``asr export-sherpa``, ``asr import espnet``: from manifests to model
+"""``asr train``, ``asr average``, ``asr export-model``, ``asr export-onnx``, ``asr export-sherpa``, ``asr import espnet|whisper``: from manifests to model
 directories and deployable graphs."""
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def export_sherpa_cmd(
         _fail(f"{out}: onnxruntime differs from PyTorch by {worst:.2e} (more than 1e-4)")
 
 
-import_app = typer.Typer(help="Models from other toolkits: an ESPnet ASR model becomes an asr model directory.",
+import_app = typer.Typer(help="Models from other toolkits: an ESPnet or Whisper model becomes an asr model directory.",
                          no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
@@ -148,6 +148,23 @@ def import_espnet_cmd(
                                                     is not None else []) + (["mask_ctc"] if loaded.model.mlm is not None else [])
     typer.echo(f"{path}: imported ({loaded.tokenizer.vocab_size} ids; decoders: {', '.join(decoders)}; full context "
                "only: asr transcribe / asr eval)")
+
+
+@import_app.command("whisper")
+def import_whisper_cmd(
+    src: str = typer.Argument(..., help="A CTranslate2 Whisper folder (faster-whisper's: model.bin), an OpenAI checkpoint (*.pt), a transformers Whisper folder (config.json + model.safetensors), or a Hugging Face repo id of one (downloaded; needs a network)."),
+    out: Path = typer.Argument(..., help="Model directory to write."),
+    tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="Whisper's tokenizer.json, where the source has none (an OpenAI .pt)."),
+) -> None:
+    """Import a Whisper model (the attention decoder over Whisper's 30-s window; no CTC head). Anything this toolkit
+    cannot compute exactly is refused with one line."""
+    from asr.importers.whisper import fetch_source, import_whisper
+    from asr.inference.model_dir import load_model
+
+    path = _run(import_whisper, _run(fetch_source, src), out, tokenizer)
+    loaded = load_model(path)
+    typer.echo(f"{path}: imported ({loaded.tokenizer.vocab_size} ids; decoders: attention_beam; full context only: "
+               "asr transcribe / asr eval)")
 
 
 punct_app = typer.Typer(help="Punctuation and casing: train the model that restores them on recognized text.",

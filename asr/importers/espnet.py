@@ -301,7 +301,7 @@ def import_espnet(config: str | os.PathLike, model_file: str | os.PathLike, out:
     (``*.pth``), atomically. ``bpe_model``: the SentencePiece model when the config's path does not resolve."""
     from safetensors.torch import save_file
 
-    from asr.train.export import atomic_model_dir
+    from asr.files import atomic_model_dir
 
     config, model_file = Path(config), Path(model_file)
     try:

@@ -12,19 +12,22 @@ import torch
 
 from asr.results import Segment, Word
 from asr.search.align import encoder_frame_seconds, token_spans, words_from_tokens
+from asr.search.attention_align import attention_token_spans
 from asr.search.methods import available_methods, search
 from asr.search.options import DecodeOptions
 
 
 def segment_from_tokens(tokenizer, tokens, score: float, log_probs: torch.Tensor | None, frame_seconds: float,
-                        start: float, end: float) -> Segment:
+                        start: float, end: float, spans: list | None = None) -> Segment:
     """The tokens a search chose for one stretch of audio (``start``..``end`` seconds) -> a :class:`Segment`;
-    with the stretch's CTC ``log_probs (T, V)``, words get times by forced alignment (offset by ``start``) and
-    the segment spans its words."""
+    with the stretch's CTC ``log_probs (T, V)`` (or token ``spans`` in encoder frames from another aligner), words
+    get times by forced alignment (offset by ``start``) and the segment spans its words."""
     toks = [int(t) for t in tokens]
     words: list[Word] = []
-    if log_probs is not None and toks:
-        words = words_from_tokens(tokenizer, toks, token_spans(log_probs, toks), frame_seconds, start)
+    if spans is None and log_probs is not None and toks:
+        spans = token_spans(log_probs, toks)
+    if spans is not None and toks:
+        words = words_from_tokens(tokenizer, toks, spans, frame_seconds, start)
     if words:
         start, end = words[0].start, words[-1].end
     return Segment(tokenizer.decode(toks), start, end, tuple(words), tuple(toks), float(score))
@@ -44,8 +47,13 @@ def decode_features(model, tokenizer, feats: torch.Tensor, feat_lens: torch.Tens
     for b, nb in enumerate(nbests):
         start = offsets[b] if offsets else 0.0
         end = start + int(feat_lens[b]) * shift
+        spans = None
+        if opts.timestamps and lp is None and model.decoder is not None:  # no CTC head: the decoder's cross-attention
+            frames = min(int(enc_lens[b]), -(-int(feat_lens[b]) // model.encoder.rate))
+            spans = attention_token_spans(model, enc[b], frames, [int(t) for t in nb[0].tokens])
         out.append(segment_from_tokens(tokenizer, nb[0].tokens, nb[0].score,
-                                       lp[b, : int(enc_lens[b])] if opts.timestamps else None, fs, start, end))
+                                       lp[b, : int(enc_lens[b])] if opts.timestamps and lp is not None else None,
+                                       fs, start, end, spans))
     return out
 
 

@@ -263,9 +263,13 @@ class Recognizer:
             params = self.model.parameters() if isinstance(self.model, torch.nn.Module) else iter(())
             device = next(params, torch.empty(0)).device
         self.device = torch.device(device)
-        self.punctuator = punctuator  # committed segments are cased and punctuated (partials stay raw)
-        if not self.model.encoder.cfg.causal_conv:
-            raise ValueError(f"{self.loaded.path}: streaming needs a model trained with causal convolution")
+        # committed segments are cased and punctuated (partials stay raw), unless the model writes its own
+        self.punctuator = None if getattr(self.tokenizer, "cased", False) else punctuator
+        if getattr(self.model, "ctc", True) is None:
+            raise ValueError(f"{self.loaded.path}: streaming needs a CTC head, and this model has none "
+                             "(full context only: asr transcribe / asr eval)")
+        if not self.model.encoder.streaming:
+            raise ValueError(f"{self.loaded.path}: streaming needs a model trained for chunks (causal convolution)")
         if self.model.cfg.frontend.kind != "fbank":
             raise ValueError(f"{self.loaded.path}: streaming computes fbank features; this model was trained on "
                              f"{self.model.cfg.frontend.kind}")

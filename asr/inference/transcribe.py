@@ -209,6 +209,8 @@ def transcribe_files(loaded, inputs: list[tuple[str, Path | np.ndarray]], method
     ``vad`` (:func:`asr.inference.vad.load_vad`): cut at speech boundaries and decode speech only, else cut at
     quiet points; ``punctuator``: each file's text cased and punctuated (its raw words kept)."""
     t0 = time.perf_counter()
+    if getattr(loaded.tokenizer, "cased", False):  # the model writes cased, punctuated text itself (Whisper)
+        punctuator = None
     failed: list[str] = []
     done_audio = 0.0
     queue: list[tuple[_Pending, int, np.ndarray]] = []  # (file, segment index, samples)

@@ -29,7 +29,7 @@ class DecoderLayer(nn.Module):
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d_model), nn.LayerNorm(d_model), nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x, self_mask, memory, memory_mask, self_cache=None, memory_cache=None):
+    def forward(self, x, self_mask, memory, memory_mask, self_cache=None, memory_cache=None, scores=None):
         """``x (N, L, D)``, ``self_mask (N, L, Lc+L)``, ``memory (B, T, D)`` or its projection ``memory_cache
         (B, H, T, 2 d_k)``, ``memory_mask (B, 1, T)``, N = B x G: the G hypotheses of an utterance attend to its
         memory as ``G x L`` queries of one row, so the memory is never repeated per hypothesis.
@@ -38,6 +38,8 @@ class DecoderLayer(nn.Module):
         a, new_self = self.self_attn(h, h, self_mask, self_cache)
         x = x + self.dropout(a)
         q = self.norm2(x)
+        if scores is not None:  # the cross-attention scores of each head (one utterance per row): (N, H, L, T)
+            scores.append(self.src_attn.scores(q, memory))
         N, L, D = q.shape
         B = (memory_cache if memory_cache is not None else memory).size(0)
         s, mem = self.src_attn(q.reshape(B, -1, D), memory, memory_mask, memory_cache, static_kv=memory_cache is not None)
@@ -106,6 +108,17 @@ class TransformerDecoder(nn.Module):
         for i, layer in enumerate(self.layers):
             x, _, _ = layer(x, self_mask, memory, mem_mask, None, memory_kv[i] if memory_kv is not None else None)
         return self.norm(x) if return_hidden else self.out(self.norm(x))
+
+    def cross_attention(self, memory: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced over one utterance per row: ``memory (B, T, D)``, ``tokens (B, L)`` (no padding) ->
+        ``(log-probs (B, L, V), cross-attention scores (layers, B, H, L, T))`` before the softmax."""
+        B, L = tokens.shape
+        x = self.pos(self.embed(tokens))
+        self_mask = mask_to_bias(causal_mask(L, tokens.device).unsqueeze(0), x.dtype)
+        scores: list[torch.Tensor] = []
+        for layer in self.layers:
+            x, _, _ = layer(x, self_mask, memory, None, scores=scores)
+        return self.out(self.norm(x)).float().log_softmax(-1), torch.stack(scores)
 
     # -- incremental decoding (causal only)
     def init_cache(self, memory: torch.Tensor, group: int = 1) -> DecoderCache:

@@ -86,7 +86,8 @@ class WhisperEncoder(nn.Module):
             raise ValueError("encoder.max_positions must be set for the whisper encoder (1500: 30 s)")
         self.cfg = cfg
         self.stem = WhisperStem(cfg.input_dim, cfg.d_model)
-        self.register_buffer("positions", whisper_sinusoids(cfg.max_positions, cfg.d_model), persistent=False)
+        # saved with the weights: Whisper's checkpoints hold this table in float16, and their encoders add that
+        self.register_buffer("positions", whisper_sinusoids(cfg.max_positions, cfg.d_model))
         self.dropout = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(WhisperLayer(cfg) for _ in range(cfg.num_layers))
         self.final_norm = nn.LayerNorm(cfg.d_model)

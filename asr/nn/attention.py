@@ -38,6 +38,12 @@ class MultiHeadAttention(nn.Module):
         """``kv (B, T, D)`` -> cache-layout keys/values ``(B, H, T, 2 d_k)`` (for static cross-attention memory)."""
         return torch.cat([self._heads(self.k(kv)), self._heads(self.v(kv))], dim=-1)
 
+    def scores(self, query: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        """Scaled attention scores before the softmax: ``query (B, Tq, D)``, ``kv (B, Tk, D)`` -> ``(B, H, Tq, Tk)``
+        (what Whisper's word timing reads from its cross-attention)."""
+        k, _ = self.project_kv(kv).split(self.d_k, dim=-1)
+        return torch.matmul(self._heads(self.q(query)), k.transpose(-2, -1)) / math.sqrt(self.d_k)
+
     def forward(self, query: torch.Tensor, kv: torch.Tensor | None, mask: torch.Tensor | None,
                 cache: torch.Tensor | None = None, static_kv: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """``query (B, Tq, D)``, ``kv (B, Tk, D)`` (None with ``static_kv``), ``mask (B, Tq, Tk_total)`` bool.

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from safetensors.torch import save_file
 
 from asr.config import load_config, to_dict
+from asr.files import atomic_model_dir
 from asr.inference.model_dir import load_model
 from asr.models.asr_model import ASRModel, count_parameters
 from asr.train.checkpoint import (
@@ -39,30 +37,6 @@ def averaged_weights(exp: Path, last: int = 1, checkpoints: list[Path] | None = 
     if len(paths) == 1:
         return model_weights(load_checkpoint(paths[0])), paths
     return average_checkpoints(paths), paths
-
-
-@contextlib.contextmanager
-def atomic_model_dir(out: str | os.PathLike) -> Iterator[Path]:
-    """Yield an empty temporary folder beside ``out`` (mode 755) to write a model directory into; when the block
-    ends without error it takes ``out``'s place (an existing ``out`` is renamed aside first and removed after),
-    otherwise it is removed and the error propagates."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model directory is meant to be shared
-    try:
-        yield tmp
-        if out.exists():
-            backup = out.with_name(f".{out.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            os.replace(out, backup)
-            os.replace(tmp, out)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def interpolate_weights(tuned: dict, base: dict, alpha: float) -> dict:
