@@ -27,7 +27,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr.config import Config, DecoderConfig, EncoderConfig, FrontendConfig, MLMConfig, ModelConfig, save_config, to_dict
+from asr.config import (
+    Config,
+    DecoderConfig,
+    EncoderConfig,
+    FrontendConfig,
+    MLMConfig,
+    ModelConfig,
+    save_config,
+    to_dict,
+)
 from asr.files import atomic_model_dir
 from asr.importers.espnet import ImportRefused
 from asr.models.asr_model import ASRModel, count_parameters
