@@ -122,6 +122,8 @@ class ModelConfig:
     label_smoothing: float = 0.1
     inter_ctc_layer: int = 0  # intermediate CTC (Lee & Watanabe 2021): also apply the CTC loss (shared head) to
     inter_ctc_weight: float = 0.3  # this encoder layer's output (1-based; 0: off); CTC term = (1-w) final + w inter
+    beam_rules: str = "asr"  # the AR beam search's rules for this model when decoding asks for "auto" (asr | whisper:
+    # the rules its decoder was trained with; asr.search.options.DecodeOptions.beam_rules)
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ class TokenizerProtocol(Protocol):
 
     def encode(self, text: str) -> list[int]: ...  # normalised text -> ids (no specials)
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]: ...
+    def spellings(self, phrase: str) -> list[list[int]]: ...  # every id sequence the model may write it as
     def decode(self, ids: Iterable[int]) -> str: ...  # specials dropped
     def id_to_piece(self, i: int) -> str: ...
     def piece_to_id(self, piece: str) -> int | None: ...
@@ -132,6 +133,10 @@ class Tokenizer:
 
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         return [[p + _PIECE_OFFSET for p in ids] for ids in self._sp.encode([normalize_text(t) for t in texts])]
+
+    def spellings(self, phrase: str) -> list[list[int]]:
+        """Every id sequence the model may write ``phrase`` as (hotwords): here one, its normalised spelling."""
+        return [self.encode(phrase)]
 
     # -- decoding
     def decode(self, ids: Iterable[int]) -> str:

@@ -102,6 +102,12 @@ class WhisperTokenizer:
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         return [self.encode(t) for t in texts]
 
+    def spellings(self, phrase: str) -> list[list[int]]:
+        """The id sequences a cased model may write ``phrase`` as (hotwords are normalised to upper case): as given,
+        Title Case, Capitalised, lower case."""
+        variants = dict.fromkeys([phrase, phrase.title(), phrase.capitalize(), phrase.lower()])
+        return [self.encode(v) for v in variants]
+
     # -- decoding
     def decode(self, ids: Iterable[int]) -> str:
         """Model ids -> text; blank and every special id dropped; one space between words."""

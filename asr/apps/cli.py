@@ -67,7 +67,7 @@ def _check_outputs(formats: list[str], output_dir: Optional[Path], known) -> Non
 def transcribe_cmd(
     paths: List[str] = typer.Argument(..., help="Audio files, folders, globs, or manifests (lhotse .jsonl.gz, .list/.scp)."),
     model: str = typer.Option(DEMO_MODEL, "--model", help="Model directory (asr export-model) or 'demo' (the bundled model)."),
-    decoder: str = typer.Option("ctc_greedy", "--decoder", help="ctc_greedy, ctc_prefix_beam, attention_beam, joint_ctc_attention, attention_rescoring, mask_ctc, ctc_lm (with --lm)."),
+    decoder: str = typer.Option("auto", "--decoder", help="auto (ctc_greedy, or attention_beam for a model without CTC), ctc_greedy, ctc_prefix_beam, attention_beam, joint_ctc_attention, attention_rescoring, mask_ctc, ctc_lm (with --lm)."),
     formats: List[str] = typer.Option(["txt"], "--format", help="txt, json, srt, vtt, tsv (repeatable; anything but txt needs --output-dir)."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Write ID.FORMAT files here (default: print text to stdout)."),
     batch_seconds: float = typer.Option(60.0, help="Audio seconds per decoding batch."),
@@ -105,6 +105,9 @@ def transcribe_cmd(
         _fail(f"--batch-seconds must be positive, not {batch_seconds}")
     opts = decode_options_from(decode, timestamps=plot or any(f in ("json", "srt", "vtt", "tsv") for f in formats))
     loaded = load(model, device, quantize, backend)
+    from asr.search.methods import resolve_methods
+
+    decoder = resolve_methods(loaded.model, [decoder])[0]
     check_decoders(loaded, opts, [decoder])
     inputs, errors = expand_inputs(paths)
     for e in errors:
@@ -170,7 +173,7 @@ def eval_cmd(
     manifests: Optional[Path] = typer.Option(None, "--manifests", help="Folder with lhotse cuts (asr data prepare)."),
     subset: str = typer.Option("test", help="Subset of --manifests to score."),
     refs: Optional[Path] = typer.Option(None, "--refs", help="Instead of manifests: a TSV 'path<TAB>reference' (or ID/path/reference columns)."),
-    decoders: List[str] = typer.Option(["ctc_greedy"], "--decoder", help="Decoders to compare (repeatable; 'all' for every one the model has)."),
+    decoders: List[str] = typer.Option(["auto"], "--decoder", help="Decoders to compare (repeatable; 'all' for every one the model has; auto: ctc_greedy, or attention_beam for a model without CTC)."),
     compare_lm: bool = typer.Option(False, "--compare-lm", help="With --lm: also decode each LM-using decoder without it (rows METHOD and METHOD+lm)."),
     by_speaker: bool = typer.Option(False, "--by-speaker", help="Also WER/CER per speaker (per voice on the synthetic corpus, from its SPEAKERS.TXT)."),
     limit: int = typer.Option(0, help="Score only the first N utterances (0: all)."),
@@ -194,9 +197,9 @@ def eval_cmd(
         _fail(f"--limit must be 0 (all) or a positive number of utterances, not {limit}")
     opts = decode_options_from(decode, timestamps=False)
     loaded = load(model, device, quantize, backend)
-    from asr.search.methods import available_methods
+    from asr.search.methods import resolve_methods
 
-    methods = available_methods(loaded.model, with_lm=bool(opts.lm)) if decoders == ["all"] else decoders
+    methods = resolve_methods(loaded.model, decoders, with_lm=bool(opts.lm))
     check_decoders(loaded, opts, methods)
     errors: list[str] = []
     if refs is not None:

@@ -290,7 +290,8 @@ def model_config(dims: dict) -> ModelConfig:
         decoder=DecoderConfig(num_layers=dims["n_text_layer"], num_heads=dims["n_text_head"], ffn_dim=4 * d,
                               dropout=0.0, activation="gelu", positions="learned", max_positions=dims["n_text_ctx"],
                               tie_output=True, alignment_heads=tuple(tuple(h) for h in dims.get("alignment_heads", ()))),
-        mlm=MLMConfig(num_layers=0), ctc_weight=0.0, att_weight=1.0, mlm_weight=0.0, label_smoothing=0.0)
+        mlm=MLMConfig(num_layers=0), ctc_weight=0.0, att_weight=1.0, mlm_weight=0.0, label_smoothing=0.0,
+        beam_rules="whisper")
 
 
 def _rename(k: str) -> str:

@@ -34,7 +34,7 @@ from asr.inference.streaming import Recognizer, streaming_options
 from asr.inference.transcribe import transcribe_files
 from asr.inference.vad import shared_vad
 from asr.results import Result, Segment
-from asr.search.methods import available_methods, check_lms
+from asr.search.methods import available_methods, check_lms, default_method
 from asr.search.options import decode_options
 
 
@@ -52,7 +52,7 @@ def model_device(model) -> torch.device:
     return next(params, torch.empty(0)).device
 
 
-def transcribe(loaded: LoadedModel, audio, decoder: str = "ctc_greedy", sample_rate: int | None = None,
+def transcribe(loaded: LoadedModel, audio, decoder: str = "auto", sample_rate: int | None = None,
                max_segment: float = 20.0, lm_dir: str | os.PathLike | None = None, hotwords=None, vad: bool = True,
                punctuate: bool = True, **options) -> Result:
     """One recording (a path or samples) -> :class:`asr.results.Result`. ``decoder``: any of
@@ -62,6 +62,7 @@ def transcribe(loaded: LoadedModel, audio, decoder: str = "ctc_greedy", sample_r
     ``vad``: cut at speech boundaries found by silero-vad and decode speech only (else cut at quiet points);
     ``punctuate``: cased, punctuated text (``result.raw_text`` and each word's ``word`` keep the recognizer's own)."""
     samples, _ = _samples(audio, sample_rate)
+    decoder = default_method(loaded.model) if decoder == "auto" else decoder
     have = available_methods(loaded.model, with_lm=lm_dir is not None)
     if decoder not in have:
         raise ValueError(f"decoder {decoder!r} is not available for this model (it has: {', '.join(have)})")
@@ -124,7 +125,7 @@ class LiveSession:
 class Model(LoadedModel):
     """A loaded model with the one-call API (what :func:`asr.load_model` returns)."""
 
-    def transcribe(self, audio, decoder: str = "ctc_greedy", **kwargs) -> Result:
+    def transcribe(self, audio, decoder: str = "auto", **kwargs) -> Result:
         """A path or samples -> :class:`asr.results.Result` (text, segments, words); see :func:`transcribe`."""
         return transcribe(self, audio, decoder, **kwargs)
 

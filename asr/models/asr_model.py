@@ -39,6 +39,7 @@ class ASRModel(nn.Module):
         self.specials = specials or SpecialTokens.sentencepiece(V)
         self.mask_id, self.sos, self.eos = self.specials.mask, self.specials.sos, self.specials.eos
         self.prompt = self.specials.prompt
+        self.beam_rules = cfg.beam_rules  # what DecodeOptions(beam_rules="auto") means for this model
         self.register_buffer("cmvn_mean", torch.zeros(cfg.encoder.input_dim))
         self.register_buffer("cmvn_std", torch.ones(cfg.encoder.input_dim))
         self.freq_warp = FrequencyWarp()  # off until the trainer sets max_warp (train.vtlp)

@@ -48,8 +48,9 @@ def words_from_tokens(tokenizer, tokens: list[int], spans: list[tuple[int, int, 
         if not text:
             continue
         # a bare word-boundary piece (character models' U+2581) carries no sound: forced alignment may put it
-        # anywhere in the silence before the word (often frame 0), so the word starts at its first audible piece
-        audible = [i for i in g if tokenizer.decode([tokens[i]]).strip()] or g
+        # anywhere in the silence before the word (often frame 0), so the word starts at its first audible piece;
+        # punctuation (a cased tokenizer's "," or ".") is not heard either (Whisper's word times leave it out)
+        audible = [i for i in g if any(c.isalnum() for c in tokenizer.decode([tokens[i]]))] or g
         start, end = spans[audible[0]][0], spans[audible[-1]][1]
         conf = sum(spans[i][2] for i in audible) / len(audible)
         words.append(Word(text, offset + start * frame_seconds, offset + end * frame_seconds, conf))

@@ -57,16 +57,15 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
     * ``ctc_length_window = (lo, hi)``: the output has between ``lo * L`` and ``ceil(hi * L) + 2`` tokens,
       where L is the CTC greedy transcript's length (no output when L <= 1: silence); ``(0, 0)`` turns it off
       (why these length rules: the module docstring);
-    * ``rules="espnet"``: ESPnet's BatchBeamSearch: blank may be chosen without CTC (and is dropped from the
+    * ``rules``: ``auto`` (the model's own), ``asr`` (the rules above), ``whisper`` (see :func:`_rules`), or
+      ``espnet``: ESPnet's BatchBeamSearch: blank may be chosen without CTC (and is dropped from the
       output), joint candidates are the 1.5 x beam best tokens by the full scores (eos always), only the
       non-ending extensions among the beam best run on (the beam shrinks as hypotheses end), a search stops
       when none runs or by ESPnet's ``end_detect``, and at the length limit eos is appended unscored."""
     decoder = model.decoder
     if decoder is None:
         raise ValueError("this model has no attention decoder (model.decoder.num_layers = 0)")
-    if rules not in ("asr", "espnet"):
-        raise ValueError(f"beam rules must be asr or espnet, not {rules!r}")
-    espnet = rules == "espnet"
+    espnet, end_len, eos_threshold, ctc_length_window = _rules(model, rules, eos_threshold, ctc_length_window)
     device, (B, _, _), V, N = enc.device, enc.shape, decoder.out.out_features, enc.size(0) * beam
     specials = model.specials
     eos = specials.eos
@@ -116,7 +115,8 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
         C = cand.size(1)
         is_eos = cand == eos
         step_scores = _limit_scores(step_scores, is_eos, at_limit, void, espnet)
-        best, flat = _choose(scores.unsqueeze(1) + step_scores, is_eos, finished, done, prefix, beam, length_norm, espnet)
+        best, flat = _choose(scores.unsqueeze(1) + step_scores, is_eos, finished, done, prefix, beam,
+                             (length_norm, end_len), espnet)
         parent = (flat // C + (torch.arange(B, device=device) * beam).unsqueeze(1)).view(N)
         col = (flat % C).view(N)
         new_tok = cand[parent, col]
@@ -137,7 +137,7 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
 
 
 def _choose(total: torch.Tensor, is_eos: torch.Tensor, finished: list, done: torch.Tensor, prefix: torch.Tensor,
-            beam: int, length_norm: float, espnet: bool) -> tuple[torch.Tensor, torch.Tensor]:
+            beam: int, length_norm: tuple[float, int], espnet: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """One step's choice from ``total (N, C)`` (running score + extension): endings among an utterance's ``beam``
     best extensions are recorded (fairseq; ESPnet alike); the running beam is refilled from the best non-eos
     extensions (ESPnet: only those among the beam best, so its beam shrinks). Returns ``(best, flat)`` ``(B, beam)``."""
@@ -242,6 +242,17 @@ def _end_rules(lp: torch.Tensor, dec_lp: torch.Tensor, t: int, min_len: torch.Te
     return at_limit
 
 
+def _rules(model, rules: str, eos_threshold: float, ctc_length_window: tuple[float, float]):
+    """``(espnet, end_len, eos_threshold, ctc_length_window)`` under ``rules`` (``auto``: the model's own): Whisper's
+    have no end threshold or CTC window, and a finished hypothesis' length leaves its end token out (end_len 0)."""
+    rules = getattr(model, "beam_rules", "asr") if rules == "auto" else rules
+    if rules not in ("asr", "espnet", "whisper"):
+        raise ValueError(f"beam rules must be asr, espnet or whisper, not {rules!r}")
+    if rules == "whisper":
+        return False, 0, 0.0, (0.0, 0.0)
+    return rules == "espnet", 1, eos_threshold, ctc_length_window
+
+
 def _ctc_terms(model, enc: torch.Tensor, ctc_log_probs: torch.Tensor | None, ctc_weight: float,
                ctc_length_window: tuple[float, float]):
     """The CTC log-probabilities the search needs (the caller usually has them) and the length window that
@@ -276,15 +287,18 @@ def _length_limits(enc_lens: torch.Tensor, max_len_ratio: float, ctc_length_wind
 
 
 def _collect_endings(finished: list, done: torch.Tensor, top_eos: torch.Tensor, top_idx: torch.Tensor,
-                     top_val: torch.Tensor, prefix: torch.Tensor, beam: int, C: int, length_norm: float) -> None:
+                     top_val: torch.Tensor, prefix: torch.Tensor, beam: int, C: int,
+                     length_norm: tuple[float, int]) -> None:
     """Record the hypotheses that end at this step (eos among an utterance's ``beam`` best extensions):
-    ``(score, tokens, score / (len + 1) ** length_norm)`` per utterance not yet done."""
+    ``(score, tokens, score / (len + e) ** norm)`` per utterance not yet done, ``length_norm = (norm, e)``
+    (e = 1: the end token counts)."""
+    norm, end_len = length_norm
     for b, k in top_eos.nonzero().tolist():
         if not done[b]:
             flat = int(top_idx[b, k])
             seq = tuple(prefix[b * beam + flat // C].tolist())
             sc = float(top_val[b, k])
-            finished[b].append((sc, seq, sc / (len(seq) + 1) ** length_norm))
+            finished[b].append((sc, seq, sc / max(1, len(seq) + end_len) ** norm))
 
 
 def attention_beam(model, enc, enc_lens, beam: int = DEFAULTS.beam, **kw) -> list[list[Hypothesis]]:

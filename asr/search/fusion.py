@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from asr.search.prefix_bonus import PrefixStates
+from asr.text import normalize_text
 
 
 @dataclass
@@ -28,7 +29,8 @@ class WordFusion(PrefixStates):
         words, start, score = parent
         if not self.tokenizer.is_word_start(prefix[-1]):
             return words, start, score
-        word = self.tokenizer.decode(prefix[start:-1]).strip()  # the word the new piece closes
+        word = normalize_text(self.tokenizer.decode(prefix[start:-1]))  # the word the new piece closes, as the LM
+        # writes words (a cased tokenizer's "Hello," is HELLO)
         if word:
             score += self.weight * self.lm.score(("<s>",) + words, word) + self.word_score
             words = words + (word,)
@@ -41,7 +43,7 @@ class WordFusion(PrefixStates):
     def final_score(self, prefix: tuple[int, ...]) -> float:
         """LM bonus of ``prefix`` as a whole utterance: its last word and the sentence end included."""
         words, start, score = self.state(prefix)
-        last = self.tokenizer.decode(prefix[start:]).strip()
+        last = normalize_text(self.tokenizer.decode(prefix[start:]))
         hist = ("<s>",) + words
         if last:
             score += self.weight * self.lm.score(hist, last) + self.word_score

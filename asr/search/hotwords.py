@@ -73,18 +73,21 @@ class _Node:
 
 
 class HotwordBias(PrefixStates):
-    """``hotwords ((phrase, boost), ...)`` spelled with ``tokenizer.encode``; a prefix's bonus is
+    """``hotwords ((phrase, boost), ...)`` spelled with ``tokenizer.spellings`` (each way the tokenizer may write
+    it: one for SentencePiece's upper-case words, cased variants for Whisper's); a prefix's bonus is
     ``sum of boosts on completed hotwords + on the one it is inside``. A prefix's state is (trie node, bonus
     earned on the running match, total bonus)."""
 
     def __init__(self, hotwords, tokenizer):
         self.root = _Node()
+        spellings = getattr(tokenizer, "spellings", None) or (lambda p: [tokenizer.encode(p)])
         for phrase, boost in hotwords:
-            node = self.root
-            for tok in tokenizer.encode(phrase):
-                node = node.children.setdefault(tok, _Node(boost=boost))
-                node.boost = max(node.boost, boost)
-            node.end = True
+            for spelling in spellings(phrase):
+                node = self.root
+                for tok in spelling:
+                    node = node.children.setdefault(tok, _Node(boost=boost))
+                    node.boost = max(node.boost, boost)
+                node.end = True
         self._states: dict[tuple[int, ...], tuple[_Node, float, float]] = {}
 
     def _initial(self) -> tuple[_Node, float, float]:

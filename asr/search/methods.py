@@ -49,7 +49,7 @@ class SearchInput:
 class Method:
     name: str
     run: Callable[[SearchInput], list[list[Hypothesis]]]
-    needs: str  # the model part it needs: "ctc" (every model), "decoder" (attention), "mlm" (Mask-CTC)
+    needs: tuple[str, ...]  # the model parts it needs: "ctc", "decoder" (attention), "mlm" (Mask-CTC)
     uses_lm: bool  # an LM directory changes its result (ctc_lm needs one)
     uses_hotwords: bool
     autoregressive: bool
@@ -156,13 +156,13 @@ def _ctc_lm(x: SearchInput):
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("ctc_greedy", _ctc_greedy, "ctc", False, False, False),
-    Method("ctc_prefix_beam", _ctc_prefix_beam, "ctc", True, True, False),
-    Method("attention_beam", _attention_beam, "decoder", True, True, True),
-    Method("joint_ctc_attention", _joint_ctc_attention, "decoder", True, True, True),
-    Method("attention_rescoring", _attention_rescoring, "decoder", True, True, True),
-    Method("mask_ctc", _mask_ctc, "mlm", False, False, False),
-    Method("ctc_lm", _ctc_lm, "ctc", True, False, False),
+    Method("ctc_greedy", _ctc_greedy, ("ctc",), False, False, False),
+    Method("ctc_prefix_beam", _ctc_prefix_beam, ("ctc",), True, True, False),
+    Method("attention_beam", _attention_beam, ("decoder",), True, True, True),
+    Method("joint_ctc_attention", _joint_ctc_attention, ("ctc", "decoder"), True, True, True),
+    Method("attention_rescoring", _attention_rescoring, ("ctc", "decoder"), True, True, True),
+    Method("mask_ctc", _mask_ctc, ("ctc", "mlm"), False, False, False),
+    Method("ctc_lm", _ctc_lm, ("ctc",), True, False, False),
 )}
 AUTOREGRESSIVE = tuple(n for n, m in METHODS.items() if m.autoregressive)
 LM_USERS = tuple(n for n, m in METHODS.items() if m.uses_lm and n != "ctc_lm")  # methods an LM directory changes
@@ -171,17 +171,32 @@ LM_USERS = tuple(n for n, m in METHODS.items() if m.uses_lm and n != "ctc_lm")  
 def available_methods(model, with_lm: bool = False) -> list[str]:
     """The methods this model's heads support (``ctc_lm`` only when an LM directory is given; an ONNX model
     lists the ones its graphs run in ``model.methods``)."""
-    parts = {"ctc": True, "decoder": getattr(model, "decoder", None) is not None,
+    parts = {"ctc": getattr(model, "ctc", True) is not None, "decoder": getattr(model, "decoder", None) is not None,
              "mlm": getattr(model, "mlm", None) is not None}
     allowed = getattr(model, "methods", None)
-    return [n for n, m in METHODS.items() if parts[m.needs] and (with_lm or n != "ctc_lm")
+    return [n for n, m in METHODS.items() if all(parts[p] for p in m.needs) and (with_lm or n != "ctc_lm")
             and (allowed is None or n in allowed)]
+
+
+def default_method(model) -> str:
+    """What ``auto`` means for this model: CTC greedy where it has a CTC head, else its attention beam."""
+    return "ctc_greedy" if getattr(model, "ctc", True) is not None else "attention_beam"
+
+
+def resolve_methods(model, names, with_lm: bool = False) -> list[str]:
+    """Decoder names as a user gives them -> method names: ``auto`` is :func:`default_method`, ``all`` every one
+    the model has."""
+    out: list[str] = []
+    for n in names:
+        out += available_methods(model, with_lm) if n == "all" else [default_method(model) if n == "auto" else n]
+    return list(dict.fromkeys(out))
 
 
 def search(model, enc: torch.Tensor, enc_lens: torch.Tensor, method: str, opts: DecodeOptions = DecodeOptions(),
            ctc_log_probs: torch.Tensor | None = None, tokenizer=None) -> list[list[Hypothesis]]:
     """Run one method over an encoded batch: an n-best list (best first) per utterance. Methods that take an
     LM directory or hotwords need the model's ``tokenizer`` (words are spelled in its tokens)."""
+    method = default_method(model) if method == "auto" else method
     if method not in METHODS:
         raise ValueError(f"unknown decoder {method!r}; choose from {', '.join(METHODS)}")
     lp = ctc_log_probs if ctc_log_probs is not None else model.ctc_log_probs(enc)
@@ -200,5 +215,5 @@ def check_lms(model, tokenizer, opts: DecodeOptions, methods) -> None:
         neural_lm(model, opts, tokenizer)
 
 
-__all__ = ["METHODS", "Method", "SearchInput", "search", "available_methods", "check_lms", "word_fusion_factory",
+__all__ = ["METHODS", "Method", "SearchInput", "search", "available_methods", "default_method", "resolve_methods", "check_lms", "word_fusion_factory",
            "ar_scorers", "neural_lm", "AUTOREGRESSIVE", "LM_USERS"]

@@ -11,6 +11,7 @@ from asr.lm.neural import has_neural_lm
 from asr.search.hotwords import DEFAULT_BOOST, load_hotwords, parse_hotwords
 
 MASK_SCHEDULES = ("confidence", "espnet")
+BEAM_RULES = ("auto", "asr", "espnet", "whisper")
 # ESPnet's search rules (decode a model imported from ESPnet as ESPnet does): its beam search (hypotheses ranked by
 # their summed scores, any may end where eos wins, no CTC length window, its stopping rule); its Mask-CTC schedule
 ESPNET_RULES = {"length_norm": 0.0, "eos_threshold": 0.0, "ctc_length_window": (0.0, 0.0), "beam_rules": "espnet",
@@ -28,7 +29,9 @@ class DecodeOptions:
     ctc_length_window: tuple[float, float] = (0.5, 1.5)  # AR beam: output length within (lo, hi) x CTC greedy length
     mask_threshold: float = 0.5  # mask_ctc: tokens with CTC confidence below this are re-predicted
     mask_iterations: int = 10
-    beam_rules: str = "asr"  # AR/joint beam: asr | espnet (ESPnet's BatchBeamSearch: see asr.search.attention.beam_search)
+    beam_rules: str = "auto"  # AR/joint beam: auto (the model's own: ModelConfig.beam_rules) | asr | espnet
+    # (ESPnet's BatchBeamSearch) | whisper (openai-whisper's: no eos threshold or CTC length window, hypotheses ranked
+    # by summed log-probability over their length without the end): see asr.search.attention.beam_search
     mask_schedule: str = "confidence"  # mask_ctc: confidence (fill by MLM probability; never blank, mask or eos;
     # ceil(n / iterations) a pass) | espnet (ESPnet's MaskCTCInference: by raw logit, any token, floor(n / passes))
     timestamps: bool = True
@@ -57,7 +60,7 @@ class DecodeOptions:
              f"ctc length window must be (lo, hi) with 0 <= lo, not {self.ctc_length_window}"),
             (0.0 <= self.mask_threshold <= 1.0, f"mask threshold must be in [0, 1], not {self.mask_threshold}"),
             (self.mask_iterations >= 1, f"mask iterations must be at least 1, not {self.mask_iterations}"),
-            (self.beam_rules in ("asr", "espnet"), f"beam rules must be asr or espnet, not {self.beam_rules!r}"),
+            (self.beam_rules in BEAM_RULES, f"beam rules must be one of {', '.join(BEAM_RULES)}, not {self.beam_rules!r}"),
             (self.mask_schedule in MASK_SCHEDULES,
              f"mask schedule must be one of {', '.join(MASK_SCHEDULES)}, not {self.mask_schedule!r}"),
             (self.lm_beam >= 1, f"LM beam must be at least 1, not {self.lm_beam}"),
@@ -109,4 +112,4 @@ def decode_options(lm_dir: str | os.PathLike | None = None, hotwords=None, hotwo
     return DecodeOptions(**given)
 
 
-__all__ = ["DecodeOptions", "DEFAULTS", "FIELDS", "decode_options", "ESPNET_RULES", "MASK_SCHEDULES"]
+__all__ = ["BEAM_RULES", "DecodeOptions", "DEFAULTS", "FIELDS", "decode_options", "ESPNET_RULES", "MASK_SCHEDULES"]
