@@ -23,6 +23,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from tokenizers import Tokenizer as HFTokenizer
+
 from asr.text import BLANK_ID, SpecialTokens
 
 OFFSET = 1  # model id = BPE id + 1
@@ -44,8 +46,6 @@ class WhisperTokenizer:
     """
 
     def __init__(self, path: str | os.PathLike):
-        from tokenizers import Tokenizer as HFTokenizer
-
         self.model_path = Path(path)
         if not self.model_path.is_file():
             raise FileNotFoundError(f"{path}: no such tokenizer file")

@@ -200,3 +200,10 @@ def test_beam_search_under_whisper_rules_gives_faster_whispers_beam_text(speech_
             enc, lens = m.encode(feats[None], torch.tensor([feats.shape[0]]))
             nb = search(m, enc, lens, "attention_beam", DecodeOptions(beam=5))[0]
         assert load_model(tmp_path / "tiny").tokenizer.decode(nb[0].tokens) == "".join(s.text for s in segs).strip()
+
+
+def test_onnx_and_sherpa_exports_refuse_an_imported_whisper_model_with_one_line(sources, tmp_path):
+    out = import_whisper(sources["ct2"], tmp_path / "m")
+    for cmd, word in (("export-onnx", "no CTC head"), ("export-sherpa", "fbank")):
+        r = runner.invoke(app, [cmd, str(out), str(tmp_path / cmd)])
+        assert r.exit_code != 0 and word in r.output and len(r.output.strip().splitlines()) == 1, r.output

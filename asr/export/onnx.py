@@ -100,6 +100,10 @@ def export_onnx(model_dir: str | os.PathLike, out: str | os.PathLike, check: boo
 
     loaded = load_model(model_dir)
     m = loaded.model.float().eval()
+    if m.ctc is None or loaded.config.model.encoder.kind != "conformer":
+        raise ValueError(f"{loaded.path}: asr export-onnx exports Conformer models with a CTC head (its runtime "
+                         f"decodes from CTC); this one has a {loaded.config.model.encoder.kind} encoder"
+                         + ("" if m.ctc is not None else " and no CTC head"))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     c = loaded.config.model.encoder

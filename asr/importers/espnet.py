@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from safetensors.torch import save_file
 
 from asr.config import (
     Config,
@@ -39,6 +40,7 @@ from asr.config import (
     to_dict,
 )
 from asr.features import GlobalCMVN
+from asr.files import atomic_model_dir
 from asr.models.asr_model import ASRModel
 from asr.text import Tokenizer, special_ids
 
@@ -299,10 +301,6 @@ def import_espnet(config: str | os.PathLike, model_file: str | os.PathLike, out:
                   bpe_model: str | os.PathLike | None = None) -> Path:
     """Write an ``asr`` model directory ``out`` from ESPnet's training ``config`` (``config.yaml``) and weights
     (``*.pth``), atomically. ``bpe_model``: the SentencePiece model when the config's path does not resolve."""
-    from safetensors.torch import save_file
-
-    from asr.files import atomic_model_dir
-
     config, model_file = Path(config), Path(model_file)
     try:
         cfg = yaml.safe_load(config.read_text(encoding="utf-8"))

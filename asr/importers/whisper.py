@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from asr.config import (
     Config,
@@ -187,8 +188,6 @@ HF_NAMES = [("model.encoder.embed_positions.weight", "encoder.positional_embeddi
 
 def hf_to_openai(directory: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """A ``transformers`` Whisper directory -> openai-whisper's ``(dims, state_dict)``."""
-    from safetensors.torch import load_file
-
     try:
         cfg = json.loads((directory / "config.json").read_text(encoding="utf-8"))
         files = sorted(directory.glob("model*.safetensors"))
@@ -341,8 +340,6 @@ def import_whisper(src: str | os.PathLike, out: str | os.PathLike, tokenizer: st
     """Write an ``asr`` model directory ``out`` from a Whisper model ``src`` (see the module docstring), atomically
     (weights kept in float16, as the sources hold them). ``tokenizer``: a ``tokenizer.json`` where the source has none
     (an OpenAI ``.pt``). Raises :class:`ImportRefused` (one line) for anything this toolkit cannot compute."""
-    from safetensors.torch import save_file
-
     dims, sd, tok_file, fmt = read_source(src)
     tok_file = Path(tokenizer) if tokenizer else tok_file
     if tok_file is None or not tok_file.is_file():
