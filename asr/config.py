@@ -75,7 +75,8 @@ class MLMConfig:
     num_heads: int = 4
     ffn_dim: int = 2048
     dropout: float = 0.1
-    activation: str = "swish"  # swish | relu
+    activation: str = "swish"  # swish | relu | gelu
+    tied: bool = False  # read and write tokens through the attention decoder's embedding (a Whisper model's MLM)
 
 
 FRONTENDS = ("fbank", "stft_logmel", "whisper_logmel")
@@ -122,6 +123,9 @@ class ModelConfig:
     label_smoothing: float = 0.1
     inter_ctc_layer: int = 0  # intermediate CTC (Lee & Watanabe 2021): also apply the CTC loss (shared head) to
     inter_ctc_weight: float = 0.3  # this encoder layer's output (1-based; 0: off); CTC term = (1-w) final + w inter
+    ctc_tied: bool = False  # the CTC head projects onto the attention decoder's token embedding (asr.models.ctc.
+    # TiedCTCHead: a Whisper vocabulary of 51k ids for D x D parameters instead of D x V)
+    ctc_vocab: int = 0  # a tied CTC head covers this many ids (its vocab buffer; 0: every id)
     beam_rules: str = "asr"  # the AR beam search's rules for this model when decoding asks for "auto" (asr | whisper:
     # the rules its decoder was trained with; asr.search.options.DecodeOptions.beam_rules)
 
@@ -158,6 +162,7 @@ class TrainConfig:
     checkpoint_every: int = 200
     keep_last: int = 5
     keep_best: int = 5  # also keep the checkpoints with the lowest dev CER (export --select best averages them)
+    freeze: tuple = ()  # parameter-name prefixes kept as they are (e.g. ["decoder.embed."]: a pretrained embedding)
     feature_cache: str = ""  # folder for cached fbank features ("" = compute every time; "auto" = MANIFESTS/feature_cache)
     seed: int = 0
 

@@ -172,6 +172,67 @@ class StreamingFbank:
         self.frames_emitted = 0
 
 
+class StreamingLogMel:
+    """Whisper's log-mel over a waveform that arrives in pieces (:func:`whisper_logmel`'s frames, centred STFT with
+    the start reflected). Whisper floors each frame at (max - 8) with the max over the whole input; a stream cannot
+    wait for that, so it floors at (max so far - 8): the same values wherever a frame is louder than 80 dB below the
+    loudest before it, that is everywhere but in digital silence before the first sound."""
+
+    def __init__(self, cfg: FrontendConfig):
+        self.cfg = cfg
+        self._raw = np.zeros(0, dtype=np.float32)  # samples before the reflection at the start can be made
+        self._buffer: np.ndarray | None = None  # from the first sample the next frame's window covers
+        self.frames_emitted = 0
+        self._max = -np.inf
+
+    def _windows(self, n_samples: int) -> int:
+        return 0 if n_samples < self.cfg.n_fft else (n_samples - self.cfg.n_fft) // self.cfg.hop_length + 1
+
+    def frames_after(self, more: int) -> int:
+        """How many frames :meth:`accept` would return for ``more`` further samples."""
+        half = self.cfg.n_fft // 2
+        if self._buffer is None:
+            n = self._raw.size + more
+            return self._windows(n + half) if n > half else 0
+        return self._windows(self._buffer.size + more)
+
+    def accept(self, samples: np.ndarray) -> torch.Tensor:
+        """Add mono 16 kHz samples ``(n,)``; return the newly complete frames ``(F, n_mels)``."""
+        c = self.cfg
+        x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        half = c.n_fft // 2
+        if self._buffer is None:
+            self._raw = np.concatenate([self._raw, x])
+            if self._raw.size <= half:
+                return torch.zeros(0, c.n_mels)
+            x, self._raw = np.concatenate([self._raw[1: half + 1][::-1], self._raw]), self._raw[:0]
+            self._buffer = np.zeros(0, dtype=np.float32)
+        buf = np.concatenate([self._buffer, x])
+        n = self._windows(buf.size)
+        if n == 0:
+            self._buffer = buf
+            return torch.zeros(0, c.n_mels)
+        spec = torch.stft(torch.from_numpy(buf[: (n - 1) * c.hop_length + c.n_fft].copy()), c.n_fft, c.hop_length,
+                          c.win_length, window=torch.hann_window(c.win_length), center=False, return_complex=True)
+        mel = torch.matmul(spec.abs().pow(2).transpose(0, 1), _mel_matrix(c.n_fft, c.n_mels, c.fmin, c.fmax))
+        log = mel.clamp_min(1e-10).log10()
+        self._max = max(self._max, float(log.max()))
+        self._buffer = buf[n * c.hop_length:]
+        self.frames_emitted += n
+        return (torch.maximum(log, torch.tensor(self._max - 8.0)) + 4.0) / 4.0
+
+
+def streaming_features(frontend: FrontendConfig | None = None):
+    """The streaming counterpart of :func:`features` for a model's front end (``accept``, ``frames_after``):
+    :class:`StreamingFbank` or :class:`StreamingLogMel`; ESPnet's STFT log-mel has none (one-line error)."""
+    frontend = frontend or FrontendConfig()
+    if frontend.kind == "fbank":
+        return StreamingFbank()
+    if frontend.kind == "whisper_logmel":
+        return StreamingLogMel(frontend)
+    raise ValueError(f"streaming computes fbank or Whisper's log-mel, not {frontend.kind}")
+
+
 # ------------------------------------------------------------------------------------- CMVN
 
 

@@ -65,6 +65,7 @@ class TokenizerProtocol(Protocol):
     def encode(self, text: str) -> list[int]: ...  # normalised text -> ids (no specials)
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]: ...
     def spellings(self, phrase: str) -> list[list[int]]: ...  # every id sequence the model may write it as
+    def target_text(self, text: str) -> str: ...  # a transcript as the model writes it (training targets)
     def decode(self, ids: Iterable[int]) -> str: ...  # specials dropped
     def id_to_piece(self, i: int) -> str: ...
     def piece_to_id(self, piece: str) -> int | None: ...
@@ -137,6 +138,10 @@ class Tokenizer:
     def spellings(self, phrase: str) -> list[list[int]]:
         """Every id sequence the model may write ``phrase`` as (hotwords): here one, its normalised spelling."""
         return [self.encode(phrase)]
+
+    def target_text(self, text: str) -> str:
+        """A transcript as this tokenizer's model writes it (training targets): normalised upper-case words."""
+        return normalize_text(text)
 
     # -- decoding
     def decode(self, ids: Iterable[int]) -> str:

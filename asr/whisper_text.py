@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -107,6 +108,16 @@ class WhisperTokenizer:
         Title Case, Capitalised, lower case."""
         variants = dict.fromkeys([phrase, phrase.title(), phrase.capitalize(), phrase.lower()])
         return [self.encode(v) for v in variants]
+
+    def target_text(self, text: str) -> str:
+        """A transcript as Whisper writes it (training targets): text as written stays; an upper-case reference
+        (LibriSpeech style, as recorded corpora give them) becomes sentence case with a full stop
+        ("WE CALL IT BEAR" -> "We call it bear.")."""
+        t = " ".join(text.split())
+        if t and t == t.upper() and any(c.isalpha() for c in t):
+            t = re.sub(r"\bi\b", "I", t.lower())
+            t = t[0].upper() + t[1:] + ("" if t[-1] in ".?!" else ".")
+        return t
 
     # -- decoding
     def decode(self, ids: Iterable[int]) -> str:

@@ -1,4 +1,4 @@
-"""Batches for training and validation: lhotse cuts -> padded fbank + token ids.
+"""Batches for training and validation: lhotse cuts -> padded features (the model's front end) + token ids.
 
 Features are computed on the fly (load + fbank cost 1.2-1.5 ms per second of audio here, about a tenth of a
 `tiny` training step), or read back from an on-disk :class:`FeatureCache` (``train.feature_cache``): each cut's
@@ -20,9 +20,11 @@ import numpy as np
 import torch
 from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
 
-from asr.features import FbankConfig, fbank
+from asr.config import FrontendConfig, to_dict
+from asr.features import FbankConfig, features
 from asr.files import atomic_path
-from asr.text import Tokenizer, normalize_text
+from asr.text import normalize_text
+from asr.tokenizers import load_tokenizer
 
 
 def fbank_batch(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,9 +43,10 @@ class Batch:
     duration: float  # seconds of audio in the batch
 
 
-def cut_fbank(cut) -> torch.Tensor:
-    """``(T, 80)`` fbank of one cut's audio (16 kHz; speed perturbation applied by lhotse)."""
-    return fbank(cut.load_audio()[0])
+def cut_fbank(cut, frontend: FrontendConfig | None = None) -> torch.Tensor:
+    """``(T, F)`` features of one cut's audio (16 kHz; speed perturbation applied by lhotse): fbank, or the model's
+    front end."""
+    return features(cut.load_audio()[0], frontend)
 
 
 class FeatureCache:
@@ -51,8 +54,9 @@ class FeatureCache:
     start, duration, transforms such as speed perturbation; not the cut id, so a mix's repeated copies share one
     file) and the fbank settings, so other settings never read stale features. Written atomically; an unreadable file is recomputed."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, frontend: FrontendConfig | None = None):
         self.root = Path(root)
+        self.frontend = frontend
         self.writable = True
 
     def _key(self, cut) -> Path:
@@ -61,6 +65,8 @@ class FeatureCache:
                 "sources": [s.source for s in rec.sources] if rec is not None else [],
                 "transforms": rec.transforms if rec is not None and rec.transforms else [],
                 "fbank": FbankConfig().__dict__}
+        if self.frontend is not None and self.frontend.kind != "fbank":
+            what["frontend"] = to_dict(self.frontend)
         h = hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
         return self.root / h[:2] / f"{h}.npy"
 
@@ -70,7 +76,7 @@ class FeatureCache:
             return torch.from_numpy(np.load(path))
         except (OSError, ValueError):
             pass
-        f = cut_fbank(cut)
+        f = cut_fbank(cut, self.frontend)
         if self.writable:
             try:
                 with atomic_path(path) as tmp:
@@ -88,22 +94,22 @@ class CutDataset(torch.utils.data.Dataset):
     """Map-style dataset whose "index" is a lhotse CutSet (one batch), as lhotse's samplers yield.
     ``cache_dir``: read / write each cut's features there (:class:`FeatureCache`)."""
 
-    def __init__(self, tokenizer_path: str, cache_dir: str | Path | None = None):
-        self.tokenizer_path = tokenizer_path
-        self.cache = FeatureCache(cache_dir) if cache_dir else None
-        self._tok: Tokenizer | None = None  # built lazily in each worker process
+    def __init__(self, tokenizer_path: str, cache_dir: str | Path | None = None, frontend: FrontendConfig | None = None):
+        self.tokenizer_path, self.frontend = tokenizer_path, frontend
+        self.cache = FeatureCache(cache_dir, frontend) if cache_dir else None
+        self._tok = None  # built lazily in each worker process
 
     def __getitem__(self, cuts) -> Batch:
         if self._tok is None:
-            self._tok = Tokenizer(self.tokenizer_path)
-        feats, texts, ids = [], [], []
+            self._tok = load_tokenizer(self.tokenizer_path)
+        feats, raw, ids = [], [], []
         for c in cuts:
-            feats.append(self.cache.fbank(c) if self.cache is not None else cut_fbank(c))
-            texts.append(" ".join(s.text for s in c.supervisions))
+            feats.append(self.cache.fbank(c) if self.cache is not None else cut_fbank(c, self.frontend))
+            raw.append(" ".join(s.text for s in c.supervisions))
             ids.append(c.id)
         padded, lens = fbank_batch(feats)
-        texts = [normalize_text(t) for t in texts]
-        return Batch(padded, lens, [self._tok.encode(t) for t in texts], texts, ids, float(sum(c.duration for c in cuts)))
+        tokens = [self._tok.encode(self._tok.target_text(t)) for t in raw]  # as the model writes it (its casing)
+        return Batch(padded, lens, tokens, [normalize_text(t) for t in raw], ids, float(sum(c.duration for c in cuts)))
 
 
 class SkipSampler:

@@ -76,7 +76,9 @@ class OnnxEncoder:
     def chunk_window(self, chunk: int) -> tuple[int, int]:
         return chunk_window(chunk, self.rate, self.receptive_field)
 
-    def forward_chunk(self, x: torch.Tensor, state: EncoderState, left_frames: int = -1):
+    left_pad = 0
+
+    def forward_chunk(self, x: torch.Tensor, state: EncoderState, left_frames: int = -1, last: bool = False):
         if self._chunk is None:
             raise RuntimeError("this ONNX export has no streaming encoder (the model is not causal)")
         y, att, conv = self._chunk.run(None, {"feats": _np(x.float()), "att_cache": _np(state.att_cache),

@@ -30,7 +30,7 @@ import torch
 
 from asr.audio import SAMPLE_RATE, as_samples
 from asr.config import ENDPOINT_IDLE_SECONDS, ENDPOINT_MAX_SEGMENT_SECONDS, ENDPOINT_PAUSE_SECONDS
-from asr.features import StreamingFbank
+from asr.features import streaming_features
 from asr.inference.decode import segment_from_tokens
 from asr.inference.model_dir import LoadedModel, load_model
 from asr.inference.punctuate import punctuate_segments
@@ -153,8 +153,10 @@ class Stream:
         self.gate = StreamGate() if recognizer.options.vad else None  # silero-vad's view of this stream
         self._rate_hz = SAMPLE_RATE
         self._resampler = None
-        self.fbank = StreamingFbank()
-        self.feats = torch.zeros(0, 80)  # features not yet consumed by a chunk
+        model = recognizer.model
+        self.fbank = streaming_features(model.cfg.frontend)  # the model's front end, as samples arrive
+        # features not yet consumed by a chunk (an encoder whose first window reads frames before the first: zeros)
+        self.feats = torch.zeros(model.encoder.left_pad, model.cfg.frontend.n_mels)
         self._pending: list[np.ndarray] = []  # 16 kHz samples whose features are not computed yet
         self._pending_n = 0
         self.samples_in = 0  # 16 kHz samples accepted
@@ -270,15 +272,16 @@ class Recognizer:
                              "(full context only: asr transcribe / asr eval)")
         if not self.model.encoder.streaming:
             raise ValueError(f"{self.loaded.path}: streaming needs a model trained for chunks (causal convolution)")
-        if self.model.cfg.frontend.kind != "fbank":
-            raise ValueError(f"{self.loaded.path}: streaming computes fbank features; this model was trained on "
-                             f"{self.model.cfg.frontend.kind}")
+        try:
+            streaming_features(self.model.cfg.frontend)
+        except ValueError as e:
+            raise ValueError(f"{self.loaded.path}: {e}") from None
         self.options = replace(options, final=self._second_pass(options))
         if self.options.partial == "mask_ctc" and getattr(self.model, "mlm", None) is None:
             raise ValueError(f"{self.loaded.path}: partial='mask_ctc' needs a model with a Mask-CTC decoder")
         self.fusion_factory = word_fusion_factory(self.options.decode, self.tokenizer)
         self.window, self.stride = self.model.encoder.chunk_window(options.chunk)
-        self.frame_seconds = encoder_frame_seconds(self.model.encoder.rate)
+        self.frame_seconds = encoder_frame_seconds(self.model.encoder.rate, self.model.cfg.frontend.frame_seconds)
         self.left_frames = options.left_chunks * options.chunk if options.left_chunks >= 0 else -1
 
     def _second_pass(self, options: StreamingOptions) -> str:
@@ -320,7 +323,7 @@ class Recognizer:
             x = (x - m.cmvn_mean) / m.cmvn_std
             state = EncoderState(torch.cat([s.state.att_cache for s in group], 1),
                                  torch.cat([s.state.conv_cache for s in group], 1), group[0].state.offset)
-            y, new = m.encoder.forward_chunk(x, state, self.left_frames)
+            y, new = m.encoder.forward_chunk(x, state, self.left_frames, last=w < self.window)
             lp = m.ctc_log_probs(y).float().cpu()
             for i, s in enumerate(group):
                 s.state = EncoderState(new.att_cache[:, i:i + 1], new.conv_cache[:, i:i + 1], s.state.offset + y.size(1))

@@ -16,7 +16,7 @@ from torch import nn
 
 from asr.config import ModelConfig
 from asr.features import FrequencyWarp, GlobalCMVN, SpecAugment
-from asr.models.ctc import CTCHead
+from asr.models.ctc import CTCHead, TiedCTCHead
 from asr.models.decoder import TransformerDecoder
 from asr.models.interface import build_encoder
 from asr.text import SpecialTokens
@@ -45,16 +45,23 @@ class ASRModel(nn.Module):
         self.freq_warp = FrequencyWarp()  # off until the trainer sets max_warp (train.vtlp)
         self.spec_augment = SpecAugment()
         self.encoder = build_encoder(cfg.encoder)
-        self.ctc = CTCHead(D, V, cfg.encoder.dropout) if cfg.ctc_weight > 0 else None
         dc, mc = cfg.decoder, cfg.mlm
         ar = dict(activation=dc.activation, positions=dc.positions, max_positions=dc.max_positions,
                   tie_output=dc.tie_output)
         self.decoder = TransformerDecoder(V, D, dc.num_layers, dc.num_heads, dc.ffn_dim, dc.dropout, **ar) \
             if dc.num_layers > 0 and cfg.att_weight > 0 else None
+        if (cfg.ctc_tied or mc.tied) and self.decoder is None:
+            raise ValueError("ctc_tied / mlm.tied need the attention decoder (its token embedding)")
+        self.ctc = None
+        if cfg.ctc_weight > 0:
+            self.ctc = TiedCTCHead(D, self.decoder.embed, cfg.encoder.dropout, cfg.ctc_vocab) if cfg.ctc_tied else \
+                CTCHead(D, V, cfg.encoder.dropout)
         self.r2l_decoder = TransformerDecoder(V, D, dc.r2l_layers, dc.num_heads, dc.ffn_dim, dc.dropout, **ar) \
             if self.decoder is not None and dc.r2l_layers > 0 and cfg.r2l_weight > 0 else None
-        self.mlm = TransformerDecoder(V, D, mc.num_layers, mc.num_heads, mc.ffn_dim, mc.dropout, causal=False,
-                                      activation=mc.activation) if mc.num_layers > 0 and cfg.mlm_weight > 0 else None
+        self.mlm = TransformerDecoder(
+            V, D, mc.num_layers, mc.num_heads, mc.ffn_dim, mc.dropout, causal=False, activation=mc.activation,
+            tie_output=mc.tied, shared_embed=self.decoder.embed if mc.tied else None) \
+            if mc.num_layers > 0 and cfg.mlm_weight > 0 else None
 
     def set_cmvn(self, cmvn: GlobalCMVN) -> None:
         self.cmvn_mean.copy_(cmvn.mean)

@@ -69,15 +69,33 @@ class TiedOutput(nn.Module):
         return F.linear(x, self.weight.to(x.dtype), self.bias.to(x.dtype))
 
 
+class SharedEmbedding(nn.Module):
+    """Another decoder's token embedding, referenced, not registered (saved once, with its owner)."""
+
+    def __init__(self, embed: nn.Embedding):
+        super().__init__()
+        self._embed = (embed,)
+        self.num_embeddings = embed.num_embeddings
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self._embed[0].weight
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.weight)
+
+
 class TransformerDecoder(nn.Module):
     def __init__(self, vocab_size: int, d_model: int, num_layers: int, num_heads: int, ffn_dim: int,
                  dropout: float, causal: bool = True, activation: str = "swish", positions: str = "sinusoid",
-                 max_positions: int = 0, tie_output: bool = False):
+                 max_positions: int = 0, tie_output: bool = False, shared_embed: nn.Embedding | None = None):
+        """``shared_embed``: read (and, tied, write) tokens through another decoder's embedding (the Mask-CTC decoder
+        of a Whisper model shares the attention decoder's)."""
         super().__init__()
         if positions not in ("sinusoid", "learned"):
             raise ValueError(f"decoder positions must be sinusoid or learned, not {positions!r}")
         self.causal = causal
-        self.embed = nn.Embedding(vocab_size, d_model)
+        self.embed = nn.Embedding(vocab_size, d_model) if shared_embed is None else SharedEmbedding(shared_embed)
         self.pos = AbsolutePositionalEncoding(d_model, dropout) if positions == "sinusoid" else \
             LearnedPositionalEncoding(max_positions, d_model, dropout)
         self.max_positions = max_positions if positions == "learned" else 0  # 0: any length

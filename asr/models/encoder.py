@@ -138,11 +138,13 @@ class ConformerEncoder(nn.Module):
         frames, and consecutive windows start ``stride`` frames apart (they overlap by window - stride)."""
         return chunk_window(chunk, self.rate, self.receptive_field)
 
-    def forward_chunk(self, x: torch.Tensor, state: EncoderState,
-                      left_frames: int = -1) -> tuple[torch.Tensor, EncoderState]:
+    left_pad = 0  # feature frames a stream puts before its first (none: the subsampling has no padding)
+
+    def forward_chunk(self, x: torch.Tensor, state: EncoderState, left_frames: int = -1,
+                      last: bool = False) -> tuple[torch.Tensor, EncoderState]:
         """Encode one chunk. ``x (B, W, F)``: a feature window (see :meth:`chunk_window`; the last one may
-        be shorter). The chunk attends to itself and to the cached frames; the returned state keeps at
-        most ``left_frames`` frames of cache (all when < 0). Returns ``(y (B, C, D), new_state)``."""
+        be shorter; ``last`` changes nothing here). The chunk attends to itself and to the cached frames; the returned
+        state keeps at most ``left_frames`` frames of cache (all when < 0). Returns ``(y (B, C, D), new_state)``."""
         if not self.streaming:
             raise RuntimeError("streaming needs a model trained with causal_conv: true and rel_pos: latest")
         lens = torch.full((x.size(0),), x.size(1), dtype=torch.long, device=x.device)

@@ -23,6 +23,7 @@ class EncoderInterface(Protocol):
     rate: int  # feature frames per encoder frame (subsampling)
     receptive_field: int  # feature frames one encoder frame sees (the shortest input that gives one frame)
     streaming: bool  # forward_chunk computes what forward with the matching chunk mask computes
+    left_pad: int  # zero feature frames a stream puts before its first frame (the first window's left context)
     weight_dtype: torch.dtype
 
     def forward(self, x: torch.Tensor, x_lens: torch.Tensor, chunk: int = 0, left_chunks: int = -1,
@@ -36,9 +37,9 @@ class EncoderInterface(Protocol):
                    dtype: torch.dtype | None = None) -> EncoderState:
         """The empty streaming state."""
 
-    def forward_chunk(self, x: torch.Tensor, state: EncoderState,
-                      left_frames: int = -1) -> tuple[torch.Tensor, EncoderState]:
-        """One feature window ``(B, W, F)`` -> ``(y (B, C, D), new_state)``."""
+    def forward_chunk(self, x: torch.Tensor, state: EncoderState, left_frames: int = -1,
+                      last: bool = False) -> tuple[torch.Tensor, EncoderState]:
+        """One feature window ``(B, W, F)`` (``last``: the stream's final, shorter one) -> ``(y (B, C, D), new_state)``."""
 
 
 ENCODERS = {"conformer": ConformerEncoder, "whisper": WhisperEncoder}

@@ -93,8 +93,14 @@ class WhisperEncoder(nn.Module):
         self.final_norm = nn.LayerNorm(cfg.d_model)
 
     rate = WhisperStem.rate
-    receptive_field = WhisperStem.receptive_field
-    streaming = False  # forward_chunk: after dynamic-chunk fine-tuning (a later part)
+    receptive_field = 3  # stream frames one encoder frame needs: two of left context (see left_pad) and its own
+    left_pad = 2  # zero feature frames a stream puts before its first frame: the stem's left context at the start
+
+    @property
+    def streaming(self) -> bool:
+        """Trained for chunks (dynamic-chunk fine-tuning at the real length): the imported model, padded to
+        Whisper's window, is not."""
+        return self.cfg.pad_to == 0 and self.cfg.chunk_prob > 0
 
     @property
     def weight_dtype(self) -> torch.dtype:
@@ -138,7 +144,10 @@ class WhisperEncoder(nn.Module):
         return (x, lens, inter) if tap > 0 else (x, lens)
 
     def chunk_window(self, chunk: int) -> tuple[int, int]:
-        return (chunk - 1) * self.rate + self.receptive_field, chunk * self.rate
+        """``(window, stride)``: ``chunk`` encoder frames j0 .. j0+C-1 read feature frames 2 j0 - 2 .. 2 j0 + 2C
+        (the stem's kernel of 3, twice, centred): 2C + 3 frames, windows 2C apart (a stream's frames start with
+        :attr:`left_pad` zeros, so the first window starts at frame -2)."""
+        return 2 * chunk + 3, 2 * chunk
 
     def init_state(self, batch_size: int = 1, device: torch.device | str = "cpu",
                    dtype: torch.dtype | None = None) -> EncoderState:
@@ -147,5 +156,33 @@ class WhisperEncoder(nn.Module):
                                         device=device, dtype=dtype or self.weight_dtype),
                             torch.zeros(c.num_layers, batch_size, c.d_model, 0, device=device), 0)
 
-    def forward_chunk(self, x: torch.Tensor, state: EncoderState, left_frames: int = -1):
-        raise RuntimeError("this Whisper encoder is full-context only (no streaming fine-tuning)")
+    def forward_chunk(self, x: torch.Tensor, state: EncoderState, left_frames: int = -1,
+                      last: bool = False) -> tuple[torch.Tensor, EncoderState]:
+        """Encode one chunk: ``x (B, W, F)`` a window of :meth:`chunk_window` (two frames of left context first;
+        ``last``: the stream's final, shorter window, zero-padded on the right as the whole input is). The chunk
+        attends to itself and the cached frames (at most ``left_frames`` kept; all when < 0), at absolute positions
+        from ``state.offset``. Returns ``(y (B, C, D), new_state)``: what :meth:`forward` with the matching chunk mask
+        computes for these frames."""
+        if not self.streaming:
+            raise RuntimeError("this Whisper encoder is full-context only (not fine-tuned for chunks)")
+        x = x.to(self.weight_dtype).transpose(1, 2)  # (B, F, W)
+        stem = self.stem
+        if last:  # the convolution's zero padding after the input
+            x = F.pad(x, (0, 1))
+        h = F.gelu(F.conv1d(x, stem.conv1.weight, stem.conv1.bias))  # (B, D, W - 2): positions 2 j0 - 1 ..
+        if state.offset == 0:  # position -1 is the second convolution's zero padding, not a computed frame
+            h = torch.cat([torch.zeros_like(h[..., :1]), h[..., 1:]], -1)
+        if last:
+            h = F.pad(h, (0, 1))
+        if h.size(-1) < 3:
+            return h.new_zeros(h.size(0), 0, h.size(1)), state
+        y = F.gelu(F.conv1d(h, stem.conv2.weight, stem.conv2.bias, stride=2)).transpose(1, 2)  # (B, C, D)
+        C, t0 = y.size(1), state.offset
+        if t0 + C > self.cfg.max_positions:
+            raise ValueError(f"a stream segment longer than this model's {self.cfg.max_positions} positions")
+        y = y + self.positions[t0:t0 + C].to(y.dtype)
+        new_att = []
+        for i, layer in enumerate(self.layers):
+            y, a = layer(y, None, state.att_cache[i])
+            new_att.append(a if left_frames < 0 else a[:, :, max(0, a.size(2) - left_frames):])
+        return self.final_norm(y), EncoderState(torch.stack(new_att), state.conv_cache, t0 + C)

@@ -9,7 +9,7 @@ from pathlib import Path
 from asr.config import Config, load_config, to_dict
 from asr.inference.model_dir import load_model, weight_mismatches
 from asr.models.asr_model import ASRModel
-from asr.text import Tokenizer
+from asr.tokenizers import load_tokenizer
 from asr.train.checkpoint import list_checkpoints
 
 
@@ -17,6 +17,7 @@ class ExperimentError(ValueError):
     """An experiment folder that this run must not write into as asked. ``str(err)`` is one line."""
 
 
+NEW_HEADS = ("ctc.", "mlm.")  # parameters an --init model may lack (heads the new config adds)
 RUN_FILES = ("train_log.jsonl", "train_summary.json", "tensorboard", "valid_scores.json")  # with step-N.pt: one run's files
 
 
@@ -51,7 +52,7 @@ def _check_resume(exp: Path, cfg: Config, lang: Path) -> None:
             raise ExperimentError(f"{exp}: its checkpoints have another model config ({', '.join(diff[:4])}"
                                   f"{'...' if len(diff) > 4 else ''}); resume with the same model, or use another --exp "
                                   f"(or --overwrite to start over)")
-    for name in ("tokenizer.model", "cmvn.json"):
+    for name in ("tokenizer.model", "tokenizer.json", "cmvn.json"):
         if (exp / name).is_file() and (lang / name).is_file() and not _same_file(name, exp / name, lang / name):
             raise ExperimentError(f"{exp / name}: differs from {lang / name}: the experiment was trained with another "
                                   f"{name.split('.')[0]}; use its lang folder, another --exp, or --overwrite")
@@ -61,7 +62,7 @@ def _same_file(name: str, a: Path, b: Path) -> bool:
     """Equal CMVN statistics, or tokenizers that encode alike (see :meth:`Tokenizer.same_as`)."""
     if a.read_bytes() == b.read_bytes():
         return True
-    return name == "tokenizer.model" and Tokenizer(a).same_as(Tokenizer(b))
+    return name.startswith("tokenizer.") and load_tokenizer(a).same_as(load_tokenizer(b))
 
 
 def _init_weights(init: str, cfg: Config, lang: Path) -> tuple[dict, Path]:
@@ -73,15 +74,17 @@ def _init_weights(init: str, cfg: Config, lang: Path) -> tuple[dict, Path]:
     except (FileNotFoundError, ValueError) as e:
         raise ExperimentError(f"--init {init}: {e}") from None
     d = loaded.path
-    if loaded.config.model.frontend.kind != "fbank":
-        raise ExperimentError(f"--init {init}: it was trained on {loaded.config.model.frontend.kind} features; "
-                              "training computes fbank")
-    for name in ("tokenizer.model", "cmvn.json"):
-        if (lang / name).is_file() and not _same_file(name, d / name, lang / name):
+    if loaded.config.model.frontend != cfg.model.frontend:
+        raise ExperimentError(f"--init {init}: it was trained on other features ({loaded.config.model.frontend.kind}) "
+                              f"than this config's ({cfg.model.frontend.kind})")
+    for name in ("tokenizer.model", "tokenizer.json", "cmvn.json"):
+        if (lang / name).is_file() and (d / name).is_file() and not _same_file(name, d / name, lang / name):
             raise ExperimentError(f"{lang / name}: differs from {d / name}: --init {init} was trained with another "
                                   f"{name.split('.')[0]}; pass --lang {d} (its own) or a model trained with this lang folder")
     weights = loaded.model.state_dict()
-    bad = [k for keys in weight_mismatches(ASRModel(cfg.model).state_dict(), weights) for k in keys]
+    missing, extra, shape = weight_mismatches(ASRModel(cfg.model, loaded.tokenizer.specials).state_dict(), weights)
+    # heads this config adds (a CTC head, a Mask-CTC decoder) start fresh; anything else must match
+    bad = [k for k in missing if not k.startswith(NEW_HEADS)] + extra + shape
     if bad:
         raise ExperimentError(f"--init {init}: its weights do not fit this config's model ({len(bad)} parameters missing, "
                               f"extra or of another shape, e.g. {bad[0]}); train with its config ({d / 'config.yaml'})")

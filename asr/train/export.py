@@ -14,6 +14,7 @@ from asr.config import load_config, to_dict
 from asr.files import atomic_model_dir
 from asr.inference.model_dir import load_model
 from asr.models.asr_model import ASRModel, count_parameters
+from asr.tokenizers import load_tokenizer
 from asr.train.checkpoint import (
     average_checkpoints,
     best_checkpoints,
@@ -65,7 +66,8 @@ def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: i
     cfg = load_config(exp / "config.yaml")
     weights, used = averaged_weights(exp, average_last, select=select)
     scores = load_scores(exp)
-    model = ASRModel(cfg.model)
+    tokenizer = load_tokenizer(exp)
+    model = ASRModel(cfg.model, tokenizer.specials)
     model.load_state_dict(weights)  # validates the weights against the config
     if interpolate is not None:
         base = load_model(interpolate).model.state_dict()
@@ -78,8 +80,9 @@ def export_model(exp: str | os.PathLike, out: str | os.PathLike, average_last: i
 
         save_file({k: keep(k, v) for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
         shutil.copyfile(exp / "config.yaml", tmp / "config.yaml")
-        for name in ("tokenizer.model", "cmvn.json"):
-            shutil.copyfile(exp / name, tmp / name)
+        shutil.copyfile(tokenizer.model_path, tmp / tokenizer.model_path.name)
+        if (exp / "cmvn.json").is_file():
+            shutil.copyfile(exp / "cmvn.json", tmp / "cmvn.json")
         summary = {}
         if (exp / "train_summary.json").is_file():
             summary = json.loads((exp / "train_summary.json").read_text())

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -36,7 +37,9 @@ from asr.evaluation.evaluate import ctc_greedy_texts
 from asr.evaluation.metrics import cer, wer
 from asr.features import GlobalCMVN
 from asr.models.asr_model import ASRModel
-from asr.text import Tokenizer
+from asr.models.ctc import TiedCTCHead
+from asr.text import TokenizerProtocol
+from asr.tokenizers import load_tokenizer
 from asr.train.checkpoint import load_latest_checkpoint, record_score, rng_state, save_checkpoint, set_rng_state
 from asr.train.experiment import ExperimentError, _check_resume, _clear_run, _earlier_run, _init_weights
 
@@ -101,7 +104,7 @@ def _amp_dtype(amp: str, device: str) -> torch.dtype | None:
     raise ValueError(f"amp must be auto, none, fp16 or bf16, not {amp!r}")
 
 
-def evaluate(model: ASRModel, batches, tokenizer: Tokenizer, device: str) -> dict:
+def evaluate(model: ASRModel, batches, tokenizer: TokenizerProtocol, device: str) -> dict:
     """Mean loss and CTC-greedy WER over ``batches`` (model in eval mode, full context)."""
     was_training = model.training
     model.eval()
@@ -182,7 +185,7 @@ class Trainer:
                  curve_subset: str = "", overwrite: bool = False, init: str | None = None):
         self.exp, lang = Path(exp), Path(lang)
         self.tc = tc = cfg.train
-        self.tokenizer = Tokenizer(lang / "tokenizer.model")
+        self.tokenizer = load_tokenizer(lang)
         self.cfg = cfg = replace(cfg, model=replace(cfg.model, vocab_size=self.tokenizer.vocab_size))
         self.curve_subset = curve_subset
         # every check before anything is written (or a process group is started)
@@ -204,6 +207,8 @@ class Trainer:
         self._build_model(lang, init_weights)
         self._resume(resume and not overwrite)
         self._load_data(manifests, lang, train_subset, valid_subset, curve_subset)
+        if self.step_n == 0 and "ctc.vocab" not in (init_weights or {}):
+            self._ctc_vocabulary()
         self._open_logs(progress)
 
     # -- setup
@@ -213,7 +218,7 @@ class Trainer:
             if overwrite:
                 _clear_run(self.exp)
             save_config(self.cfg, self.exp / "config.yaml")
-            for name in ("tokenizer.model", "tokenizer.vocab", "cmvn.json"):
+            for name in ("tokenizer.model", "tokenizer.json", "tokenizer.vocab", "cmvn.json"):
                 if (lang / name).is_file():
                     shutil.copyfile(lang / name, self.exp / name)
         if self.dist.world > 1:
@@ -224,14 +229,18 @@ class Trainer:
         torch.manual_seed(tc.seed)
         random.seed(tc.seed)
         np.random.seed(tc.seed)
-        model = ASRModel(self.cfg.model)
-        model.set_cmvn(GlobalCMVN.load(lang / "cmvn.json"))
-        if init_weights is not None:  # a resumed checkpoint replaces them
-            model.load_state_dict(init_weights)
+        model = ASRModel(self.cfg.model, self.tokenizer.specials)
+        if (lang / "cmvn.json").is_file():  # a Whisper front end has none: its features are normalised already
+            model.set_cmvn(GlobalCMVN.load(lang / "cmvn.json"))
+        if init_weights is not None:  # a resumed checkpoint replaces them; heads the init model lacks start fresh
+            model.load_state_dict(init_weights, strict=False)
         model.freq_warp.max_warp = tc.vtlp
         self.model = model.to(self.device)
         decay, no_decay = [], []
         for n_, p in model.named_parameters():
+            if any(n_.startswith(f) for f in tc.freeze):
+                p.requires_grad_(False)
+                continue
             (no_decay if p.dim() < 2 or "norm" in n_ or "pos_bias" in n_ else decay).append(p)
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay},
                                       {"params": no_decay, "weight_decay": 0.0}],
@@ -289,7 +298,7 @@ class Trainer:
         cache_dir = None
         if tc.feature_cache:
             cache_dir = Path(manifests) / "feature_cache" if tc.feature_cache == "auto" else Path(tc.feature_cache)
-        self.dataset = CutDataset(str(lang / "tokenizer.model"), cache_dir)
+        self.dataset = CutDataset(str(self.tokenizer.model_path), cache_dir, self.cfg.model.frontend)
 
         def batches(subset: str, limit: int):
             cuts = load_cuts(manifests, subset)
@@ -299,6 +308,25 @@ class Trainer:
         main = self.dist.main
         self.valid_batches = batches(valid_subset, tc.valid_max_cuts) if main and valid_subset else None
         self.curve_batches = batches(curve_subset, tc.valid_max_cuts) if main and curve_subset else None
+
+    def _ctc_vocabulary(self) -> None:
+        """A tied CTC head over part of the vocabulary (``model.ctc_vocab``) covers the training transcripts' tokens,
+        the 256 byte tokens, then the most frequent tokens of the synthetic corpus's text (bible + fortunes)."""
+        head = self.model.ctc
+        if not isinstance(head, TiedCTCHead) or head.vocab.numel() == head.full_size - 1:
+            return
+        from asr.data.text_source import load_sentences
+
+        try:
+            corpus = load_sentences("default")
+        except (OSError, ValueError):  # no text packages here: the transcripts and the byte tokens only
+            corpus = []
+        texts = [s.text for c in self.train_cuts.subset(first=200_000) for s in c.supervisions]
+        ids = ctc_vocabulary(texts, self.tokenizer, head.vocab.numel(), corpus)
+        for m in (self.model, self.ema.module if self.ema is not None else None):
+            if m is not None:
+                m.ctc.set_vocab(ids)
+        log_warning(f"CTC head over {len(ids)} of {head.full_size} ids (transcripts: see ctc_vocabulary)")
 
     def _open_logs(self, progress: bool) -> None:
         self.writer = self.log_f = self.bar = None
@@ -513,6 +541,30 @@ class Trainer:
         return summary
 
 
+def ctc_vocabulary(texts, tokenizer, size: int, corpus=()) -> list[int]:
+    """``size`` model ids for a CTC head: the 256 byte-level tokens where the tokenizer has them (any text can be
+    spelled), every token of ``texts`` (as the model writes them), then the most frequent tokens of ``corpus``, then
+    the lowest ids left. Raises ValueError when the transcripts alone need more."""
+    ids = [i for i in range(1, 257) if i < tokenizer.vocab_size and getattr(tokenizer, "num_pieces", 0) > 256]
+    seen = set(ids)
+    for t in texts:
+        seen.update(tokenizer.encode(tokenizer.target_text(t)))
+    seen.discard(0)
+    if len(seen) > size:
+        raise ValueError(f"model.ctc_vocab={size} is smaller than the {len(seen)} tokens the transcripts need")
+    counts = collections.Counter()
+    for s in corpus:
+        counts.update(tokenizer.encode(tokenizer.target_text(s)))
+    for i, _ in counts.most_common():
+        if len(seen) >= size:
+            break
+        seen.add(i)
+    spare = (i for i in range(1, tokenizer.vocab_size) if i not in seen and i not in tokenizer.specials.suppress)
+    while len(seen) < size:
+        seen.add(next(spare))
+    return sorted(seen)
+
+
 def _drop_rows_after(log_path: Path, step: int) -> None:
     """Keep the rows of ``train_log.jsonl`` up to ``step`` (atomically); a torn last line goes too."""
     if not log_path.exists():
@@ -542,7 +594,5 @@ def train(cfg: Config, manifests: Path, lang: Path, exp: Path, train_subset: str
     ``init``: a model directory (or bundled model name) whose weights a new run starts from, with a fresh optimizer,
     schedule and clock (fine-tuning, or continuing a finished run under a new budget); a resumed run ignores it,
     its checkpoint holds the weights."""
-    if cfg.model.frontend.kind != "fbank":
-        raise ValueError(f"model.frontend.kind: training computes fbank features, not {cfg.model.frontend.kind}")
     return Trainer(cfg, manifests, lang, exp, train_subset, valid_subset, resume, device, progress, curve_subset,
                    overwrite, init).run()
