@@ -207,3 +207,21 @@ def test_onnx_and_sherpa_exports_refuse_an_imported_whisper_model_with_one_line(
     for cmd, word in (("export-onnx", "no CTC head"), ("export-sherpa", "fbank")):
         r = runner.invoke(app, [cmd, str(out), str(tmp_path / cmd)])
         assert r.exit_code != 0 and word in r.output and len(r.output.strip().splitlines()) == 1, r.output
+
+
+def test_hotwords_are_spelled_as_a_cased_model_writes_them_and_bias_its_search(sources, tmp_path, speech_clips):
+    from asr.search.hotwords import HotwordBias, parse_hotwords
+    from asr.whisper_text import WhisperTokenizer
+
+    tok = WhisperTokenizer(whisper_tokenizer())
+    hw = parse_hotwords("marie curie 2.0")  # normalised to MARIE CURIE
+    bias = HotwordBias(hw, tok)
+    title = tuple(tok.encode("Marie Curie"))
+    assert bias.final_score(title) > 0 and bias.final_score(tuple(tok.encode("MARIE CURIE"))) > 0
+    assert bias.final_score(tuple(tok.encode("Mary Curry"))) == 0
+    import asr
+
+    m = asr.load_model(import_whisper(sources["ct2"], tmp_path / "m"))
+    plain = m.transcribe(str(speech_clips[0].path), beam=2, vad=False)
+    forced = m.transcribe(str(speech_clips[0].path), beam=2, vad=False, hotwords=[("Marie Curie", 30.0)])
+    assert "Marie Curie" in forced.text and "Marie Curie" not in plain.text

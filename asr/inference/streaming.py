@@ -78,7 +78,8 @@ class EndpointConfig:
 
 @dataclass(frozen=True)
 class StreamingOptions:
-    chunk: int = 16  # encoder frames per chunk (16 x 40 ms = 640 ms with 4x subsampling)
+    chunk: int = 0  # encoder frames per chunk (0: 640 ms of them: 16 x 40 ms for 4x subsampling, 32 x 20 ms for
+    # the Whisper encoder's 2x)
     left_chunks: int = 4  # attention context in chunks (< 0: everything since the segment began)
     beam: int = 4  # CTC prefix beam for partial results
     final: str = "auto"  # second pass at an endpoint: any decoding method (asr.search.methods), none, or auto
@@ -96,13 +97,14 @@ class StreamingOptions:
             raise ValueError(f"unknown second pass {self.final!r}; choose from {', '.join(FINAL_PASSES)}")
         if self.partial not in ("ctc", "mask_ctc") or self.refine_every < 1:
             raise ValueError(f"partial must be ctc or mask_ctc (not {self.partial!r}), refine_every at least 1")
-        if self.chunk < 1 or self.beam < 1 or self.history < 1:
-            raise ValueError("chunk, beam and history must be at least 1")
+        if self.chunk < 0 or self.beam < 1 or self.history < 1:
+            raise ValueError("chunk must be >= 0 (0: 640 ms), beam and history at least 1")
         if self.final == "ctc_lm" and not self.decode.lm:
             raise ValueError("the ctc_lm second pass needs an LM directory (decode=DecodeOptions(lm=...), --lm)")
 
 
 FINAL_PASSES = (*METHODS, "none", "auto")
+DEFAULT_CHUNK_SECONDS = 0.64  # StreamingOptions(chunk=0)
 
 
 def streaming_options(lm_dir=None, hotwords=None, **options) -> StreamingOptions:
@@ -280,8 +282,11 @@ class Recognizer:
         if self.options.partial == "mask_ctc" and getattr(self.model, "mlm", None) is None:
             raise ValueError(f"{self.loaded.path}: partial='mask_ctc' needs a model with a Mask-CTC decoder")
         self.fusion_factory = word_fusion_factory(self.options.decode, self.tokenizer)
-        self.window, self.stride = self.model.encoder.chunk_window(options.chunk)
         self.frame_seconds = encoder_frame_seconds(self.model.encoder.rate, self.model.cfg.frontend.frame_seconds)
+        if self.options.chunk == 0:
+            self.options = replace(self.options, chunk=max(1, round(DEFAULT_CHUNK_SECONDS / self.frame_seconds)))
+        options = self.options
+        self.window, self.stride = self.model.encoder.chunk_window(options.chunk)
         self.left_frames = options.left_chunks * options.chunk if options.left_chunks >= 0 else -1
 
     def _second_pass(self, options: StreamingOptions) -> str:
