@@ -21,9 +21,10 @@ def model_tokens(tokenizer: Tokenizer) -> list[str]:
     return [tokenizer.id_to_piece(i) for i in range(tokenizer.vocab_size)]
 
 
-def spell(tokenizer: Tokenizer, word: str) -> list[str] | None:
-    """The pieces of ``word`` (a standalone leading boundary piece dropped); None when a piece is unknown."""
-    ids = tokenizer.encode(word)
+def spell(tokenizer: Tokenizer, word: str, ids: list[int] | None = None) -> list[str] | None:
+    """The pieces of ``word`` (or of its spelling ``ids``; a standalone leading boundary piece dropped); None when a
+    piece is unknown."""
+    ids = tokenizer.encode(word) if ids is None else ids
     if not ids or any(i == tokenizer.unk_id for i in ids):
         return None
     pieces = [tokenizer.id_to_piece(i) for i in ids]
@@ -33,15 +34,17 @@ def spell(tokenizer: Tokenizer, word: str) -> list[str] | None:
 
 
 def write_lexicon(words: Iterable[str], tokenizer: Tokenizer, path: str | os.PathLike) -> tuple[int, int]:
-    """``WORD<TAB>piece piece ...`` per line; returns (words written, words without a spelling)."""
+    """``WORD<TAB>piece piece ...`` per line, one line per way the model may write the word (a cased tokenizer's
+    ``spellings``: "Paris", "paris", ...); returns (words written, words without a spelling)."""
 
     lines, skipped = [], 0
+    spellings = getattr(tokenizer, "spellings", None) or (lambda w: [tokenizer.encode(w)])
     for w in sorted(set(words)):
-        sp = spell(tokenizer, w)
-        if sp is None:
+        sps = [sp for sp in (spell(tokenizer, w, ids) for ids in spellings(w)) if sp is not None]
+        if not sps:
             skipped += 1
-        else:
-            lines.append(f"{w}\t{' '.join(sp)}")
+        for sp in dict.fromkeys(" ".join(x) for x in sps):
+            lines.append(f"{w}\t{sp}")
     write_atomic(Path(path), "\n".join(lines) + "\n")
     return len(lines), skipped
 

@@ -17,7 +17,7 @@ import torch
 from asr.lm import load_lm_dir
 from asr.lm.lexicon import BOUNDARY, model_tokens, write_lexicon
 from asr.results import Hypothesis
-from asr.text import Tokenizer
+from asr.tokenizers import load_tokenizer
 
 
 class LexiconDecoder:
@@ -47,6 +47,7 @@ class LexiconDecoder:
             cause = (str(e).strip().splitlines() or ["unreadable"])[0][:200]
             raise ValueError(f"{d.arpa}: the decoder cannot load it ({cause})") from None
         self.tokenizer = tokenizer
+        self.sil = tokens.index(sil)
 
     def __call__(self, log_probs: torch.Tensor, lens: torch.Tensor) -> list[list[Hypothesis]]:
         """``log_probs (B, T, V)``, ``lens (B,)`` -> one hypothesis per utterance: its words re-spelled in the
@@ -58,8 +59,11 @@ class LexiconDecoder:
                 hyps.append([Hypothesis((), float("-inf"))])
                 continue
             best = res[0]
-            text = " ".join(w for w in best.words if w not in ("<unk>",))
-            hyps.append([Hypothesis(tuple(self.tokenizer.encode(text)), float(best.score))])
+            if getattr(self.tokenizer, "cased", False):  # the spelling the path took keeps the model's casing
+                ids = tuple(t for t in best.tokens.tolist() if t not in (0, self.sil))
+            else:
+                ids = tuple(self.tokenizer.encode(" ".join(w for w in best.words if w not in ("<unk>",))))
+            hyps.append([Hypothesis(ids, float(best.score))])
         return hyps
 
 
@@ -86,7 +90,7 @@ def _quiet_native_output():
 def lexicon_decoder(lm_dir: str, tokenizer_path: str, beam: int, lm_weight: float, word_score: float) -> LexiconDecoder:
     """A cached :class:`LexiconDecoder` (loading the ARPA and the lexicon takes seconds)."""
 
-    return LexiconDecoder(lm_dir, Tokenizer(tokenizer_path), beam, lm_weight, word_score)
+    return LexiconDecoder(lm_dir, load_tokenizer(tokenizer_path), beam, lm_weight, word_score)
 
 
 __all__ = ["LexiconDecoder", "lexicon_decoder"]
