@@ -120,7 +120,7 @@ def test_the_caption_servers_per_stream_bookkeeping_does_not_grow(demo, clip):
     sizes = []
     for _ in range(3):
         for block in np.split(np.concatenate([clip, pause]), 50):
-            client.put(16000, block)
+            client.put(block, 16000)
         while client.inbox or rec.is_ready(client.stream):
             srv.step()
         s = client.stream

@@ -325,12 +325,12 @@ def test_a_client_far_ahead_advances_one_chunk_a_round_like_the_others(random_mo
     sent = 0.0
     while sent < 60:  # a minute of audio sent at once
         for i in range(0, len(audio), 32000):
-            flood.put(16000, audio[i:i + 32000])
+            flood.put(audio[i:i + 32000], 16000)
         sent += len(audio) / 16000
     srv.clients |= {flood, live}
     rounds = 0
     for i in range(0, 16000 * 3, 1600):  # the live client: 3 s, 100 ms at a time, one round each
-        live.put(16000, audio[i:i + 1600])
+        live.put(audio[i:i + 1600], 16000)
         srv.step()
         rounds += 1
     live_chunks, flood_chunks = live.stream.stats["chunks"], flood.stream.stats["chunks"]

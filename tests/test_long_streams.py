@@ -102,10 +102,10 @@ def test_the_server_sends_new_commits_not_the_history(demo, speech):
     client = _Source(rec.create_stream(), send=object())
     srv.clients.add(client)
     for i in range(0, speech.size, 6400):
-        client.put(16000, speech[i:i + 6400])
+        client.put(speech[i:i + 6400], 16000)
         while client.inbox:
             srv.step()
-    client.put(16000, None)
+    client.put(None)
     for _ in range(10):
         srv.step()
     commits = [m["commit"] for m in sent if m["commit"]]

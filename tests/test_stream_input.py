@@ -69,12 +69,12 @@ def test_a_client_that_ends_gets_its_last_words_committed(demo, clip):
     srv = CaptionServer(rec)
     client = _Source(rec.create_stream())
     srv.clients.add(client)
-    client.put(16000, audio)
+    client.put(audio, 16000)
     while client.inbox or rec.is_ready(client.stream):
         srv.step()
     assert client.stream.feature_frames() < demo.model.encoder.subsampling.receptive_field  # too little for a chunk
     assert client.stream.result.tentative  # words shown, not yet committed
-    client.put(16000, None)  # the client said "end"
+    client.put(None)  # the client said "end"
     for _ in range(5):
         srv.step()
     s = client.stream

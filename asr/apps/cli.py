@@ -299,17 +299,15 @@ def live_cmd(
         typer.echo(live.list_devices())
         return
     torch.set_num_threads(threads)
-    from asr.inference.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions
+    from asr.inference.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions, chunk_frames
 
     loaded = load(model, device, quantize, backend)
-    fs = loaded.model.encoder.rate * 10
-    if chunk_ms % fs:
-        _fail(f"--chunk-ms must be a multiple of {fs} ms for this model")
+    chunk = _run(chunk_frames, loaded.model, chunk_ms)
     ep = EndpointConfig(EndpointRule(False, silence_before_speech, 0.0), EndpointRule(True, silence_after_speech, 0.0),
                         EndpointRule(False, 0.0, max_segment))
     dopts = decode_options_from(decode)
     final = final or ("ctc_lm" if dopts.lm else "auto")
-    opts = _run(StreamingOptions, chunk=chunk_ms // fs, left_chunks=left_chunks, final=final, partial=partial,
+    opts = _run(StreamingOptions, chunk=chunk, left_chunks=left_chunks, final=final, partial=partial,
                 endpoint=ep, decode=dopts, vad=vad)
     from asr.inference.punctuate import cached_punctuator
 
@@ -412,16 +410,13 @@ def bench_serve_cmd(
 
     from asr.evaluation.serve_bench import serve_load, summarize
     from asr.inference.punctuate import cached_punctuator
-    from asr.inference.streaming import Recognizer, StreamingOptions
+    from asr.inference.streaming import Recognizer, StreamingOptions, chunk_frames
 
     torch.set_num_threads(threads)
     loaded = load(model)
-    fs = loaded.model.encoder.rate * 10
     rows = []
     for c in chunks_ms:
-        if c % fs:
-            _fail(f"--chunk-ms must be a multiple of {fs} ms for this model")
-        rec = _run(Recognizer, loaded, StreamingOptions(chunk=c // fs, vad=vad),
+        rec = _run(Recognizer, loaded, StreamingOptions(chunk=_run(chunk_frames, loaded.model, c), vad=vad),
                    punctuator=_run(cached_punctuator) if punctuate else None)
         for n in clients:
             row = _run(serve_load, rec, audio, n, seconds, max_streams or None)

@@ -29,8 +29,9 @@ from asr.inference.streaming import Recognizer, Segment
 
 
 # ------------------------------------------------------------------------------------- sources
-def file_source(path: str | Path, block_seconds: float = 0.1, realtime: bool = True) -> Iterator[tuple[int, np.ndarray]]:
-    """Blocks of a recording (16 kHz float32), paced at real time unless ``realtime`` is False."""
+def file_source(path: str | Path, block_seconds: float = 0.1, realtime: bool = True) -> Iterator[tuple[np.ndarray, int]]:
+    """``(samples, sample_rate)`` blocks of a recording (16 kHz float32), paced at real time unless ``realtime`` is
+    False."""
     audio = load_audio(path)
     n = int(block_seconds * SAMPLE_RATE)
     t0 = time.perf_counter()
@@ -40,7 +41,7 @@ def file_source(path: str | Path, block_seconds: float = 0.1, realtime: bool = T
             delay = due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-        yield SAMPLE_RATE, audio[i:i + n]
+        yield audio[i:i + n], SAMPLE_RATE
 
 
 @dataclass
@@ -50,7 +51,7 @@ class MicStats:
 
 
 def mic_source(device=None, samplerate: int | None = None, block_seconds: float = 0.1, stop: threading.Event | None = None,
-               stats: MicStats | None = None) -> Iterator[tuple[int, np.ndarray]]:
+               stats: MicStats | None = None) -> Iterator[tuple[np.ndarray, int]]:
     """Blocks from a sounddevice input stream at the device's rate (the stream resamples to 16 kHz)."""
     import sounddevice as sd
 
@@ -72,7 +73,7 @@ def mic_source(device=None, samplerate: int | None = None, block_seconds: float 
             except queue.Empty:
                 continue
             stats.blocks += 1
-            yield rate, block
+            yield block, rate
 
 
 def list_devices() -> str:
@@ -206,7 +207,7 @@ def run_captions(recognizer: Recognizer, source, on_tentative: Callable[[str], N
                 on_segment(seg)
 
     try:
-        for rate, block in source:
+        for block, rate in source:
             now = time.perf_counter()
             before = stream.seconds
             stream.accept_waveform(block, rate)

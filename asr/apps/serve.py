@@ -81,7 +81,8 @@ class _Source:
             msg["commit_ends"] = [round(seg.words[-1].end if seg.words else seg.end, 3) for seg in new]
         return json.dumps(msg)
 
-    def put(self, rate: int, samples: np.ndarray | None) -> None:
+    def put(self, samples: np.ndarray | None, rate: int = 16000) -> None:
+        """Queue ``samples`` at ``rate`` Hz (None: the input ended)."""
         if samples is not None:
             self.queued += len(samples) / rate
             self.max_queued = max(self.max_queued, self.queued)
@@ -109,7 +110,7 @@ class CaptionServer:
         self.rec = recognizer
         self.tick = tick
         self.max_streams = max_streams
-        self.timing = timing  # messages carry token and segment times (tools/serve_load.py measures latency)
+        self.timing = timing  # messages carry token and segment times (asr bench-serve measures latency)
         self.finished: collections.deque = collections.deque(maxlen=1000)  # figures of the last closed clients
         self.on_segment = on_segment  # the server stream's committed segments (e.g. a transcript file)
         self.members = threading.Lock()  # guards the client set only; never held while decoding
@@ -185,11 +186,11 @@ class CaptionServer:
 
     # -- the server's own source
     def feed_server(self, source) -> None:
-        for rate, block in source:
+        for block, rate in source:
             if self.stop.is_set():
                 break
-            self.server.put(rate, block)
-        self.server.put(0, None)
+            self.server.put(block, rate)
+        self.server.put(None)
 
     # -- websocket handlers
     async def handler(self, ws) -> None:
@@ -257,7 +258,7 @@ class CaptionServer:
                 return
             if isinstance(msg, str):
                 if msg == "end":
-                    client.put(rate, None)
+                    client.put(None)
                     continue
                 self.stats["rejected"] += 1
                 await ws.close(1003, "expected binary int16 PCM frames")
@@ -267,7 +268,7 @@ class CaptionServer:
                 await ws.close(1009 if len(msg) > MAX_FRAME_BYTES else 1003,
                                f"frames must be int16 PCM of at most {MAX_FRAME_BYTES} bytes")
                 return
-            client.put(rate, np.frombuffer(msg, dtype="<i2"))
+            client.put(np.frombuffer(msg, dtype="<i2"), rate)
             while client.queued > MAX_BACKLOG_SECONDS and not self.stop.is_set():
                 if ws.state is not State.OPEN:  # gone while we held it back: drop its work now
                     return

@@ -14,7 +14,7 @@ from asr.evaluation.bench import _model
 from asr.evaluation.metrics import cer, wer
 from asr.inference.captions import ScreenMetrics
 from asr.inference.model_dir import load_model
-from asr.inference.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions
+from asr.inference.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions, chunk_frames
 from asr.text import normalize_text
 
 NO_ENDPOINT = EndpointConfig(EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0))
@@ -40,7 +40,7 @@ def _recognizer(model: str, chunk_ms: int, left_chunks: int, vocab_size: int = 5
                 return True
 
         loaded.tokenizer = _Tok()
-    chunk = chunk_ms // (m.encoder.rate * 10)
+    chunk = chunk_frames(m, chunk_ms)
     opts = StreamingOptions(chunk=chunk, left_chunks=left_chunks, endpoint=endpoint, final="none")
     return Recognizer(loaded, opts), desc
 
@@ -102,7 +102,7 @@ def streaming_wer(loaded, cuts, chunk_ms: int = 640, left_chunks: int = 4, final
     end-of-speech silence in seconds (default: the live default). ``partial``: ``ctc`` or ``mask_ctc``
     tentative text; ``partial_wer`` scores each segment's last tentative text (what the reader saw just
     before the second pass replaced it)."""
-    chunk = chunk_ms // (loaded.model.encoder.rate * 10)
+    chunk = chunk_frames(loaded.model, chunk_ms)
     extra = {"decode": decode} if decode is not None else {}
     if pause is not None:
         d = EndpointConfig()

@@ -103,6 +103,16 @@ class StreamingOptions:
             raise ValueError("the ctc_lm second pass needs an LM directory (decode=DecodeOptions(lm=...), --lm)")
 
 
+def chunk_frames(model, chunk_ms: int) -> int:
+    """Encoder frames in ``chunk_ms`` milliseconds for ``model`` (its front end's frame shift times its subsampling);
+    ValueError when the chunk is not a whole number of them."""
+    frame_ms = round(1000 * encoder_frame_seconds(model.encoder.rate, model.cfg.frontend.frame_seconds), 3)
+    n = chunk_ms / frame_ms
+    if n < 1 or abs(n - round(n)) > 1e-6:
+        raise ValueError(f"--chunk-ms must be a positive multiple of {frame_ms:g} ms for this model, not {chunk_ms}")
+    return round(n)
+
+
 FINAL_PASSES = (*METHODS, "none", "auto")
 DEFAULT_CHUNK_SECONDS = 0.64  # StreamingOptions(chunk=0)
 
