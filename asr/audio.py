@@ -17,6 +17,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from asr.errors import UserError
+
 SAMPLE_RATE = 16000  # Hz, everything inside the toolkit runs at this rate
 FRAME_SHIFT_MS = 10  # fbank hop
 FRAME_LENGTH_MS = 25  # fbank window
@@ -24,7 +26,7 @@ HOP_SAMPLES = SAMPLE_RATE * FRAME_SHIFT_MS // 1000  # 160 samples per feature fr
 WIN_SAMPLES = SAMPLE_RATE * FRAME_LENGTH_MS // 1000  # 400 samples per feature window
 
 
-class AudioError(ValueError):
+class AudioError(UserError):
     """A file could not be used as audio. ``str(err)`` is one line: ``"PATH: cause"``."""
 
     def __init__(self, path: str | os.PathLike, cause: str):

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from asr.errors import UserError
 from asr.files import write_atomic
 
 PRESET_DIR = Path(__file__).parent / "conf"
@@ -104,9 +105,9 @@ class FrontendConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in FRONTENDS:
-            raise ValueError(f"frontend kind must be one of {', '.join(FRONTENDS)}, not {self.kind!r}")
+            raise UserError(f"frontend kind must be one of {', '.join(FRONTENDS)}, not {self.kind!r}")
         if self.kind == "fbank" and self.n_mels != 80:
-            raise ValueError(f"frontend fbank computes 80 mel bins, not {self.n_mels}")
+            raise UserError(f"frontend fbank computes 80 mel bins, not {self.n_mels}")
 
 
 @dataclass(frozen=True)
@@ -190,7 +191,7 @@ def from_dict(cls: type, data: dict | None, where: str = "") -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
-        raise ValueError(f"unknown config key(s) {sorted(unknown)} in {where or cls.__name__}; "
+        raise UserError(f"unknown config key(s) {sorted(unknown)} in {where or cls.__name__}; "
                          f"known: {sorted(names)}")
     for f in dataclasses.fields(cls):
         if f.name not in data:
@@ -204,7 +205,7 @@ def from_dict(cls: type, data: dict | None, where: str = "") -> Any:
             base = typing.get_origin(t) or t
             if isinstance(base, type) and not isinstance(v, base) and not (base is tuple and isinstance(v, list)):
                 hint = " (YAML reads yes/no/on/off as booleans: quote the value)" if isinstance(v, bool) else ""
-                raise ValueError(f"{where + '.' if where else ''}{f.name}: expected {base.__name__}, got "
+                raise UserError(f"{where + '.' if where else ''}{f.name}: expected {base.__name__}, got "
                                  f"{type(v).__name__} {v!r}{hint}")
             kwargs[f.name] = tuple(v) if base is tuple else v
     return cls(**kwargs)
@@ -230,7 +231,7 @@ def load_config(path_or_preset: str | os.PathLike, overrides: typing.Sequence[st
     for o in overrides:
         key, sep, val = o.partition("=")
         if not sep:
-            raise ValueError(f"override {o!r}: expected section.key=value")
+            raise UserError(f"override {o!r}: expected section.key=value")
         _set_path(data, key.strip(), yaml.safe_load(val))
     return from_dict(Config, data)
 

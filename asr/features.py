@@ -21,6 +21,7 @@ from torchaudio.compliance.kaldi import inverse_mel_scale, mel_scale
 
 from asr.audio import FRAME_LENGTH_MS, FRAME_SHIFT_MS, HOP_SAMPLES, SAMPLE_RATE, WIN_SAMPLES, num_frames
 from asr.config import FrontendConfig
+from asr.errors import UserError
 from asr.files import write_atomic
 
 NUM_MEL_BINS = 80
@@ -40,7 +41,7 @@ def fbank(samples: np.ndarray | torch.Tensor, cfg: FbankConfig = FbankConfig()) 
 
     x = torch.as_tensor(samples, dtype=torch.float32)
     if x.dim() != 1:
-        raise ValueError(f"fbank expects mono samples (T,), got shape {tuple(x.shape)}")
+        raise UserError(f"fbank expects mono samples (T,), got shape {tuple(x.shape)}")
     if x.numel() < WIN_SAMPLES:
         return torch.zeros(0, cfg.num_mel_bins)
     return kaldi.fbank(
@@ -89,7 +90,7 @@ def stft_logmel(samples: np.ndarray | torch.Tensor, cfg: FrontendConfig) -> torc
     natural log floored at 1e-10. Too short to reflect-pad (under ``n_fft / 2`` samples): no frames."""
     x = torch.as_tensor(samples, dtype=torch.float32)
     if x.dim() != 1:
-        raise ValueError(f"features expect mono samples (T,), got shape {tuple(x.shape)}")
+        raise UserError(f"features expect mono samples (T,), got shape {tuple(x.shape)}")
     if x.numel() <= cfg.n_fft // 2:
         return torch.zeros(0, cfg.n_mels)
     spec = torch.stft(x, cfg.n_fft, cfg.hop_length, cfg.win_length, window=torch.hann_window(cfg.win_length),
@@ -108,7 +109,7 @@ def whisper_logmel(samples: np.ndarray | torch.Tensor, cfg: FrontendConfig) -> t
     over its padded 30-s window, whose other frames are silence and never the max)."""
     x = torch.as_tensor(samples, dtype=torch.float32)
     if x.dim() != 1:
-        raise ValueError(f"features expect mono samples (T,), got shape {tuple(x.shape)}")
+        raise UserError(f"features expect mono samples (T,), got shape {tuple(x.shape)}")
     n = x.numel() // cfg.hop_length
     if n == 0:
         return torch.zeros(0, cfg.n_mels)
@@ -234,7 +235,7 @@ def streaming_features(frontend: FrontendConfig | None = None):
         return StreamingFbank()
     if frontend.kind == "whisper_logmel":
         return StreamingLogMel(frontend)
-    raise ValueError(f"streaming computes fbank or Whisper's log-mel, not {frontend.kind}")
+    raise UserError(f"streaming computes fbank or Whisper's log-mel, not {frontend.kind}")
 
 
 # ------------------------------------------------------------------------------------- CMVN
@@ -279,7 +280,7 @@ class CMVNAccumulator:
 
     def result(self, floor: float = 1e-5) -> GlobalCMVN:
         if self.frames == 0:
-            raise ValueError("no frames accumulated for CMVN")
+            raise UserError("no frames accumulated for CMVN")
         mean = self.sum / self.frames
         var = (self.sum_sq / self.frames - mean * mean).clamp_min(floor**2)
         return GlobalCMVN(mean.float(), var.sqrt().float(), self.frames)

@@ -25,6 +25,8 @@ from typing import Iterable, Protocol, Sequence
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 
+from asr.errors import UserError
+
 BLANK_ID = 0
 
 
@@ -206,7 +208,7 @@ def train_tokenizer(
     """
 
     if model_type not in ("unigram", "bpe", "char"):
-        raise ValueError(f"model_type must be unigram, bpe or char, not {model_type!r}")
+        raise UserError(f"model_type must be unigram, bpe or char, not {model_type!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".spm-") as tmp:
@@ -219,7 +221,7 @@ def train_tokenizer(
                     f.write(t + "\n")
                     n += 1
         if n == 0:
-            raise ValueError("no text to train the tokenizer on")
+            raise UserError("no text to train the tokenizer on")
         prefix = Path(tmp) / name
         spm.SentencePieceTrainer.train(
             input=str(corpus),

@@ -26,6 +26,7 @@ from typing import Iterable, Sequence
 
 from tokenizers import Tokenizer as HFTokenizer
 
+from asr.errors import UserError
 from asr.text import BLANK_ID, SpecialTokens
 
 OFFSET = 1  # model id = BPE id + 1
@@ -55,7 +56,7 @@ class WhisperTokenizer:
         need = ("<|endoftext|>", "<|startoftranscript|>", "<|notimestamps|>", "<|startoflm|>")
         missing = [n for n in need if n not in added]
         if missing:
-            raise ValueError(f"{path}: not a Whisper tokenizer (no {', '.join(missing)})")
+            raise UserError(f"{path}: not a Whisper tokenizer (no {', '.join(missing)})")
         self._added = added
         # Whisper's vocabulary: the tokenizer's ids, then 1501 timestamp tokens after <|notimestamps|> (0.00 .. 30.00 s)
         n = added["<|notimestamps|>"] + 1 + TIMESTAMPS

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from asr.apps.cli import app
@@ -83,3 +84,23 @@ def test_a_bad_compute_device_is_one_line():
                        capture_output=True, text=True)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip() == "error: --device 'nonexistent': not a compute device (cpu, cuda, cuda:N, mps)"
+
+
+def test_an_internal_error_keeps_its_traceback_and_a_user_error_is_one_line(monkeypatch, capsys):
+    """``main`` prints what the library refuses on purpose (asr.errors.UserError) as one line; a plain ValueError
+    from deep inside (a bug) is not disguised as a user's mistake."""
+    import asr.apps.cli as cli
+    from asr.errors import UserError
+
+    def boom(exc):
+        def app():
+            raise exc
+        return app
+
+    monkeypatch.setattr(cli, "app", boom(UserError("talk.wav: not audio")))
+    with pytest.raises(SystemExit) as e:
+        cli.main()
+    assert e.value.code == 1 and capsys.readouterr().err.strip() == "error: talk.wav: not audio"
+    monkeypatch.setattr(cli, "app", boom(ValueError("shapes (3,) and (4,) not aligned")))
+    with pytest.raises(ValueError, match="not aligned"):
+        cli.main()

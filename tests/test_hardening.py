@@ -358,7 +358,7 @@ def test_serve_writes_output_and_stats(speech_clips, tmp_path):
         output, _ = proc.communicate(timeout=60)
     assert "-->" in out.read_text(), output
     stats = json.loads([line for line in output.splitlines() if line.startswith("{")][-1])
-    assert stats["server_segments"] >= 1 and stats["server_audio_seconds"] > 1 and stats["committed_revisions"] == 0
+    assert stats["server_segments"] >= 1 and stats["server_audio_seconds"] > 1
 
 
 # ------------------------------------------------------------------------------------ 11: decode defaults

@@ -50,7 +50,7 @@ def test_live_input_file_fast_writes_transcript(random_model_dir, speech_clips, 
     assert r.exit_code == 0, r.output
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert lines and all(x["end"] >= x["start"] for x in lines)
-    assert "committed revisions 0" in r.output
+    assert "tentative changes" in r.output
     assert "end of speech to commit median" in r.output and "erasure rate" in r.output and "flicker" in r.output
 
 

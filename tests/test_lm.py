@@ -229,10 +229,22 @@ def test_streaming_second_pass_with_the_lm_commits_lexicon_words(lm_dir, speech_
     assert set(seg.text.split()) <= vocab
     out = lm_dir.parent / "live.txt"
     r = runner.invoke(app, ["live", "--input", str(speech_clips[0].path), "--fast", "--lm", str(lm_dir),
-                            "--output", str(out), "--no-punctuate"])
+                            "--final", "ctc_lm", "--output", str(out), "--no-punctuate"])
     assert r.exit_code == 0, r.output
     words = out.read_text().split()
     assert words and set(words) <= vocab
+
+
+def test_live_and_the_api_choose_the_same_second_pass_with_an_lm(lm_dir):
+    """One policy for the second pass (Recognizer: auto): `asr live --lm` and `model.stream(lm_dir=...)` agree
+    (the command line used to commit ctc_lm text where the API committed attention rescoring)."""
+    from asr.inference.model_dir import load_model
+    from asr.inference.streaming import Recognizer, StreamingOptions, streaming_options
+
+    loaded = load_model("demo")
+    api = Recognizer(loaded, streaming_options(lm_dir=str(lm_dir)))
+    cli = Recognizer(loaded, StreamingOptions(final="auto", decode=api.options.decode))
+    assert api.options.final == cli.options.final == "attention_rescoring"
 
 
 def test_neural_lm_trains_loads_and_fuses(lm_dir, random_model_dir, speech_clips, tmp_path):

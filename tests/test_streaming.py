@@ -121,7 +121,6 @@ def test_speech_silence_speech_gives_two_segments_with_demo_model(clip):
     gap = len(a) / 16000
     assert segments[0].end <= gap + 0.5 and segments[-1].start >= gap
     assert all(y.startswith(x) for x, y in zip(committed, committed[1:]))  # never revised
-    assert s.stats["committed_revisions"] == 0
     starts = [w.start for seg in segments for w in seg.words]
     assert starts == sorted(starts)
 

@@ -269,12 +269,12 @@ def live_cmd(
     output: Optional[Path] = typer.Option(None, "--output", help="Write the running transcript: .txt, .srt, .vtt or .jsonl."),
     chunk_ms: int = typer.Option(640, help="Chunk size in milliseconds (a multiple of the encoder frame)."),
     left_chunks: int = typer.Option(4, help="Attention context in chunks."),
-    final: Optional[str] = typer.Option(None, help="Second pass at an endpoint: any decoder, or none (default: ctc_lm with --lm, else attention_rescoring when the model has an attention decoder)."),
+    final: Optional[str] = typer.Option(None, help="Second pass at an endpoint: any decoder, or none (default auto: attention_rescoring when the model has an attention decoder, with --lm fused into it, else mask_ctc, else none)."),
     partial: str = typer.Option("ctc", help="Tentative text: ctc (prefix beam) or mask_ctc (refined by the MLM decoder)."),
     silence_after_speech: float = typer.Option(ENDPOINT_PAUSE_SECONDS, help="Endpoint after this many seconds of silence following speech."),
     silence_before_speech: float = typer.Option(ENDPOINT_IDLE_SECONDS, help="Endpoint after this much silence when nothing was said."),
     max_segment: float = typer.Option(ENDPOINT_MAX_SEGMENT_SECONDS, help="Endpoint when a segment reaches this many seconds."),
-    stats: bool = typer.Option(False, "--stats", help="Print caption metrics at the end (RTF, latencies, revisions)."),
+    stats: bool = typer.Option(False, "--stats", help="Print caption metrics at the end (RTF, latencies, tentative changes)."),
     threads: int = typer.Option(1, help="CPU threads for torch."),
     serve_flag: bool = typer.Option(False, "--serve", help="Serve a caption web page (HTTP + WebSocket) instead of the terminal."),
     host: str = typer.Option("127.0.0.1", help="--serve: address to bind."),
@@ -306,7 +306,7 @@ def live_cmd(
     ep = EndpointConfig(EndpointRule(False, silence_before_speech, 0.0), EndpointRule(True, silence_after_speech, 0.0),
                         EndpointRule(False, 0.0, max_segment))
     dopts = decode_options_from(decode)
-    final = final or ("ctc_lm" if dopts.lm else "auto")
+    final = final or "auto"  # the one policy: Recognizer._second_pass
     opts = _run(StreamingOptions, chunk=chunk, left_chunks=left_chunks, final=final, partial=partial,
                 endpoint=ep, decode=dopts, vad=vad)
     from asr.inference.punctuate import cached_punctuator
@@ -355,7 +355,7 @@ def bench_stream_cmd(
     quantize: Optional[str] = QUANTIZE_OPT,
 ) -> None:
     """Streaming speed (real-time factor per chunk size, bounded per-chunk cost) and, with --manifests,
-    streaming WER against full-context WER plus caption stability (committed revisions must be 0)."""
+    streaming WER against full-context WER plus caption stability (tentative text erased and flicker)."""
     import torch
 
     from asr.evaluation.stream_bench import chunk_rtf, streaming_wer

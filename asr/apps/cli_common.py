@@ -26,16 +26,12 @@ lm_app = typer.Typer(help="Language models for decoding: build a word n-gram LM 
                      no_args_is_help=True)
 app.add_typer(lm_app, name="lm")
 
-# Errors a user can cause with their input: printed as one line, never a traceback.
+# Errors a user can cause with their input: printed as one line, never a traceback. The library raises
+# asr.errors.UserError (and its subclasses) on purpose; any other exception is a bug and keeps its traceback.
 def user_errors() -> tuple[type[BaseException], ...]:
-    from asr.audio import AudioError
-    from asr.data.prepare import PrepareError
-    from asr.data.synth import CorpusError
-    from asr.data.text_source import TextSourceError
-    from asr.data.tts import SynthesisError
+    from asr.errors import UserError
 
-    return (AudioError, CorpusError, PrepareError, TextSourceError, SynthesisError, FileNotFoundError, ValueError,
-            IsADirectoryError, PermissionError)
+    return (UserError, FileNotFoundError, IsADirectoryError, PermissionError)
 
 
 def _fail(msg: str) -> None:

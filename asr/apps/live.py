@@ -24,6 +24,7 @@ import numpy as np
 from asr.apps.serve import CaptionServer, serve
 from asr.audio import SAMPLE_RATE, load_audio
 from asr.config import MAX_LIVE_STREAMS
+from asr.errors import UserError
 from asr.inference.captions import VTT_HEADER, ScreenMetrics, caption_cues, srt_cue, vtt_cue
 from asr.inference.streaming import Recognizer, Segment
 
@@ -90,7 +91,7 @@ class TranscriptWriter:
         self.path = Path(path)
         self.fmt = self.path.suffix.lstrip(".").lower()
         if self.fmt not in ("txt", "srt", "vtt", "jsonl"):
-            raise ValueError(f"{path}: --output must end in .txt, .srt, .vtt or .jsonl")
+            raise UserError(f"{path}: --output must end in .txt, .srt, .vtt or .jsonl")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.f = open(self.path, "w", encoding="utf-8")
         self.n = 0
@@ -149,7 +150,6 @@ class CaptionStats:
     commit_latency: list[float] = field(default_factory=list)  # last word's audio arrived -> its segment committed
     screen: ScreenMetrics = field(default_factory=ScreenMetrics)  # erasure and flicker of the tentative text
     segments: int = 0
-    committed_revisions: int = 0
     tentative_changes: int = 0
     overflows: int = 0
 
@@ -161,7 +161,7 @@ class CaptionStats:
         return (f"audio {self.audio_seconds:.1f} s, RTF {rtf:.3f}; partial latency median {med(self.partial_latency)}; "
                 f"end of speech to commit median {med(self.commit_latency)} (second pass {med(self.final_latency)}); "
                 f"erasure rate {100 * self.screen.erasure_rate:.1f}%, flicker {self.screen.flicker_per_word:.3f} per "
-                f"word; segments {self.segments}; committed revisions {self.committed_revisions}; tentative changes "
+                f"word; segments {self.segments}; tentative changes "
                 f"{self.tentative_changes}; overflows {self.overflows}")
 
 
@@ -225,7 +225,6 @@ def run_captions(recognizer: Recognizer, source, on_tentative: Callable[[str], N
     stream.input_finished()
     pump()
     finish()
-    stats.committed_revisions = stream.stats["committed_revisions"]
     stats.tentative_changes = stream.stats["tentative_changes"]
     return stats
 
@@ -265,7 +264,7 @@ def caption_terminal(recognizer: Recognizer, source, output: Path | None = None)
 def caption_server(recognizer: Recognizer, source, host: str, port: int, output: Path | None = None,
                    log: Callable[[str], None] = print, max_streams: int = MAX_LIVE_STREAMS) -> dict:
     """The caption web page at ``http://HOST:PORT/`` (:mod:`asr.apps.serve`) until Ctrl-C; the server's own
-    captions also go to ``output``. Returns the server's figures (batches, segments, revisions)."""
+    captions also go to ``output``. Returns the server's figures (batches, segments, tentative changes)."""
 
     writer = TranscriptWriter(output) if output else None
     srv = CaptionServer(recognizer, on_segment=writer.write if writer else None, max_streams=max_streams)
@@ -284,4 +283,4 @@ def caption_server(recognizer: Recognizer, source, host: str, port: int, output:
             writer.close()
     st = srv.server.stream.stats
     return {**{k: round(v, 3) if isinstance(v, float) else v for k, v in srv.stats.items()},
-            "committed_revisions": st["committed_revisions"], "tentative_changes": st["tentative_changes"]}
+            "tentative_changes": st["tentative_changes"]}

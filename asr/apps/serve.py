@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from asr.config import MAX_LIVE_STREAMS
+from asr.errors import UserError
 from asr.inference.streaming import Recognizer, Segment, Stream
 
 MAX_FRAME_BYTES = 64000  # 2 s of 16 kHz int16 audio per message at most
@@ -106,7 +107,7 @@ class CaptionServer:
                  on_segment: Callable[[Segment], None] | None = None, max_streams: int = MAX_LIVE_STREAMS,
                  timing: bool = False):
         if max_streams < 1:
-            raise ValueError(f"max_streams must be at least 1, not {max_streams}")
+            raise UserError(f"max_streams must be at least 1, not {max_streams}")
         self.rec = recognizer
         self.tick = tick
         self.max_streams = max_streams

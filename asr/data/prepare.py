@@ -21,6 +21,7 @@ import numpy as np
 from lhotse import CutSet, load_manifest, load_manifest_lazy
 from tqdm import tqdm
 
+from asr.errors import UserError
 from asr.features import CMVNAccumulator, GlobalCMVN, fbank
 from asr.files import atomic_path
 from asr.text import Tokenizer, train_tokenizer
@@ -31,7 +32,7 @@ MINI_PARTS = ("dev-clean-2", "train-clean-5")
 PREFIX = "librispeech"
 
 
-class PrepareError(RuntimeError):
+class PrepareError(UserError, RuntimeError):
     pass
 
 

@@ -41,6 +41,7 @@ from asr.data.tts import (
     synthesize,
     voice_available,
 )
+from asr.errors import UserError
 from asr.files import atomic_path, write_atomic
 
 SUBSETS = ("train", "dev", "test")
@@ -93,7 +94,7 @@ class Task:
     utterances: tuple[Utterance, ...]
 
 
-class CorpusError(RuntimeError):
+class CorpusError(UserError, RuntimeError):
     pass
 
 

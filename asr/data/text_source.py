@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from asr.errors import UserError
 from asr.text import normalize_text
 
 MIN_WORDS, MAX_WORDS = 4, 24
@@ -24,7 +25,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
 _BAD_CHARS = re.compile(r"[0-9@#$%^&*<>=+\[\]{}|\\~]")
 
 
-class TextSourceError(RuntimeError):
+class TextSourceError(UserError, RuntimeError):
     pass
 
 

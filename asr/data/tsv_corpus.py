@@ -27,6 +27,7 @@ import soundfile as sf
 from lhotse import AudioSource, CutSet, Recording, SupervisionSegment
 
 from asr.data.prepare import PrepareError, cuts_path
+from asr.errors import first_line
 from asr.files import atomic_path
 from asr.text import normalize_text
 
@@ -75,7 +76,7 @@ def _recording(row: dict):
     try:
         info = sf.info(str(row["audio"]))
     except Exception as e:  # noqa: BLE001 - missing, unreadable or not audio: reported, not fatal
-        return None, f"{row['audio']} (line {row['line']}): {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        return None, f"{row['audio']} (line {row['line']}): {first_line(e)}"
     if info.frames <= 0:
         return None, f"{row['audio']} (line {row['line']}): no audio samples"
     rec = Recording(id=row["id"], sources=[AudioSource(type="file", channels=list(range(info.channels)),

@@ -33,6 +33,8 @@ from typing import Sequence
 import numpy as np
 import soundfile as sf
 
+from asr.errors import UserError
+
 
 @dataclass(frozen=True)
 class Voice:
@@ -74,7 +76,7 @@ ENGINE_PACKAGES = {
 }
 
 
-class SynthesisError(RuntimeError):
+class SynthesisError(UserError, RuntimeError):
     pass
 
 
@@ -134,7 +136,7 @@ def installed_voices(engines: Sequence[str] | None = None) -> list[Voice]:
     of ``engines`` (neural engines are used only when named here)."""
     unknown = set(engines or ()) - set(CATALOGUE)
     if unknown:
-        raise ValueError(f"unknown TTS engine(s) {sorted(unknown)}; known: {sorted(CATALOGUE)}")
+        raise UserError(f"unknown TTS engine(s) {sorted(unknown)}; known: {sorted(CATALOGUE)}")
     return [v for e, names in CATALOGUE.items() if (e not in NEURAL_ENGINES if engines is None else e in engines)
             for v in (Voice(e, n) for n in names) if voice_available(v)]
 
@@ -143,7 +145,7 @@ def parse_voice(spec: str) -> Voice:
     """``"engine:name"`` -> Voice (for ``--voices``)."""
     engine, sep, name = spec.partition(":")
     if not sep or engine not in CATALOGUE:
-        raise ValueError(f"voice {spec!r}: expected ENGINE:NAME with ENGINE one of {sorted(CATALOGUE)}")
+        raise UserError(f"voice {spec!r}: expected ENGINE:NAME with ENGINE one of {sorted(CATALOGUE)}")
     return Voice(engine, name)
 
 

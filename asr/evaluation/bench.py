@@ -16,6 +16,7 @@ import torch
 
 from asr.audio import SAMPLE_RATE
 from asr.config import load_config
+from asr.errors import UserError
 from asr.features import features as model_features
 from asr.inference.model_dir import load_model, quantize_model, resolve_model_path
 from asr.models.asr_model import ASRModel, count_parameters
@@ -140,7 +141,7 @@ def bench_decoders(model: str = "demo", decoders: list[str] | None = None, secon
     methods = available_methods(m) if not decoders or decoders == ["all"] else decoders
     for d in methods:
         if d not in METHODS:
-            raise ValueError(f"unknown decoder {d!r}")
+            raise UserError(f"unknown decoder {d!r}")
     rng = np.random.default_rng(0)
     audio = [(rng.standard_normal(int(seconds * SAMPLE_RATE)) * 0.05).astype(np.float32) for _ in range(batch)]
     audio_seconds = seconds * batch

@@ -12,6 +12,7 @@ import torch
 
 from asr.data.batching import fbank_batch, make_sampler
 from asr.data.prepare import load_cuts
+from asr.errors import UserError
 from asr.evaluation.metrics import ErrorRate, cer, wer
 from asr.features import features
 from asr.inference.decode import decode_features
@@ -83,7 +84,7 @@ def tune_lm(loaded: "LoadedModel", lm_dir, cuts, lm_weights, word_scores, lm_bea
     written into the LM directory's card, where ``--lm`` / ``lm_dir=`` without explicit weights finds it.
     Returns ``(wer, lm_weight, word_score)``."""
     if subset == "test":
-        raise ValueError("tune on dev, never on test")
+        raise UserError("tune on dev, never on test")
     best = None
     for w in lm_weights:
         for ws in word_scores:

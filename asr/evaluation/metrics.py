@@ -10,6 +10,7 @@ from typing import Sequence
 
 import jiwer
 
+from asr.errors import UserError
 from asr.text import normalize_text
 
 
@@ -32,7 +33,7 @@ class ErrorRate:
 
 def _measure(refs: Sequence[str], hyps: Sequence[str], chars: bool) -> ErrorRate:
     if len(refs) != len(hyps):
-        raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
+        raise UserError(f"{len(refs)} references but {len(hyps)} hypotheses")
     r = [normalize_text(x) for x in refs]
     h = [normalize_text(x) for x in hyps]
     # jiwer refuses empty references; score those pairs by hand (every hypothesis word is an insertion).

@@ -13,6 +13,7 @@ import jiwer
 from lhotse import CutSet, Recording, SupervisionSegment
 
 from asr.audio import AudioError, load_audio
+from asr.errors import UserError
 from asr.evaluation.evaluate import EvalResult, evaluate_cuts
 from asr.evaluation.metrics import cer, wer
 from asr.evaluation.plots import plot_wer_vs_rtf
@@ -33,7 +34,7 @@ def load_refs_tsv(path: str | os.PathLike):
     rows = [(i, r) for i, r in enumerate(csv.reader(p.read_text(encoding="utf-8", errors="replace").splitlines(),
                                                       delimiter="\t", quoting=csv.QUOTE_NONE), 1) if r]
     if not rows:
-        raise ValueError(f"{p}: empty reference file")
+        raise UserError(f"{p}: empty reference file")
     head = [h.strip().lower() for h in rows[0][1]]
     cols = None
     for pc in ("wav", "path", "audio"):

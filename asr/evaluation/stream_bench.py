@@ -86,8 +86,7 @@ def chunk_rtf(model: str = "demo", chunk_ms: int = 640, left_chunks: int = 4, se
 
 def streaming_wer(loaded, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: str = "attention_rescoring",
                   decode=None, tail_seconds: float = 2.0, pause: float | None = None, partial: str = "ctc") -> dict:
-    """Decode each cut as a live stream and score the committed text; also count committed-text revisions and
-    tentative changes, and time what a caption reader sees.
+    """Decode each cut as a live stream and score the committed text; also count tentative changes, and time what a caption reader sees.
 
     The audio (plus ``tail_seconds`` of silence, so the end-of-speech rule can fire as it would live) is fed
     in 100 ms blocks on a simulated real-time clock: a block arrives at its audio time, a chunk is decoded as
@@ -109,7 +108,7 @@ def streaming_wer(loaded, cuts, chunk_ms: int = 640, left_chunks: int = 4, final
         extra["endpoint"] = EndpointConfig(d.rule1, EndpointRule(True, pause, 0.0), d.rule3)
     rec = Recognizer(loaded, StreamingOptions(chunk=chunk, left_chunks=left_chunks, final=final, partial=partial, **extra))
     partial_hyps: list[str] = []
-    refs, hyps, revisions, changes, t_compute, audio_s = [], [], 0, 0, 0.0, 0.0
+    refs, hyps, changes, t_compute, audio_s = [], [], 0, 0.0, 0.0
     partial_lat: list[float] = []
     commit_lat: list[float] = []
     screen = ScreenMetrics()
@@ -161,20 +160,19 @@ def streaming_wer(loaded, cuts, chunk_ms: int = 640, left_chunks: int = 4, final
         run(len(audio) / SAMPLE_RATE)
         t_compute += commit(clock)[1]
         audio_s += len(audio) / SAMPLE_RATE
-        revisions += s.stats["committed_revisions"]
         changes += s.stats["tentative_changes"]
         refs.append(normalize_text(" ".join(x.text for x in c.supervisions)))
         hyps.append(s.result.committed)
         partial_hyps.append(" ".join(last_partials))
     lat = {"partial_latency": partial_lat, "commit_latency": commit_lat}
-    return _report(refs, hyps, partial_hyps, lat, screen, t_compute / audio_s, revisions, changes,
+    return _report(refs, hyps, partial_hyps, lat, screen, t_compute / audio_s, changes,
                    {"chunk_ms": chunk_ms, "partial": partial, "final": rec.options.final,
                     "pause_s": rec.options.endpoint.rule2.min_trailing_silence})
 
 
-def _report(refs, hyps, partial_hyps, latencies: dict, screen, rtf: float, revisions: int, changes: int,
+def _report(refs, hyps, partial_hyps, latencies: dict, screen, rtf: float, changes: int,
             head: dict) -> dict:
-    """:func:`streaming_wer`'s figures: WER / CER, partial WER, RTF, revisions, latency medians and 90th
+    """:func:`streaming_wer`'s figures: WER / CER, partial WER, RTF, latency medians and 90th
     percentiles, screen stability."""
     def q(xs: list[float], p: float) -> float | None:
         return round(float(np.quantile(xs, p)), 3) if xs else None
@@ -182,5 +180,5 @@ def _report(refs, hyps, partial_hyps, latencies: dict, screen, rtf: float, revis
     lat = {f"{k}_{n}_s": q(v, p) for k, v in latencies.items() for n, p in (("median", 0.5), ("p90", 0.9))}
     return {"utterances": len(refs), **head, "partial_wer": round(wer(refs, partial_hyps).rate, 4),
             "wer": round(wer(refs, hyps).rate, 4), "cer": round(cer(refs, hyps).rate, 4), "rtf": round(rtf, 4),
-            "committed_revisions": revisions, "tentative_changes": changes, **lat,
+            "tentative_changes": changes, **lat,
             "erasure_rate": round(screen.erasure_rate, 4), "flicker_per_word": round(screen.flicker_per_word, 4)}

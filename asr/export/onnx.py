@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from asr.errors import UserError
 from asr.export.onnx_runtime import OnnxModel
 from asr.files import atomic_path, write_atomic
 from asr.inference.model_dir import load_model
@@ -101,7 +102,7 @@ def export_onnx(model_dir: str | os.PathLike, out: str | os.PathLike, check: boo
     loaded = load_model(model_dir)
     m = loaded.model.float().eval()
     if m.ctc is None or loaded.config.model.encoder.kind != "conformer":
-        raise ValueError(f"{loaded.path}: asr export-onnx exports Conformer models with a CTC head (its runtime "
+        raise UserError(f"{loaded.path}: asr export-onnx exports Conformer models with a CTC head (its runtime "
                          f"decodes from CTC); this one has a {loaded.config.model.encoder.kind} encoder"
                          + ("" if m.ctc is not None else " and no CTC head"))
     out = Path(out)

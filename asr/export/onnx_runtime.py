@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from asr.config import load_config
+from asr.errors import UserError, first_line
 from asr.inference.model_dir import LoadedModel, ModelError
 from asr.models.encoder import chunk_window, initial_state
 from asr.models.state import DecoderCache, EncoderState
@@ -124,7 +125,7 @@ class OnnxModel:
     def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor, chunk: int = 0, left_chunks: int = -1):
         """Raw fbank ``(B, T, F)`` -> ``(enc (B, T', D), lengths (B,))`` (full context only)."""
         if chunk:
-            raise ValueError("the ONNX encoder is full-context; stream with forward_chunk")
+            raise UserError("the ONNX encoder is full-context; stream with forward_chunk")
         enc, lens = self._enc.run(None, {"feats": _np(feats.float()), "feat_lens": _np(feat_lens.long())})
         return torch.from_numpy(enc), torch.from_numpy(lens)
 
@@ -151,7 +152,7 @@ def load_onnx_model(path: str | os.PathLike, threads: int = 0):
     except FileNotFoundError as e:
         raise ModelError(str(e)) from None
     except Exception as e:  # noqa: BLE001 - onnxruntime / protobuf errors on a damaged file: one line
-        raise ModelError(f"{d}: cannot load the ONNX export ({e.__class__.__name__}: {str(e).splitlines()[0][:200]})") from None
+        raise ModelError(f"{d}: cannot load the ONNX export ({e.__class__.__name__}: {first_line(e, 200)})") from None
     return LoadedModel(model, tok, cfg, d)
 
 

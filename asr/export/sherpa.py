@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from asr.errors import UserError
 from asr.export.onnx import OPSET, _export
 from asr.files import write_atomic
 from asr.inference.model_dir import ModelError, load_model
@@ -185,7 +186,7 @@ def sherpa_recognizer(out: str | os.PathLike, streaming: bool = False, front_end
 
     out = Path(out)
     if front_end not in ("sherpa", "asr"):
-        raise ValueError(f"front_end must be sherpa or asr, not {front_end!r}")
+        raise UserError(f"front_end must be sherpa or asr, not {front_end!r}")
     if streaming:
         rec = sherpa_onnx.OnlineRecognizer.from_wenet_ctc(tokens=str(out / "tokens.txt"), model=str(out / "model-streaming.onnx"),
                                                           chunk_size=chunk_size, num_left_chunks=num_left_chunks,

@@ -39,6 +39,7 @@ from asr.config import (
     save_config,
     to_dict,
 )
+from asr.errors import first_line
 from asr.features import GlobalCMVN
 from asr.files import atomic_model_dir
 from asr.importers import ImportRefused
@@ -302,7 +303,7 @@ def import_espnet(config: str | os.PathLike, model_file: str | os.PathLike, out:
     try:
         cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ImportRefused(f"{config}: not a readable ESPnet config ({str(e).splitlines()[0][:120]})") from None
+        raise ImportRefused(f"{config}: not a readable ESPnet config ({first_line(e, 120)})") from None
     if not isinstance(cfg, dict) or "token_list" not in cfg:
         raise ImportRefused(f"{config}: not an ESPnet training config (no token_list)")
     mcfg, kind = model_config(cfg)
@@ -312,7 +313,7 @@ def import_espnet(config: str | os.PathLike, model_file: str | os.PathLike, out:
     try:
         state = torch.load(model_file, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
-        raise ImportRefused(f"{model_file}: not a readable ESPnet model file ({str(e).splitlines()[0][:120]})") from None
+        raise ImportRefused(f"{model_file}: not a readable ESPnet model file ({first_line(e, 120)})") from None
     mcfg = replace(mcfg, vocab_size=tok.vocab_size)
     if kind == "joint" and not mcfg.decoder.num_layers and any(k.startswith("decoder.") for k in state):
         raise ImportRefused(f"{config}: the weights hold a decoder the config gives weight 0")

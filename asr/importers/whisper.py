@@ -38,6 +38,7 @@ from asr.config import (
     save_config,
     to_dict,
 )
+from asr.errors import first_line
 from asr.files import atomic_model_dir
 from asr.importers import ImportRefused
 from asr.models.asr_model import ASRModel, count_parameters
@@ -52,10 +53,6 @@ CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16
 
 # ------------------------------------------------------------------------------------------ reading the sources
 
-
-def _first_line(e: BaseException) -> str:
-    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
-    return (lines[0] if lines else type(e).__name__)[:160]
 
 
 def read_ctranslate2(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -100,7 +97,7 @@ def read_ctranslate2(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except (struct.error, UnicodeDecodeError, ValueError) as e:
         if isinstance(e, ImportRefused):
             raise
-        raise ImportRefused(f"{path}: not a readable CTranslate2 model ({_first_line(e)})") from None
+        raise ImportRefused(f"{path}: not a readable CTranslate2 model ({first_line(e)})") from None
     return out
 
 
@@ -197,7 +194,7 @@ def hf_to_openai(directory: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     except (OSError, ValueError) as e:
         if isinstance(e, ImportRefused):
             raise
-        raise ImportRefused(f"{directory}: not a readable transformers Whisper model ({_first_line(e)})") from None
+        raise ImportRefused(f"{directory}: not a readable transformers Whisper model ({first_line(e)})") from None
     if cfg.get("model_type") != "whisper":
         raise ImportRefused(f"{directory}: model_type {cfg.get('model_type')!r} is not supported (whisper)")
     for key, want in (("activation_function", "gelu"), ("scale_embedding", False)):
@@ -240,7 +237,7 @@ def fetch_source(src: str) -> Path:
         return Path(snapshot_download(src, allow_patterns=["*.json", "*.safetensors", "*.bin", "*.txt"]))
     except Exception as e:  # noqa: BLE001 - offline, unknown repo, ...: one line
         raise ImportRefused(f"{src}: no such file or folder, and downloading it from Hugging Face failed "
-                            f"({_first_line(e)})") from None
+                            f"({first_line(e)})") from None
 
 
 def read_source(src: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor], Path | None, str]:
@@ -258,7 +255,7 @@ def read_source(src: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor], 
         try:
             ckpt = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - torch raises many types for a bad file
-            raise ImportRefused(f"{p}: not a readable OpenAI Whisper checkpoint ({_first_line(e)})") from None
+            raise ImportRefused(f"{p}: not a readable OpenAI Whisper checkpoint ({first_line(e)})") from None
         if not isinstance(ckpt, dict) or "dims" not in ckpt or "model_state_dict" not in ckpt:
             raise ImportRefused(f"{p}: not an OpenAI Whisper checkpoint (no dims / model_state_dict)")
         return dict(ckpt["dims"]), dict(ckpt["model_state_dict"]), None, "OpenAI"
@@ -359,7 +356,7 @@ def import_whisper(src: str | os.PathLike, out: str | os.PathLike, tokenizer: st
     try:
         tok = WhisperTokenizer(tok_file)
     except Exception as e:  # noqa: BLE001 - tokenizers raises its own types
-        raise ImportRefused(f"{tok_file}: not a Whisper tokenizer ({_first_line(e)})") from None
+        raise ImportRefused(f"{tok_file}: not a Whisper tokenizer ({first_line(e)})") from None
     mcfg = model_config(dims)
     if tok.vocab_size != mcfg.vocab_size:
         raise ImportRefused(f"{tok_file}: a vocabulary of {tok.vocab_size - OFFSET} tokens for a model of "

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from asr.audio import SAMPLE_RATE, as_samples, load_audio, resample
+from asr.errors import UserError
 from asr.inference import model_dir
 from asr.inference.model_dir import LoadedModel
 from asr.inference.punctuate import cached_punctuator
@@ -65,7 +66,7 @@ def transcribe(loaded: LoadedModel, audio, decoder: str = "auto", sample_rate: i
     decoder = default_method(loaded.model) if decoder == "auto" else decoder
     have = available_methods(loaded.model, with_lm=lm_dir is not None)
     if decoder not in have:
-        raise ValueError(f"decoder {decoder!r} is not available for this model (it has: {', '.join(have)})")
+        raise UserError(f"decoder {decoder!r} is not available for this model (it has: {', '.join(have)})")
     opts = decode_options(lm_dir, hotwords, **options)
     check_lms(loaded.model, loaded.tokenizer, opts, [decoder])
     out: list[Result] = []
@@ -73,7 +74,7 @@ def transcribe(loaded: LoadedModel, audio, decoder: str = "auto", sample_rate: i
                                device=str(model_device(loaded.model)), on_result=out.append,
                                vad=shared_vad() if vad else None, punctuator=cached_punctuator() if punctuate else None)
     if summary.failed:
-        raise ValueError(summary.failed[0])
+        raise UserError(summary.failed[0])
     return replace(out[0], id="", path=None)
 
 

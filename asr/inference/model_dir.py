@@ -23,6 +23,7 @@ import yaml
 from safetensors.torch import load_file
 
 from asr.config import Config, from_dict
+from asr.errors import UserError, first_line
 from asr.files import write_atomic
 from asr.models.asr_model import ASRModel
 from asr.text import TokenizerProtocol
@@ -55,7 +56,7 @@ BUNDLED = Path(__file__).parents[1] / "pretrained"
 BUNDLED_PREFIX = "bundled:"
 
 
-class ModelError(ValueError):
+class ModelError(UserError):
     """A model directory that cannot be used. ``str(err)`` is one line: ``"PATH: cause"``."""
 
 
@@ -79,10 +80,6 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
         return d
     raise FileNotFoundError(f"{s}: no such model directory (bundled models: {', '.join(bundled) or 'none'})")
 
-
-def _first_line(e: BaseException) -> str:
-    lines = [x.strip() for x in str(e).strip().splitlines() if x.strip()]
-    return (lines[0] if lines else type(e).__name__)[:200]
 
 
 QUANTIZE = ("int8", "bf16")
@@ -164,29 +161,29 @@ def load_model(path: str | os.PathLike, device: str = "cpu", quantize: str | Non
     try:
         raw = yaml.safe_load((d / "config.yaml").read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ModelError(f"{d / 'config.yaml'}: not valid YAML ({_first_line(e)})") from None
+        raise ModelError(f"{d / 'config.yaml'}: not valid YAML ({first_line(e)})") from None
     if not isinstance(raw, dict):
         raise ModelError(f"{d / 'config.yaml'}: expected a mapping of config sections")
     try:
         cfg = from_dict(Config, raw)
     except (ValueError, TypeError) as e:
-        raise ModelError(f"{d / 'config.yaml'}: {_first_line(e)}") from None
+        raise ModelError(f"{d / 'config.yaml'}: {first_line(e)}") from None
     try:
         tok = load_tokenizer(tok_file)
     except Exception as e:  # noqa: BLE001 - sentencepiece and tokenizers raise their own error types
-        raise ModelError(f"{tok_file}: not a tokenizer ({_first_line(e)})") from None
+        raise ModelError(f"{tok_file}: not a tokenizer ({first_line(e)})") from None
     if tok.vocab_size != cfg.model.vocab_size:
         raise ModelError(f"{d}: tokenizer has {tok.vocab_size} ids but the model expects {cfg.model.vocab_size}")
     try:
         weights = load_file(str(d / "model.safetensors"), device="cpu")
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for corrupt files
-        raise ModelError(f"{d / 'model.safetensors'}: unreadable weights ({_first_line(e)})") from None
+        raise ModelError(f"{d / 'model.safetensors'}: unreadable weights ({first_line(e)})") from None
     if (d / BASE_FILE).is_file():
         weights = {**base_weights(d), **weights}
     try:
         model = ASRModel(cfg.model, tok.specials)
     except (ValueError, TypeError, RuntimeError) as e:
-        raise ModelError(f"{d / 'config.yaml'}: cannot build the model ({_first_line(e)})") from None
+        raise ModelError(f"{d / 'config.yaml'}: cannot build the model ({first_line(e)})") from None
     missing_keys, unexpected, bad_shape = weight_mismatches(model.state_dict(), weights)
     if missing_keys or unexpected or bad_shape:
         example = (missing_keys or unexpected or bad_shape)[0]

@@ -30,6 +30,7 @@ import torch
 
 from asr.audio import SAMPLE_RATE, as_samples
 from asr.config import ENDPOINT_IDLE_SECONDS, ENDPOINT_MAX_SEGMENT_SECONDS, ENDPOINT_PAUSE_SECONDS
+from asr.errors import UserError
 from asr.features import streaming_features
 from asr.inference.decode import segment_from_tokens
 from asr.inference.model_dir import LoadedModel, load_model
@@ -94,13 +95,13 @@ class StreamingOptions:
 
     def __post_init__(self) -> None:
         if self.final not in FINAL_PASSES:
-            raise ValueError(f"unknown second pass {self.final!r}; choose from {', '.join(FINAL_PASSES)}")
+            raise UserError(f"unknown second pass {self.final!r}; choose from {', '.join(FINAL_PASSES)}")
         if self.partial not in ("ctc", "mask_ctc") or self.refine_every < 1:
-            raise ValueError(f"partial must be ctc or mask_ctc (not {self.partial!r}), refine_every at least 1")
+            raise UserError(f"partial must be ctc or mask_ctc (not {self.partial!r}), refine_every at least 1")
         if self.chunk < 0 or self.beam < 1 or self.history < 1:
-            raise ValueError("chunk must be >= 0 (0: 640 ms), beam and history at least 1")
+            raise UserError("chunk must be >= 0 (0: 640 ms), beam and history at least 1")
         if self.final == "ctc_lm" and not self.decode.lm:
-            raise ValueError("the ctc_lm second pass needs an LM directory (decode=DecodeOptions(lm=...), --lm)")
+            raise UserError("the ctc_lm second pass needs an LM directory (decode=DecodeOptions(lm=...), --lm)")
 
 
 def chunk_frames(model, chunk_ms: int) -> int:
@@ -109,7 +110,7 @@ def chunk_frames(model, chunk_ms: int) -> int:
     frame_ms = round(1000 * encoder_frame_seconds(model.encoder.rate, model.cfg.frontend.frame_seconds), 3)
     n = chunk_ms / frame_ms
     if n < 1 or abs(n - round(n)) > 1e-6:
-        raise ValueError(f"--chunk-ms must be a positive multiple of {frame_ms:g} ms for this model, not {chunk_ms}")
+        raise UserError(f"--chunk-ms must be a positive multiple of {frame_ms:g} ms for this model, not {chunk_ms}")
     return round(n)
 
 
@@ -123,7 +124,7 @@ def streaming_options(lm_dir=None, hotwords=None, **options) -> StreamingOptions
     ``beam=``...) in one call, as the Python API and the CLI take them."""
     own = {k: options.pop(k) for k in list(options) if k in StreamingOptions.__dataclass_fields__}
     if "decode" in own and (options or lm_dir is not None or hotwords is not None):
-        raise ValueError("give decoding options either as decode=DecodeOptions(...) or as keywords, not both")
+        raise UserError("give decoding options either as decode=DecodeOptions(...) or as keywords, not both")
     if "decode" not in own:
         boost = {"hotword_boost": options.pop("hotword_boost")} if "hotword_boost" in options else {}
         own["decode"] = decode_options(lm_dir, hotwords, **boost, **options)
@@ -176,7 +177,7 @@ class Stream:
         self.result = Captions(segments=collections.deque(maxlen=recognizer.options.history))
         self._rec = recognizer
         self._new_segment(0.0)
-        self.stats = {"chunks": 0, "tentative_changes": 0, "committed_revisions": 0}
+        self.stats = {"chunks": 0, "tentative_changes": 0}  # committed text only appends (Captions.add): no revisions
         # (frame, wall time) of the tokens the last decode showed for the first time (partial latency); replaced
         # by every decode, so nothing accumulates however long the stream runs
         self.newly_shown: list[tuple[int, float]] = []
@@ -280,17 +281,17 @@ class Recognizer:
         # committed segments are cased and punctuated (partials stay raw), unless the model writes its own
         self.punctuator = None if getattr(self.tokenizer, "cased", False) else punctuator
         if getattr(self.model, "ctc", True) is None:
-            raise ValueError(f"{self.loaded.path}: streaming needs a CTC head, and this model has none "
+            raise UserError(f"{self.loaded.path}: streaming needs a CTC head, and this model has none "
                              "(full context only: asr transcribe / asr eval)")
         if not self.model.encoder.streaming:
-            raise ValueError(f"{self.loaded.path}: streaming needs a model trained for chunks (causal convolution)")
+            raise UserError(f"{self.loaded.path}: streaming needs a model trained for chunks (causal convolution)")
         try:
             streaming_features(self.model.cfg.frontend)
         except ValueError as e:
-            raise ValueError(f"{self.loaded.path}: {e}") from None
+            raise UserError(f"{self.loaded.path}: {e}") from None
         self.options = replace(options, final=self._second_pass(options))
         if self.options.partial == "mask_ctc" and getattr(self.model, "mlm", None) is None:
-            raise ValueError(f"{self.loaded.path}: partial='mask_ctc' needs a model with a Mask-CTC decoder")
+            raise UserError(f"{self.loaded.path}: partial='mask_ctc' needs a model with a Mask-CTC decoder")
         self.fusion_factory = word_fusion_factory(self.options.decode, self.tokenizer)
         self.frame_seconds = encoder_frame_seconds(self.model.encoder.rate, self.model.cfg.frontend.frame_seconds)
         if self.options.chunk == 0:
@@ -306,7 +307,7 @@ class Recognizer:
         if options.final == "auto":
             return next((m for m in ("attention_rescoring", "mask_ctc") if m in have), "none")
         if options.final != "none" and options.final not in have:
-            raise ValueError(f"{self.loaded.path}: this model cannot run the second pass {options.final!r} "
+            raise UserError(f"{self.loaded.path}: this model cannot run the second pass {options.final!r} "
                              f"(it can: {', '.join(have + ['none'])})")
         return options.final
 

@@ -22,6 +22,7 @@ from lhotse import load_manifest
 
 from asr.audio import SAMPLE_RATE, AudioError, load_audio
 from asr.data.batching import fbank_batch
+from asr.errors import UserError, first_line
 from asr.features import features
 from asr.files import write_atomic
 from asr.inference.captions import caption_cues, srt, vtt
@@ -78,7 +79,7 @@ def expand_inputs(items: Iterable[str]) -> tuple[list[tuple[str, Path]], list[st
             try:
                 entries = _from_lhotse(p)
             except Exception as e:  # noqa: BLE001 - any unreadable manifest is one line, the rest go on
-                errors.append(f"{item}: not a readable lhotse manifest ({type(e).__name__}: {_first_line(e)})")
+                errors.append(f"{item}: not a readable lhotse manifest ({type(e).__name__}: {first_line(e)})")
                 continue
             for fid, path in entries:
                 add(fid, path, str(item))
@@ -100,10 +101,6 @@ def expand_inputs(items: Iterable[str]) -> tuple[list[tuple[str, Path]], list[st
     return out, errors
 
 
-def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0][:200] if lines else ""
-
 
 def _from_lhotse(path: Path) -> list[tuple[str, Path]]:
     m = load_manifest(path)
@@ -121,7 +118,7 @@ def split_points(audio: np.ndarray, max_segment: float = 20.0, search: float = 4
     each cut at the quietest 100 ms within the last ``search`` seconds (at most half a segment) before
     the limit."""
     if not max_segment >= 1.0:
-        raise ValueError(f"the maximum segment length must be at least 1 second, not {max_segment}")
+        raise UserError(f"the maximum segment length must be at least 1 second, not {max_segment}")
     n = len(audio)
     limit = int(max_segment * SAMPLE_RATE)
     if n <= limit:
@@ -154,7 +151,7 @@ def render(result: Result, fmt: str, extra: dict | None = None) -> str:
         return srt(caption_cues(result.words))
     if fmt == "vtt":
         return vtt(caption_cues(result.words))
-    raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    raise UserError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
 
 
 # ---------------------------------------------------------------------------------------- the job

@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from asr.errors import first_line
 from asr.files import atomic_path, write_atomic
 from asr.lm.ngram import LMError
 from asr.text import special_ids
@@ -201,7 +202,7 @@ def load_neural_lm(lm_dir: str | os.PathLike, tokenizer=None, vocab: int | None 
             state["out.weight"] = state["embed.weight"]
             lm.load_state_dict(state)
         except Exception as e:  # noqa: BLE001 - any broken file is one line
-            raise LMError(f"{d}: cannot load the neural LM ({e.__class__.__name__}: {str(e).splitlines()[0][:200]})") from None
+            raise LMError(f"{d}: cannot load the neural LM ({e.__class__.__name__}: {first_line(e, 200)})") from None
         lm.eval()
         _CACHE[key] = (lm, cfg)
     lm, cfg = _CACHE[key]

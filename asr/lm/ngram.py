@@ -20,11 +20,13 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from asr.errors import UserError
+
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 LOG10 = math.log(10)
 
 
-class LMError(ValueError):
+class LMError(UserError):
     """A language model that cannot be built or read. ``str(err)`` is one line."""
 
 

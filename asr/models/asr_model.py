@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from asr.config import ModelConfig
+from asr.errors import UserError
 from asr.features import FrequencyWarp, GlobalCMVN, SpecAugment
 from asr.models.ctc import CTCHead, TiedCTCHead
 from asr.models.decoder import TransformerDecoder
@@ -33,7 +34,7 @@ class ASRModel(nn.Module):
         """``specials``: the tokenizer's (``tokenizer.specials``); None: the SentencePiece layout of ``vocab_size``."""
         super().__init__()
         if cfg.vocab_size < 4:
-            raise ValueError("ModelConfig.vocab_size must be set from the tokenizer")
+            raise UserError("ModelConfig.vocab_size must be set from the tokenizer")
         self.cfg = cfg
         V, D = cfg.vocab_size, cfg.encoder.d_model
         self.specials = specials or SpecialTokens.sentencepiece(V)
@@ -45,17 +46,17 @@ class ASRModel(nn.Module):
         self.freq_warp = FrequencyWarp()  # off until the trainer sets max_warp (train.vtlp)
         self.spec_augment = SpecAugment()
         self.encoder = build_encoder(cfg.encoder)
+        # (the order modules are made in fixes the random initial weights: the CTC head first, as it always was)
+        self.ctc = CTCHead(D, V, cfg.encoder.dropout) if cfg.ctc_weight > 0 and not cfg.ctc_tied else None
         dc, mc = cfg.decoder, cfg.mlm
         ar = dict(activation=dc.activation, positions=dc.positions, max_positions=dc.max_positions,
                   tie_output=dc.tie_output)
         self.decoder = TransformerDecoder(V, D, dc.num_layers, dc.num_heads, dc.ffn_dim, dc.dropout, **ar) \
             if dc.num_layers > 0 and cfg.att_weight > 0 else None
         if (cfg.ctc_tied or mc.tied) and self.decoder is None:
-            raise ValueError("ctc_tied / mlm.tied need the attention decoder (its token embedding)")
-        self.ctc = None
-        if cfg.ctc_weight > 0:
-            self.ctc = TiedCTCHead(D, self.decoder.embed, cfg.encoder.dropout, cfg.ctc_vocab) if cfg.ctc_tied else \
-                CTCHead(D, V, cfg.encoder.dropout)
+            raise UserError("ctc_tied / mlm.tied need the attention decoder (its token embedding)")
+        if cfg.ctc_weight > 0 and cfg.ctc_tied:
+            self.ctc = TiedCTCHead(D, self.decoder.embed, cfg.encoder.dropout, cfg.ctc_vocab)
         self.r2l_decoder = TransformerDecoder(V, D, dc.r2l_layers, dc.num_heads, dc.ffn_dim, dc.dropout, **ar) \
             if self.decoder is not None and dc.r2l_layers > 0 and cfg.r2l_weight > 0 else None
         self.mlm = TransformerDecoder(

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asr.errors import UserError
 from asr.text import BLANK_ID
 
 
@@ -59,7 +60,7 @@ class TiedCTCHead(CTCHead):
         """The model ids the head covers (sorted, blank excluded; as many as its ``vocab_size``)."""
         ids = sorted(set(int(i) for i in ids) - {BLANK_ID})
         if len(ids) != self.vocab.numel():
-            raise ValueError(f"a CTC vocabulary of {len(ids)} ids for a head of {self.vocab.numel()}")
+            raise UserError(f"a CTC vocabulary of {len(ids)} ids for a head of {self.vocab.numel()}")
         self.vocab.copy_(torch.tensor(ids))
 
     def logits(self, enc: torch.Tensor) -> torch.Tensor:

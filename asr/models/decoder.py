@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asr.errors import UserError
 from asr.models.encoder import FeedForward
 from asr.models.state import DecoderCache
 from asr.nn.attention import MultiHeadAttention, mask_to_bias
@@ -93,7 +94,7 @@ class TransformerDecoder(nn.Module):
         of a Whisper model shares the attention decoder's)."""
         super().__init__()
         if positions not in ("sinusoid", "learned"):
-            raise ValueError(f"decoder positions must be sinusoid or learned, not {positions!r}")
+            raise UserError(f"decoder positions must be sinusoid or learned, not {positions!r}")
         self.causal = causal
         self.embed = nn.Embedding(vocab_size, d_model) if shared_embed is None else SharedEmbedding(shared_embed)
         self.pos = AbsolutePositionalEncoding(d_model, dropout) if positions == "sinusoid" else \

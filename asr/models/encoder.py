@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from asr.config import EncoderConfig
+from asr.errors import UserError
 from asr.models.state import EncoderState
 from asr.nn.attention import RelPositionAttention
 from asr.nn.convolution import ConvModule
@@ -36,7 +37,7 @@ ACTIVATIONS = {"swish": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU}
 class FeedForward(nn.Sequential):
     def __init__(self, d_model: int, ffn_dim: int, dropout: float, activation: str = "swish"):
         if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, not {activation!r}")
+            raise UserError(f"activation must be one of {', '.join(ACTIVATIONS)}, not {activation!r}")
         super().__init__(nn.Linear(d_model, ffn_dim), ACTIVATIONS[activation](), nn.Dropout(dropout),
                          nn.Linear(ffn_dim, d_model))
 
@@ -70,7 +71,7 @@ class ConformerEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         if cfg.rel_pos not in ("latest", "legacy"):
-            raise ValueError(f"encoder.rel_pos must be latest or legacy, not {cfg.rel_pos!r}")
+            raise UserError(f"encoder.rel_pos must be latest or legacy, not {cfg.rel_pos!r}")
         self.subsampling = Conv2dSubsampling(cfg.input_dim, cfg.d_model, cfg.subsampling,
                                              cfg.subsampling_channels)
         self.pos = RelativePositionalEncoding(cfg.d_model, cfg.dropout)

@@ -13,6 +13,7 @@ from typing import Protocol
 import torch
 
 from asr.config import EncoderConfig
+from asr.errors import UserError
 from asr.models.encoder import ConformerEncoder
 from asr.models.state import EncoderState
 from asr.models.whisper_encoder import WhisperEncoder
@@ -47,7 +48,7 @@ ENCODERS = {"conformer": ConformerEncoder, "whisper": WhisperEncoder}
 
 def build_encoder(cfg: EncoderConfig) -> EncoderInterface:
     if cfg.kind not in ENCODERS:
-        raise ValueError(f"encoder.kind must be one of {', '.join(ENCODERS)}, not {cfg.kind!r}")
+        raise UserError(f"encoder.kind must be one of {', '.join(ENCODERS)}, not {cfg.kind!r}")
     return ENCODERS[cfg.kind](cfg)
 
 

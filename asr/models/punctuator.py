@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from asr.errors import UserError, first_line
 from asr.files import write_atomic
 from asr.text import normalize_text
 
@@ -161,7 +162,7 @@ def load_punctuator(path: str | os.PathLike | None = None) -> Punctuator:
         model.load_state_dict({k: v.float() for k, v in load_file(str(d / "model.safetensors")).items()})
         sp = spm.SentencePieceProcessor(model_file=str(d / "tokenizer.model"))
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
-        raise ValueError(f"{d}: not a punctuator directory ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+        raise UserError(f"{d}: not a punctuator directory ({type(e).__name__}: {first_line(e, 160)})") from None
     return Punctuator(d, model, sp)
 
 

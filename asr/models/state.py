@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
+from asr.errors import UserError
+
 
 @dataclass(frozen=True)
 class EncoderState:
@@ -68,5 +70,5 @@ class DecoderCache:
             return DecoderCache(self._take(self.self_kv, index), self._take(self.memory_kv, index))
         own = torch.arange(index.numel(), device=index.device) // self.group
         if index.numel() != self.hypotheses or bool((index // self.group != own).any()):
-            raise ValueError("DecoderCache.select with group > 1 must keep each hypothesis inside its utterance")
+            raise UserError("DecoderCache.select with group > 1 must keep each hypothesis inside its utterance")
         return DecoderCache(self._take(self.self_kv, index), self.memory_kv, self.group)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from asr.config import EncoderConfig
+from asr.errors import UserError
 from asr.models.encoder import FeedForward
 from asr.models.state import EncoderState
 from asr.nn.attention import MultiHeadAttention, mask_to_bias
@@ -83,7 +84,7 @@ class WhisperEncoder(nn.Module):
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         if cfg.max_positions <= 0:
-            raise ValueError("encoder.max_positions must be set for the whisper encoder (1500: 30 s)")
+            raise UserError("encoder.max_positions must be set for the whisper encoder (1500: 30 s)")
         self.cfg = cfg
         self.stem = WhisperStem(cfg.input_dim, cfg.d_model)
         # saved with the weights: Whisper's checkpoints hold this table in float16, and their encoders add that
@@ -111,7 +112,7 @@ class WhisperEncoder(nn.Module):
         frame then counted as real."""
         T, P = x.size(1), self.cfg.pad_to
         if T > P:
-            raise ValueError(f"input of {T} frames is longer than this model's window of {P} frames "
+            raise UserError(f"input of {T} frames is longer than this model's window of {P} frames "
                              f"({P // 100} s): cut it into shorter segments")
         x = x * lengths_to_mask(x_lens, T).unsqueeze(-1).to(x.dtype)
         return F.pad(x, (0, 0, 0, P - T)), torch.full_like(x_lens, P)
@@ -126,7 +127,7 @@ class WhisperEncoder(nn.Module):
         x, lens = self.stem(x, x_lens)
         T = x.size(1)
         if T > self.cfg.max_positions:
-            raise ValueError(f"input of {T} encoder frames is longer than this model's {self.cfg.max_positions} "
+            raise UserError(f"input of {T} encoder frames is longer than this model's {self.cfg.max_positions} "
                              "positions: cut it into shorter segments")
         x = self.dropout(x + self.positions[:T].to(x.dtype))
         mask = None
@@ -179,7 +180,7 @@ class WhisperEncoder(nn.Module):
         y = F.gelu(F.conv1d(h, stem.conv2.weight, stem.conv2.bias, stride=2)).transpose(1, 2)  # (B, C, D)
         C, t0 = y.size(1), state.offset
         if t0 + C > self.cfg.max_positions:
-            raise ValueError(f"a stream segment longer than this model's {self.cfg.max_positions} positions")
+            raise UserError(f"a stream segment longer than this model's {self.cfg.max_positions} positions")
         y = y + self.positions[t0:t0 + C].to(y.dtype)
         new_att = []
         for i, layer in enumerate(self.layers):

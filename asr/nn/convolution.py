@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from asr.errors import UserError
+
 
 class ConvModule(nn.Module):
     """pointwise conv (2x, GLU) -> depthwise conv -> BatchNorm -> Swish -> pointwise conv.
@@ -17,7 +19,7 @@ class ConvModule(nn.Module):
     def __init__(self, d_model: int, kernel_size: int, causal: bool, dropout: float = 0.0):
         super().__init__()
         if not causal and kernel_size % 2 == 0:
-            raise ValueError("a non-causal convolution needs an odd kernel size")
+            raise UserError("a non-causal convolution needs an odd kernel size")
         self.causal, self.kernel_size = causal, kernel_size
         self.pointwise1 = nn.Conv1d(d_model, 2 * d_model, 1)
         self.depthwise = nn.Conv1d(d_model, d_model, kernel_size, groups=d_model,

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from asr.errors import UserError
+
 
 def sinusoid(positions: torch.Tensor, dim: int) -> torch.Tensor:
     """``positions (N,)`` (any real values, may be negative) -> ``(N, dim)`` sin/cos table."""
@@ -39,7 +41,7 @@ class LearnedPositionalEncoding(nn.Module):
     def __init__(self, max_len: int, dim: int, dropout: float):
         super().__init__()
         if max_len <= 0:
-            raise ValueError("learned positions need max_positions > 0")
+            raise UserError("learned positions need max_positions > 0")
         self.weight = nn.Parameter(torch.zeros(max_len, dim))
         self.dropout = nn.Dropout(dropout)
 
@@ -47,7 +49,7 @@ class LearnedPositionalEncoding(nn.Module):
         """``x (B, T, D)`` -> ``(B, T, D)``."""
         end = offset + x.size(1)
         if end > self.weight.size(0):
-            raise ValueError(f"the decoder has {self.weight.size(0)} positions; {end} asked")
+            raise UserError(f"the decoder has {self.weight.size(0)} positions; {end} asked")
         return self.dropout(x + self.weight[offset:end].to(x.dtype))
 
 

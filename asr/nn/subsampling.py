@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from asr.errors import UserError
+
 # (kernel, stride) of each conv layer per rate
 _LAYERS = {4: ((3, 2), (3, 2)), 6: ((3, 2), (5, 3)), 8: ((3, 2), (3, 2), (3, 2))}
 
@@ -17,7 +19,7 @@ class Conv2dSubsampling(nn.Module):
     def __init__(self, in_dim: int, d_model: int, rate: int = 4, channels: int = 0):
         super().__init__()
         if rate not in _LAYERS:
-            raise ValueError(f"subsampling rate must be one of {sorted(_LAYERS)}, not {rate}")
+            raise UserError(f"subsampling rate must be one of {sorted(_LAYERS)}, not {rate}")
         self.rate, self.layers = rate, _LAYERS[rate]
         channels = channels or d_model
         convs, ch, f = [], 1, in_dim

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import torch
 
+from asr.errors import UserError
 from asr.results import Hypothesis
 from asr.search.ctc import ctc_greedy
 from asr.search.options import DEFAULTS
@@ -64,7 +65,7 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
       when none runs or by ESPnet's ``end_detect``, and at the length limit eos is appended unscored."""
     decoder = model.decoder
     if decoder is None:
-        raise ValueError("this model has no attention decoder (model.decoder.num_layers = 0)")
+        raise UserError("this model has no attention decoder (model.decoder.num_layers = 0)")
     espnet, end_len, eos_threshold, ctc_length_window = _rules(model, rules, eos_threshold, ctc_length_window)
     device, (B, _, _), V, N = enc.device, enc.shape, decoder.out.out_features, enc.size(0) * beam
     specials = model.specials
@@ -213,7 +214,7 @@ def _scorers(decoder, enc, enc_lens, ctc_log_probs, prompt: tuple[int, ...], eos
         scorers.append(Weighted("ctc", ctc_weight, CTCScorer(ctc_log_probs, enc_lens, beam, eos)))
     scorers += [s for s in extra_scorers if s.weight != 0]
     if len({s.name for s in scorers}) != len(scorers):
-        raise ValueError(f"scorer names must be unique: {[s.name for s in scorers]}")
+        raise UserError(f"scorer names must be unique: {[s.name for s in scorers]}")
     return scorers
 
 
@@ -247,7 +248,7 @@ def _rules(model, rules: str, eos_threshold: float, ctc_length_window: tuple[flo
     have no end threshold or CTC window, and a finished hypothesis' length leaves its end token out (end_len 0)."""
     rules = getattr(model, "beam_rules", "asr") if rules == "auto" else rules
     if rules not in ("asr", "espnet", "whisper"):
-        raise ValueError(f"beam rules must be asr, espnet or whisper, not {rules!r}")
+        raise UserError(f"beam rules must be asr, espnet or whisper, not {rules!r}")
     if rules == "whisper":
         return False, 0, 0.0, (0.0, 0.0)
     return rules == "espnet", 1, eos_threshold, ctc_length_window
@@ -261,7 +262,7 @@ def _ctc_terms(model, enc: torch.Tensor, ctc_log_probs: torch.Tensor | None, ctc
         ctc_log_probs = model.ctc_log_probs(enc)
     if ctc_log_probs is None:
         if ctc_weight > 0:
-            raise ValueError("joint CTC/attention decoding needs a CTC head, and this model has none")
+            raise UserError("joint CTC/attention decoding needs a CTC head, and this model has none")
         ctc_length_window = (0.0, 0.0)
     return ctc_log_probs, ctc_length_window
 
@@ -309,5 +310,5 @@ def attention_beam(model, enc, enc_lens, beam: int = DEFAULTS.beam, **kw) -> lis
 def joint_ctc_attention(model, enc, enc_lens, beam: int = DEFAULTS.beam, ctc_weight: float = DEFAULTS.ctc_weight, **kw) -> list[list[Hypothesis]]:
     """One-pass hybrid CTC/attention beam search (see :func:`beam_search`)."""
     if not 0 < ctc_weight <= 1:
-        raise ValueError("ctc_weight must be in (0, 1]")
+        raise UserError("ctc_weight must be in (0, 1]")
     return beam_search(model, enc, enc_lens, beam, ctc_weight=ctc_weight, **kw)

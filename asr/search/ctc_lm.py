@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from asr.errors import UserError
 from asr.lm import load_lm_dir
 from asr.lm.lexicon import BOUNDARY, model_tokens, write_lexicon
 from asr.results import Hypothesis
@@ -28,7 +29,7 @@ class LexiconDecoder:
         try:
             from torchaudio.models.decoder import ctc_decoder
         except ImportError as e:  # flashlight-text missing
-            raise ValueError(f"the lexicon decoder needs flashlight-text (pip install flashlight-text): {e}") from None
+            raise UserError(f"the lexicon decoder needs flashlight-text (pip install flashlight-text): {e}") from None
 
         d = load_lm_dir(lm_dir)
         tokens = model_tokens(tokenizer)
@@ -36,7 +37,7 @@ class LexiconDecoder:
         lex = Path(self._tmp.name) / "lexicon.txt"
         n_ok, _ = write_lexicon(d.words, tokenizer, lex)
         if n_ok == 0:
-            raise ValueError(f"{d.path}: none of its words can be spelled with this model's tokens")
+            raise UserError(f"{d.path}: none of its words can be spelled with this model's tokens")
         sil = BOUNDARY if BOUNDARY in tokens else tokens[0]
         try:
             with _quiet_native_output():  # KenLM prints a progress bar while it reads an ARPA file
@@ -45,7 +46,7 @@ class LexiconDecoder:
                                            sil_token=sil, blank_token=tokens[0], unk_word="<unk>")
         except RuntimeError as e:
             cause = (str(e).strip().splitlines() or ["unreadable"])[0][:200]
-            raise ValueError(f"{d.arpa}: the decoder cannot load it ({cause})") from None
+            raise UserError(f"{d.arpa}: the decoder cannot load it ({cause})") from None
         self.tokenizer = tokenizer
         self.sil = tokens.index(sil)
 

@@ -18,13 +18,14 @@ from pathlib import Path
 
 import torch
 
+from asr.errors import UserError
 from asr.search.prefix_bonus import PrefixStates, SumBonus
 from asr.text import normalize_text
 
 DEFAULT_BOOST = 1.5  # per token; chosen on 100 dev utterances (see the README)
 
 
-class HotwordError(ValueError):
+class HotwordError(UserError):
     """A hotword file that cannot be used (the message names the file and line)."""
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from asr.errors import UserError
 from asr.results import Hypothesis
 from asr.search.options import DEFAULTS
 from asr.text import BLANK_ID
@@ -42,7 +43,7 @@ def mask_ctc(model, enc: torch.Tensor, enc_lens: torch.Tensor, threshold: float 
     """``enc (B, T, D)``, ``enc_lens (B,)`` -> one hypothesis per utterance (scored by the CTC greedy
     path plus the MLM log-probabilities of the filled tokens)."""
     if model.mlm is None:
-        raise ValueError("this model has no Mask-CTC decoder (model.mlm.num_layers = 0)")
+        raise UserError("this model has no Mask-CTC decoder (model.mlm.num_layers = 0)")
     lp = model.ctc_log_probs(enc)
     toks, confs, frames = greedy_tokens_with_confidence(lp, enc_lens)
     return refine(model, enc, enc_lens, lp, toks, confs, frames, threshold, iterations, schedule)

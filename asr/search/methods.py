@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from asr.errors import UserError
 from asr.lm import load_lm_dir
 from asr.lm.neural import has_neural_lm, load_neural_lm
 from asr.lm.ngram import cached_arpa
@@ -150,7 +151,7 @@ def _mask_ctc(x: SearchInput):
 def _ctc_lm(x: SearchInput):
     o = x.opts
     if not o.lm or x.tokenizer is None:
-        raise ValueError("ctc_lm needs an LM directory (--lm, made by `asr lm train`)")
+        raise UserError("ctc_lm needs an LM directory (--lm, made by `asr lm train`)")
     dec = lexicon_decoder(str(o.lm), str(x.tokenizer.model_path), o.lm_beam, o.lm_weight, o.word_score)
     return dec(x.log_probs, x.enc_lens)
 
@@ -198,7 +199,7 @@ def search(model, enc: torch.Tensor, enc_lens: torch.Tensor, method: str, opts: 
     LM directory or hotwords need the model's ``tokenizer`` (words are spelled in its tokens)."""
     method = default_method(model) if method == "auto" else method
     if method not in METHODS:
-        raise ValueError(f"unknown decoder {method!r}; choose from {', '.join(METHODS)}")
+        raise UserError(f"unknown decoder {method!r}; choose from {', '.join(METHODS)}")
     lp = ctc_log_probs if ctc_log_probs is not None else model.ctc_log_probs(enc)
     return METHODS[method].run(SearchInput(model, enc, enc_lens, lp, opts, tokenizer))
 
@@ -208,7 +209,7 @@ def check_lms(model, tokenizer, opts: DecodeOptions, methods) -> None:
     one line: the lexicon decoder (ctc_lm), the word n-gram (fusion), the neural LM."""
     if "ctc_lm" in methods:
         if not opts.lm:
-            raise ValueError("ctc_lm needs an LM directory (--lm, made by `asr lm train`)")
+            raise UserError("ctc_lm needs an LM directory (--lm, made by `asr lm train`)")
         lexicon_decoder(str(opts.lm), str(tokenizer.model_path), opts.lm_beam, opts.lm_weight, opts.word_score)
     if opts.lm and any(METHODS[m].uses_lm for m in methods if m in METHODS):
         _arpa(opts)

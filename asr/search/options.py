@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
+from asr.errors import UserError
 from asr.lm import load_lm_dir
 from asr.lm.neural import has_neural_lm
 from asr.search.hotwords import DEFAULT_BOOST, load_hotwords, parse_hotwords
@@ -73,7 +74,7 @@ class DecodeOptions:
         ]
         for ok, msg in checks:
             if not ok:
-                raise ValueError(msg)
+                raise UserError(msg)
 
 
 DEFAULTS = DecodeOptions()
@@ -94,7 +95,7 @@ def decode_options(lm_dir: str | os.PathLike | None = None, hotwords=None, hotwo
     options.pop("lm", None)
     unknown = sorted(set(options) - set(FIELDS))
     if unknown:
-        raise ValueError(f"unknown decoding option(s) {', '.join(unknown)}; choose from {', '.join(FIELDS)}")
+        raise UserError(f"unknown decoding option(s) {', '.join(unknown)}; choose from {', '.join(FIELDS)}")
     given = {**(ESPNET_RULES if espnet_rules else {}), **{k: v for k, v in options.items() if v is not None}}
     if isinstance(hotwords, (str, os.PathLike)):
         given["hotwords"] = load_hotwords(hotwords, hotword_boost)
@@ -108,7 +109,7 @@ def decode_options(lm_dir: str | os.PathLike | None = None, hotwords=None, hotwo
             if key not in options or options[key] is None:
                 given[key] = card.get(key, getattr(DEFAULTS, key))
         if given.get("nlm_weight", 0) > 0 and "nlm_weight" in options and not has_neural_lm(lm_dir):
-            raise ValueError(f"{lm_dir}: --nlm-weight needs a neural LM there (asr lm train --neural --out {lm_dir})")
+            raise UserError(f"{lm_dir}: --nlm-weight needs a neural LM there (asr lm train --neural --out {lm_dir})")
     return DecodeOptions(**given)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from asr.errors import UserError
 from asr.models.asr_model import pad_list
 from asr.results import Hypothesis
 from asr.search.ctc import ctc_prefix_beam
@@ -41,7 +42,7 @@ def attention_rescoring(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: 
     shallow fusion / hotwords in the first pass (its scores then include them). ``neural_lm``
     (:class:`asr.lm.neural.TokenLM`): adds ``neural_lm_weight * log P_nlm(hypothesis)`` to the second pass."""
     if model.decoder is None:
-        raise ValueError("this model has no attention decoder (model.decoder.num_layers = 0)")
+        raise UserError("this model has no attention decoder (model.decoder.num_layers = 0)")
     nbests = ctc_prefix_beam(model.ctc_log_probs(enc), enc_lens, beam=beam, fusion_factory=fusion_factory)
     seqs, owner = [], []
     for b, nb in enumerate(nbests):

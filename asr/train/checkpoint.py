@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asr.errors import UserError
 from asr.files import atomic_path, stale_temp_files, write_atomic
 
 _CKPT = re.compile(r"^step-(\d+)\.pt$")
@@ -110,7 +111,7 @@ def load_latest_checkpoint(exp_dir: Path, warn=None) -> tuple[dict, Path] | None
         try:
             state = load_checkpoint(path)
             if not isinstance(state, dict) or "model" not in state:
-                raise ValueError("no model weights in it")
+                raise UserError("no model weights in it")
             return state, path
         except Exception as e:  # noqa: BLE001 - zip, pickle and shape errors alike mean "unreadable"
             bad = path.with_name(path.name + ".corrupt")
@@ -131,7 +132,7 @@ def average_checkpoints(paths: list[Path]) -> dict[str, torch.Tensor]:
     """Element-wise mean of the weights (:func:`model_weights`) of several checkpoints (integer buffers from the
     last)."""
     if not paths:
-        raise ValueError("no checkpoints to average")
+        raise UserError("no checkpoints to average")
     avg: dict[str, torch.Tensor] = {}
     for p in paths:
         sd = model_weights(load_checkpoint(p))

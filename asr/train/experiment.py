@@ -7,13 +7,14 @@ import shutil
 from pathlib import Path
 
 from asr.config import Config, load_config, to_dict
+from asr.errors import UserError
 from asr.inference.model_dir import load_model, weight_mismatches
 from asr.models.asr_model import ASRModel
 from asr.tokenizers import load_tokenizer
 from asr.train.checkpoint import list_checkpoints
 
 
-class ExperimentError(ValueError):
+class ExperimentError(UserError):
     """An experiment folder that this run must not write into as asked. ``str(err)`` is one line."""
 
 

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from asr.config import load_config, to_dict
+from asr.errors import UserError
 from asr.files import atomic_model_dir
 from asr.inference.model_dir import load_model
 from asr.models.asr_model import ASRModel, count_parameters
@@ -31,7 +32,7 @@ def averaged_weights(exp: Path, last: int = 1, checkpoints: list[Path] | None = 
     """Model weights averaged over N checkpoints of ``exp`` (or the given ones): the ``last`` N, or with
     ``select="best"`` the N with the lowest dev CER recorded during training (the last N when none was)."""
     if select not in ("best", "last"):
-        raise ValueError(f"select must be best or last, not {select!r}")
+        raise UserError(f"select must be best or last, not {select!r}")
     paths = checkpoints or (best_checkpoints(exp, last) if select == "best" else list_checkpoints(exp)[-last:])
     if not paths:
         raise FileNotFoundError(f"{exp}: no checkpoints (step-N.pt)")
@@ -45,11 +46,11 @@ def interpolate_weights(tuned: dict, base: dict, alpha: float) -> dict:
     step counter, are ``tuned``'s): WiSE-FT's weight-space interpolation between a fine-tuned model and the
     model it started from, which trades what fine-tuning gained against what it forgot with one number."""
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"interpolation weight must be in [0, 1], not {alpha}")
+        raise UserError(f"interpolation weight must be in [0, 1], not {alpha}")
     missing = sorted(set(tuned) ^ set(base))
     bad = [k for k in tuned if k in base and tuned[k].shape != base[k].shape]
     if missing or bad:
-        raise ValueError(f"cannot interpolate models of different shapes ({(missing + bad)[:3]} differ)")
+        raise UserError(f"cannot interpolate models of different shapes ({(missing + bad)[:3]} differ)")
     return {k: (alpha * v.float() + (1.0 - alpha) * base[k].float()) if v.is_floating_point() else v
             for k, v in tuned.items()}
 

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from asr.config import Config, save_config
 from asr.data.batching import Batch, CutDataset, SkipSampler, make_loader, make_sampler
 from asr.data.prepare import load_cuts, speed_perturb
+from asr.errors import UserError
 from asr.evaluation.evaluate import ctc_greedy_texts
 from asr.evaluation.metrics import cer, wer
 from asr.features import GlobalCMVN
@@ -63,7 +64,7 @@ def lr_factor(step: int, warmup: int, schedule: str, total: int, progress: float
         else:
             p = min(1.0, (step - warmup) / (total - warmup))
         return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p))
-    raise ValueError(f"unknown schedule {schedule!r} (noam or cosine)")
+    raise UserError(f"unknown schedule {schedule!r} (noam or cosine)")
 
 
 def _fused_if_supported(device: str) -> dict:
@@ -101,7 +102,7 @@ def _amp_dtype(amp: str, device: str) -> torch.dtype | None:
         return torch.float16
     if amp in ("bf16", "auto"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else (torch.float16 if amp == "auto" else None)
-    raise ValueError(f"amp must be auto, none, fp16 or bf16, not {amp!r}")
+    raise UserError(f"amp must be auto, none, fp16 or bf16, not {amp!r}")
 
 
 def evaluate(model: ASRModel, batches, tokenizer: TokenizerProtocol, device: str) -> dict:
@@ -156,7 +157,7 @@ def check_train_config(tc) -> None:
     ]
     for ok, msg in checks:
         if not ok:
-            raise ValueError(msg)
+            raise UserError(msg)
 
 
 def _tensorboard(folder: Path, step: int):
@@ -551,7 +552,7 @@ def ctc_vocabulary(texts, tokenizer, size: int, corpus=()) -> list[int]:
         seen.update(tokenizer.encode(tokenizer.target_text(t)))
     seen.discard(0)
     if len(seen) > size:
-        raise ValueError(f"model.ctc_vocab={size} is smaller than the {len(seen)} tokens the transcripts need")
+        raise UserError(f"model.ctc_vocab={size} is smaller than the {len(seen)} tokens the transcripts need")
     counts = collections.Counter()
     for s in corpus:
         counts.update(tokenizer.encode(tokenizer.target_text(s)))
