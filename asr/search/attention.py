@@ -26,12 +26,11 @@ import torch
 
 from asr.errors import UserError
 from asr.results import Hypothesis
+from asr.search.beam_rules import NEG_INF, beam_rules
 from asr.search.ctc import ctc_greedy
 from asr.search.options import DEFAULTS
 from asr.search.scorers import CTCScorer, DecoderScorer, Weighted
 from asr.text import BLANK_ID
-
-NEG_INF = float("-inf")
 
 
 @torch.inference_mode()
@@ -58,15 +57,13 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
     * ``ctc_length_window = (lo, hi)``: the output has between ``lo * L`` and ``ceil(hi * L) + 2`` tokens,
       where L is the CTC greedy transcript's length (no output when L <= 1: silence); ``(0, 0)`` turns it off
       (why these length rules: the module docstring);
-    * ``rules``: ``auto`` (the model's own), ``asr`` (the rules above), ``whisper`` (see :func:`_rules`), or
-      ``espnet``: ESPnet's BatchBeamSearch: blank may be chosen without CTC (and is dropped from the
-      output), joint candidates are the 1.5 x beam best tokens by the full scores (eos always), only the
-      non-ending extensions among the beam best run on (the beam shrinks as hypotheses end), a search stops
-      when none runs or by ESPnet's ``end_detect``, and at the length limit eos is appended unscored."""
+    * ``rules``: how candidates are picked, endings ranked and the search stopped (:mod:`asr.search.beam_rules`):
+      ``auto`` (the model's own), ``asr`` (the rules above), ``whisper`` (faster-whisper's) or ``espnet``."""
     decoder = model.decoder
     if decoder is None:
         raise UserError("this model has no attention decoder (model.decoder.num_layers = 0)")
-    espnet, end_len, eos_threshold, ctc_length_window = _rules(model, rules, eos_threshold, ctc_length_window)
+    rules = beam_rules(model, rules)
+    eos_threshold, ctc_length_window = rules.options(eos_threshold, ctc_length_window)
     device, (B, _, _), V, N = enc.device, enc.shape, decoder.out.out_features, enc.size(0) * beam
     specials = model.specials
     eos = specials.eos
@@ -80,7 +77,7 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
     full = [s for s in scorers if s.scorer.full]
     partial = [s for s in scorers if not s.scorer.full]
     states = {s.name: s.scorer.init_state() for s in scorers}
-    n_cand = min(V, int(1.5 * beam) + (0 if espnet else 1)) if partial else beam  # ESPnet's pre-beam (partial scorers)
+    n_cand = rules.n_candidates(beam, V, bool(partial))
 
     # Only the first hypothesis of each utterance is alive at the start.
     scores = torch.full((B, beam), NEG_INF, device=device)
@@ -91,7 +88,8 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
     done = torch.zeros(B, dtype=torch.bool, device=device)
     # the tokenizer's suppressed tokens (blank, mask; Whisper's non-speech tokens); ESPnet's decoder may choose blank
     # (its CTC prefix scorer, in joint search, may not)
-    banned = [i for i in specials.suppress if 0 <= i < V and not (espnet and ctc_weight == 0 and i == BLANK_ID)]
+    banned = [i for i in specials.suppress
+              if 0 <= i < V and not (rules.blank_without_ctc and ctc_weight == 0 and i == BLANK_ID)]
     banned_begin = [i for i in specials.suppress_begin if 0 <= i < V]
     base = (torch.arange(B, device=device) * beam).repeat_interleave(beam)  # (N,) first row of each utterance
     eos_col = torch.tensor([eos], device=device)
@@ -108,21 +106,20 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
         # the best tokens other than eos, then eos itself: every hypothesis can always end
         if pre is None:  # the decoder ranks, under the same bans as the weighted scores
             pre = (lp + dec_lp).masked_fill(~torch.isfinite(lp), NEG_INF)
-        cand, void = _candidates(pre, eos, n_cand, espnet and bool(partial))
+        cand, void = rules.candidates(pre, eos, n_cand, bool(partial))
         step_scores = torch.gather(lp, 1, cand)
         for s in partial:
             inc, aux[s.name] = s.scorer.score(states[s.name], prefix, cand)
             step_scores = step_scores + s.weight * inc
         C = cand.size(1)
         is_eos = cand == eos
-        step_scores = _limit_scores(step_scores, is_eos, at_limit, void, espnet)
-        best, flat = _choose(scores.unsqueeze(1) + step_scores, is_eos, finished, done, prefix, beam,
-                             (length_norm, end_len), espnet)
+        step_scores = rules.limit(step_scores, is_eos, at_limit, void)
+        best, flat = rules.choose(scores.unsqueeze(1) + step_scores, is_eos, finished, done, prefix, beam, length_norm)
         parent = (flat // C + (torch.arange(B, device=device) * beam).unsqueeze(1)).view(N)
         col = (flat % C).view(N)
         new_tok = cand[parent, col]
         scores = best.view(N)
-        done |= _finished(finished, best, t, beam, espnet)
+        done |= rules.finished(finished, best, t, beam)
         if bool(done.all()):
             break
         scores = scores.masked_fill(done.repeat_interleave(beam), NEG_INF)
@@ -132,78 +129,9 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
         for s in scorers:
             states[s.name] = s.scorer.select(states[s.name], aux[s.name], parent,
                                              new_tok if s.scorer.full else col, new_tok)
-    return [[Hypothesis(tuple(i for i in seq if i != BLANK_ID) if espnet else seq, norm)
+    return [[Hypothesis(rules.output(seq), norm)
              for _, seq, norm in sorted(f, key=lambda x: x[2], reverse=True)[:beam]]
             or [Hypothesis((), NEG_INF)] for f in finished]
-
-
-def _choose(total: torch.Tensor, is_eos: torch.Tensor, finished: list, done: torch.Tensor, prefix: torch.Tensor,
-            beam: int, length_norm: tuple[float, int], espnet: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step's choice from ``total (N, C)`` (running score + extension): endings among an utterance's ``beam``
-    best extensions are recorded (fairseq; ESPnet alike); the running beam is refilled from the best non-eos
-    extensions (ESPnet: only those among the beam best, so its beam shrinks). Returns ``(best, flat)`` ``(B, beam)``."""
-    N, C = total.shape
-    B = N // beam
-    top_val, top_idx = total.view(B, beam * C).topk(beam, dim=-1)
-    top_eos = is_eos.view(B, beam * C).gather(1, top_idx) & torch.isfinite(top_val)
-    if bool(top_eos.any()):
-        _collect_endings(finished, done, top_eos, top_idx, top_val, prefix, beam, C, length_norm)
-    running = total.masked_fill(is_eos, NEG_INF).view(B, beam * C)
-    if espnet:
-        running = running.masked_fill(~torch.zeros_like(running, dtype=torch.bool).scatter_(1, top_idx, True), NEG_INF)
-    return running.topk(beam, dim=-1)
-
-
-def _finished(finished: list, best: torch.Tensor, t: int, beam: int, espnet: bool) -> torch.Tensor:
-    """``(B,)`` utterances done after step ``t``: once ``beam`` hypotheses have ended (fairseq's rule; comparing raw
-    scores instead would stop at an early short hypothesis, since running scores only fall with length); ESPnet:
-    by its ``end_detect``, or when nothing runs on."""
-    if not espnet:
-        return torch.tensor([len(f) >= beam for f in finished], device=best.device)
-    return torch.tensor([_espnet_end(f, t) for f in finished], device=best.device) | ~torch.isfinite(best).any(1)
-
-
-def _candidates(pre: torch.Tensor, eos: int, n_cand: int, espnet_pre_beam: bool):
-    """The ``n_cand`` best tokens of each hypothesis by ``pre (N, V)`` other than eos, then eos: ``(N, n_cand + 1)``.
-    ``espnet_pre_beam``: the best ``n_cand`` of all tokens (eos included) then eos (ESPnet's CTC prefix scorer scores
-    eos whatever its pre-beam holds), and a mask ``(N, n_cand + 1)`` of the pre-beam's own eos columns (eos has the
-    last column; those would count it twice)."""
-    N = pre.size(0)
-    eos_column = torch.full((N, 1), eos, device=pre.device, dtype=torch.long)
-    if not espnet_pre_beam:
-        _, cand = pre.index_fill(1, torch.tensor([eos], device=pre.device), NEG_INF).topk(n_cand, dim=-1)
-        return torch.cat([cand, eos_column], 1), None
-    _, cand = pre.topk(n_cand, dim=-1)
-    own_eos = cand == eos
-    void = torch.cat([own_eos, torch.zeros_like(own_eos[:, :1])], 1)
-    return torch.cat([torch.where(own_eos, cand[:, :1], cand), eos_column], 1), void
-
-
-def _limit_scores(step_scores: torch.Tensor, is_eos: torch.Tensor, at_limit: torch.Tensor, void: torch.Tensor | None,
-                  espnet: bool) -> torch.Tensor:
-    """``step_scores (N, C)`` under the length limit (only eos there; ESPnet: eos appended with no score) and, with
-    ESPnet's pre-beam, without the columns ``void`` marks (but eos at the limit)."""
-    lim = at_limit.unsqueeze(1)
-    if void is not None:
-        step_scores = step_scores.masked_fill(void & ~(lim & is_eos), NEG_INF)
-    step_scores = step_scores.masked_fill(lim & ~is_eos, NEG_INF)
-    if espnet:
-        step_scores = torch.where(lim & is_eos, torch.zeros_like(step_scores), step_scores)
-    return step_scores
-
-
-def _espnet_end(finished: list, t: int, m: int = 3, d_end: float = math.log(1e-10)) -> bool:
-    """ESPnet's ``end_detect`` after step ``t``: for each of the last ``m`` lengths some hypothesis ended, and the
-    best of each is worse than the best overall by more than ``-d_end`` (its lengths count sos and eos)."""
-    if not finished:
-        return False
-    best = max(f[0] for f in finished)
-    count = 0
-    for k in range(m):
-        same = [f[0] for f in finished if len(f[1]) + 2 == t - k]
-        if same and max(same) - best < d_end:
-            count += 1
-    return count == m
 
 
 def _scorers(decoder, enc, enc_lens, ctc_log_probs, prompt: tuple[int, ...], eos: int, beam: int, ctc_weight: float,
@@ -243,17 +171,6 @@ def _end_rules(lp: torch.Tensor, dec_lp: torch.Tensor, t: int, min_len: torch.Te
     return at_limit
 
 
-def _rules(model, rules: str, eos_threshold: float, ctc_length_window: tuple[float, float]):
-    """``(espnet, end_len, eos_threshold, ctc_length_window)`` under ``rules`` (``auto``: the model's own): Whisper's
-    have no end threshold or CTC window, and a finished hypothesis' length leaves its end token out (end_len 0)."""
-    rules = getattr(model, "beam_rules", "asr") if rules == "auto" else rules
-    if rules not in ("asr", "espnet", "whisper"):
-        raise UserError(f"beam rules must be asr, espnet or whisper, not {rules!r}")
-    if rules == "whisper":
-        return False, 0, 0.0, (0.0, 0.0)
-    return rules == "espnet", 1, eos_threshold, ctc_length_window
-
-
 def _ctc_terms(model, enc: torch.Tensor, ctc_log_probs: torch.Tensor | None, ctc_weight: float,
                ctc_length_window: tuple[float, float]):
     """The CTC log-probabilities the search needs (the caller usually has them) and the length window that
@@ -285,21 +202,6 @@ def _length_limits(enc_lens: torch.Tensor, max_len_ratio: float, ctc_length_wind
         max_len = torch.minimum(max_len, window)
         min_len = torch.minimum((ctc_len.float() * lo).floor().long(), max_len)
     return min_len, max_len
-
-
-def _collect_endings(finished: list, done: torch.Tensor, top_eos: torch.Tensor, top_idx: torch.Tensor,
-                     top_val: torch.Tensor, prefix: torch.Tensor, beam: int, C: int,
-                     length_norm: tuple[float, int]) -> None:
-    """Record the hypotheses that end at this step (eos among an utterance's ``beam`` best extensions):
-    ``(score, tokens, score / (len + e) ** norm)`` per utterance not yet done, ``length_norm = (norm, e)``
-    (e = 1: the end token counts)."""
-    norm, end_len = length_norm
-    for b, k in top_eos.nonzero().tolist():
-        if not done[b]:
-            flat = int(top_idx[b, k])
-            seq = tuple(prefix[b * beam + flat // C].tolist())
-            sc = float(top_val[b, k])
-            finished[b].append((sc, seq, sc / max(1, len(seq) + end_len) ** norm))
 
 
 def attention_beam(model, enc, enc_lens, beam: int = DEFAULTS.beam, **kw) -> list[list[Hypothesis]]:
