@@ -73,7 +73,8 @@ MIN_RATE, MAX_RATE = 1000, 768000
 
 def as_samples(audio, sample_rate=SAMPLE_RATE, where: str = "<array>", allow_empty: bool = False) -> np.ndarray:
     """Samples a caller gives (a file's are read by :func:`load_audio`) -> mono float32 in [-1, 1] at
-    ``sample_rate`` (not resampled): integer PCM scaled (int16, int32, uint8), ``(N, C)`` or ``(C, N)`` averaged over
+    ``sample_rate`` (not resampled): integer PCM scaled (int16, int32, uint8; 64-bit integers, as ``np.array`` makes
+    of Python ints, are taken as 16-bit PCM when every value fits, else refused), ``(N, C)`` or ``(C, N)`` averaged over
     channels (the longer axis is time). Empty (unless ``allow_empty``: a streaming block), non-finite samples, more
     than two dimensions and a sample rate outside 1 kHz-768 kHz are an :class:`AudioError` naming ``where``. The one
     check that batch transcription, the API and every stream apply."""
@@ -81,7 +82,11 @@ def as_samples(audio, sample_rate=SAMPLE_RATE, where: str = "<array>", allow_emp
             or not MIN_RATE <= sample_rate <= MAX_RATE or float(sample_rate) != int(sample_rate):
         raise AudioError(where, f"sample rate must be a whole number of Hz in {MIN_RATE}..{MAX_RATE}, not {sample_rate!r}")
     x = audio.detach().cpu().numpy() if hasattr(audio, "detach") else np.asarray(audio)
-    if x.dtype.kind in "iu":
+    if x.dtype.itemsize == 8 and x.dtype.kind in "iu":  # np.array of Python ints: 64-bit, as no PCM format is
+        if x.size and (x.min() < -32768 or x.max() > 32767):
+            raise AudioError(where, "64-bit integer samples outside the 16-bit range: give float samples in [-1, 1] "
+                                    "or PCM as int16 / int32")
+        x = x.astype(np.int16)  # every value fits: 16-bit PCM written as Python ints
         info = np.iinfo(x.dtype)
         x = (x.astype(np.float32) - (info.max + 1) / 2 if x.dtype.kind == "u" else x.astype(np.float32)) \
             / float(-(info.min) if x.dtype.kind == "i" else (info.max + 1) / 2)
@@ -120,6 +125,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
         with sf.SoundFile(str(p)) as f:
             sr = f.samplerate
             declared = f.frames
+            _check_header(path, sr, declared, f.channels)  # before decoding: no allocation a header can blow up
             data = f.read(dtype="float32", always_2d=True)  # (T, C)
     except PermissionError:
         raise AudioError(path, "permission denied") from None
@@ -134,6 +140,19 @@ def load_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.nd
         raise AudioError(path, f"truncated or corrupt: decoded {data.shape[0]} of {declared} declared samples")
     samples = check_samples(to_mono(data), path)
     return resample(samples, sr, sample_rate)
+
+
+MAX_DECODED_SAMPLES = 1 << 30  # about 18.6 h of 16-kHz mono (4 GiB as float32): longer files are refused, not read
+
+
+def _check_header(path, rate: int, frames: int, channels: int) -> None:
+    """What a file's header declares, checked before anything is decoded (a 309-KB WAV claiming 1 Hz would be
+    resampled to 16 kHz as gigabytes)."""
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError(path, f"its header says {rate} Hz: a sample rate must be in {MIN_RATE}..{MAX_RATE}")
+    if 0 < frames < (1 << 62) and frames * channels > MAX_DECODED_SAMPLES:
+        raise AudioError(path, f"too long to decode at once ({frames / rate / 3600:.1f} h, {channels} channel(s)): "
+                               f"cut it into files under {MAX_DECODED_SAMPLES // SAMPLE_RATE // 3600} h")
 
 
 def audio_info(path: str | os.PathLike) -> tuple[int, float]:

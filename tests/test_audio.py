@@ -124,3 +124,36 @@ def test_cli_info_continues_past_bad_files(tmp_path, tone):
     errors = r.stderr.strip().splitlines()
     assert len(errors) == 2 and "bad.wav: not an audio file" in errors[0] and "gone.flac: no such file" in errors[1]
     assert "Traceback" not in r.stderr
+
+
+def test_a_header_claiming_one_hertz_is_refused_before_decoding_and_the_batch_goes_on(tmp_path):
+    """A WAV whose header says 1 Hz used to be resampled to 16 kHz from there (10 GB, then a crash)."""
+    import struct
+
+    import soundfile as sf
+    from typer.testing import CliRunner
+
+    from asr.apps.cli import app
+    from asr.audio import AudioError, load_audio
+
+    good = tmp_path / "good.wav"
+    sf.write(good, (np.random.default_rng(0).standard_normal(16000) * 0.01).astype(np.float32), 16000)
+    bad = tmp_path / "bad.wav"
+    raw = bytearray(good.read_bytes())
+    struct.pack_into("<I", raw, 24, 1)  # the fmt chunk's sample rate
+    struct.pack_into("<I", raw, 28, 2)  # its byte rate
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(AudioError, match="1 Hz"):
+        load_audio(bad)
+    r = CliRunner().invoke(app, ["transcribe", str(bad), str(good), "--model", "demo", "--no-progress"])
+    assert r.exit_code == 1 and "bad.wav" in r.output and "1 file(s)" in r.output, r.output
+
+
+def test_64_bit_integer_samples_are_16_bit_pcm_when_they_fit_and_refused_otherwise():
+    from asr.audio import AudioError, as_samples
+
+    pcm = np.array([0, 16384, -32768, 32767])  # Python ints: int64
+    assert pcm.dtype == np.int64
+    assert np.allclose(as_samples(pcm), [0.0, 0.5, -1.0, 32767 / 32768])
+    with pytest.raises(AudioError, match="64-bit"):
+        as_samples(np.array([0, 70000]))
