@@ -164,6 +164,8 @@ class TrainConfig:
     keep_last: int = 5
     keep_best: int = 5  # also keep the checkpoints with the lowest dev CER (export --select best averages them)
     freeze: tuple = ()  # parameter-name prefixes kept as they are (e.g. ["decoder.embed."]: a pretrained embedding)
+    head_lr_scale: float = 1.0  # learning-rate factor of the CTC head and the Mask-CTC decoder (ctc., mlm.): heads
+    # new to a pretrained model learn from scratch while the rest is fine-tuned
     feature_cache: str = ""  # folder for cached fbank features ("" = compute every time; "auto" = MANIFESTS/feature_cache)
     seed: int = 0
 

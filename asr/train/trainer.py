@@ -171,6 +171,8 @@ def _tensorboard(folder: Path, step: int):
     return SummaryWriter(str(folder), purge_step=step if step else None)
 
 
+HEADS = ("ctc.", "mlm.")  # train.head_lr_scale applies to these
+
 # what the model returns beside the loss (its loss terms and the decoder's accuracy), logged as window means
 TERMS = ("ctc", "inter_ctc", "att", "r2l", "mlm", "acc")
 SUMMED = ("loss", *TERMS)
@@ -237,14 +239,16 @@ class Trainer:
             model.load_state_dict(init_weights, strict=False)
         model.freq_warp.max_warp = tc.vtlp
         self.model = model.to(self.device)
-        decay, no_decay = [], []
+        groups: dict[tuple[bool, bool], list] = {}  # (decayed, a head) -> parameters
         for n_, p in model.named_parameters():
             if any(n_.startswith(f) for f in tc.freeze):
                 p.requires_grad_(False)
                 continue
-            (no_decay if p.dim() < 2 or "norm" in n_ or "pos_bias" in n_ else decay).append(p)
-        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay},
-                                      {"params": no_decay, "weight_decay": 0.0}],
+            decayed = not (p.dim() < 2 or "norm" in n_ or "pos_bias" in n_)
+            groups.setdefault((decayed, tc.head_lr_scale != 1.0 and n_.startswith(HEADS)), []).append(p)
+        self.opt = torch.optim.AdamW([{"params": ps, "weight_decay": tc.weight_decay if decayed else 0.0,
+                                       "lr": tc.lr * (tc.head_lr_scale if head else 1.0)}
+                                      for (decayed, head), ps in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1]))],
                                      lr=tc.lr, betas=(0.9, 0.98), eps=1e-9, **_fused_if_supported(self.device))
         self.clock = 0.0  # training seconds agreed by all ranks, for a schedule over minutes
         self.sched = torch.optim.lr_scheduler.LambdaLR(
