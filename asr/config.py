@@ -53,6 +53,13 @@ class EncoderConfig:
     max_positions: int = 0
     pad_to: int = 0
 
+    def __post_init__(self) -> None:
+        for name in ("input_dim", "d_model", "num_heads", "ffn_dim", "num_layers"):
+            if getattr(self, name) < 1:
+                raise UserError(f"encoder.{name} must be at least 1, not {getattr(self, name)}")
+        if self.d_model % self.num_heads:
+            raise UserError(f"encoder.d_model {self.d_model} must be a multiple of encoder.num_heads {self.num_heads}")
+
 
 @dataclass(frozen=True)
 class DecoderConfig:

@@ -527,3 +527,65 @@ def test_batch_and_live_caption_files_are_the_same_cues(tmp_path):
         w.close()
         batch = render(Result.join([seg], 13.0, "x"), fmt)
         assert (tmp_path / f"live.{fmt}").read_text() == batch, fmt
+
+
+def _copy_model(src, dst, **config_changes):
+    import yaml
+
+    shutil.copytree(src, dst)
+    cfg = yaml.safe_load((dst / "config.yaml").read_text())
+    for dotted, value in config_changes.items():
+        section = cfg["model"]
+        *path, key = dotted.split("__")
+        for p in path:
+            section = section[p]
+        section[key] = value
+    (dst / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return dst
+
+
+@pytest.mark.parametrize("changes,needle", [
+    ({"encoder__num_heads": 3}, "multiple of encoder.num_heads"),
+    ({"encoder__num_layers": 0}, "num_layers must be at least 1"),
+    ({"decoder__num_heads": 7}, "multiple of num_heads"),
+])
+def test_a_config_that_cannot_build_a_model_is_one_line(random_model_dir, tmp_path, speech_clips, changes, needle):
+    d = _copy_model(random_model_dir, tmp_path / "m", **changes)
+    r = runner.invoke(app, ["transcribe", str(speech_clips[0].path), "--model", str(d), "--no-progress"])
+    assert r.exit_code != 0 and needle in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    r = subprocess.run([sys.executable, "-O", "-c", f"import asr; asr.load_model({str(d)!r})"], capture_output=True,
+                       text=True)
+    assert r.returncode != 0 and needle in r.stderr  # no assert that python -O would skip
+
+
+def test_a_huge_model_in_a_config_fails_before_anything_is_allocated(random_model_dir, tmp_path):
+    from asr.inference.model_dir import ModelError, load_model
+
+    d = _copy_model(random_model_dir, tmp_path / "m", encoder__d_model=1_000_000, encoder__num_heads=1)
+    t0 = time.perf_counter()
+    with pytest.raises(ModelError, match="do not match"):
+        load_model(d)
+    assert time.perf_counter() - t0 < 5.0  # it took 55 s and 10.4 GB before the shapes were compared
+
+
+@pytest.mark.parametrize("card,needle", [({"lm_weight": "heavy"}, "lm_weight must be a number"),
+                                         ([1, 2], "expected a JSON object")])
+def test_an_lm_card_of_the_wrong_type_is_one_line(tmp_path, card, needle):
+    from asr.errors import UserError
+    from asr.search.options import decode_options
+
+    (tmp_path / "lm.arpa").write_text("\\data\\\n")
+    (tmp_path / "words.txt").write_text("A\n")
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    with pytest.raises(UserError, match=needle):
+        decode_options(tmp_path)
+
+
+def test_a_broken_punctuator_is_one_line(tmp_path):
+    from asr.errors import UserError
+    from asr.models.punctuator import BUNDLED_PUNCTUATOR, load_punctuator
+
+    shutil.copytree(BUNDLED_PUNCTUATOR, tmp_path / "p")
+    (tmp_path / "p" / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(UserError, match="not a punctuator directory"):
+        load_punctuator(tmp_path / "p")

@@ -146,6 +146,30 @@ def base_weights(d: Path) -> dict:
     return whisper_weights(folder, spec["tensors"])
 
 
+def _check_shapes(d: Path, cfg: Config, tok) -> None:
+    """The weights' names and shapes (read from the safetensors header) against the model ``config.yaml`` describes,
+    built on the meta device: a config asking for a huge model fails here in milliseconds, not after allocating it."""
+    from safetensors import safe_open
+
+    try:
+        with torch.device("meta"):
+            own = ASRModel(cfg.model, tok.specials).state_dict()
+    except (ValueError, TypeError, RuntimeError, IndexError) as e:
+        raise ModelError(f"{d / 'config.yaml'}: cannot build the model ({first_line(e)})") from None
+    try:
+        with safe_open(str(d / "model.safetensors"), "pt") as f:
+            header = {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for corrupt files
+        raise ModelError(f"{d / 'model.safetensors'}: unreadable weights ({first_line(e)})") from None
+    if (d / BASE_FILE).is_file():
+        header.update({k: own[k] for k in json.loads((d / BASE_FILE).read_text())["tensors"] if k in own})
+    missing_keys, unexpected, bad_shape = weight_mismatches(own, header)
+    if missing_keys or unexpected or bad_shape:
+        example = (missing_keys or unexpected or bad_shape)[0]
+        raise ModelError(f"{d}: the weights do not match config.yaml ({len(missing_keys)} missing, "
+                         f"{len(unexpected)} unexpected, {len(bad_shape)} of another shape; e.g. {example})")
+
+
 def load_model(path: str | os.PathLike, device: str = "cpu", quantize: str | None = None) -> LoadedModel:
     """Load a model directory (or a bundled model by name, e.g. ``demo``): config, safetensors weights and
     tokenizer. Nothing is unpickled. A file that cannot be used raises :class:`ModelError` (one line).
@@ -174,21 +198,14 @@ def load_model(path: str | os.PathLike, device: str = "cpu", quantize: str | Non
         raise ModelError(f"{tok_file}: not a tokenizer ({first_line(e)})") from None
     if tok.vocab_size != cfg.model.vocab_size:
         raise ModelError(f"{d}: tokenizer has {tok.vocab_size} ids but the model expects {cfg.model.vocab_size}")
+    _check_shapes(d, cfg, tok)  # from the file's header and a model on the meta device: nothing allocated yet
     try:
         weights = load_file(str(d / "model.safetensors"), device="cpu")
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for corrupt files
         raise ModelError(f"{d / 'model.safetensors'}: unreadable weights ({first_line(e)})") from None
     if (d / BASE_FILE).is_file():
         weights = {**base_weights(d), **weights}
-    try:
-        model = ASRModel(cfg.model, tok.specials)
-    except (ValueError, TypeError, RuntimeError) as e:
-        raise ModelError(f"{d / 'config.yaml'}: cannot build the model ({first_line(e)})") from None
-    missing_keys, unexpected, bad_shape = weight_mismatches(model.state_dict(), weights)
-    if missing_keys or unexpected or bad_shape:
-        example = (missing_keys or unexpected or bad_shape)[0]
-        raise ModelError(f"{d}: the weights do not match config.yaml ({len(missing_keys)} missing, "
-                         f"{len(unexpected)} unexpected, {len(bad_shape)} of another shape; e.g. {example})")
+    model = ASRModel(cfg.model, tok.specials)
     model.load_state_dict(weights)
     model = model.to(device).eval()
     if quantize:

@@ -43,6 +43,10 @@ class LMDir:
         return (self.path / WORDS).read_text(encoding="utf-8").split()
 
 
+CARD_NUMBERS = ("lm_weight", "word_score", "fusion_weight", "fusion_word_score", "ar_fusion_weight",
+                "ar_fusion_word_score", "nlm_weight")  # card keys that decoding reads as numbers
+
+
 def load_lm_dir(path: str | os.PathLike) -> LMDir:
     d = Path(path)
     missing = [f for f in (ARPA, WORDS) if not (d / f).is_file()]
@@ -54,6 +58,12 @@ def load_lm_dir(path: str | os.PathLike) -> LMDir:
             card = json.loads((d / CARD).read_text(encoding="utf-8"))
         except ValueError as e:
             raise LMError(f"{d / CARD}: not valid JSON ({e})") from None
+        if not isinstance(card, dict):
+            raise LMError(f"{d / CARD}: expected a JSON object, not a {type(card).__name__}")
+        for key in CARD_NUMBERS:
+            v = card.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v != v):
+                raise LMError(f"{d / CARD}: {key} must be a number, not {v!r}")
     return LMDir(d, card)
 
 

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from asr.errors import UserError
+
 
 def mask_to_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
     """Bool mask ``(B, Tq, Tk)`` (True = attend) -> additive bias ``(B, 1, Tq, Tk)``; a bias (a float tensor, made
@@ -25,7 +27,8 @@ def mask_to_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor 
 class MultiHeadAttention(nn.Module):
     def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0):
         super().__init__()
-        assert d_model % num_heads == 0, "d_model must be divisible by num_heads"
+        if num_heads < 1 or d_model % num_heads:
+            raise UserError(f"attention: d_model {d_model} must be a multiple of num_heads {num_heads}")
         self.h, self.d_k = num_heads, d_model // num_heads
         self.q, self.k, self.v = (nn.Linear(d_model, d_model) for _ in range(3))
         self.out = nn.Linear(d_model, d_model)
