@@ -87,6 +87,7 @@ def as_samples(audio, sample_rate=SAMPLE_RATE, where: str = "<array>", allow_emp
             raise AudioError(where, "64-bit integer samples outside the 16-bit range: give float samples in [-1, 1] "
                                     "or PCM as int16 / int32")
         x = x.astype(np.int16)  # every value fits: 16-bit PCM written as Python ints
+    if x.dtype.kind in "iu":
         info = np.iinfo(x.dtype)
         x = (x.astype(np.float32) - (info.max + 1) / 2 if x.dtype.kind == "u" else x.astype(np.float32)) \
             / float(-(info.min) if x.dtype.kind == "i" else (info.max + 1) / 2)

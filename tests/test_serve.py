@@ -186,3 +186,127 @@ def test_overlay_page_two_lines_transparent_clears_and_reconnects(speech_clips):
         if not stopped:
             stop.set()
             t.join(10)
+
+
+def _start_with(rec, access=None, ssl_context=None):
+    port = _free_port()
+    ready, stop = threading.Event(), threading.Event()
+
+    def run():
+        asyncio.run(serve(rec, None, "127.0.0.1", port, ready=ready, stop=stop,
+                          access=access(port) if access else None, ssl_context=ssl_context))
+
+    threading.Thread(target=run, daemon=True).start()
+    assert ready.wait(30)
+    return port, stop
+
+
+def _status(url: str, headers: dict | None = None, context=None) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10, context=context) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_another_site_cannot_read_the_captions_or_rebind_the_host(random_model_dir):
+    """A page on evil.example that opens ws://127.0.0.1:PORT/ws/captions (its Origin) is refused, and so is a
+    request whose Host is not the server's (DNS rebinding); the server's own page and plain clients get in."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    port, stop = _start_with(Recognizer(load_model(random_model_dir)))
+    try:
+        with pytest.raises(InvalidStatus, match="403"):
+            connect(f"ws://127.0.0.1:{port}/ws/captions", origin="http://evil.example", open_timeout=10)
+        with pytest.raises(InvalidStatus, match="403"):  # a name that resolved to 127.0.0.1: DNS rebinding
+            connect(f"ws://attacker.example:{port}/ws/captions", sock=socket.create_connection(("127.0.0.1", port)),
+                    open_timeout=10)
+        assert _status(f"http://127.0.0.1:{port}/", {"Host": "attacker.example"}) == 403
+        with connect(f"ws://127.0.0.1:{port}/ws/captions", origin=f"http://127.0.0.1:{port}", open_timeout=10) as ws:
+            assert "commit" in json.loads(ws.recv(timeout=10))
+        with connect(f"ws://localhost:{port}/ws/captions", open_timeout=10) as ws:  # no Origin: not a browser page
+            ws.recv(timeout=10)
+        assert _status(f"http://127.0.0.1:{port}/") == 200
+    finally:
+        stop.set()
+
+
+def test_a_token_guards_the_page_and_every_socket(random_model_dir):
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    from asr.apps.serve import Access
+
+    port, stop = _start_with(Recognizer(load_model(random_model_dir)),
+                             access=lambda p: Access.for_server("127.0.0.1", p, "s3cret", ["https://ok.example"]))
+    try:
+        assert _status(f"http://127.0.0.1:{port}/") == 401
+        assert _status(f"http://127.0.0.1:{port}/?token=wrong") == 401
+        assert _status(f"http://127.0.0.1:{port}/?token=s3cret") == 200
+        for q in ("", "?token=wrong"):
+            with pytest.raises(InvalidStatus, match="401"):
+                connect(f"ws://127.0.0.1:{port}/ws/audio{q}", open_timeout=10)
+        with connect(f"ws://127.0.0.1:{port}/ws/captions?token=s3cret", origin="https://ok.example",
+                     open_timeout=10) as ws:  # an allowed origin with the token
+            ws.recv(timeout=10)
+    finally:
+        stop.set()
+
+
+def test_a_client_that_trickles_audio_loses_its_slot(random_model_dir, monkeypatch):
+    """One sample every half second keeps a connection open but sends 1/8000 of real time: closed (1008)."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    import asr.apps.serve as serve_mod
+
+    monkeypatch.setattr(serve_mod, "RATE_GRACE_SECONDS", 1.0)
+    port, stop = _start_with(Recognizer(load_model(random_model_dir)))
+    try:
+        with connect(f"ws://127.0.0.1:{port}/ws/audio", open_timeout=10) as ws:
+            ws.send(json.dumps({"sample_rate": 16000}))
+            with pytest.raises(ConnectionClosed) as e:
+                for _ in range(20):
+                    ws.send(np.zeros(1, dtype="<i2").tobytes())
+                    time.sleep(0.5)
+            assert e.value.rcvd.code == 1008 and "real time" in e.value.rcvd.reason
+    finally:
+        stop.set()
+
+
+def test_the_page_is_served_over_tls(random_model_dir, tmp_path):
+    import shutil
+    import ssl
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (it makes the test's self-signed certificate)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=localhost"], check=True, capture_output=True)
+    from asr.apps.live import server_access
+
+    access, ctx, url = server_access("127.0.0.1", 0, certfile=cert, keyfile=key)
+    assert url.startswith("https://") and ctx is not None
+    port, stop = _start_with(Recognizer(load_model(random_model_dir)),
+                             access=lambda p: server_access("127.0.0.1", p)[0], ssl_context=ctx)
+    try:
+        client = ssl.create_default_context(cafile=str(cert))
+        client.check_hostname = False
+        assert _status(f"https://127.0.0.1:{port}/", context=client) == 200
+    finally:
+        stop.set()
+
+
+def test_serving_off_loopback_generates_a_token_unless_told_not_to():
+    from asr.apps.live import server_access
+
+    access, _, url = server_access("0.0.0.0", 8765)
+    assert access.token and f"?token={access.token}" in url and not access.hosts
+    assert server_access("0.0.0.0", 8765, no_auth=True)[0].token is None
+    assert server_access("127.0.0.1", 8765)[0].token is None
+    assert server_access("0.0.0.0", 8765, token="mine")[2].endswith("?token=mine")

@@ -277,7 +277,12 @@ def live_cmd(
     stats: bool = typer.Option(False, "--stats", help="Print caption metrics at the end (RTF, latencies, tentative changes)."),
     threads: int = typer.Option(1, help="CPU threads for torch."),
     serve_flag: bool = typer.Option(False, "--serve", help="Serve a caption web page (HTTP + WebSocket) instead of the terminal."),
-    host: str = typer.Option("127.0.0.1", help="--serve: address to bind."),
+    host: str = typer.Option("127.0.0.1", help="--serve: address to bind (off loopback a token is required: --token, or one is generated and printed with the URL)."),
+    token: Optional[str] = typer.Option(None, "--token", help="--serve: the page and every WebSocket need ?token=THIS."),
+    no_auth: bool = typer.Option(False, "--no-auth", help="--serve: no token even off loopback (anyone who reaches the address can listen in)."),
+    allow_origin: Optional[List[str]] = typer.Option(None, "--allow-origin", help="--serve: another web origin (scheme://host:port) whose pages may connect (repeatable; the server's own always may)."),
+    certfile: Optional[Path] = typer.Option(None, "--certfile", help="--serve: TLS certificate (PEM): https / wss, so LAN browsers give the page their microphone."),
+    keyfile: Optional[Path] = typer.Option(None, "--keyfile", help="--serve: TLS private key (PEM), when not in --certfile."),
     port: int = typer.Option(8765, help="--serve: port."),
     no_mic: bool = typer.Option(False, "--no-mic", help="--serve: no server microphone (browser clients only)."),
     max_streams: int = typer.Option(MAX_LIVE_STREAMS, help="--serve: live audio clients at once; beyond it a new one is refused (close code 1013, try again later) instead of slowing everyone (docs/serving.md)."),
@@ -321,7 +326,8 @@ def live_cmd(
     try:
         if serve_flag:
             figures = _run(live.caption_server, rec, source, host, port, output, log=lambda m: typer.echo(m, err=True),
-                           max_streams=max_streams)
+                           max_streams=max_streams, token=token, no_auth=no_auth, allow_origins=allow_origin or (),
+                           certfile=certfile, keyfile=keyfile)
             if stats:
                 typer.echo(json.dumps(figures), err=True)
             return

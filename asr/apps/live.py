@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from asr.apps.serve import CaptionServer, serve
+from asr.apps.serve import LOOPBACK, Access, CaptionServer, serve
 from asr.audio import SAMPLE_RATE, load_audio
 from asr.config import MAX_LIVE_STREAMS
 from asr.errors import UserError
@@ -261,16 +261,44 @@ def caption_terminal(recognizer: Recognizer, source, output: Path | None = None)
             writer.close()
 
 
-def caption_server(recognizer: Recognizer, source, host: str, port: int, output: Path | None = None,
-                   log: Callable[[str], None] = print, max_streams: int = MAX_LIVE_STREAMS) -> dict:
-    """The caption web page at ``http://HOST:PORT/`` (:mod:`asr.apps.serve`) until Ctrl-C; the server's own
-    captions also go to ``output``. Returns the server's figures (batches, segments, tentative changes)."""
+def server_access(host: str, port: int, token: str | None = None, no_auth: bool = False, allow_origins=(),
+                  certfile: Path | None = None, keyfile: Path | None = None):
+    """``(Access, ssl context or None, URL to open)`` for ``asr live --serve``: off loopback a token is required
+    (generated when not given, as Jupyter does) unless ``no_auth``; TLS with a certificate and key."""
+    import secrets
+    import ssl
 
+    if token is None and host not in LOOPBACK and not no_auth:
+        token = secrets.token_urlsafe(16)
+    ctx = None
+    if certfile is not None or keyfile is not None:
+        if certfile is None:
+            raise UserError("--keyfile needs --certfile")
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ctx.load_cert_chain(str(certfile), str(keyfile) if keyfile else None)
+        except (OSError, ssl.SSLError) as e:
+            raise UserError(f"{certfile}: cannot use it as the TLS certificate ({e})") from None
+    shown = "localhost" if host in ("0.0.0.0", "::") else host
+    url = f"{'https' if ctx else 'http'}://{shown}:{port}/" + (f"?token={token}" if token else "")
+    return Access.for_server(host, port, token, allow_origins), ctx, url
+
+
+def caption_server(recognizer: Recognizer, source, host: str, port: int, output: Path | None = None,
+                   log: Callable[[str], None] = print, max_streams: int = MAX_LIVE_STREAMS, token: str | None = None,
+                   no_auth: bool = False, allow_origins=(), certfile: Path | None = None,
+                   keyfile: Path | None = None) -> dict:
+    """The caption web page (:mod:`asr.apps.serve`) until Ctrl-C; the server's own captions also go to ``output``.
+    Access and TLS: :func:`server_access`. Returns the server's figures (batches, segments, tentative changes)."""
+
+    access, ctx, url = server_access(host, port, token, no_auth, allow_origins, certfile, keyfile)
     writer = TranscriptWriter(output) if output else None
     srv = CaptionServer(recognizer, on_segment=writer.write if writer else None, max_streams=max_streams)
-    log(f"serving captions on http://{host}:{port}/ (Ctrl-C to stop)")
+    log(f"serving captions on {url} (Ctrl-C to stop)")
+    if host not in LOOPBACK and access.token is None:
+        log("warning: --no-auth: anyone who can reach this address can read the captions and send audio")
     try:
-        asyncio.run(serve(recognizer, source, host, port, server=srv))
+        asyncio.run(serve(recognizer, source, host, port, server=srv, access=access, ssl_context=ctx))
     except KeyboardInterrupt:
         pass
     except OSError as e:

@@ -14,6 +14,14 @@
   1003 / 1009), a client silent for ``IDLE_SECONDS`` is closed (1008), and beyond ``max_streams`` live audio
   clients a new one is refused at once (1013, try again later) rather than slowing everyone down.
 
+Who gets in (:class:`Access`): the Host header must name the server (on a loopback address: a loopback name, so a
+page on another site that rebinds its DNS to 127.0.0.1 is refused), a browser's Origin must be the server's own
+(``--allow-origin`` adds others), and with a token (``--token``, or generated when serving off loopback unless
+``--no-auth``) the page and every WebSocket need ``?token=`` (the page passes its own on). TLS with
+``--certfile/--keyfile`` (browsers give a page its microphone only on https off localhost). An audio client must send
+at least ``MIN_REALTIME_FRACTION`` of real time (after ``RATE_GRACE_SECONDS``) or its slot is freed; at most
+``MAX_VIEWERS`` caption viewers.
+
 All streams (the server's and every client's) are decoded together in batches by one worker thread.
 The event loop never waits for the decoder: handlers only queue audio. Each round of the worker
 moves at most one chunk of queued audio into each stream and decodes every ready stream one chunk,
@@ -27,14 +35,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
+import hmac
 import json
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
@@ -48,8 +59,47 @@ MAX_BACKLOG_SECONDS = 8.0  # queued, undecoded audio per client before its handl
 FIRST_MESSAGE_SECONDS = 10.0  # a client must say its sample rate within this time
 IDLE_SECONDS = 60.0  # an audio client that sends nothing for this long is closed
 HISTORY_CHARS = 600  # committed text a new viewer gets before the live updates
+MIN_REALTIME_FRACTION = 0.5  # an audio client sends at least half of real time (a microphone sends 1.0) ...
+RATE_GRACE_SECONDS = 10.0  # ... measured from this long after its first message
+MAX_VIEWERS = 100  # caption viewers at once (beyond: 1013)
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 PAGE = Path(__file__).parent / "web" / "captions.html"
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may use a server bound to ``host`` (see the module docstring): ``hosts`` the Host header values accepted
+    (empty: any, off loopback, where the token guards), ``origins`` the Origins accepted beside the server's own,
+    ``token`` required as ``?token=`` (None: none)."""
+
+    hosts: frozenset = frozenset()
+    origins: frozenset = frozenset()
+    token: str | None = None
+
+    @classmethod
+    def for_server(cls, host: str, port: int, token: str | None = None, allow_origins=()) -> "Access":
+        hosts = frozenset()
+        if host in LOOPBACK:
+            hosts = frozenset(f"{h}:{port}" for h in LOOPBACK) | frozenset(h for h in LOOPBACK)
+        return cls(hosts, frozenset(o.rstrip("/") for o in allow_origins), token or None)
+
+    def refusal(self, request, scheme: str) -> tuple[HTTPStatus, str] | None:
+        """Why ``request`` may not in (status and reason), or None."""
+        hosts = request.headers.get_all("Host")
+        if len(hosts) != 1:
+            return HTTPStatus.BAD_REQUEST, "one Host header\n"
+        host = hosts[0]
+        if self.hosts and host.lower() not in self.hosts:
+            return HTTPStatus.FORBIDDEN, f"Host {host!r} is not this server\n"
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.rstrip("/") not in self.origins | {f"{scheme}://{host}"}:
+            return HTTPStatus.FORBIDDEN, f"Origin {origin!r} may not use this server (asr live --allow-origin)\n"
+        if self.token is not None:
+            given = (parse_qs(urlsplit(request.path).query).get("token") or [""])[0]
+            if not hmac.compare_digest(given.encode(), self.token.encode()):
+                return HTTPStatus.UNAUTHORIZED, "a token is required: open the URL the server printed\n"
+        return None
 
 
 class _Source:
@@ -200,6 +250,10 @@ class CaptionServer:
         path = urlsplit(ws.request.path).path
         try:
             if path == "/ws/captions":
+                if len(self.viewers) >= MAX_VIEWERS:
+                    self.stats["refused"] += 1
+                    await ws.close(1013, f"too many viewers ({MAX_VIEWERS}); try again later")
+                    return
                 self.viewers.add(ws)
                 try:
                     await ws.send(_Source(self.server.stream).message(first=True))
@@ -250,12 +304,18 @@ class CaptionServer:
     async def _read_audio(self, ws, client: _Source, rate: int) -> None:
         from websockets.protocol import State
 
+        start, received = time.monotonic(), 0.0  # seconds of audio since the first message
         while True:
             try:
                 msg = await asyncio.wait_for(ws.recv(), IDLE_SECONDS)
             except (asyncio.TimeoutError, TimeoutError):
                 self.stats["timeouts"] += 1
                 await ws.close(1008, f"no audio for {IDLE_SECONDS:.0f} s")
+                return
+            elapsed = time.monotonic() - start
+            if not client.stream.finished and elapsed > RATE_GRACE_SECONDS and received < MIN_REALTIME_FRACTION * elapsed:
+                self.stats["timeouts"] += 1  # a slot held by a trickle of audio is a slot nobody can use
+                await ws.close(1008, f"less than {MIN_REALTIME_FRACTION:g} x real time of audio: the slot is freed")
                 return
             if isinstance(msg, str):
                 if msg == "end":
@@ -270,6 +330,7 @@ class CaptionServer:
                                f"frames must be int16 PCM of at most {MAX_FRAME_BYTES} bytes")
                 return
             client.put(np.frombuffer(msg, dtype="<i2"), rate)
+            received += len(msg) / 2 / rate
             while client.queued > MAX_BACKLOG_SECONDS and not self.stop.is_set():
                 if ws.state is not State.OPEN:  # gone while we held it back: drop its work now
                     return
@@ -305,8 +366,12 @@ async def _safe_send(send, text: str) -> None:
         pass
 
 
-def _process_request(connection, request):
-    """Serve the page for plain HTTP GETs (whatever the query string); let WebSocket upgrades through."""
+def _process_request(connection, request, access: Access = Access(), scheme: str = "http"):
+    """Refuse what :class:`Access` refuses; serve the page for plain HTTP GETs (whatever the query string); let
+    WebSocket upgrades through."""
+    refused = access.refusal(request, scheme)
+    if refused is not None:
+        return connection.respond(*refused)
     path = urlsplit(request.path).path
     if path in ("/", "/index.html"):
         resp = connection.respond(HTTPStatus.OK, PAGE.read_text(encoding="utf-8"))
@@ -323,10 +388,12 @@ def _process_request(connection, request):
 async def serve(recognizer: Recognizer, source, host: str = "127.0.0.1", port: int = 8765,
                 ready: threading.Event | None = None, stop: threading.Event | None = None,
                 server: CaptionServer | None = None, ping_interval: float = 20.0,
-                ping_timeout: float = 20.0) -> CaptionServer:
+                ping_timeout: float = 20.0, access: Access | None = None, ssl_context=None) -> CaptionServer:
     """Run until ``stop`` is set (or the task is cancelled). ``source``: the server's audio (or None).
     ``server``: a :class:`CaptionServer` made by the caller (to keep its stats after Ctrl-C). Keepalive pings
-    (``ping_interval``, ``ping_timeout``) close vanished viewers; audio clients are exempt from the timeout."""
+    (``ping_interval``, ``ping_timeout``) close vanished viewers; audio clients are exempt from the timeout.
+    ``access``: who gets in (default: :meth:`Access.for_server` of ``host`` and ``port``, no token);
+    ``ssl_context``: serve https / wss."""
     from websockets.asyncio.server import serve as ws_serve
 
     srv = server or CaptionServer(recognizer)
@@ -337,8 +404,11 @@ async def serve(recognizer: Recognizer, source, host: str = "127.0.0.1", port: i
     srv.worker.start()
     if source is not None:
         threading.Thread(target=srv.feed_server, args=(source,), daemon=True).start()
-    async with ws_serve(srv.handler, host, port, process_request=_process_request, max_size=MAX_FRAME_BYTES + 1024,
-                        ping_interval=ping_interval, ping_timeout=ping_timeout):
+    access = access or Access.for_server(host, port)
+    scheme = "https" if ssl_context is not None else "http"
+    check = functools.partial(_process_request, access=access, scheme=scheme)
+    async with ws_serve(srv.handler, host, port, process_request=check, max_size=MAX_FRAME_BYTES + 1024,
+                        ping_interval=ping_interval, ping_timeout=ping_timeout, ssl=ssl_context):
         if ready is not None:
             ready.set()
         try:
