@@ -56,3 +56,16 @@ def test_api_errors_are_one_line():
         model.transcribe(np.zeros((2, 2, 2), dtype=np.float32))
     with pytest.raises(ValueError, match="boost"):
         model.transcribe(np.zeros(16000, dtype=np.float32), hotwords=[("X", float("nan"))])
+
+
+def test_feeding_a_finished_live_session_is_refused(demo):
+    import numpy as np
+
+    from asr.errors import UserError
+
+    live = demo.stream(vad=False)
+    live.feed(np.zeros(16000, np.float32))
+    segs = live.finish()
+    assert live.finish() == segs  # finishing twice changes nothing
+    with pytest.raises(UserError, match="finished"):
+        live.feed(np.zeros(1600, np.float32))

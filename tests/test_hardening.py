@@ -341,7 +341,9 @@ def test_a_client_far_ahead_advances_one_chunk_a_round_like_the_others(random_mo
     assert flood.stream.seconds <= rounds * chunk_seconds + 2.0 + chunk_seconds < sent / 2
 
 
-def test_serve_writes_output_and_stats(speech_clips, tmp_path):
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_serve_writes_output_and_stats(speech_clips, tmp_path, sig):
+    """Ctrl-C or SIGTERM (a service manager) ends the server cleanly: last segment written, figures printed."""
     import signal
 
     out = tmp_path / "captions.srt"
@@ -354,9 +356,9 @@ def test_serve_writes_output_and_stats(speech_clips, tmp_path):
         while time.time() < deadline and not (out.is_file() and "-->" in out.read_text()):
             time.sleep(0.5)
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, sig))
         output, _ = proc.communicate(timeout=60)
-    assert "-->" in out.read_text(), output
+    assert proc.returncode == 0 and "-->" in out.read_text(), output
     stats = json.loads([line for line in output.splitlines() if line.startswith("{")][-1])
     assert stats["server_segments"] >= 1 and stats["server_audio_seconds"] > 1
 

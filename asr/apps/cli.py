@@ -23,6 +23,7 @@ from asr.apps.cli_common import (
     check_decoders,
     decode_options_from,
     load,
+    sigterm_as_interrupt,
     user_errors,
     with_decode_flags,
 )
@@ -141,8 +142,11 @@ def transcribe_cmd(
                 on_error(f"{target}: cannot write ({e.strerror or e})")
                 unwritten.append(str(target))
 
-    def on_error(msg: str) -> None:
-        typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    def on_error(msg: str) -> None:  # on its own line, not after the progress bar's carriage return
+        if bar is not None:
+            bar.write(typer.style(f"error: {msg}", fg=typer.colors.RED), file=sys.stderr)
+        else:
+            typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
 
     def on_progress(done: float, wall: float) -> None:
         if bar is not None:
@@ -323,6 +327,7 @@ def live_cmd(
                   mic_stats=mic_stats)
     if input_file is None and source is not None:
         typer.echo("listening (Ctrl-C to stop)...", err=True)
+    sigterm_as_interrupt()  # SIGTERM ends it as Ctrl-C does: the last segment is kept
     try:
         if serve_flag:
             figures = _run(live.caption_server, rec, source, host, port, output, log=lambda m: typer.echo(m, err=True),

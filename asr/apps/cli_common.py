@@ -34,6 +34,17 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (UserError, FileNotFoundError, IsADirectoryError, PermissionError)
 
 
+def sigterm_as_interrupt() -> None:
+    """SIGTERM (a service manager stopping us, `kill`) ends a command as Ctrl-C does: training saves a checkpoint,
+    live captions keep their last segment."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def _fail(msg: str) -> None:
     typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)

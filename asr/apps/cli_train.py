@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from asr.apps.cli_common import _fail, _run, app
+from asr.apps.cli_common import _fail, _run, app, sigterm_as_interrupt
 
 
 @app.command("train")
@@ -40,8 +40,12 @@ def train_cmd(
     cfg = _run(load_config, config, overrides or [])
     if lang is None:
         lang = _run(resolve_model_path, init) if init else manifests / "lang"
-    summary = _run(train, cfg, manifests, lang, exp, train_subset, valid_subset, resume=resume,
-                   device=device, progress=progress, curve_subset=curve_subset, overwrite=overwrite, init=init)
+    sigterm_as_interrupt()
+    try:
+        summary = _run(train, cfg, manifests, lang, exp, train_subset, valid_subset, resume=resume,
+                       device=device, progress=progress, curve_subset=curve_subset, overwrite=overwrite, init=init)
+    except KeyboardInterrupt:  # the trainer saved a checkpoint and said where
+        raise typer.Exit(130) from None
     typer.echo(json.dumps(summary, indent=2))
 
 

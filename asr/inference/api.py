@@ -91,6 +91,8 @@ class LiveSession:
         """Add audio (any block size, any rate); decode what is ready; commit at endpoints. Returns the text so
         far: committed (never changes) and the running segment's tentative tail. A long block (an hour in one
         call) is decoded second by second, in flat memory."""
+        if self._stream.finished:
+            raise UserError("this live session has finished: start another with model.stream()")
         x = as_samples(samples, sample_rate, "<stream>", allow_empty=True)
         step = int(sample_rate)
         for i in range(0, x.size, step):
@@ -116,6 +118,8 @@ class LiveSession:
 
     def finish(self) -> list[Segment]:
         """No more audio: decode the rest, commit it; returns every committed segment of the session."""
+        if self._stream.finished:
+            return list(self._segments)
         self._stream.input_finished()
         self._run()
         self._commit()

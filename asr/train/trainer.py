@@ -516,8 +516,17 @@ class Trainer:
         self.t_last = time.perf_counter()
         self.model.train()
         stop = bool(self.done())
-        while not stop:
-            stop = self._epoch()
+        try:
+            while not stop:
+                stop = self._epoch()
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: keep what was trained, say where, stop
+            if self.bar is not None:
+                self.bar.close()
+            self.checkpoint()
+            if self.dist.main:
+                log_warning(f"interrupted at step {self.step_n}: checkpoint saved in {self.exp} "
+                            "(run the same command again to continue)")
+            raise
         if self.bar is not None:
             self.bar.close()
         if self.valid_batches is not None and (self.last_valid is None or self.step_n % max(1, self.tc.valid_every)):

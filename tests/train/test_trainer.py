@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -450,3 +451,30 @@ def test_interpolated_export_lies_between_the_run_and_its_init_model(tiny_manife
         interpolate_weights(plain, b, 1.5)
     with pytest.raises(ValueError, match="different shapes"):
         interpolate_weights(plain, {k: v for k, v in list(b.items())[1:]}, 0.5)
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_saves_a_checkpoint_and_says_where(tiny_manifests, lang, tmp_path, sig):
+    """Ctrl-C or SIGTERM during `asr train` keeps what was trained (it used to lose up to checkpoint_every steps)."""
+    import signal
+
+    exp = tmp_path / "exp"
+    cmd = [sys.executable, "-m", "asr.apps.cli", "train", "--config", "tiny", "--manifests", str(tiny_manifests),
+           "--lang", str(lang), "--exp", str(exp), "--no-progress"]
+    for o in SMALL + ["train.total_steps=100000", "train.checkpoint_every=100000", "train.valid_every=100000",
+                      "train.log_every=1"]:
+        cmd += ["--set", o]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and not ((exp / "train_log.jsonl").is_file()
+                                               and len((exp / "train_log.jsonl").read_text().splitlines()) >= 2):
+            time.sleep(0.2)
+        proc.send_signal(getattr(signal, sig))
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    saved = sorted(exp.glob("step-*.pt"))
+    assert saved and "checkpoint saved in" in err and str(exp) in err, err[-2000:]
