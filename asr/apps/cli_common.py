@@ -54,7 +54,10 @@ def _run(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except user_errors() as e:
-        _fail(str(e))
+        msg = str(e)
+        if msg.startswith("Caught "):  # re-raised from a DataLoader worker: the original error is the last line
+            msg = msg.strip().splitlines()[-1].split(": ", 1)[-1]
+        _fail(msg)
 
 
 

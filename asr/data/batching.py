@@ -20,7 +20,9 @@ import numpy as np
 import torch
 from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
 
+from asr.audio import AudioError
 from asr.config import FrontendConfig, to_dict
+from asr.errors import first_line
 from asr.features import FbankConfig, features
 from asr.files import atomic_path
 from asr.text import normalize_text
@@ -46,7 +48,12 @@ class Batch:
 def cut_fbank(cut, frontend: FrontendConfig | None = None) -> torch.Tensor:
     """``(T, F)`` features of one cut's audio (16 kHz; speed perturbation applied by lhotse): fbank, or the model's
     front end."""
-    return features(cut.load_audio()[0], frontend)
+    try:
+        audio = cut.load_audio()[0]
+    except Exception as e:  # noqa: BLE001 - lhotse and libsndfile raise many types: one line naming the file
+        src = cut.recording.sources[0].source if cut.recording is not None and cut.recording.sources else cut.id
+        raise AudioError(src, f"cannot read the audio of cut {cut.id} ({type(e).__name__}: {first_line(e)})") from None
+    return features(audio, frontend)
 
 
 class FeatureCache:

@@ -42,7 +42,7 @@ def cuts_path(manifest_dir: str | os.PathLike, subset: str) -> Path:
 
 def resolve_corpus_dir(corpus_dir: str | os.PathLike) -> Path:
     """Accept the folder holding the subsets, or its parent with a ``LibriSpeech/`` folder inside."""
-    d = Path(corpus_dir)
+    d = Path(corpus_dir).resolve()  # absolute: the manifests hold audio paths that work from any folder
     if not d.is_dir():
         raise PrepareError(f"{corpus_dir}: no such directory")
     if (d / "LibriSpeech").is_dir() and not find_subsets(d):

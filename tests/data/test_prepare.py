@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 from lhotse import load_manifest
@@ -113,3 +114,30 @@ def test_feature_cache_returns_the_same_features_and_survives_damage(tiny_manife
     files[0].write_bytes(b"not a numpy file")  # damaged: recomputed and rewritten
     assert torch.equal(cache.fbank(cut), direct)
     assert torch.equal(FeatureCache(tmp_path / "fc").fbank(cut), direct)
+
+
+def test_manifests_work_from_another_folder_and_a_missing_file_is_one_line(tiny_corpus, tmp_path, monkeypatch):
+    """Audio paths are stored absolute (they were relative to where `asr data prepare` ran, so `asr train` from
+    another folder died in lhotse); a file missing at training time is one line naming it."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from asr.apps.cli import app
+    from asr.data.batching import cut_fbank
+    from asr.data.prepare import load_cuts
+
+    work = tmp_path / "work"
+    shutil.copytree(tiny_corpus, work / "corpus")
+    monkeypatch.chdir(work)
+    r = CliRunner().invoke(app, ["data", "prepare", "--corpus-dir", "corpus", "--out", "manifests"])
+    assert r.exit_code == 0, r.output
+    monkeypatch.chdir(tmp_path)
+    cut = next(iter(load_cuts(work / "manifests", "dev")))
+    assert Path(cut.recording.sources[0].source).is_absolute()
+    assert cut_fbank(cut).shape[1] == 80  # readable from here
+    Path(cut.recording.sources[0].source).unlink()
+    from asr.audio import AudioError
+
+    with pytest.raises(AudioError, match=cut.id):
+        cut_fbank(cut)
