@@ -181,3 +181,28 @@ def test_bench_stream_reports_caption_latencies(tiny_manifests):
     assert row["commit_latency_median_s"] is not None and row["commit_latency_median_s"] >= 0.2
     assert row["partial_latency_median_s"] is not None and -1.0 < row["partial_latency_median_s"] < 2.0
     assert row["partial_latency_p90_s"] >= row["partial_latency_median_s"]
+
+
+def test_a_long_file_is_read_in_blocks_and_transcribed_as_a_whole(demo, speech_clips, tmp_path, monkeypatch):
+    """Past LONG_FILE_SECONDS a file is read, cut and decoded a block at a time (flat memory): the same words, in
+    order, at the same times as when it is read whole."""
+    import numpy as np
+    import soundfile as sf
+
+    import asr.inference.transcribe as tr
+
+    clips = [sf.read(c.path, dtype="float32")[0] for c in speech_clips[:3]]
+    gap = np.zeros(16000 * 3, np.float32)
+    audio = np.concatenate([x for c in clips for x in (c, gap)])
+    path = tmp_path / "long.wav"
+    sf.write(path, audio, 16000)
+    whole = demo.transcribe(str(path), decoder="ctc_greedy")
+    monkeypatch.setattr(tr, "LONG_FILE_SECONDS", 5.0)
+    monkeypatch.setattr(tr, "BLOCK_SECONDS", 8.0)
+    blocks = list(tr.read_blocks(path, 8.0, search=3.0))
+    assert len(blocks) >= 3 and all(len(b) <= (8.0 + 3.0) * 16000 for _, b in blocks)
+    assert np.allclose(np.concatenate([b for _, b in blocks]), audio, atol=1e-6)
+    assert [o for o, _ in blocks] == sorted(o for o, _ in blocks)
+    blocked = demo.transcribe(str(path), decoder="ctc_greedy")
+    assert blocked.raw_text == whole.raw_text
+    assert [round(w.start, 2) for w in blocked.words] == [round(w.start, 2) for w in whole.words]

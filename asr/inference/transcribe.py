@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from lhotse import load_manifest
 
-from asr.audio import SAMPLE_RATE, AudioError, load_audio
+from asr.audio import MAX_RATE, MIN_RATE, SAMPLE_RATE, AudioError, audio_info, load_audio
 from asr.data.batching import fbank_batch
 from asr.errors import UserError, first_line
 from asr.features import features
@@ -164,6 +164,7 @@ class _Pending:
     duration: float
     parts: dict[int, Segment] = field(default_factory=dict)
     ranges: list[tuple[float, float]] = field(default_factory=list)  # (start s, end s) of each segment
+    complete: bool = True  # every segment is known (a long file read in blocks: not until its last block)
 
 
 @dataclass(frozen=True)
@@ -204,88 +205,165 @@ def transcribe_files(loaded, inputs: list[tuple[str, Path | np.ndarray]], method
     """Decode every input (``(id, path)``, or ``(id, samples)`` at 16 kHz); ``on_result`` gets each finished
     file, ``on_error`` each one-line failure, ``on_progress(audio_seconds_done, wall_seconds)`` follows the batches.
     ``vad`` (:func:`asr.inference.vad.load_vad`): cut at speech boundaries and decode speech only, else cut at
-    quiet points; ``punctuator``: each file's text cased and punctuated (its raw words kept)."""
-    t0 = time.perf_counter()
+    quiet points; ``punctuator``: each file's text cased and punctuated (its raw words kept). A file longer than
+    ``LONG_FILE_SECONDS`` is read, cut and decoded block by block (:func:`read_blocks`): memory stays flat however
+    long it is, and progress moves while it is read."""
     if getattr(loaded.tokenizer, "cased", False):  # the model writes cased, punctuated text itself (Whisper)
         punctuator = None
-    failed: list[str] = []
-    done_audio = 0.0
-    queue: list[tuple[_Pending, int, np.ndarray]] = []  # (file, segment index, samples)
-    queued = 0.0
-    files = 0
-    total_audio = 0.0  # seconds of every file read (decoded or, without speech, skipped)
-
-    waiting: collections.deque[_Pending] = collections.deque()  # files read, in input order, not yet emitted
-
-    def emit_ready() -> None:
-        """Emit the finished files at the front (results come out in input order)."""
-        while waiting and len(waiting[0].parts) == len(waiting[0].ranges):
-            pend = waiting.popleft()
-            if on_result:
-                result = Result.join([pend.parts[j] for j in range(len(pend.ranges))], pend.duration, pend.id, pend.path)
-                on_result(punctuate_result(result, punctuator) if punctuator is not None else result)
-
-    def flush() -> None:
-        """Decode the queued segments in batches of similar length (of at most ``max_batch_seconds`` each): sorted,
-        so that padding wastes little (64 short files: 1.14x the audio instead of 1.77x in reading order)."""
-        nonlocal queue, queued, done_audio
-        order = sorted(queue, key=lambda item: len(item[2]))
-        batch, seconds = [], 0.0
-        for item in order:
-            batch.append(item)
-            seconds += len(item[2]) / SAMPLE_RATE
-            if seconds >= max_batch_seconds:
-                _decode_batch(loaded, batch, method, opts, device)
-                batch, seconds = [], 0.0
-        if batch:
-            _decode_batch(loaded, batch, method, opts, device)
-        done_audio += sum(len(seg) for _, _, seg in queue) / SAMPLE_RATE
-        queue, queued = [], 0.0
-        emit_ready()
-        if on_progress:
-            on_progress(done_audio, time.perf_counter() - t0)
-
-    def cut(read: list[tuple[str, Path | np.ndarray, np.ndarray]]) -> None:
-        """Files read -> their speech segments (silero-vad batched over the files) -> the decoding queue."""
-        nonlocal queued
-        if not read:
-            return
-        probs = speech_probabilities_batch([a for _, _, a in read], vad) if vad is not None else [None] * len(read)
-        for (fid, path, audio), p in zip(read, probs):
-            ranges = (speech_segments(audio, max_segment, vad, split=split_points, probs=p) if vad is not None
-                      else split_points(audio, max_segment))
-            pend = _Pending(fid, None if isinstance(path, np.ndarray) else Path(path), len(audio) / SAMPLE_RATE,
-                            ranges=[(a / SAMPLE_RATE, b / SAMPLE_RATE) for a, b in ranges])
-            waiting.append(pend)  # no speech at all: no range, an empty result once the files before it are out
-            for k, (a, b) in enumerate(ranges):
-                queue.append((pend, k, audio[a:b]))
-                queued += (b - a) / SAMPLE_RATE
-                if queued >= SORT_BATCHES * max_batch_seconds:
-                    flush()
-        emit_ready()
-
+    job = _Job(loaded, method, opts, max_batch_seconds, max_segment, device, on_result, on_progress, vad, punctuator)
     read, read_seconds = [], 0.0  # files waiting for the VAD: short files are cut together, long ones alone
     for fid, path in inputs:
         try:
+            long = not isinstance(path, np.ndarray) and audio_info(path)[1] > LONG_FILE_SECONDS
+            if long:
+                job.cut(read)
+                read, read_seconds = [], 0.0
+                job.long_file(fid, Path(path))
+                continue
             audio = path if isinstance(path, np.ndarray) else load_audio(path)
         except AudioError as e:
-            failed.append(str(e))
+            job.failed.append(str(e))
             if on_error:
                 on_error(str(e))
             continue
-        files += 1
-        total_audio += len(audio) / SAMPLE_RATE
+        job.files += 1
+        job.total_audio += len(audio) / SAMPLE_RATE
         if read and abs(len(audio) / SAMPLE_RATE - read_seconds / len(read)) > VAD_BATCH_SPREAD:
-            cut(read)  # lengths far apart would waste the batch on padding
+            job.cut(read)  # lengths far apart would waste the batch on padding
             read, read_seconds = [], 0.0
         read.append((fid, path, audio))
         read_seconds += len(audio) / SAMPLE_RATE
         if read_seconds >= max_batch_seconds:
-            cut(read)
+            job.cut(read)
             read, read_seconds = [], 0.0
-    cut(read)
-    flush()
-    return TranscribeSummary(files, failed, total_audio, time.perf_counter() - t0)
+    job.cut(read)
+    job.flush()
+    return TranscribeSummary(job.files, job.failed, job.total_audio, time.perf_counter() - job.t0)
+
+
+LONG_FILE_SECONDS = 600.0  # files longer than this are read in blocks (flat memory)
+BLOCK_SECONDS = 300.0  # about this much audio a block, cut at a quiet point
+
+
+class _Job:
+    """One :func:`transcribe_files` run: the files read and not yet emitted (in input order), the segments queued
+    for decoding, and the counts."""
+
+    def __init__(self, loaded, method, opts, max_batch_seconds, max_segment, device, on_result, on_progress, vad,
+                 punctuator):
+        self.loaded, self.method, self.opts, self.device = loaded, method, opts, device
+        self.max_batch_seconds, self.max_segment, self.vad, self.punctuator = max_batch_seconds, max_segment, vad, punctuator
+        self.on_result, self.on_progress = on_result, on_progress
+        self.t0 = time.perf_counter()
+        self.failed: list[str] = []
+        self.files, self.total_audio, self.done_audio = 0, 0.0, 0.0
+        self.queue: list[tuple[_Pending, int, np.ndarray]] = []  # (file, segment index, samples)
+        self.queued = 0.0
+        self.waiting: collections.deque[_Pending] = collections.deque()  # files read, not yet emitted
+
+    def emit_ready(self) -> None:
+        """Emit the finished files at the front (results come out in input order)."""
+        while self.waiting and self.waiting[0].complete and len(self.waiting[0].parts) == len(self.waiting[0].ranges):
+            pend = self.waiting.popleft()
+            if self.on_result:
+                result = Result.join([pend.parts[j] for j in range(len(pend.ranges))], pend.duration, pend.id, pend.path)
+                self.on_result(punctuate_result(result, self.punctuator) if self.punctuator is not None else result)
+
+    def flush(self) -> None:
+        """Decode the queued segments in batches of similar length (of at most ``max_batch_seconds`` each): sorted,
+        so that padding wastes little (64 short files: 1.14x the audio instead of 1.77x in reading order)."""
+        order = sorted(self.queue, key=lambda item: len(item[2]))
+        batch, seconds = [], 0.0
+        for item in order:
+            batch.append(item)
+            seconds += len(item[2]) / SAMPLE_RATE
+            if seconds >= self.max_batch_seconds:
+                _decode_batch(self.loaded, batch, self.method, self.opts, self.device)
+                batch, seconds = [], 0.0
+        if batch:
+            _decode_batch(self.loaded, batch, self.method, self.opts, self.device)
+        self.done_audio += sum(len(seg) for _, _, seg in self.queue) / SAMPLE_RATE
+        self.queue, self.queued = [], 0.0
+        self.emit_ready()
+        if self.on_progress:
+            self.on_progress(self.done_audio, time.perf_counter() - self.t0)
+
+    def _queue(self, pend: _Pending, audio: np.ndarray, probs, offset: float = 0.0) -> None:
+        """``audio``'s speech segments (at ``offset`` seconds in its file) onto the decoding queue."""
+        vad = self.vad
+        ranges = (speech_segments(audio, self.max_segment, vad, split=split_points, probs=probs) if vad is not None
+                  else split_points(audio, self.max_segment))
+        for a, b in ranges:
+            pend.ranges.append((offset + a / SAMPLE_RATE, offset + b / SAMPLE_RATE))
+            self.queue.append((pend, len(pend.ranges) - 1, audio[a:b]))
+            self.queued += (b - a) / SAMPLE_RATE
+            if self.queued >= SORT_BATCHES * self.max_batch_seconds:
+                self.flush()
+
+    def cut(self, read: list[tuple[str, Path | np.ndarray, np.ndarray]]) -> None:
+        """Files read -> their speech segments (silero-vad batched over the files) -> the decoding queue."""
+        if not read:
+            return
+        probs = speech_probabilities_batch([a for _, _, a in read], self.vad) if self.vad is not None else [None] * len(read)
+        for (fid, path, audio), p in zip(read, probs):
+            pend = _Pending(fid, None if isinstance(path, np.ndarray) else Path(path), len(audio) / SAMPLE_RATE)
+            self.waiting.append(pend)  # no speech at all: no range, an empty result once the files before it are out
+            self._queue(pend, audio, p)
+        self.emit_ready()
+
+    def long_file(self, fid: str, path: Path) -> None:
+        """A long file, block by block: each block's VAD, its segments queued (and decoded as the queue fills)."""
+        pend = _Pending(fid, path, 0.0, complete=False)
+        self.waiting.append(pend)
+        try:
+            for offset, block in read_blocks(path):
+                probs = speech_probabilities_batch([block], self.vad)[0] if self.vad is not None else None
+                self._queue(pend, block, probs, offset)
+                pend.duration = offset + len(block) / SAMPLE_RATE
+                self.total_audio += len(block) / SAMPLE_RATE
+        except AudioError:  # unreadable part-way: the file fails, its queued segments are dropped
+            self.waiting.remove(pend)
+            self.queue = [q for q in self.queue if q[0] is not pend]
+            raise
+        self.files += 1
+        pend.complete = True
+        self.emit_ready()
+
+
+def read_blocks(path: str | Path, block_seconds: float = BLOCK_SECONDS, search: float = 10.0):
+    """A long file as ``(offset_seconds, samples)`` blocks of mono 16 kHz float32, each about ``block_seconds`` long
+    and ending at the quietest 100 ms of its last ``search`` seconds (a speech segment is rarely cut there). Read and
+    resampled a block at a time: memory stays flat. Raises :class:`AudioError` (one line) for a bad file."""
+    import soundfile as sf
+    import soxr
+
+    try:
+        f = sf.SoundFile(str(path))
+    except Exception as e:  # noqa: BLE001 - libsndfile raises several types
+        raise AudioError(path, f"cannot decode audio ({first_line(e)})") from None
+    with f:
+        rate = f.samplerate
+        if not MIN_RATE <= rate <= MAX_RATE:
+            raise AudioError(path, f"its header says {rate} Hz: a sample rate must be in {MIN_RATE}..{MAX_RATE}")
+        resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32") if rate != SAMPLE_RATE else None
+        carry, offset = np.zeros(0, np.float32), 0.0
+        limit, win = int(block_seconds * SAMPLE_RATE), SAMPLE_RATE // 10
+        for raw in f.blocks(blocksize=int(60 * rate), dtype="float32", always_2d=True):
+            x = raw.mean(1).astype(np.float32)
+            x = resampler.resample_chunk(x) if resampler is not None else x
+            carry = np.concatenate([carry, x])
+            while len(carry) > limit + int(search * SAMPLE_RATE):
+                lo = limit - int(search * SAMPLE_RATE)
+                k = int(search * SAMPLE_RATE) // win
+                energy = (carry[lo: lo + k * win].reshape(k, win).astype(np.float64) ** 2).mean(1)
+                cut = lo + int(energy.argmin()) * win + win // 2
+                yield offset, carry[:cut]
+                offset += cut / SAMPLE_RATE
+                carry = carry[cut:]
+        if resampler is not None:
+            carry = np.concatenate([carry, resampler.resample_chunk(np.zeros(0, np.float32), last=True)])
+        if len(carry):
+            yield offset, carry
 
 
 def unique_ids(inputs: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
@@ -304,7 +382,7 @@ def unique_ids(inputs: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
     return out
 
 
-__all__ = ["expand_inputs", "write_outputs", "outputs_exist", "output_id", "split_points", "transcribe_files", "render", "FORMATS", "TranscribeSummary",
+__all__ = ["read_blocks", "LONG_FILE_SECONDS", "expand_inputs", "write_outputs", "outputs_exist", "output_id", "split_points", "transcribe_files", "render", "FORMATS", "TranscribeSummary",
            "unique_ids"]
 
 
