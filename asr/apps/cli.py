@@ -142,11 +142,8 @@ def transcribe_cmd(
                 on_error(f"{target}: cannot write ({e.strerror or e})")
                 unwritten.append(str(target))
 
-    def on_error(msg: str) -> None:  # on its own line, not after the progress bar's carriage return
-        if bar is not None:
-            bar.write(typer.style(f"error: {msg}", fg=typer.colors.RED), file=sys.stderr)
-        else:
-            typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    def on_error(msg: str) -> None:
+        _print_error(msg, bar)
 
     def on_progress(done: float, wall: float) -> None:
         if bar is not None:
@@ -168,6 +165,14 @@ def transcribe_cmd(
                err=True)
     if failed or unwritten:
         raise typer.Exit(1)
+
+
+def _print_error(msg: str, bar=None) -> None:
+    """``error: msg`` on stderr, on its own line (above a progress bar, not after its carriage return)."""
+    if bar is not None:
+        bar.write(typer.style(f"error: {msg}", fg=typer.colors.RED), file=sys.stderr)
+    else:
+        typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
 
 
 @app.command("eval")

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import json
 import logging
@@ -42,6 +41,7 @@ from asr.models.ctc import TiedCTCHead
 from asr.text import TokenizerProtocol
 from asr.tokenizers import load_tokenizer
 from asr.train.checkpoint import load_latest_checkpoint, record_score, rng_state, save_checkpoint, set_rng_state
+from asr.train.ctc_vocab import ctc_vocabulary
 from asr.train.experiment import ExperimentError, _check_resume, _clear_run, _earlier_run, _init_weights
 
 
@@ -553,30 +553,6 @@ class Trainer:
             if self.writer is not None:
                 self.writer.close()
         return summary
-
-
-def ctc_vocabulary(texts, tokenizer, size: int, corpus=()) -> list[int]:
-    """``size`` model ids for a CTC head: the 256 byte-level tokens where the tokenizer has them (any text can be
-    spelled), every token of ``texts`` (as the model writes them), then the most frequent tokens of ``corpus``, then
-    the lowest ids left. Raises ValueError when the transcripts alone need more."""
-    ids = [i for i in range(1, 257) if i < tokenizer.vocab_size and getattr(tokenizer, "num_pieces", 0) > 256]
-    seen = set(ids)
-    for t in texts:
-        seen.update(tokenizer.encode(tokenizer.target_text(t)))
-    seen.discard(0)
-    if len(seen) > size:
-        raise UserError(f"model.ctc_vocab={size} is smaller than the {len(seen)} tokens the transcripts need")
-    counts = collections.Counter()
-    for s in corpus:
-        counts.update(tokenizer.encode(tokenizer.target_text(s)))
-    for i, _ in counts.most_common():
-        if len(seen) >= size:
-            break
-        seen.add(i)
-    spare = (i for i in range(1, tokenizer.vocab_size) if i not in seen and i not in tokenizer.specials.suppress)
-    while len(seen) < size:
-        seen.add(next(spare))
-    return sorted(seen)
 
 
 def _drop_rows_after(log_path: Path, step: int) -> None:
