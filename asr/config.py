@@ -19,6 +19,7 @@ from asr.errors import UserError
 from asr.files import write_atomic
 
 PRESET_DIR = Path(__file__).parent / "conf"
+DEFAULT_MODEL = "demo"  # the bundled model every command and asr.load_model() use when no model is named
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import typer
 from asr.apps import cli_data, cli_train  # noqa: F401 - they add their commands to the app
 from asr.apps.cli_common import (
     BACKEND_OPT,
-    DEMO_MODEL,
+    DEFAULT_MODEL,
     QUANTIZE_OPT,
     _fail,
     _run,
@@ -67,7 +67,7 @@ def _check_outputs(formats: list[str], output_dir: Optional[Path], known) -> Non
 @with_decode_flags
 def transcribe_cmd(
     paths: List[str] = typer.Argument(..., help="Audio files, folders, globs, or manifests (lhotse .jsonl.gz, .list/.scp)."),
-    model: str = typer.Option(DEMO_MODEL, "--model", help="Model directory (asr export-model) or 'demo' (the bundled model)."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model directory (asr export-model) or a bundled model's name (default: the bundled default; demo: the small Conformer)."),
     decoder: str = typer.Option("auto", "--decoder", help="auto (ctc_greedy, or attention_beam for a model without CTC), ctc_greedy, ctc_prefix_beam, attention_beam, joint_ctc_attention, attention_rescoring, mask_ctc, ctc_lm (with --lm)."),
     formats: List[str] = typer.Option(["txt"], "--format", help="txt, json, srt, vtt, tsv (repeatable; anything but txt needs --output-dir)."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Write ID.FORMAT files here (default: print text to stdout)."),
@@ -178,7 +178,7 @@ def _print_error(msg: str, bar=None) -> None:
 @app.command("eval")
 @with_decode_flags
 def eval_cmd(
-    model: str = typer.Option(DEMO_MODEL, "--model", help="Model directory or 'demo'."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model directory or a bundled model's name (default: the bundled default)."),
     manifests: Optional[Path] = typer.Option(None, "--manifests", help="Folder with lhotse cuts (asr data prepare)."),
     subset: str = typer.Option("test", help="Subset of --manifests to score."),
     refs: Optional[Path] = typer.Option(None, "--refs", help="Instead of manifests: a TSV 'path<TAB>reference' (or ID/path/reference columns)."),
@@ -239,7 +239,7 @@ def eval_cmd(
 
 @app.command("bench")
 def bench_cmd(
-    model: str = typer.Option(DEMO_MODEL, "--model", help="Model directory, 'demo', or a preset name (tiny, base, large) with random weights."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model directory, a bundled model's name, or a preset name (tiny, base, large) with random weights."),
     decoders: List[str] = typer.Option(["all"], "--decoder", help="Decoders to time (repeatable; 'all')."),
     seconds: float = typer.Option(20.0, help="Utterance length in seconds."),
     batch: int = typer.Option(1, help="Utterances per batch."),
@@ -269,7 +269,7 @@ def bench_cmd(
 @app.command("live")
 @with_decode_flags
 def live_cmd(
-    model: str = typer.Option(DEMO_MODEL, "--model", help="Model directory or 'demo'."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model directory or a bundled model's name (default: the bundled default)."),
     input_file: Optional[Path] = typer.Option(None, "--input", help="Feed this recording instead of the microphone (paced at real time)."),
     fast: bool = typer.Option(False, help="With --input: as fast as possible instead of real time."),
     input_device: Optional[str] = typer.Option(None, "--input-device", help="Microphone (index or name; see --list-devices)."),
@@ -355,7 +355,7 @@ def live_cmd(
 
 @app.command("bench-stream")
 def bench_stream_cmd(
-    model: str = typer.Option(DEMO_MODEL, "--model", help="Model directory, 'demo', or a preset (tiny, base, large) with random weights."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model directory, a bundled model's name, or a preset (tiny, base, large) with random weights."),
     chunks_ms: List[int] = typer.Option([640, 320], "--chunk-ms", help="Chunk sizes to time (repeatable)."),
     left_chunks: int = typer.Option(4, help="Attention context in chunks."),
     seconds: float = typer.Option(60.0, help="Audio streamed per measurement."),
@@ -410,7 +410,7 @@ def bench_stream_cmd(
 @app.command("bench-serve")
 def bench_serve_cmd(
     audio: List[Path] = typer.Option(..., "--audio", help="Recordings each client streams, one after another with a second of silence between (looped to --seconds); repeatable."),
-    model: str = typer.Option(DEMO_MODEL, "--model", help="Model directory or 'demo'."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model directory or a bundled model's name (default: the bundled default)."),
     clients: List[int] = typer.Option([1, 5, 10, 20, 50], "--clients", help="Client counts to run (repeatable)."),
     chunks_ms: List[int] = typer.Option([640, 320], "--chunk-ms", help="Chunk sizes (repeatable)."),
     seconds: float = typer.Option(30.0, help="Audio each client streams at real time."),

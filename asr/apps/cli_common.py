@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from asr.config import DEFAULT_MODEL  # noqa: F401 - the commands' default --model
 from asr.search.hotwords import DEFAULT_BOOST as HOTWORD_DEFAULT_BOOST
 from asr.search.options import DEFAULTS
 
@@ -61,7 +62,6 @@ def _run(fn, *args, **kwargs):
 
 
 
-DEMO_MODEL = "demo"
 
 
 def load(model: str, device: str = "cpu", quantize: Optional[str] = None, backend: str = "torch"):

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from asr.apps.cli_common import DEMO_MODEL, _fail, _run, data_app, lm_app, load
+from asr.apps.cli_common import DEFAULT_MODEL, _fail, _run, data_app, lm_app, load
 from asr.search.options import DEFAULTS
 
 
@@ -174,7 +174,7 @@ def lm_train_cmd(
     exclude_manifests: Optional[Path] = typer.Option(None, "--exclude-manifests", help="Drop every transcript of these manifests' --exclude-subset subsets from the text."),
     exclude_subsets: List[str] = typer.Option(["dev", "test"], "--exclude-subset", help="Subsets whose sentences the LM must not see (repeatable)."),
     words: Optional[Path] = typer.Option(None, "--words", help="Also put these words in the vocabulary (e.g. /usr/share/dict/words)."),
-    model: str = typer.Option(DEMO_MODEL, "--model", help="Spell lexicon.txt in this model's tokens (for inspection); the neural LM is trained on this model's tokens."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Spell lexicon.txt in this model's tokens (for inspection); the neural LM is trained on this model's tokens."),
     neural: bool = typer.Option(False, "--neural", help="Also train a neural token LM (LSTM) for the AR/joint search and rescoring (--nlm-weight)."),
     neural_minutes: float = typer.Option(10.0, help="Wall-clock budget of the neural LM's training."),
     neural_dim: int = typer.Option(256, help="Neural LM width."),
@@ -211,7 +211,7 @@ def lm_train_cmd(
 @lm_app.command("tune")
 def lm_tune_cmd(
     lm_dir: Path = typer.Option(..., "--lm", help="LM directory to tune (the best values are written into its card)."),
-    model: str = typer.Option(DEMO_MODEL, "--model", help="Model directory or 'demo'."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model directory or a bundled model's name (default: the bundled default)."),
     manifests: Path = typer.Option(..., "--manifests", help="Folder with lhotse cuts."),
     subset: str = typer.Option("dev", help="Tuning subset (dev; never test)."),
     limit: int = typer.Option(200, help="Utterances of the subset to tune on."),

@@ -93,7 +93,7 @@ def export_cmd(
 
 @app.command("export-onnx")
 def export_onnx_cmd(
-    model: str = typer.Argument(..., help="Model directory (asr export-model) or 'demo'."),
+    model: str = typer.Argument(..., help="Model directory (asr export-model) or a bundled model's name."),
     out: Path = typer.Argument(..., help="Folder for the ONNX graphs (run them with --backend onnx --model OUT)."),
 ) -> None:
     """Export the encoder (full context and one streaming chunk with explicit caches), the CTC head and the
@@ -110,7 +110,7 @@ def export_onnx_cmd(
 
 @app.command("export-sherpa")
 def export_sherpa_cmd(
-    model: str = typer.Argument(..., help="Model directory (asr export-model) or 'demo'."),
+    model: str = typer.Argument(..., help="Model directory (asr export-model) or a bundled model's name."),
     out: Path = typer.Argument(..., help="Folder for model.onnx, model-streaming.onnx and tokens.txt."),
     chunk: int = typer.Option(16, help="Chunk size (encoder frames) the streaming graph is checked with and its metadata names; sherpa-onnx's chunk_size may differ."),
     left_chunks: int = typer.Option(4, help="Left chunks of attention cache for the check and the metadata (sherpa-onnx's num_left_chunks)."),

@@ -18,7 +18,7 @@ from asr.audio import SAMPLE_RATE
 from asr.config import load_config
 from asr.errors import UserError
 from asr.features import features as model_features
-from asr.inference.model_dir import load_model, quantize_model, resolve_model_path
+from asr.inference.model_dir import DEFAULT_MODEL, load_model, quantize_model, resolve_model_path
 from asr.models.asr_model import ASRModel, count_parameters
 from asr.search.attention import beam_search
 from asr.search.mask_ctc import refine
@@ -133,7 +133,7 @@ def _median_time(fn, runs: int) -> float:
     return statistics.median(times)
 
 
-def bench_decoders(model: str = "demo", decoders: list[str] | None = None, seconds: float = 20.0, batch: int = 1,
+def bench_decoders(model: str = DEFAULT_MODEL, decoders: list[str] | None = None, seconds: float = 20.0, batch: int = 1,
                    beam: int = 10, output_tokens: int = 0, runs: int = 5, vocab_size: int = 5000,
                    uncached: bool = True, device: str = "cpu", mask_iterations: int = 10,
                    quantize: str | None = None) -> str:

@@ -13,7 +13,7 @@ from asr.audio import SAMPLE_RATE
 from asr.evaluation.bench import _model
 from asr.evaluation.metrics import cer, wer
 from asr.inference.captions import ScreenMetrics
-from asr.inference.model_dir import load_model
+from asr.inference.model_dir import DEFAULT_MODEL, load_model
 from asr.inference.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions, chunk_frames
 from asr.text import normalize_text
 
@@ -45,7 +45,7 @@ def _recognizer(model: str, chunk_ms: int, left_chunks: int, vocab_size: int = 5
     return Recognizer(loaded, opts), desc
 
 
-def chunk_rtf(model: str = "demo", chunk_ms: int = 640, left_chunks: int = 4, seconds: float = 60.0,
+def chunk_rtf(model: str = DEFAULT_MODEL, chunk_ms: int = 640, left_chunks: int = 4, seconds: float = 60.0,
               minutes_long: float = 0.0, quantize: str | None = None) -> dict:
     """Stream ``seconds`` of noise through one stream (features + encoder + CTC + partial search) and time
     every chunk. With ``minutes_long``, stream that long and compare the last minute's chunk cost with the

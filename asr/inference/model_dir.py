@@ -22,7 +22,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from asr.config import Config, from_dict
+from asr.config import DEFAULT_MODEL, Config, from_dict
 from asr.errors import UserError, first_line
 from asr.files import write_atomic
 from asr.models.asr_model import ASRModel
@@ -213,5 +213,5 @@ def load_model(path: str | os.PathLike, device: str = "cpu", quantize: str | Non
     return LoadedModel(model, tok, cfg, d)
 
 
-__all__ = ["LoadedModel", "ModelError", "load_model", "weight_mismatches", "quantize_model", "QUANTIZE", "resolve_model_path", "bundled_models", "write_card_section",
+__all__ = ["DEFAULT_MODEL", "LoadedModel", "ModelError", "load_model", "weight_mismatches", "quantize_model", "QUANTIZE", "resolve_model_path", "bundled_models", "write_card_section",
            "BUNDLED", "FILES"]
