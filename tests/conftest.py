@@ -10,6 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# The tests were written for the small bundled Conformer (`demo`): commands that name no model use it here (and in
+# the subprocesses the tests start); the tests of the bundled default name it (tests/test_default_model.py).
+os.environ["ASR_MODEL"] = "demo"
+
 REPO = Path(__file__).resolve().parents[1]
 # 37 real recorded clips beside the checkout on the project's machines (not in git, not in a user's clone).
 # ASR_TEST_REAL_DIR points elsewhere; set it to "" to test the fallback (speech made by TTS here).

@@ -313,19 +313,18 @@ def live_cmd(
         typer.echo(live.list_devices())
         return
     torch.set_num_threads(threads)
-    from asr.inference.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions, chunk_frames
+    from asr.inference.streaming import EndpointConfig, EndpointRule, StreamingOptions, live_recognizer
 
     loaded = load(model, device, quantize, backend)
-    chunk = _run(chunk_frames, loaded.model, chunk_ms)
     ep = EndpointConfig(EndpointRule(False, silence_before_speech, 0.0), EndpointRule(True, silence_after_speech, 0.0),
                         EndpointRule(False, 0.0, max_segment))
     dopts = decode_options_from(decode)
     final = final or "auto"  # the one policy: Recognizer._second_pass
-    opts = _run(StreamingOptions, chunk=chunk, left_chunks=left_chunks, final=final, partial=partial,
+    opts = _run(StreamingOptions, chunk_ms=chunk_ms, left_chunks=left_chunks, final=final, partial=partial,
                 endpoint=ep, decode=dopts, vad=vad)
     from asr.inference.punctuate import cached_punctuator
 
-    rec = _run(Recognizer, loaded, opts, punctuator=_run(cached_punctuator) if punctuate else None)
+    rec = _run(live_recognizer, loaded, opts, punctuator=_run(cached_punctuator) if punctuate else None)
     check_decoders(loaded, dopts, [rec.options.final] if rec.options.final != "none" else [])
     mic_stats = live.MicStats()
     source = _run(live.live_source, input_file, fast, input_device, samplerate, mic=not (serve_flag and no_mic),
@@ -426,13 +425,13 @@ def bench_serve_cmd(
 
     from asr.evaluation.serve_bench import serve_load, summarize
     from asr.inference.punctuate import cached_punctuator
-    from asr.inference.streaming import Recognizer, StreamingOptions, chunk_frames
+    from asr.inference.streaming import StreamingOptions, live_recognizer
 
     torch.set_num_threads(threads)
     loaded = load(model)
     rows = []
     for c in chunks_ms:
-        rec = _run(Recognizer, loaded, StreamingOptions(chunk=_run(chunk_frames, loaded.model, c), vad=vad),
+        rec = _run(live_recognizer, loaded, StreamingOptions(chunk_ms=c, vad=vad),
                    punctuator=_run(cached_punctuator) if punctuate else None)
         for n in clients:
             row = _run(serve_load, rec, audio, n, seconds, max_streams or None)

@@ -14,7 +14,14 @@ from asr.evaluation.bench import _model
 from asr.evaluation.metrics import cer, wer
 from asr.inference.captions import ScreenMetrics
 from asr.inference.model_dir import DEFAULT_MODEL, load_model
-from asr.inference.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions, chunk_frames
+from asr.inference.streaming import (
+    EndpointConfig,
+    EndpointRule,
+    Recognizer,
+    StreamingOptions,
+    chunk_frames,
+    live_recognizer,
+)
 from asr.text import normalize_text
 
 NO_ENDPOINT = EndpointConfig(EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0))
@@ -84,7 +91,7 @@ def chunk_rtf(model: str = DEFAULT_MODEL, chunk_ms: int = 640, left_chunks: int 
     return out
 
 
-def streaming_wer(loaded, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: str = "attention_rescoring",
+def streaming_wer(loaded, cuts, chunk_ms: int = 640, left_chunks: int = 4, final: str = "auto",
                   decode=None, tail_seconds: float = 2.0, pause: float | None = None, partial: str = "ctc") -> dict:
     """Decode each cut as a live stream and score the committed text; also count tentative changes, and time what a caption reader sees.
 
@@ -101,12 +108,12 @@ def streaming_wer(loaded, cuts, chunk_ms: int = 640, left_chunks: int = 4, final
     end-of-speech silence in seconds (default: the live default). ``partial``: ``ctc`` or ``mask_ctc``
     tentative text; ``partial_wer`` scores each segment's last tentative text (what the reader saw just
     before the second pass replaced it)."""
-    chunk = chunk_frames(loaded.model, chunk_ms)
     extra = {"decode": decode} if decode is not None else {}
     if pause is not None:
         d = EndpointConfig()
         extra["endpoint"] = EndpointConfig(d.rule1, EndpointRule(True, pause, 0.0), d.rule3)
-    rec = Recognizer(loaded, StreamingOptions(chunk=chunk, left_chunks=left_chunks, final=final, partial=partial, **extra))
+    rec = live_recognizer(loaded, StreamingOptions(chunk_ms=chunk_ms, left_chunks=left_chunks, final=final,
+                                                   partial=partial, **extra))
     partial_hyps: list[str] = []
     refs, hyps, changes, t_compute, audio_s = [], [], 0, 0.0, 0.0
     partial_lat: list[float] = []

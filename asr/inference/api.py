@@ -31,7 +31,7 @@ from asr.errors import UserError
 from asr.inference import model_dir
 from asr.inference.model_dir import LoadedModel
 from asr.inference.punctuate import cached_punctuator
-from asr.inference.streaming import Recognizer, streaming_options
+from asr.inference.streaming import live_recognizer, streaming_options
 from asr.inference.transcribe import transcribe_files
 from asr.inference.vad import shared_vad
 from asr.results import Result, Segment
@@ -82,7 +82,7 @@ class LiveSession:
     """A streaming session over one audio source (see :meth:`Model.stream`)."""
 
     def __init__(self, loaded: LoadedModel, punctuate: bool = True, vad: bool = True, **options):
-        self._rec = Recognizer(loaded, streaming_options(vad=vad, **options),
+        self._rec = live_recognizer(loaded, streaming_options(vad=vad, **options),
                                punctuator=cached_punctuator() if punctuate else None)
         self._stream = self._rec.create_stream()
         self._segments: list[Segment] = []  # every committed segment (the stream itself keeps only the last ones)

@@ -29,10 +29,10 @@ import soxr
 import torch
 
 from asr.audio import SAMPLE_RATE, as_samples
-from asr.config import ENDPOINT_IDLE_SECONDS, ENDPOINT_MAX_SEGMENT_SECONDS, ENDPOINT_PAUSE_SECONDS
+from asr.config import ENDPOINT_IDLE_SECONDS, ENDPOINT_MAX_SEGMENT_SECONDS, ENDPOINT_PAUSE_SECONDS, STREAMING_MODEL
 from asr.errors import UserError
-from asr.features import streaming_features
-from asr.inference.decode import segment_from_tokens
+from asr.features import features, streaming_features
+from asr.inference.decode import decode_features, segment_from_tokens
 from asr.inference.model_dir import LoadedModel, load_model
 from asr.inference.punctuate import punctuate_segments
 from asr.inference.vad import StreamGate, decide
@@ -42,7 +42,7 @@ from asr.results import Segment
 from asr.search.align import encoder_frame_seconds
 from asr.search.ctc import PrefixBeam
 from asr.search.mask_ctc import mask_ctc
-from asr.search.methods import METHODS, available_methods, search, word_fusion_factory
+from asr.search.methods import METHODS, available_methods, default_method, search, word_fusion_factory
 from asr.search.options import DEFAULTS, DecodeOptions, decode_options
 from asr.text import BLANK_ID
 
@@ -79,8 +79,9 @@ class EndpointConfig:
 
 @dataclass(frozen=True)
 class StreamingOptions:
-    chunk: int = 0  # encoder frames per chunk (0: 640 ms of them: 16 x 40 ms for 4x subsampling, 32 x 20 ms for
+    chunk: int = 0  # encoder frames per chunk (0: chunk_ms of them: 16 x 40 ms for 4x subsampling, 32 x 20 ms for
     # the Whisper encoder's 2x)
+    chunk_ms: int = 640  # the chunk in milliseconds, when chunk is 0 (a multiple of the streaming model's frame)
     left_chunks: int = 4  # attention context in chunks (< 0: everything since the segment began)
     beam: int = 4  # CTC prefix beam for partial results
     final: str = "auto"  # second pass at an endpoint: any decoding method (asr.search.methods), none, or auto
@@ -115,7 +116,23 @@ def chunk_frames(model, chunk_ms: int) -> int:
 
 
 FINAL_PASSES = (*METHODS, "none", "auto")
-DEFAULT_CHUNK_SECONDS = 0.64  # StreamingOptions(chunk=0)
+
+
+def can_stream(model) -> bool:
+    """A model decodes live by itself: a CTC head and an encoder trained for chunks."""
+    return getattr(model, "ctc", True) is not None and bool(model.encoder.streaming)
+
+
+def live_recognizer(loaded, options: StreamingOptions = StreamingOptions(), punctuator: Punctuator | None = None,
+                    partial_model=None) -> "Recognizer":
+    """The recognizer live captions use with ``loaded``: itself where it can stream; else ``partial_model`` (default
+    the bundled streaming model, ``asr.config.STREAMING_MODEL``) shows the partials and ``loaded`` commits each
+    segment from its audio (Whisper's decoder for the committed text, a small CTC model for the words as they come)."""
+    if partial_model is None and can_stream(loaded.model):
+        return Recognizer(loaded, options, punctuator=punctuator)
+    partial = partial_model or STREAMING_MODEL
+    return Recognizer(partial, options, punctuator=punctuator, final_model=loaded)
+
 
 
 def streaming_options(lm_dir=None, hotwords=None, **options) -> StreamingOptions:
@@ -176,6 +193,10 @@ class Stream:
         self.finished = False
         self.result = Captions(segments=collections.deque(maxlen=recognizer.options.history))
         self._rec = recognizer
+        # the audio since the running segment began, for a second-pass model that decodes segments from audio
+        self.keep_audio = recognizer.final is not None
+        self._audio: collections.deque = collections.deque()
+        self._audio_start = 0  # stream sample where self._audio begins
         self._new_segment(0.0)
         self.stats = {"chunks": 0, "tentative_changes": 0}  # committed text only appends (Captions.add): no revisions
         # (frame, wall time) of the tokens the last decode showed for the first time (partial latency); replaced
@@ -222,10 +243,23 @@ class Stream:
         if not x.size:
             return
         self.samples_in += x.size
+        if self.keep_audio:
+            self._audio.append(x)
         if self.gate is not None:
             self.gate.accept(x)
         self._pending.append(x)
         self._pending_n += x.size
+
+    def segment_audio(self, start: float, end: float) -> np.ndarray:
+        """The 16 kHz samples from ``start`` to ``end`` seconds of the stream (kept since the running segment
+        began); what is before ``end`` is then dropped."""
+        buf = np.concatenate(list(self._audio)) if self._audio else np.zeros(0, np.float32)
+        a = max(0, int(round(start * SAMPLE_RATE)) - self._audio_start)
+        b = max(a, int(round(end * SAMPLE_RATE)) - self._audio_start)
+        out = buf[a:b].copy()
+        self._audio = collections.deque([buf[b:]]) if b < buf.size else collections.deque()
+        self._audio_start += min(b, buf.size)
+        return out
 
     def feature_frames(self) -> int:
         """Feature frames waiting for the encoder, those of queued samples included (none computed here)."""
@@ -270,7 +304,10 @@ class Recognizer:
     the model's device (``device``: where the model's weights are, unless given)."""
 
     def __init__(self, model, options: StreamingOptions = StreamingOptions(), device: str | torch.device | None = None,
-                 punctuator: Punctuator | None = None):
+                 punctuator: Punctuator | None = None, final_model=None):
+        """``final_model`` (a loaded model or a name): the second pass decodes each segment's audio with it (its
+        own features and encoder; e.g. Whisper's attention decoder over its 30-s window) instead of the streaming
+        model's encoder output: the partials are ``model``'s, the committed text ``final_model``'s."""
         self.loaded: LoadedModel = model if hasattr(model, "model") else load_model(model, device or "cpu")
         self.model = self.loaded.model
         self.tokenizer = self.loaded.tokenizer
@@ -278,8 +315,11 @@ class Recognizer:
             params = self.model.parameters() if isinstance(self.model, torch.nn.Module) else iter(())
             device = next(params, torch.empty(0)).device
         self.device = torch.device(device)
+        self.final = None if final_model is None else \
+            final_model if hasattr(final_model, "model") else load_model(final_model, str(self.device))
+        committer = self.final or self.loaded
         # committed segments are cased and punctuated (partials stay raw), unless the model writes its own
-        self.punctuator = None if getattr(self.tokenizer, "cased", False) else punctuator
+        self.punctuator = None if getattr(committer.tokenizer, "cased", False) else punctuator
         if getattr(self.model, "ctc", True) is None:
             raise UserError(f"{self.loaded.path}: streaming needs a CTC head, and this model has none "
                              "(full context only: asr transcribe / asr eval)")
@@ -295,20 +335,25 @@ class Recognizer:
         self.fusion_factory = word_fusion_factory(self.options.decode, self.tokenizer)
         self.frame_seconds = encoder_frame_seconds(self.model.encoder.rate, self.model.cfg.frontend.frame_seconds)
         if self.options.chunk == 0:
-            self.options = replace(self.options, chunk=max(1, round(DEFAULT_CHUNK_SECONDS / self.frame_seconds)))
+            self.options = replace(self.options, chunk=chunk_frames(self.model, self.options.chunk_ms))
         options = self.options
         self.window, self.stride = self.model.encoder.chunk_window(options.chunk)
         self.left_frames = options.left_chunks * options.chunk if options.left_chunks >= 0 else -1
 
     def _second_pass(self, options: StreamingOptions) -> str:
-        """The second pass to run: ``auto`` resolved for this model; one it cannot run is an error, not a swap."""
-        have = [m for m in available_methods(self.model, with_lm=bool(options.decode.lm))
-                if m in getattr(self.model, "second_passes", METHODS)]  # an ONNX model runs only some of them
+        """The second pass to run (the one policy: the command line and the API both come here): ``auto`` resolved
+        for the committing model (attention rescoring, else Mask-CTC; a final model: its own default decoder); one it
+        cannot run is an error, not a swap."""
+        m = (self.final or self.loaded).model
+        have = [x for x in available_methods(m, with_lm=bool(options.decode.lm))
+                if x in getattr(m, "second_passes", METHODS)]  # an ONNX model runs only some of them
         if options.final == "auto":
-            return next((m for m in ("attention_rescoring", "mask_ctc") if m in have), "none")
+            if self.final is not None:
+                return default_method(m)
+            return next((x for x in ("attention_rescoring", "mask_ctc") if x in have), "none")
         if options.final != "none" and options.final not in have:
-            raise UserError(f"{self.loaded.path}: this model cannot run the second pass {options.final!r} "
-                             f"(it can: {', '.join(have + ['none'])})")
+            raise UserError(f"{(self.final or self.loaded).path}: this model cannot run the second pass "
+                            f"{options.final!r} (it can: {', '.join(have + ['none'])})")
         return options.final
 
     def create_stream(self) -> Stream:
@@ -417,26 +462,46 @@ class Recognizer:
         if s.gate is not None:
             decide([s.gate])
         if s.lp_chunks:
-            lp = torch.cat(s.lp_chunks)  # (T, V)
-            tokens, score = s.beam.nbest(1)[0].tokens, 0.0
-            if tokens and self.options.final != "none":
-                enc = torch.cat(s.enc_chunks, 1)  # (1, T, D)
-                lens = torch.tensor([enc.size(1)], device=enc.device)
-                best = search(self.model, enc, lens, self.options.final, self.options.decode,
-                              ctc_log_probs=lp.unsqueeze(0).to(enc.device), tokenizer=self.tokenizer)[0][0]
-                tokens, score = best.tokens, best.score
-            end = s.seg_start + s.seg_frames * self.frame_seconds
-            if s.gate is not None and not self._heard(s, end):
-                tokens = ()  # no speech in this segment: noise, a tone or music says nothing
-            if tokens and self.tokenizer.decode(tokens).strip():  # word separators alone are no segment
-                seg = segment_from_tokens(self.tokenizer, tokens, score, lp, self.frame_seconds, s.seg_start, end)
-                if self.punctuator is not None:
-                    before = [w for x in list(s.result.segments)[-3:] for w in x.raw.split()]
-                    paused = s.seg_frames * self.frame_seconds < self.options.endpoint.rule3.min_utterance_length
-                    new_sentence = not s.result.segments or s.result.segments[-1].text.endswith((".", "?"))
-                    seg = punctuate_segments([seg], self.punctuator, before, ends_sentence=paused,
-                                             starts_sentence=new_sentence)[0]
-                s.result.add(seg)
+            seg = self._final_model_pass(s) if self.final is not None else self._own_pass(s)
+        if seg is not None and self.punctuator is not None:
+            before = [w for x in list(s.result.segments)[-3:] for w in x.raw.split()]
+            paused = s.seg_frames * self.frame_seconds < self.options.endpoint.rule3.min_utterance_length
+            new_sentence = not s.result.segments or s.result.segments[-1].text.endswith((".", "?"))
+            seg = punctuate_segments([seg], self.punctuator, before, ends_sentence=paused,
+                                     starts_sentence=new_sentence)[0]
+        if seg is not None:
+            s.result.add(seg)
         s.result.tentative = ""
         s._new_segment(s.seg_start + s.seg_frames * self.frame_seconds)
         return seg
+
+    def _own_pass(self, s: Stream) -> Segment | None:
+        """The running segment by the streaming model itself: the second pass over its encoder output."""
+        lp = torch.cat(s.lp_chunks)  # (T, V)
+        tokens, score = s.beam.nbest(1)[0].tokens, 0.0
+        if tokens and self.options.final != "none":
+            enc = torch.cat(s.enc_chunks, 1)  # (1, T, D)
+            lens = torch.tensor([enc.size(1)], device=enc.device)
+            best = search(self.model, enc, lens, self.options.final, self.options.decode,
+                          ctc_log_probs=lp.unsqueeze(0).to(enc.device), tokenizer=self.tokenizer)[0][0]
+            tokens, score = best.tokens, best.score
+        end = s.seg_start + s.seg_frames * self.frame_seconds
+        if s.gate is not None and not self._heard(s, end):
+            tokens = ()  # no speech in this segment: noise, a tone or music says nothing
+        if tokens and self.tokenizer.decode(tokens).strip():  # word separators alone are no segment
+            return segment_from_tokens(self.tokenizer, tokens, score, lp, self.frame_seconds, s.seg_start, end)
+        return None
+
+    def _final_model_pass(self, s: Stream) -> Segment | None:
+        """The running segment's audio decoded by the final model (as `asr transcribe` would decode it)."""
+        end = s.seg_start + s.seg_frames * self.frame_seconds
+        audio = s.segment_audio(s.seg_start, end)
+        if not s.beam.nbest(1)[0].tokens or self.options.final == "none" or audio.size < SAMPLE_RATE // 10:
+            return None
+        if s.gate is not None and not self._heard(s, end):
+            return None  # no speech in this segment: noise, a tone or music says nothing
+        f = self.final
+        feats = features(audio, f.model.cfg.frontend).unsqueeze(0).to(self.device)
+        seg = decode_features(f.model, f.tokenizer, feats, torch.tensor([feats.size(1)], device=self.device),
+                              self.options.final, self.options.decode, offsets=[s.seg_start])[0]
+        return seg if seg.text.strip() else None
