@@ -153,3 +153,53 @@ def test_mask_ctc_partials_refine_only_the_tentative_text(speech_clips):
     assert any(seen["mask_ctc"]) and len(seen["ctc"]) == len(seen["mask_ctc"])
     with pytest.raises(ValueError, match="partial must be"):
         StreamingOptions(partial="greedy")
+
+
+def test_streams_started_at_different_times_decode_together_as_each_alone(random_model_dir, clip):
+    """A server's streams join at different times: decoded in the same rounds (batches grouped by cache length),
+    each gives the CTC log-probs it gives alone."""
+    loaded = load_model(random_model_dir)
+    rec = Recognizer(loaded, StreamingOptions(chunk=8, left_chunks=2, endpoint=NO_ENDPOINT))
+    audio = [clip(0)[: 16000 * 4], clip(1)[: 16000 * 3], clip(2)[: 16000 * 3]]
+    singles = []
+    for x in audio:
+        s = rec.create_stream()
+        s.accept_waveform(x, 16000)
+        while rec.is_ready(s):
+            rec.decode([s])
+        singles.append(torch.cat(s.lp_chunks))
+    streams = [rec.create_stream() for _ in audio]
+    block = 1280  # 80 ms
+    for r in range(200):
+        for i, (s, x) in enumerate(zip(streams, audio)):
+            start = r - 5 * i  # stream i joins 5 blocks after stream i - 1
+            if 0 <= start and start * block < len(x):
+                s.accept_waveform(x[start * block:(start + 1) * block], 16000)
+        ready = [s for s in streams if rec.is_ready(s)]
+        if ready:
+            rec.decode(ready)
+    for s, ref in zip(streams, singles):
+        assert torch.allclose(torch.cat(s.lp_chunks), ref, atol=1e-4)
+
+
+def test_second_passes_batched_over_streams_commit_what_each_commits_alone(clip):
+    """Streams reaching an endpoint in the same round have their second passes in one padded batch
+    (Recognizer.finalize_many): the same text and word times as one at a time."""
+    rec = Recognizer(load_model("demo"), StreamingOptions(endpoint=NO_ENDPOINT, final="attention_rescoring"))
+
+    def fed(i, seconds):
+        s = rec.create_stream()
+        s.accept_waveform(clip(i)[: int(16000 * seconds)], 16000)
+        s.input_finished()
+        while rec.is_ready(s):
+            rec.decode([s])
+        return s
+
+    lengths = [(0, 4.0), (1, 2.5), (2, 3.2)]
+    alone = [rec.finalize(fed(i, sec)) for i, sec in lengths]
+    together = rec.finalize_many([fed(i, sec) for i, sec in lengths])
+    assert [a.text for a in alone] == [b.text for b in together]
+    assert all(a.text for a in alone)
+    for a, b in zip(alone, together):
+        assert [(w.word, round(w.start, 2), round(w.end, 2)) for w in a.words] == \
+               [(w.word, round(w.start, 2), round(w.end, 2)) for w in b.words]

@@ -451,57 +451,87 @@ class Recognizer:
                     out.append(seg)
         return out
 
-    @torch.inference_mode()
     def finalize(self, stream: Stream) -> Segment | None:
         """End the running segment: second pass, commit its text with word times, start a new segment.
-        Returns the committed segment (None when it held no words). The second pass is
-        :func:`asr.search.methods.search` over the segment's encoder output with ``options.decode``: the same
-        decode, LM and hotwords included, as offline decoding of that encoder output."""
-        s = stream
-        seg = None
-        if s.gate is not None:
-            decide([s.gate])
-        if s.lp_chunks:
-            seg = self._final_model_pass(s) if self.final is not None else self._own_pass(s)
-        if seg is not None and self.punctuator is not None:
-            before = [w for x in list(s.result.segments)[-3:] for w in x.raw.split()]
-            paused = s.seg_frames * self.frame_seconds < self.options.endpoint.rule3.min_utterance_length
-            new_sentence = not s.result.segments or s.result.segments[-1].text.endswith((".", "?"))
-            seg = punctuate_segments([seg], self.punctuator, before, ends_sentence=paused,
-                                     starts_sentence=new_sentence)[0]
-        if seg is not None:
-            s.result.add(seg)
-        s.result.tentative = ""
-        s._new_segment(s.seg_start + s.seg_frames * self.frame_seconds)
-        return seg
+        Returns the committed segment (None when it held no words). :meth:`finalize_many` of one stream."""
+        return self.finalize_many([stream])[0]
 
-    def _own_pass(self, s: Stream) -> Segment | None:
-        """The running segment by the streaming model itself: the second pass over its encoder output."""
-        lp = torch.cat(s.lp_chunks)  # (T, V)
-        tokens, score = s.beam.nbest(1)[0].tokens, 0.0
-        if tokens and self.options.final != "none":
-            enc = torch.cat(s.enc_chunks, 1)  # (1, T, D)
-            lens = torch.tensor([enc.size(1)], device=enc.device)
-            best = search(self.model, enc, lens, self.options.final, self.options.decode,
-                          ctc_log_probs=lp.unsqueeze(0).to(enc.device), tokenizer=self.tokenizer)[0][0]
-            tokens, score = best.tokens, best.score
-        end = s.seg_start + s.seg_frames * self.frame_seconds
-        if s.gate is not None and not self._heard(s, end):
-            tokens = ()  # no speech in this segment: noise, a tone or music says nothing
-        if tokens and self.tokenizer.decode(tokens).strip():  # word separators alone are no segment
-            return segment_from_tokens(self.tokenizer, tokens, score, lp, self.frame_seconds, s.seg_start, end)
-        return None
+    @torch.inference_mode()
+    def finalize_many(self, streams: list[Stream]) -> list[Segment | None]:
+        """End the running segment of each of ``streams`` (distinct streams): their second passes in one batch,
+        each commits its text with word times and starts a new segment. The second pass is
+        :func:`asr.search.methods.search` over the segment's encoder output with ``options.decode`` (the same decode,
+        LM and hotwords included, as offline decoding of that encoder output), or the final model's decode of the
+        segment's audio. Returns the committed segment of each stream (None: no words)."""
+        decide([s.gate for s in streams if s.gate is not None])
+        todo = [s for s in streams if s.lp_chunks]
+        passes = self._final_model_passes if self.final is not None else self._own_passes
+        found = dict(zip(map(id, todo), passes(todo))) if todo else {}
+        out = []
+        for s in streams:
+            seg = found.get(id(s))
+            if seg is not None and self.punctuator is not None:
+                before = [w for x in list(s.result.segments)[-3:] for w in x.raw.split()]
+                paused = s.seg_frames * self.frame_seconds < self.options.endpoint.rule3.min_utterance_length
+                new_sentence = not s.result.segments or s.result.segments[-1].text.endswith((".", "?"))
+                seg = punctuate_segments([seg], self.punctuator, before, ends_sentence=paused,
+                                         starts_sentence=new_sentence)[0]
+            if seg is not None:
+                s.result.add(seg)
+            s.result.tentative = ""
+            s._new_segment(s.seg_start + s.seg_frames * self.frame_seconds)
+            out.append(seg)
+        return out
 
-    def _final_model_pass(self, s: Stream) -> Segment | None:
-        """The running segment's audio decoded by the final model (as `asr transcribe` would decode it)."""
-        end = s.seg_start + s.seg_frames * self.frame_seconds
-        audio = s.segment_audio(s.seg_start, end)
-        if not s.beam.nbest(1)[0].tokens or self.options.final == "none" or audio.size < SAMPLE_RATE // 10:
-            return None
-        if s.gate is not None and not self._heard(s, end):
-            return None  # no speech in this segment: noise, a tone or music says nothing
-        f = self.final
-        feats = features(audio, f.model.cfg.frontend).unsqueeze(0).to(self.device)
-        seg = decode_features(f.model, f.tokenizer, feats, torch.tensor([feats.size(1)], device=self.device),
-                              self.options.final, self.options.decode, offsets=[s.seg_start])[0]
-        return seg if seg.text.strip() else None
+    def _end(self, s: Stream) -> float:
+        return s.seg_start + s.seg_frames * self.frame_seconds
+
+    def _own_passes(self, streams: list[Stream]) -> list[Segment | None]:
+        """The running segments by the streaming model itself: the second pass over their encoder outputs (one
+        padded batch)."""
+        lps = [torch.cat(s.lp_chunks) for s in streams]  # (T, V) each
+        best = [(s.beam.nbest(1)[0].tokens, 0.0) for s in streams]
+        run = [i for i, (tokens, _) in enumerate(best) if tokens] if self.options.final != "none" else []
+        if run:
+            encs = [torch.cat(streams[i].enc_chunks, 1)[0] for i in run]  # (T, D) each
+            lens = torch.tensor([e.size(0) for e in encs], device=encs[0].device)
+            enc = torch.nn.utils.rnn.pad_sequence(encs, batch_first=True)
+            lp = torch.nn.utils.rnn.pad_sequence([lps[i] for i in run], batch_first=True).to(enc.device)
+            nbests = search(self.model, enc, lens, self.options.final, self.options.decode, ctc_log_probs=lp,
+                            tokenizer=self.tokenizer)
+            for i, nb in zip(run, nbests):
+                best[i] = (nb[0].tokens, nb[0].score)
+        out = []
+        for s, lp, (tokens, score) in zip(streams, lps, best):
+            end = self._end(s)
+            if s.gate is not None and not self._heard(s, end):
+                tokens = ()  # no speech in this segment: noise, a tone or music says nothing
+            ok = tokens and self.tokenizer.decode(tokens).strip()  # word separators alone are no segment
+            out.append(segment_from_tokens(self.tokenizer, tokens, score, lp, self.frame_seconds, s.seg_start, end)
+                       if ok else None)
+        return out
+
+    def _final_model_passes(self, streams: list[Stream]) -> list[Segment | None]:
+        """The running segments' audio decoded by the final model (as `asr transcribe` would decode it; one padded
+        batch)."""
+        run, audio = [], []
+        for i, s in enumerate(streams):
+            end = self._end(s)
+            a = s.segment_audio(s.seg_start, end)  # also drops the audio before end
+            if not s.beam.nbest(1)[0].tokens or self.options.final == "none" or a.size < SAMPLE_RATE // 10:
+                continue
+            if s.gate is not None and not self._heard(s, end):
+                continue  # no speech in this segment: noise, a tone or music says nothing
+            run.append(i)
+            audio.append(a)
+        out: list[Segment | None] = [None] * len(streams)
+        if run:
+            f = self.final
+            feats = [features(a, f.model.cfg.frontend) for a in audio]  # (T, F) each
+            lens = torch.tensor([x.size(0) for x in feats], device=self.device)
+            x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True).to(self.device)
+            segs = decode_features(f.model, f.tokenizer, x, lens, self.options.final, self.options.decode,
+                                   offsets=[streams[i].seg_start for i in run])
+            for i, seg in zip(run, segs):
+                out[i] = seg if seg.text.strip() else None
+        return out
