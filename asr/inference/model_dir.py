@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 from asr.config import DEFAULT_MODEL, Config, from_dict
 from asr.errors import UserError, first_line
 from asr.files import write_atomic
-from asr.models.asr_model import ASRModel
+from asr.models.asr_model import ASRModel, initializers_skipped
 from asr.text import TokenizerProtocol
 from asr.tokenizers import TOKENIZER_FILES, load_tokenizer, tokenizer_file
 
@@ -152,7 +152,7 @@ def _check_shapes(d: Path, cfg: Config, tok) -> None:
     from safetensors import safe_open
 
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), initializers_skipped():
             own = ASRModel(cfg.model, tok.specials).state_dict()
     except (ValueError, TypeError, RuntimeError, IndexError) as e:
         raise ModelError(f"{d / 'config.yaml'}: cannot build the model ({first_line(e)})") from None
@@ -205,7 +205,8 @@ def load_model(path: str | os.PathLike, device: str = "cpu", quantize: str | Non
         raise ModelError(f"{d / 'model.safetensors'}: unreadable weights ({first_line(e)})") from None
     if (d / BASE_FILE).is_file():
         weights = {**base_weights(d), **weights}
-    model = ASRModel(cfg.model, tok.specials)
+    with initializers_skipped():  # every weight is loaded next (strictly)
+        model = ASRModel(cfg.model, tok.specials)
     model.load_state_dict(weights)
     model = model.to(device).eval()
     if quantize:

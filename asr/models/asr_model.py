@@ -8,7 +8,9 @@ suppressed tokens) are its tokenizer's (:class:`asr.text.SpecialTokens`).
 
 from __future__ import annotations
 
+import contextlib
 import random
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +25,27 @@ from asr.models.interface import build_encoder
 from asr.text import SpecialTokens
 
 IGNORE = -1
+
+
+_NO_INIT = threading.Lock()
+
+
+@contextlib.contextmanager
+def initializers_skipped():
+    """Modules built inside keep their parameters as allocated (``torch.nn.init``'s functions do nothing): for a model
+    whose every weight is loaded next, or built on the meta device for its shapes (there ``normal_`` runs a Python
+    reference that imports ``torch._dynamo``: 1.7 s and 158 MB of RSS for nothing)."""
+    init = torch.nn.init
+    names = [n for n in dir(init) if n.endswith("_") and not n.startswith("_") and callable(getattr(init, n))]
+    with _NO_INIT:
+        saved = {n: getattr(init, n) for n in names}
+        try:
+            for n in names:
+                setattr(init, n, lambda tensor, *args, **kwargs: tensor)
+            yield
+        finally:
+            for n, f in saved.items():
+                setattr(init, n, f)
 
 
 def pad_list(seqs: list[torch.Tensor], value: int) -> torch.Tensor:

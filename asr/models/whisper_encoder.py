@@ -29,8 +29,8 @@ def whisper_sinusoids(length: int, dim: int, max_timescale: float = 10000.0) -> 
     """openai-whisper's ``sinusoids``: ``(length, dim)``, the sines in the first half of each row, cosines in the
     second (not interleaved), timescales from 1 to ``max_timescale``."""
     inc = np.log(max_timescale) / (dim // 2 - 1)
-    inv = torch.exp(-inc * torch.arange(dim // 2))
-    t = torch.arange(length)[:, None] * inv[None, :]
+    inv = torch.exp(-inc * torch.arange(dim // 2, device="cpu"))  # a table, on the CPU (also under a meta device)
+    t = torch.arange(length, device="cpu")[:, None] * inv[None, :]
     return torch.cat([torch.sin(t), torch.cos(t)], dim=1)
 
 
