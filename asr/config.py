@@ -266,4 +266,5 @@ def replace(cfg: Any, **changes: Any) -> Any:
 ENDPOINT_IDLE_SECONDS = 2.4  # rule 1: nothing said for this long
 ENDPOINT_PAUSE_SECONDS = 0.5  # rule 2: silence after speech
 ENDPOINT_MAX_SEGMENT_SECONDS = 20.0  # rule 3: longest segment
+DECODE_WORKERS = max(1, min(2, os.cpu_count() or 1))  # caption server: decoding threads (docs/serving.md)
 MAX_LIVE_STREAMS = 10  # caption server: live audio clients at once (measured: asr bench-serve, docs/serving.md)

@@ -310,3 +310,25 @@ def test_serving_off_loopback_generates_a_token_unless_told_not_to():
     assert server_access("0.0.0.0", 8765, no_auth=True)[0].token is None
     assert server_access("127.0.0.1", 8765)[0].token is None
     assert server_access("0.0.0.0", 8765, token="mine")[2].endswith("?token=mine")
+
+
+def test_streams_are_shared_among_the_decoding_threads_and_each_decodes_only_its_own(random_model_dir, speech_clips):
+    from asr.apps.serve import CaptionServer, _Source
+
+    rec = Recognizer(load_model(random_model_dir))
+    srv = CaptionServer(rec, workers=2)
+    a, b, c = (_Source(rec.create_stream()) for _ in range(3))
+    for x in (a, b, c):
+        srv._admit(x)
+    assert [srv.shard[x] for x in (a, b, c)] == [1, 0, 1]  # the server's own stream is worker 0's
+    audio = sf.read(speech_clips[0].path, dtype="float32")[0][: 16000 * 2]
+    for x in (a, b, c):
+        x.put(audio)
+    srv.step(1)
+    assert a.stream.stats["chunks"] == c.stream.stats["chunks"] == 1 and b.stream.stats["chunks"] == 0
+    srv.step(0)
+    assert b.stream.stats["chunks"] == 1 and a.stream.stats["chunks"] == 1
+    srv._leave(a)
+    d = _Source(rec.create_stream())
+    srv._admit(d)
+    assert srv.shard[d] == 1  # the freed place

@@ -27,7 +27,8 @@ from asr.apps.cli_common import (
     user_errors,
     with_decode_flags,
 )
-from asr.config import ENDPOINT_IDLE_SECONDS, ENDPOINT_MAX_SEGMENT_SECONDS, ENDPOINT_PAUSE_SECONDS, MAX_LIVE_STREAMS
+from asr.config import (DECODE_WORKERS, ENDPOINT_IDLE_SECONDS, ENDPOINT_MAX_SEGMENT_SECONDS, ENDPOINT_PAUSE_SECONDS,
+                        MAX_LIVE_STREAMS)
 from asr.search.options import DEFAULTS
 
 
@@ -295,6 +296,7 @@ def live_cmd(
     port: int = typer.Option(8765, help="--serve: port."),
     no_mic: bool = typer.Option(False, "--no-mic", help="--serve: no server microphone (browser clients only)."),
     max_streams: int = typer.Option(MAX_LIVE_STREAMS, help="--serve: live audio clients at once; beyond it a new one is refused (close code 1013, try again later) instead of slowing everyone (docs/serving.md)."),
+    workers: int = typer.Option(DECODE_WORKERS, help="--serve: decoding threads sharing the streams (default: one per core, up to 2; keep workers x --threads <= cores)."),
     vad: bool = typer.Option(True, help="Gate with silero-vad: a segment in which nobody spoke shows and commits nothing (noise, tones, music)."),
     punctuate: bool = typer.Option(True, help="Committed captions cased and punctuated (the tentative tail stays raw)."),
     device: str = typer.Option("cpu", help="Compute device: cpu, cuda, cuda:N."),
@@ -335,7 +337,7 @@ def live_cmd(
     try:
         if serve_flag:
             figures = _run(live.caption_server, rec, source, host, port, output, log=lambda m: typer.echo(m, err=True),
-                           max_streams=max_streams, token=token, no_auth=no_auth, allow_origins=allow_origin or (),
+                           max_streams=max_streams, workers=workers, token=token, no_auth=no_auth, allow_origins=allow_origin or (),
                            certfile=certfile, keyfile=keyfile)
             if stats:
                 typer.echo(json.dumps(figures), err=True)
@@ -414,7 +416,8 @@ def bench_serve_cmd(
     chunks_ms: List[int] = typer.Option([640, 320], "--chunk-ms", help="Chunk sizes (repeatable)."),
     seconds: float = typer.Option(30.0, help="Audio each client streams at real time."),
     max_streams: int = typer.Option(0, help="The server's limit (0: as many as the clients, to measure beyond it)."),
-    threads: int = typer.Option(2, help="CPU threads for torch in the server."),
+    threads: int = typer.Option(1, help="CPU threads for torch in the server (per decoding thread)."),
+    workers: int = typer.Option(DECODE_WORKERS, help="The server's decoding threads."),
     vad: bool = typer.Option(True, help="The silero-vad gate on every stream (as `asr live`)."),
     punctuate: bool = typer.Option(True, help="Committed captions punctuated (as `asr live`)."),
 ) -> None:
@@ -434,7 +437,7 @@ def bench_serve_cmd(
         rec = _run(live_recognizer, loaded, StreamingOptions(chunk_ms=c, vad=vad),
                    punctuator=_run(cached_punctuator) if punctuate else None)
         for n in clients:
-            row = _run(serve_load, rec, audio, n, seconds, max_streams or None)
+            row = _run(serve_load, rec, audio, n, seconds, max_streams or None, workers=workers)
             rows.append(row)
             typer.echo(json.dumps(row))
     typer.echo(json.dumps(summarize(rows)))

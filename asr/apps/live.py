@@ -23,7 +23,7 @@ import numpy as np
 
 from asr.apps.serve import LOOPBACK, Access, CaptionServer, serve
 from asr.audio import SAMPLE_RATE, load_audio
-from asr.config import MAX_LIVE_STREAMS
+from asr.config import DECODE_WORKERS, MAX_LIVE_STREAMS
 from asr.errors import UserError
 from asr.inference.captions import VTT_HEADER, ScreenMetrics, caption_cues, srt_cue, vtt_cue
 from asr.inference.streaming import Recognizer, Segment
@@ -287,13 +287,14 @@ def server_access(host: str, port: int, token: str | None = None, no_auth: bool 
 def caption_server(recognizer: Recognizer, source, host: str, port: int, output: Path | None = None,
                    log: Callable[[str], None] = print, max_streams: int = MAX_LIVE_STREAMS, token: str | None = None,
                    no_auth: bool = False, allow_origins=(), certfile: Path | None = None,
-                   keyfile: Path | None = None) -> dict:
+                   keyfile: Path | None = None, workers: int = DECODE_WORKERS) -> dict:
     """The caption web page (:mod:`asr.apps.serve`) until Ctrl-C; the server's own captions also go to ``output``.
     Access and TLS: :func:`server_access`. Returns the server's figures (batches, segments, tentative changes)."""
 
     access, ctx, url = server_access(host, port, token, no_auth, allow_origins, certfile, keyfile)
     writer = TranscriptWriter(output) if output else None
-    srv = CaptionServer(recognizer, on_segment=writer.write if writer else None, max_streams=max_streams)
+    srv = CaptionServer(recognizer, on_segment=writer.write if writer else None, max_streams=max_streams,
+                        workers=workers)
     log(f"serving captions on {url} (Ctrl-C to stop)")
     if host not in LOOPBACK and access.token is None:
         log("warning: --no-auth: anyone who can reach this address can read the captions and send audio")
@@ -305,8 +306,8 @@ def caption_server(recognizer: Recognizer, source, host: str, port: int, output:
         raise OSError(f"cannot serve on {host}:{port}: {e}") from None
     finally:
         srv.stop.set()
-        if srv.worker is not None:
-            srv.worker.join(timeout=10)  # it commits the last segment (and writes it) before it ends
+        for t in srv.threads:
+            t.join(timeout=10)  # worker 0 commits the last segment (and writes it) before it ends
         if writer:
             writer.close()
     st = srv.server.stream.stats

@@ -124,14 +124,15 @@ def _pct(xs: list[float], q: float) -> float | None:
 
 
 def serve_load(recognizer, audio: list[str | Path], n: int, seconds: float = 30.0, max_streams: int | None = None,
-               end_wait: float = 30.0, sample_every: float = 1.0) -> dict:
+               end_wait: float = 30.0, sample_every: float = 1.0, workers: int | None = None) -> dict:
     """One run: the server with ``recognizer`` and ``n`` clients each streaming ``seconds`` of ``audio`` (the
     recordings with a second of silence after each, looped) at real time. Returns the figures (latencies in seconds over all clients' tokens and segments)."""
     from asr.apps.serve import CaptionServer, serve
 
     port = _free_port()
     ready, stop = threading.Event(), threading.Event()
-    srv = CaptionServer(recognizer, max_streams=max_streams or max(n, 1), timing=True)
+    srv = CaptionServer(recognizer, max_streams=max_streams or max(n, 1), timing=True,
+                        **({"workers": workers} if workers else {}))
     t = threading.Thread(target=lambda: asyncio.run(serve(recognizer, None, "127.0.0.1", port, ready, stop, server=srv)),
                          daemon=True)
     t.start()
@@ -171,7 +172,7 @@ def serve_load(recognizer, audio: list[str | Path], n: int, seconds: float = 30.
         "server_cpu_cores": round(busy / wall, 2), "rss_mb_peak": round(max(rss, default=0.0)),
         "rss_mb_first": round(rss[0]) if rss else None, "rss_mb_last": round(rss[-1]) if rss else None,
         "rss_mb_each_minute": [round(x) for x in rss[::max(1, int(60 / sample_every))]],
-        "wall_s": round(wall, 1), "max_batch": srv.stats["max_batch"],
+        "wall_s": round(wall, 1), "max_batch": srv.stats["max_batch"], "workers": srv.workers,
     }
 
 
