@@ -32,29 +32,22 @@ def speech(speech_clips) -> np.ndarray:
     return x[: 40 * 16000]
 
 
-def _run(rec, s, x, block):
+def _run(rec, s, x, block) -> list:
+    """Feed ``x`` in blocks, decoding what is ready; returns the segments committed (the last one included)."""
+    out = []
     for i in range(0, x.size, block):
         s.accept_waveform(x[i:i + block], 16000)
-        rec.decode_ready(s)
+        out += rec.decode_ready(s)
     s.input_finished()
-    rec.decode_ready(s)
-    rec.finalize(s)
+    out += rec.decode_ready(s)  # to the end: the last segment too
+    assert s.ended
+    return out
 
 
 def test_a_stream_keeps_its_recent_segments_and_all_committed_text(demo, speech):
     rec = Recognizer(demo, StreamingOptions(history=2, endpoint=SHORT_SEGMENTS, vad=False))
     s = rec.create_stream()
-    committed = []
-    real_finalize = rec.finalize
-
-    def finalize(stream):
-        seg = real_finalize(stream)
-        if seg is not None:
-            committed.append(seg.text)
-        return seg
-
-    rec.finalize = finalize
-    _run(rec, s, speech, 1600)
+    committed = [seg.text for seg in _run(rec, s, speech, 1600)]
     assert s.result.count == len(committed) > 4
     assert len(s.result.segments) == 2 and [x.text for x in s.result.segments] == committed[-2:]
     assert s.result.committed == " ".join(committed)

@@ -102,21 +102,15 @@ def test_speech_silence_speech_gives_two_segments_with_demo_model(clip):
     s = rec.create_stream()
     segments = []
     committed = []
-    for i in range(0, len(audio), 1600):
-        s.accept_waveform(audio[i:i + 1600], 16000)
-        while rec.is_ready(s):
-            rec.decode([s])
-            if s.is_endpoint:
-                seg = rec.finalize(s)
-                if seg:
-                    segments.append(seg)
+    for i in range(0, len(audio) + 1600, 1600):
+        if i < len(audio):
+            s.accept_waveform(audio[i:i + 1600], 16000)
+        else:
+            s.input_finished()
+        while rec.is_ready(s) or (s.finished and not s.ended):  # the live loop: Recognizer.step's rounds
+            segments += [seg for _, seg in rec.step([s]).ended if seg is not None]
             committed.append(s.result.committed)
-    s.input_finished()
-    while rec.is_ready(s):
-        rec.decode([s])
-    seg = s.finalize()
-    if seg:
-        segments.append(seg)
+    assert s.ended and rec.step([s]).ended == []  # a stream that has ended commits nothing more
     assert len(segments) >= 2
     gap = len(a) / 16000
     assert segments[0].end <= gap + 0.5 and segments[-1].start >= gap
@@ -203,3 +197,17 @@ def test_second_passes_batched_over_streams_commit_what_each_commits_alone(clip)
     for a, b in zip(alone, together):
         assert [(w.word, round(w.start, 2), round(w.end, 2)) for w in a.words] == \
                [(w.word, round(w.start, 2), round(w.end, 2)) for w in b.words]
+
+
+def test_a_light_commit_is_the_partial_without_a_second_pass(clip):
+    """finalize_many(light=True), what a server that is behind does: the segment commits what its partial showed
+    (no second pass run), word times included; the stream goes on as after any commit."""
+    rec = Recognizer(load_model("demo"), StreamingOptions(endpoint=NO_ENDPOINT, final="attention_rescoring"))
+    s = rec.create_stream()
+    s.accept_waveform(clip(0), 16000)
+    while rec.is_ready(s):
+        rec.decode([s])
+    shown = s.result.tentative
+    seg = rec.finalize_many([s], light=True)[0]
+    assert shown and seg.text == shown and seg.words and s.result.committed == shown
+    assert s.result.tentative == "" and not s.lp_chunks and s.seg_start == seg.end or s.seg_start >= seg.end

@@ -27,8 +27,13 @@ from asr.apps.cli_common import (
     user_errors,
     with_decode_flags,
 )
-from asr.config import (DECODE_WORKERS, ENDPOINT_IDLE_SECONDS, ENDPOINT_MAX_SEGMENT_SECONDS, ENDPOINT_PAUSE_SECONDS,
-                        MAX_LIVE_STREAMS)
+from asr.config import (
+    DECODE_WORKERS,
+    ENDPOINT_IDLE_SECONDS,
+    ENDPOINT_MAX_SEGMENT_SECONDS,
+    ENDPOINT_PAUSE_SECONDS,
+    MAX_LIVE_STREAMS,
+)
 from asr.search.options import DEFAULTS
 
 

@@ -26,7 +26,8 @@ from asr.audio import SAMPLE_RATE, load_audio
 from asr.config import DECODE_WORKERS, MAX_LIVE_STREAMS
 from asr.errors import UserError
 from asr.inference.captions import VTT_HEADER, ScreenMetrics, caption_cues, srt_cue, vtt_cue
-from asr.inference.streaming import Recognizer, Segment
+from asr.inference.latency import ArrivalClock
+from asr.inference.streaming import Recognizer, Segment, Stream
 
 
 # ------------------------------------------------------------------------------------- sources
@@ -171,51 +172,33 @@ def run_captions(recognizer: Recognizer, source, on_tentative: Callable[[str], N
     or Ctrl-C; the last segment is always finalized."""
     stats = CaptionStats()
     stream = recognizer.create_stream()
-    arrival: dict[int, float] = {}  # encoder frame -> wall time its audio arrived (until a token shows on it)
-    arrived: dict[int, float] = {}  # the same for every recent frame (end-of-speech-to-commit latency)
-    fs = recognizer.frame_seconds
+    clock = ArrivalClock(recognizer.frame_seconds)  # when each encoder frame's audio arrived (wall time)
+    stats.partial_latency, stats.commit_latency = clock.partial, clock.commit
+
+    def partial(s: Stream) -> None:
+        clock.shown([f * s.frame_seconds for f, _ in s.newly_shown], time.perf_counter())
+        stats.screen.tentative(s.result.tentative)
+        if on_tentative:
+            on_tentative(s.result.tentative)
 
     def pump() -> None:
-        while recognizer.is_ready(stream):
-            t0 = time.perf_counter()
-            recognizer.decode([stream])
-            stats.compute_seconds += time.perf_counter() - t0
-            for f, seen in stream.newly_shown:
-                if f in arrival:
-                    stats.partial_latency.append(max(0.0, seen - arrival.pop(f)))
-            while len(arrival) > 5000:  # frames that never carried a token
-                arrival.pop(next(iter(arrival)))
-            stats.screen.tentative(stream.result.tentative)
-            if on_tentative:
-                on_tentative(stream.result.tentative)
-            if stream.is_endpoint:
-                finish()
-
-    def finish() -> None:
-        t0 = time.perf_counter()
-        seg = recognizer.finalize(stream)
-        dt = time.perf_counter() - t0
-        stats.compute_seconds += dt
-        stats.screen.commit(seg.text if seg is not None else "", len(seg.words) if seg is not None else 0)
-        if seg is not None:
-            stats.final_latency.append(dt)
-            end = arrived.get(min(int(seg.end / fs), max(arrived, default=0)))
-            if end is not None:
-                stats.commit_latency.append(time.perf_counter() - end)
-            stats.segments += 1
-            if on_segment:
-                on_segment(seg)
+        while recognizer.is_ready(stream) or (stream.finished and not stream.ended):
+            r = recognizer.step([stream], on_partial=partial)
+            stats.compute_seconds += r.decode_seconds + r.final_seconds
+            for _, seg in r.ended:
+                stats.screen.commit(seg.text if seg is not None else "", len(seg.words) if seg is not None else 0)
+                if seg is None:
+                    continue
+                stats.final_latency.append(r.final_seconds)
+                clock.committed([seg.words[-1].end if seg.words else seg.end], time.perf_counter())
+                stats.segments += 1
+                if on_segment:
+                    on_segment(seg)
 
     try:
         for block, rate in source:
-            now = time.perf_counter()
-            before = stream.seconds
             stream.accept_waveform(block, rate)
-            # remember when the audio of each encoder frame arrived (for partial latency)
-            for f in range(int(before / fs), int(stream.seconds / fs)):
-                arrival[f] = arrived[f] = now
-            while len(arrived) > 3000:  # two minutes of frames
-                arrived.pop(next(iter(arrived)))
+            clock.arrived(stream.seconds, time.perf_counter())
             stats.audio_seconds = stream.seconds
             pump()
             if stop is not None and stop.is_set():
@@ -224,7 +207,6 @@ def run_captions(recognizer: Recognizer, source, on_tentative: Callable[[str], N
         pass
     stream.input_finished()
     pump()
-    finish()
     stats.tentative_changes = stream.stats["tentative_changes"]
     return stats
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from asr.audio import SAMPLE_RATE, load_audio
+from asr.inference.latency import ArrivalClock
 
 BLOCK_SECONDS = 0.1
 
@@ -37,21 +38,18 @@ async def _one_client(url: str, pcm: bytes, delay: float, end_wait: float) -> di
 
     await asyncio.sleep(delay)
     block = int(BLOCK_SECONDS * SAMPLE_RATE) * 2
+    clock = ArrivalClock(BLOCK_SECONDS, keep_seconds=len(pcm) / 2 / SAMPLE_RATE + 1)  # when each block was sent
     sent_at: list[float] = []  # monotonic time each block was sent
-    partial, commit, out = [], [], {"commits": 0, "code": None, "reason": ""}
+    out = {"commits": 0, "code": None, "reason": ""}
     done = asyncio.Event()
-
-    def audio_sent(t: float) -> float | None:
-        k = int(t / BLOCK_SECONDS)
-        return sent_at[k] if k < len(sent_at) else None
 
     async def receive(ws):
         try:
             async for raw in ws:
                 now = time.monotonic()
                 m = json.loads(raw)
-                partial.extend(now - s for s in map(audio_sent, m.get("shown", ())) if s is not None)
-                commit.extend(now - s for s in map(audio_sent, m.get("commit_ends", ())) if s is not None)
+                clock.shown(m.get("shown", ()), now)
+                clock.committed(m.get("commit_ends", ()), now)
                 out["commits"] += len(m.get("commit_ends", ()))
                 if m.get("final"):
                     done.set()
@@ -69,6 +67,7 @@ async def _one_client(url: str, pcm: bytes, delay: float, end_wait: float) -> di
                 if pause > 0:
                     await asyncio.sleep(pause)
                 sent_at.append(time.monotonic())
+                clock.arrived((k + 1) * BLOCK_SECONDS, sent_at[-1])
                 await ws.send(pcm[i:i + block])
             await ws.send("end")
             try:
@@ -82,7 +81,7 @@ async def _one_client(url: str, pcm: bytes, delay: float, end_wait: float) -> di
     except ConnectionClosed as e:
         out["code"] = e.rcvd.code if e.rcvd else None
         out["reason"] = e.rcvd.reason if e.rcvd else ""
-    out["partial_latency"], out["commit_latency"] = partial, commit
+    out["partial_latency"], out["commit_latency"] = clock.partial, clock.commit
     return out
 
 
@@ -173,6 +172,7 @@ def serve_load(recognizer, audio: list[str | Path], n: int, seconds: float = 30.
         "rss_mb_first": round(rss[0]) if rss else None, "rss_mb_last": round(rss[-1]) if rss else None,
         "rss_mb_each_minute": [round(x) for x in rss[::max(1, int(60 / sample_every))]],
         "wall_s": round(wall, 1), "max_batch": srv.stats["max_batch"], "workers": srv.workers,
+        "light_commits": srv.stats["light_commits"],
     }
 
 

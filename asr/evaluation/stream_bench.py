@@ -70,10 +70,7 @@ def chunk_rtf(model: str = DEFAULT_MODEL, chunk_ms: int = 640, left_chunks: int 
         x = (rng.standard_normal(block) * 0.05).astype(np.float32)
         t0 = time.perf_counter()
         s.accept_waveform(x, SAMPLE_RATE)
-        while rec.is_ready(s):
-            rec.decode([s])
-            if s.is_endpoint:
-                rec.finalize(s)
+        rec.decode_ready(s)
         times.append(time.perf_counter() - t0)
         fed += block
         t_audio.append(fed / SAMPLE_RATE)
@@ -127,45 +124,43 @@ def streaming_wer(loaded, cuts, chunk_ms: int = 640, left_chunks: int = 4, final
         clock = 0.0  # simulated wall time (s since the stream began)
         first_seen: dict[int, float] = {}  # word index in the running segment -> first display time
         last_partials: list[str] = []
-
-        def commit(start: float) -> tuple[float, float]:
-            """Second pass + commit from ``start``; returns (the time it shows, its compute seconds)."""
-            if s.result.tentative:
-                last_partials.append(s.result.tentative)
-            t0 = time.perf_counter()
-            seg = rec.finalize(s)
-            dt = time.perf_counter() - t0
-            now = start + dt
-            if seg is not None:
-                for j, w in enumerate(seg.words):
-                    partial_lat.append(min(first_seen.get(j, now), now) - w.end)
-                commit_lat.append(now - seg.end)
-            screen.commit(seg.text if seg is not None else "", len(seg.words) if seg is not None else 0)
-            first_seen.clear()
-            return now, dt
+        showing = ""  # the running segment's partial on screen
 
         def run(now_audio: float) -> None:
-            nonlocal clock, t_compute
-            while rec.is_ready(s):
+            """The live loop's rounds (Recognizer.step) while a chunk is ready (and to the end once the input is
+            finished), on the simulated clock: a round starts when its audio has arrived and the decoder is free."""
+            nonlocal clock, t_compute, showing
+            while rec.is_ready(s) or (s.finished and not s.ended):
                 start = max(clock, now_audio)
                 t0 = time.perf_counter()
-                rec.decode([s])
-                dt = time.perf_counter() - t0
-                clock = start + dt
-                screen.tentative(s.result.tentative)
-                for j in range(len(s.result.tentative.split())):
-                    first_seen.setdefault(j, clock)
-                t_compute += dt
-                if s.is_endpoint:
-                    clock, dt2 = commit(clock)
-                    t_compute += dt2
+
+                def shown(st) -> None:  # a decoded chunk's partial shows at once
+                    nonlocal showing
+                    at = start + time.perf_counter() - t0
+                    showing = st.result.tentative
+                    screen.tentative(showing)
+                    for j in range(len(showing.split())):
+                        first_seen.setdefault(j, at)
+
+                r = rec.step([s], on_partial=shown)
+                clock = start + time.perf_counter() - t0
+                t_compute += r.decode_seconds + r.final_seconds
+                for _, seg in r.ended:  # second pass + commit: shows at the round's end
+                    if showing:
+                        last_partials.append(showing)
+                    showing = ""
+                    if seg is not None:
+                        for j, w in enumerate(seg.words):
+                            partial_lat.append(min(first_seen.get(j, clock), clock) - w.end)
+                        commit_lat.append(clock - seg.end)
+                    screen.commit(seg.text if seg is not None else "", len(seg.words) if seg is not None else 0)
+                    first_seen.clear()
 
         for i in range(0, len(audio), block):
             s.accept_waveform(audio[i:i + block], SAMPLE_RATE)
             run((i + len(audio[i:i + block])) / SAMPLE_RATE)
         s.input_finished()
         run(len(audio) / SAMPLE_RATE)
-        t_compute += commit(clock)[1]
         audio_s += len(audio) / SAMPLE_RATE
         changes += s.stats["tentative_changes"]
         refs.append(normalize_text(" ".join(x.text for x in c.supervisions)))

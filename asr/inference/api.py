@@ -103,11 +103,6 @@ class LiveSession:
     def _run(self) -> None:
         self._segments += self._rec.decode_ready(self._stream)
 
-    def _commit(self) -> None:
-        seg = self._rec.finalize(self._stream)
-        if seg is not None:
-            self._segments.append(seg)
-
     @property
     def committed(self) -> str:
         return self._stream.result.committed
@@ -121,8 +116,7 @@ class LiveSession:
         if self._stream.finished:
             return list(self._segments)
         self._stream.input_finished()
-        self._run()
-        self._commit()
+        self._run()  # to the end: the last segment is committed
         return list(self._segments)
 
 

@@ -3,11 +3,10 @@
     recognizer = Recognizer(load_model("demo"))
     stream = recognizer.create_stream()
     stream.accept_waveform(samples, 48000)         # any rate, any block size
-    while recognizer.is_ready(stream):
-        recognizer.decode([stream])                 # many streams decode in one batch
-    print(stream.result.committed, stream.result.tentative)
-    if stream.is_endpoint:
-        recognizer.finalize(stream)                 # second pass; committed text grows, never changes
+    recognizer.step([stream])     # the live loop's round (every caller runs it): one chunk of each ready stream
+    print(stream.result.committed, stream.result.tentative)  # in one batch, then the second passes at endpoints
+
+The :class:`Stream` owns everything that changes; the recognizer runs the models and keeps nothing of any stream's.
 
 The encoder runs chunk by chunk (``forward_chunk`` with the explicit :class:`asr.models.state.EncoderState`,
 attention cache limited to ``left_chunks`` chunks), partial text comes from CTC prefix beam search
@@ -21,8 +20,10 @@ timestamps: any decoding method, run by :func:`asr.search.methods.search` with t
 from __future__ import annotations
 
 import collections
+import functools
 import time
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import numpy as np
 import soxr
@@ -176,47 +177,133 @@ class Captions:
         self.committed = f"{self.committed} {seg.text}" if self.committed else seg.text
 
 
+@dataclass
+class Round:
+    """What one :meth:`Recognizer.step` did."""
+
+    decoded: list["Stream"]  # the streams that decoded a chunk
+    ended: list[tuple["Stream", Segment | None]]  # the segments ended: the stream and what it committed (None: nothing)
+    decode_seconds: float  # the chunk decode (encoder, CTC, partials)
+    final_seconds: float  # the second passes and commits
+
+
 class Stream:
-    """One audio source. Holds everything that changes while it runs; the recognizer holds nothing."""
+    """One audio source and everything that changes while it runs: the audio and features waiting, the encoder cache,
+    the running segment (its encoder outputs, CTC log-probs, prefix beam, endpoint counters) and the captions. Only its
+    own methods write that state: the recognizer runs the models over streams and hands each stream what they
+    computed (:meth:`advance`, :meth:`show`, :meth:`commit`); it holds nothing of any stream's."""
 
     def __init__(self, recognizer: "Recognizer"):
+        # what a stream needs of its recognizer, read once: the stream keeps no reference to it
+        model = recognizer.model
+        self._init_state = functools.partial(model.encoder.init_state, 1, device=recognizer.device)
+        fusion_factory, width = recognizer.fusion_factory, recognizer.options.beam
+        self._new_beam = lambda: PrefixBeam(width, fusion=fusion_factory() if fusion_factory else None)
+        self.endpoint = recognizer.options.endpoint
+        self.frame_seconds = recognizer.frame_seconds  # seconds per encoder frame (newly_shown frames x this: time)
         self.gate = StreamGate() if recognizer.options.vad else None  # silero-vad's view of this stream
         self._rate_hz = SAMPLE_RATE
         self._resampler = None
-        model = recognizer.model
         self.fbank = streaming_features(model.cfg.frontend)  # the model's front end, as samples arrive
         # features not yet consumed by a chunk (an encoder whose first window reads frames before the first: zeros)
         self.feats = torch.zeros(model.encoder.left_pad, model.cfg.frontend.n_mels)
         self._pending: list[np.ndarray] = []  # 16 kHz samples whose features are not computed yet
         self._pending_n = 0
         self.samples_in = 0  # 16 kHz samples accepted
-        self.finished = False
+        self.finished = False  # no more audio will come
+        self.ended = False  # finished, decoded to the end and its last segment committed
         self.result = Captions(segments=collections.deque(maxlen=recognizer.options.history))
-        self._rec = recognizer
         # the audio since the running segment began, for a second-pass model that decodes segments from audio
         self.keep_audio = recognizer.final is not None
         self._audio: collections.deque = collections.deque()
         self._audio_start = 0  # stream sample where self._audio begins
-        self._new_segment(0.0)
         self.stats = {"chunks": 0, "tentative_changes": 0}  # committed text only appends (Captions.add): no revisions
         # (frame, wall time) of the tokens the last decode showed for the first time (partial latency); replaced
         # by every decode, so nothing accumulates however long the stream runs
         self.newly_shown: list[tuple[int, float]] = []
+        self.begin_segment(0.0)
 
-    def _new_segment(self, start_seconds: float) -> None:
-        self.state: EncoderState = self._rec.model.encoder.init_state(1, device=self._rec.device)
-        fusion = self._rec.fusion_factory() if self._rec.fusion_factory else None
-        self.beam = PrefixBeam(self._rec.options.beam, fusion=fusion)  # partials (word n-gram fused with an LM)
+    # -- the running segment
+    def begin_segment(self, start_seconds: float) -> None:
+        """A new segment from ``start_seconds`` (stream time): the encoder starts its positions anew, a fresh
+        prefix beam, the endpoint counters at zero."""
+        self.state: EncoderState = self._init_state()
+        self.beam = self._new_beam()  # partials (word n-gram fused with an LM)
         self.enc_chunks: list[torch.Tensor] = []  # (1, C, D) encoder outputs of this segment
         self.lp_chunks: list[torch.Tensor] = []  # (C, V) CTC log-probs of this segment
         self.seg_start = start_seconds
         self.seg_frames = 0
         self.trailing_blank = 0
         self.had_speech = False
-        self.shown_frames = set()
+        self.shown_frames: set[int] = set()
         self.refined: tuple[int, ...] | None = None  # partial="mask_ctc": the last refined partial
         if self.gate is not None:
             self.gate.forget_before(start_seconds)  # decisions before this segment are never asked for again
+
+    @property
+    def segment_end(self) -> float:
+        """Stream time (s) the running segment's decoded frames reach."""
+        return self.seg_start + self.seg_frames * self.frame_seconds
+
+    def chunk_width(self, window: int) -> int:
+        """Feature frames the next chunk reads (``window``, or fewer at the end of the input)."""
+        return min(window, self.feats.size(0))
+
+    def take_chunk(self, window: int, stride: int) -> torch.Tensor:
+        """The next chunk's features, ``(chunk_width(window), F)``; a full window moves on by ``stride`` frames (the
+        rest overlaps the next chunk), a short one (the end of the input) consumes everything."""
+        w = self.chunk_width(window)
+        x = self.feats[:w]
+        self.feats = self.feats[min(stride, self.feats.size(0)):] if w == window else self.feats[:0]
+        return x
+
+    def advance(self, state: EncoderState, enc: torch.Tensor, lp: torch.Tensor) -> tuple[int, ...]:
+        """One decoded chunk into the running segment: the encoder's new cache ``state``, its output ``enc``
+        ``(1, C, D)`` and CTC log-probs ``lp`` ``(C, V)``. Advances the prefix beam and the endpoint counters, notes
+        the frames whose tokens show for the first time; returns the best partial's tokens."""
+        self.state = state
+        self.enc_chunks.append(enc)
+        self.lp_chunks.append(lp)
+        self.beam.advance(lp)
+        self.seg_frames += lp.size(0)
+        self.stats["chunks"] += 1
+        for is_blank in (lp.argmax(-1) == BLANK_ID).tolist():
+            if is_blank:
+                self.trailing_blank += 1
+            else:
+                self.trailing_blank = 0
+                self.had_speech = True
+        best = self.beam.nbest(1)[0]
+        now = time.perf_counter()
+        first = int(round(self.seg_start / self.frame_seconds))
+        self.newly_shown = []
+        for f in best.token_frames:
+            if first + f not in self.shown_frames:
+                self.shown_frames.add(first + f)
+                self.newly_shown.append((first + f, now))
+        return best.tokens
+
+    def show(self, text: str, refined: tuple[int, ...] | None = None) -> None:
+        """The running segment's partial text is now ``text`` (``refined``: the Mask-CTC refined tokens behind it)."""
+        if refined is not None:
+            self.refined = refined
+        if text != self.result.tentative:
+            self.stats["tentative_changes"] += 1
+            self.result.tentative = text
+
+    def commit(self, seg: Segment | None, last: bool = False) -> None:
+        """The running segment ends with ``seg`` (None: it said nothing): committed, and a new segment begins where
+        it ended. ``last``: the input is finished and decoded to its end: the stream has ended."""
+        if seg is not None:
+            self.result.add(seg)
+        self.result.tentative = ""
+        self.begin_segment(self.segment_end)
+        self.ended = last
+
+    @property
+    def is_endpoint(self) -> bool:
+        fs = self.frame_seconds
+        return self.endpoint.fires(self.had_speech, self.trailing_blank * fs, self.seg_frames * fs)
 
     # -- audio in
     def accept_waveform(self, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
@@ -280,23 +367,9 @@ class Stream:
             self._take(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
         self.finished = True
 
-    def finalize(self) -> "Segment | None":
-        """End the running segment now (second pass, commit): same as ``recognizer.finalize(stream)``."""
-        return self._rec.finalize(self)
-
     @property
     def seconds(self) -> float:
         return self.samples_in / SAMPLE_RATE
-
-    @property
-    def frame_seconds(self) -> float:
-        """Seconds per encoder frame (``newly_shown`` frames times this: stream time)."""
-        return self._rec.frame_seconds
-
-    @property
-    def is_endpoint(self) -> bool:
-        fs = self._rec.frame_seconds
-        return self._rec.options.endpoint.fires(self.had_speech, self.trailing_blank * fs, self.seg_frames * fs)
 
 
 class Recognizer:
@@ -376,52 +449,31 @@ class Recognizer:
         decide([s.gate for s in ready if s.gate is not None])  # silero-vad over their new audio, batched
         groups: dict[tuple[int, int], list[Stream]] = {}
         for s in ready:
-            w = min(self.window, s.feats.size(0))
-            groups.setdefault((s.state.cache_frames, w), []).append(s)
+            groups.setdefault((s.state.cache_frames, s.chunk_width(self.window)), []).append(s)
         m = self.model
-        for (_, w), group in groups.items():
-            x = torch.stack([s.feats[:w] for s in group]).to(self.device)
+        for group in groups.values():
+            x = torch.stack([s.take_chunk(self.window, self.stride) for s in group]).to(self.device)
             x = (x - m.cmvn_mean) / m.cmvn_std
             state = EncoderState(torch.cat([s.state.att_cache for s in group], 1),
                                  torch.cat([s.state.conv_cache for s in group], 1), group[0].state.offset)
-            y, new = m.encoder.forward_chunk(x, state, self.left_frames, last=w < self.window)
+            y, new = m.encoder.forward_chunk(x, state, self.left_frames, last=x.size(1) < self.window)
             lp = m.ctc_log_probs(y).float().cpu()
             for i, s in enumerate(group):
-                s.state = EncoderState(new.att_cache[:, i:i + 1], new.conv_cache[:, i:i + 1], s.state.offset + y.size(1))
-                s.feats = s.feats[min(self.stride, s.feats.size(0)):] if w == self.window else s.feats[:0]
-                self._advance(s, y[i:i + 1], lp[i])
+                st = EncoderState(new.att_cache[:, i:i + 1], new.conv_cache[:, i:i + 1], s.state.offset + y.size(1))
+                self._show(s, s.advance(st, y[i:i + 1], lp[i]))
 
-    def _advance(self, s: Stream, enc: torch.Tensor, lp: torch.Tensor) -> None:
-        s.enc_chunks.append(enc)
-        s.lp_chunks.append(lp)
-        s.beam.advance(lp)
-        s.seg_frames += lp.size(0)
-        s.stats["chunks"] += 1
-        for is_blank in (lp.argmax(-1) == BLANK_ID).tolist():
-            if is_blank:
-                s.trailing_blank += 1
-            else:
-                s.trailing_blank = 0
-                s.had_speech = True
-        best = s.beam.nbest(1)[0]
-        now = time.perf_counter()
-        s.newly_shown = []
-        for f in best.token_frames:
-            a = self._abs_frame(s, f)
-            if a not in s.shown_frames:
-                s.shown_frames.add(a)
-                s.newly_shown.append((a, now))
-        tokens = best.tokens
+    def _show(self, s: Stream, tokens: tuple[int, ...]) -> None:
+        """The partial text of ``s`` from its best tokens (refined by Mask-CTC when asked; nothing while the VAD has
+        heard no speech in the segment)."""
+        refined = None
         if self.options.partial == "mask_ctc" and tokens:
             if s.stats["chunks"] % self.options.refine_every == 0 or s.refined is None:
-                s.refined = self._refine(s, tokens)
-            tokens = s.refined
+                refined = self._refine(s, tokens)
+            tokens = refined or s.refined
         text = self.tokenizer.decode(tokens)
-        if s.gate is not None and not self._heard(s, s.seg_start + s.seg_frames * self.frame_seconds):
+        if s.gate is not None and not self._heard(s, s.segment_end):
             text = ""  # nobody spoke in this segment (yet): show nothing
-        if text != s.result.tentative:
-            s.stats["tentative_changes"] += 1
-            s.result.tentative = text
+        s.show(text, refined)
 
     def _refine(self, s: Stream, tokens) -> tuple[int, ...]:
         """Mask-CTC refinement of the running segment's partial: the CTC tokens of the segment so far whose
@@ -436,19 +488,32 @@ class Recognizer:
         """Whether silero-vad heard speech in the running segment up to ``end`` seconds."""
         return s.gate.speech_between(s.seg_start, end)
 
-    def _abs_frame(self, s: Stream, f: int) -> int:
-        return int(round(s.seg_start / self.frame_seconds)) + f
+    def step(self, streams: list[Stream], on_partial: Callable[[Stream], None] | None = None,
+             light: bool = False) -> Round:
+        """The live loop's one round (the caption server, ``asr live``, the Python API and the benchmarks all run
+        it): one chunk of every ready stream decoded in one batch (``on_partial`` sees each of them before anything
+        is committed), then the running segments of those at an endpoint, and of those whose input ended and is
+        decoded to its end, committed with their second passes in one batch (``light``: without, see
+        :meth:`finalize_many`)."""
+        t0 = time.perf_counter()
+        ready = [s for s in streams if self.is_ready(s)]
+        if ready:
+            self.decode(ready)
+        t1 = time.perf_counter()
+        for s in ready if on_partial is not None else ():
+            on_partial(s)
+        t2 = time.perf_counter()
+        ending = [s for s in streams if (s in ready and s.is_endpoint)
+                  or (s.finished and not s.ended and not self.is_ready(s))]
+        segs = self.finalize_many(ending, light) if ending else []
+        return Round(ready, list(zip(ending, segs)), t1 - t0, time.perf_counter() - t2)
 
     def decode_ready(self, stream: Stream) -> list[Segment]:
-        """Decode every chunk ``stream`` has ready, one at a time, committing at each endpoint (a single stream, as
-        the Python API runs it). Returns the segments committed."""
+        """Run rounds of ``stream`` alone while it has a chunk ready (and, once its input is finished, until its last
+        segment is committed). Returns the segments committed."""
         out = []
-        while self.is_ready(stream):
-            self.decode([stream])
-            if stream.is_endpoint:
-                seg = self.finalize(stream)
-                if seg is not None:
-                    out.append(seg)
+        while self.is_ready(stream) or (stream.finished and not stream.ended):
+            out += [seg for _, seg in self.step([stream]).ended if seg is not None]
         return out
 
     def finalize(self, stream: Stream) -> Segment | None:
@@ -457,16 +522,17 @@ class Recognizer:
         return self.finalize_many([stream])[0]
 
     @torch.inference_mode()
-    def finalize_many(self, streams: list[Stream]) -> list[Segment | None]:
+    def finalize_many(self, streams: list[Stream], light: bool = False) -> list[Segment | None]:
         """End the running segment of each of ``streams`` (distinct streams): their second passes in one batch,
         each commits its text with word times and starts a new segment. The second pass is
         :func:`asr.search.methods.search` over the segment's encoder output with ``options.decode`` (the same decode,
         LM and hotwords included, as offline decoding of that encoder output), or the final model's decode of the
-        segment's audio. Returns the committed segment of each stream (None: no words)."""
+        segment's audio; ``light``: none, the partial's best path is committed (a server that is behind). Returns the
+        committed segment of each stream (None: no words)."""
         decide([s.gate for s in streams if s.gate is not None])
         todo = [s for s in streams if s.lp_chunks]
-        passes = self._final_model_passes if self.final is not None else self._own_passes
-        found = dict(zip(map(id, todo), passes(todo))) if todo else {}
+        passes = self._final_model_passes if self.final is not None and not light else self._own_passes
+        found = dict(zip(map(id, todo), passes(todo, light))) if todo else {}
         out = []
         for s in streams:
             seg = found.get(id(s))
@@ -476,22 +542,16 @@ class Recognizer:
                 new_sentence = not s.result.segments or s.result.segments[-1].text.endswith((".", "?"))
                 seg = punctuate_segments([seg], self.punctuator, before, ends_sentence=paused,
                                          starts_sentence=new_sentence)[0]
-            if seg is not None:
-                s.result.add(seg)
-            s.result.tentative = ""
-            s._new_segment(s.seg_start + s.seg_frames * self.frame_seconds)
+            s.commit(seg, last=s.finished and not self.is_ready(s))
             out.append(seg)
         return out
 
-    def _end(self, s: Stream) -> float:
-        return s.seg_start + s.seg_frames * self.frame_seconds
-
-    def _own_passes(self, streams: list[Stream]) -> list[Segment | None]:
+    def _own_passes(self, streams: list[Stream], light: bool = False) -> list[Segment | None]:
         """The running segments by the streaming model itself: the second pass over their encoder outputs (one
-        padded batch)."""
+        padded batch; ``light``: none)."""
         lps = [torch.cat(s.lp_chunks) for s in streams]  # (T, V) each
         best = [(s.beam.nbest(1)[0].tokens, 0.0) for s in streams]
-        run = [i for i, (tokens, _) in enumerate(best) if tokens] if self.options.final != "none" else []
+        run = [i for i, (tokens, _) in enumerate(best) if tokens] if self.options.final != "none" and not light else []
         if run:
             encs = [torch.cat(streams[i].enc_chunks, 1)[0] for i in run]  # (T, D) each
             lens = torch.tensor([e.size(0) for e in encs], device=encs[0].device)
@@ -503,7 +563,9 @@ class Recognizer:
                 best[i] = (nb[0].tokens, nb[0].score)
         out = []
         for s, lp, (tokens, score) in zip(streams, lps, best):
-            end = self._end(s)
+            end = s.segment_end
+            if s.keep_audio:
+                s.segment_audio(end, end)  # the final model was not asked: the segment's audio is dropped
             if s.gate is not None and not self._heard(s, end):
                 tokens = ()  # no speech in this segment: noise, a tone or music says nothing
             ok = tokens and self.tokenizer.decode(tokens).strip()  # word separators alone are no segment
@@ -511,12 +573,12 @@ class Recognizer:
                        if ok else None)
         return out
 
-    def _final_model_passes(self, streams: list[Stream]) -> list[Segment | None]:
+    def _final_model_passes(self, streams: list[Stream], light: bool = False) -> list[Segment | None]:
         """The running segments' audio decoded by the final model (as `asr transcribe` would decode it; one padded
         batch)."""
         run, audio = [], []
         for i, s in enumerate(streams):
-            end = self._end(s)
+            end = s.segment_end
             a = s.segment_audio(s.seg_start, end)  # also drops the audio before end
             if not s.beam.nbest(1)[0].tokens or self.options.final == "none" or a.size < SAMPLE_RATE // 10:
                 continue
