@@ -332,3 +332,31 @@ def test_streams_are_shared_among_the_decoding_threads_and_each_decodes_only_its
     d = _Source(rec.create_stream())
     srv._admit(d)
     assert srv.shard[d] == 1  # the freed place
+
+
+def test_a_decoding_thread_that_falls_behind_commits_without_second_passes(speech_clips):
+    """A stream with more than BEHIND_SECONDS of audio queued: its thread commits segments without second passes
+    until it catches up (partials first); a client fed in real time gets every second pass."""
+    from asr.apps.serve import BEHIND_SECONDS, CaptionServer, _Source
+
+    rec = Recognizer(load_model("demo"))  # the pause after the first utterance ends a segment
+    audio = sf.read(speech_clips[0].path, dtype="float32")[0]
+    audio = np.concatenate([audio, np.zeros(16000, np.float32), audio])
+    assert audio.size / 16000 > 3 * BEHIND_SECONDS
+
+    def light_commits(ahead: bool) -> int:
+        srv = CaptionServer(rec, workers=1)
+        client = _Source(rec.create_stream())
+        srv._admit(client)
+        for i in range(0, audio.size, 1600):  # 100-ms blocks, as a client sends them
+            client.put(audio[i:i + 1600])
+            if not ahead:
+                srv.step()  # decoded as they come
+        client.put(None)
+        while not client.ended:
+            srv.step()
+        assert client.stream.result.count >= 1
+        return srv.stats["light_commits"]
+
+    assert light_commits(ahead=True) >= 1  # everything queued before the first round: behind
+    assert light_commits(ahead=False) == 0  # a round per block: never behind

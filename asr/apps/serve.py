@@ -25,7 +25,9 @@ at least ``MIN_REALTIME_FRACTION`` of real time (after ``RATE_GRACE_SECONDS``) o
 The streams (the server's and every client's) are shared among ``workers`` decoding threads (default: one per core,
 :data:`DECODE_WORKERS`); a new client joins the thread with the fewest streams. torch releases the GIL in its kernels,
 so two threads keep both cores busy (1.5x the throughput of one on 2 cores, ``docs/serving.md``) with one copy of
-the weights. The event loop never waits for a decoder: handlers only queue audio. Each round of a worker
+the weights. A thread that falls behind (a stream with more than ``BEHIND_SECONDS`` of audio queued) commits its
+segments without second passes (the partial's best path) until it has caught up: partials keep flowing, and
+``max_streams`` refuses clients beyond. The event loop never waits for a decoder: handlers only queue audio. Each round of a worker
 moves at most one chunk of queued audio into each of its streams, decodes every ready one a chunk in one batch and
 runs the second passes of the streams that reached an endpoint in that round in one batch, so a client that sends faster than real time advances one chunk per round like everyone else (its
 backlog makes its handler wait, which slows its socket down) instead of delaying the others. Such a client is
@@ -60,6 +62,7 @@ from asr.inference.streaming import Recognizer, Segment, Stream
 MAX_FRAME_BYTES = 64000  # 2 s of 16 kHz int16 audio per message at most
 MAX_RATE = 192000
 MAX_BACKLOG_SECONDS = 8.0  # queued, undecoded audio per client before its handler stops reading
+BEHIND_SECONDS = 1.0  # a worker with a stream this far behind (queued audio) commits without second passes
 FIRST_MESSAGE_SECONDS = 10.0  # a client must say its sample rate within this time
 IDLE_SECONDS = 60.0  # an audio client that sends nothing for this long is closed
 HISTORY_CHARS = 600  # committed text a new viewer gets before the live updates
@@ -180,7 +183,8 @@ class CaptionServer:
         self.threads: list[threading.Thread] = []
         self.shard: dict[_Source, int] = {self.server: 0}  # the worker each stream belongs to
         self.stats = {"batches": 0, "max_batch": 0, "rejected": 0, "refused": 0, "timeouts": 0, "disconnects": 0,
-                      "server_segments": 0, "server_audio_seconds": 0.0, "decode_seconds": 0.0}
+                      "server_segments": 0, "server_audio_seconds": 0.0, "decode_seconds": 0.0,
+                      "light_commits": 0}
 
     # -- the decode worker (a thread: the event loop stays free for sockets)
     def step(self, worker: int | None = None) -> bool:
@@ -192,23 +196,27 @@ class CaptionServer:
                        if not src.closed and (worker is None or self.shard.get(src) == worker)]
         for src in sources:
             src.pull_one_chunk(self.rec)
-        ready = [src for src in sources if self.rec.is_ready(src.stream)]
-        if ready:
-            t0 = time.perf_counter()
-            self.rec.decode([src.stream for src in ready])
-            self._commit([src for src in ready if src.stream.is_endpoint])
+        # the live loop's round (Recognizer.step): a stream whose input ended with nothing left to decode commits its
+        # last segment once (it has then ended: its client gets "final")
+        behind = max((src.queued for src in sources), default=0.0) > BEHIND_SECONDS
+        r = self.rec.step([src.stream for src in sources], light=behind)  # behind: partials first, no second passes
+        by_stream = {id(src.stream): src for src in sources}
+        for stream, seg in r.ended:
+            src = by_stream[id(stream)]
+            if seg is not None and src is self.server:
+                self._server_segment(seg)
+            if stream.ended and not src.ended:
+                src.ended = True
+                if src is not self.server:
+                    self._send(src.send, src.message(final=True))
+        if r.decoded:
             with self.members:
                 self.stats["batches"] += 1
-                self.stats["max_batch"] = max(self.stats["max_batch"], len(ready))
-                self.stats["decode_seconds"] += time.perf_counter() - t0
-        # input ended and nothing left to decode: its last segment is committed, once
-        done = [src for src in sources if src.stream.finished and not src.ended and not src.inbox
-                and not self.rec.is_ready(src.stream)]
-        self._commit(done)
-        for src in done:
-            src.ended = True
-            if src is not self.server:
-                self._send(src.send, src.message(final=True))
+                self.stats["max_batch"] = max(self.stats["max_batch"], len(r.decoded))
+                self.stats["decode_seconds"] += r.decode_seconds + r.final_seconds
+        if behind and r.ended:
+            with self.members:
+                self.stats["light_commits"] += len(r.ended)
         for src in sources:
             if src is self.server:
                 continue
@@ -221,17 +229,12 @@ class CaptionServer:
             if msg is not None:
                 for v in list(self.viewers):
                     self._send(v.send, msg)
-        return bool(ready)
+        return bool(r.decoded)
 
-    def _commit(self, sources: list["_Source"]) -> None:
-        """The running segments of ``sources`` end: their second passes in one batch."""
-        if not sources:
-            return
-        for src, seg in zip(sources, self.rec.finalize_many([src.stream for src in sources])):
-            if seg is not None and src is self.server:
-                self.stats["server_segments"] += 1
-                if self.on_segment:
-                    self.on_segment(seg)
+    def _server_segment(self, seg: Segment) -> None:
+        self.stats["server_segments"] += 1
+        if self.on_segment:
+            self.on_segment(seg)
 
     def decode_forever(self, worker: int = 0) -> None:
         """Run ``worker``'s rounds until :attr:`stop` is set; then (worker 0) commit what the server stream still
@@ -249,7 +252,9 @@ class CaptionServer:
             if not busy:
                 time.sleep(self.tick)
         if worker == 0 and not self.server.ended:
-            self._commit([self.server])  # the last segment is kept, as in the terminal
+            seg = self.rec.finalize(self.server.stream)  # the last segment is kept, as in the terminal
+            if seg is not None:
+                self._server_segment(seg)
 
     def start_workers(self) -> None:
         self.threads = [threading.Thread(target=self.decode_forever, args=(w,), daemon=True, name=f"caption-worker-{w}")
