@@ -7,6 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from asr import config
 from asr.features import fbank
 from asr.inference.model_dir import load_model
 from asr.inference.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions
@@ -176,9 +177,10 @@ def test_streams_started_at_different_times_decode_together_as_each_alone(random
         assert torch.allclose(torch.cat(s.lp_chunks), ref, atol=1e-4)
 
 
-def test_second_passes_batched_over_streams_commit_what_each_commits_alone(clip):
+def test_second_passes_batched_over_streams_commit_what_each_commits_alone(clip, monkeypatch):
     """Streams reaching an endpoint in the same round have their second passes in one padded batch
     (Recognizer.finalize_many): the same text and word times as one at a time."""
+    monkeypatch.setattr(config, "SECOND_PASS_BATCH", 3)  # 1 by default on CPU (docs/serving.md)
     rec = Recognizer(load_model("demo"), StreamingOptions(endpoint=NO_ENDPOINT, final="attention_rescoring"))
 
     def fed(i, seconds):

@@ -29,6 +29,7 @@ import numpy as np
 import soxr
 import torch
 
+from asr import config
 from asr.audio import SAMPLE_RATE, as_samples
 from asr.config import ENDPOINT_IDLE_SECONDS, ENDPOINT_MAX_SEGMENT_SECONDS, ENDPOINT_PAUSE_SECONDS, STREAMING_MODEL
 from asr.errors import UserError
@@ -523,16 +524,15 @@ class Recognizer:
 
     @torch.inference_mode()
     def finalize_many(self, streams: list[Stream], light: bool = False) -> list[Segment | None]:
-        """End the running segment of each of ``streams`` (distinct streams): their second passes in one batch,
-        each commits its text with word times and starts a new segment. The second pass is
-        :func:`asr.search.methods.search` over the segment's encoder output with ``options.decode`` (the same decode,
-        LM and hotwords included, as offline decoding of that encoder output), or the final model's decode of the
-        segment's audio; ``light``: none, the partial's best path is committed (a server that is behind). Returns the
-        committed segment of each stream (None: no words)."""
+        """End the running segment of each of ``streams`` (distinct): second passes in batches of ``SECOND_PASS_BATCH``
+        (:func:`asr.search.methods.search` over the segment's encoder output with ``options.decode``, as offline
+        decoding would, or the final model's decode of its audio; ``light``: none, the partial's best path is
+        committed, as a server that is behind does); each commits with word times and starts a new segment."""
         decide([s.gate for s in streams if s.gate is not None])
         todo = [s for s in streams if s.lp_chunks]
         passes = self._final_model_passes if self.final is not None and not light else self._own_passes
-        found = dict(zip(map(id, todo), passes(todo, light))) if todo else {}
+        n = config.SECOND_PASS_BATCH
+        found = {id(s): seg for i in range(0, len(todo), n) for s, seg in zip(todo[i:i + n], passes(todo[i:i + n], light))}
         out = []
         for s in streams:
             seg = found.get(id(s))
