@@ -100,3 +100,11 @@ def test_inference_does_not_import_training_or_apps():
     bad = [(m, t) for m, ts in graph.items() if m.startswith(("asr.inference", "asr.search", "asr.models"))
            for t in ts if t.startswith(("asr.train", "asr.apps", "asr.evaluation"))]
     assert not bad, bad
+
+
+def test_evaluation_does_not_import_the_apps():
+    """The layers run one way: apps (CLI, live, the caption server and its load benchmark) use evaluation, never
+    the reverse."""
+    graph = import_graph()
+    bad = [(m, t) for m, ts in graph.items() if m.startswith("asr.evaluation") for t in ts if t.startswith("asr.apps")]
+    assert not bad, bad

@@ -7,7 +7,7 @@ The model (``--model``, default ``demo``) is exported once with ``asr export-she
 ``sherpa-onnx-online-websocket-server`` serves ``model-streaming.onnx`` (its WeNet CTC path: greedy CTC, its own
 fbank front end and endpointing; ``--wenet-ctc-chunk-size`` = our chunk, 4 left chunks, ``--num-threads 1`` and 2
 work threads on these 2 cores, endpoint rule 2 at 0.5 s of trailing silence like ours) and our server runs
-``asr.evaluation.serve_bench.serve_load`` (CTC prefix beam partials, silero-vad, attention-rescoring commits and the
+``asr.apps.serve_bench.serve_load`` (CTC prefix beam partials, silero-vad, attention-rescoring commits and the
 punctuator: it does more per stream). For each client count N and chunk size, both get N loopback clients each
 streaming the same audio (the recordings with 1 s of silence after each, looped, ``--seconds`` long) at real time in
 100-ms blocks. Figures per run, defined alike for both: partial latency (a token's first display minus when the
@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from asr.audio import SAMPLE_RATE  # noqa: E402
-from asr.evaluation.serve_bench import BLOCK_SECONDS, _free_port, _pct, session_audio  # noqa: E402
+from asr.apps.serve_bench import BLOCK_SECONDS, _free_port, _pct, session_audio  # noqa: E402
 
 
 async def _sherpa_client(url: str, x: np.ndarray, delay: float, end_wait: float) -> dict:
@@ -162,7 +162,7 @@ def main() -> None:
 
     import torch
 
-    from asr.evaluation.serve_bench import serve_load
+    from asr.apps.serve_bench import serve_load
     from asr.export.sherpa import export_sherpa
     from asr.inference.model_dir import load_model
     from asr.inference.punctuate import cached_punctuator

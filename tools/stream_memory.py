@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import asr  # noqa: E402
-from asr.evaluation.serve_bench import session_audio  # noqa: E402
+from asr.apps.serve_bench import session_audio  # noqa: E402
 
 
 def rss_mb() -> float:

@@ -140,7 +140,7 @@ def serve_load(recognizer, audio: list[str | Path], n: int, seconds: float = 30.
     rss, cpu0, wall0 = [], resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:  # the clients' figures go to a file (a pipe would fill and block)
         result = Path(tmp) / "clients.json"
-        proc = subprocess.Popen([sys.executable, "-m", "asr.evaluation.serve_bench", f"ws://127.0.0.1:{port}/ws/audio",
+        proc = subprocess.Popen([sys.executable, "-m", "asr.apps.serve_bench", f"ws://127.0.0.1:{port}/ws/audio",
                                  json.dumps([str(a) for a in audio]), str(n), str(seconds), str(end_wait), str(result)])
         while proc.poll() is None:
             rss.append(_rss_mb())
