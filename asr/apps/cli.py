@@ -431,7 +431,7 @@ def bench_serve_cmd(
     p90 partial latency stayed under 1 s. Prints one JSON line per run and a summary line."""
     import torch
 
-    from asr.evaluation.serve_bench import serve_load, summarize
+    from asr.apps.serve_bench import serve_load, summarize
     from asr.inference.punctuate import cached_punctuator
     from asr.inference.streaming import StreamingOptions, live_recognizer
 
