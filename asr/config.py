@@ -270,4 +270,4 @@ ENDPOINT_MAX_SEGMENT_SECONDS = 20.0  # rule 3: longest segment
 # rescoring at once: 66 s and 4.9 GB peak; 8 at a time 61 s, 1.6 GB; one 56 s, 1.1 GB: docs/serving.md); more on a GPU
 SECOND_PASS_BATCH = 1
 DECODE_WORKERS = max(1, min(2, os.cpu_count() or 1))  # caption server: decoding threads (docs/serving.md)
-MAX_LIVE_STREAMS = 10  # caption server: live audio clients at once (measured: asr bench-serve, docs/serving.md)
+MAX_LIVE_STREAMS = 20  # caption server: live audio clients at once (asr bench-serve: demo, 640 ms; docs/serving.md)
