@@ -34,8 +34,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from asr.audio import SAMPLE_RATE  # noqa: E402
 from asr.apps.serve_bench import BLOCK_SECONDS, _free_port, _pct, session_audio  # noqa: E402
+from asr.audio import SAMPLE_RATE  # noqa: E402
 
 
 async def _sherpa_client(url: str, x: np.ndarray, delay: float, end_wait: float) -> dict:
