@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
+import secrets
+import ssl
 import statistics
 import sys
 import threading
@@ -247,9 +249,6 @@ def server_access(host: str, port: int, token: str | None = None, no_auth: bool 
                   certfile: Path | None = None, keyfile: Path | None = None):
     """``(Access, ssl context or None, URL to open)`` for ``asr live --serve``: off loopback a token is required
     (generated when not given, as Jupyter does) unless ``no_auth``; TLS with a certificate and key."""
-    import secrets
-    import ssl
-
     if token is None and host not in LOOPBACK and not no_auth:
         token = secrets.token_urlsafe(16)
     ctx = None

@@ -26,6 +26,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -204,8 +205,6 @@ def sherpa_recognizer(out: str | os.PathLike, streaming: bool = False, front_end
 def sherpa_texts(rec, audios, streaming: bool = False) -> list[str]:
     """Text of each 16 kHz float recording, fed in 100-ms blocks when ``streaming`` (half a second of silence
     after each, so that the last window is decoded)."""
-    import numpy as np
-
     texts = []
     for x in audios:
         s = rec.create_stream()

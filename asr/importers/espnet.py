@@ -24,6 +24,8 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
 import torch
 import yaml
 from safetensors.torch import save_file
@@ -328,8 +330,6 @@ def import_espnet(config: str | os.PathLike, model_file: str | os.PathLike, out:
     stats = (cfg.get("normalize_conf") or {}).get("stats_file")
     if stats:
         try:
-            import numpy as np
-
             frames = int(np.load(_find(stats, config, "stats file"))["count"])
         except (FileNotFoundError, ImportRefused, KeyError, ValueError):
             frames = 0  # the statistics are in the weights; the count only goes on the card
@@ -371,8 +371,6 @@ def parity(model_dir: str | os.PathLike, fixture: str | os.PathLike) -> dict:
     (ESPnet's own outputs on ``speech.wav``). Returns the largest absolute differences (features, CTC
     log-probabilities, decoder log-probabilities or MLM logits, over ESPnet's ids) and, per decoder, ESPnet's text
     and ours (ESPnet's options: beam 10, joint CTC weight 0.3, Mask-CTC threshold 0.99 and 10 iterations)."""
-    import soundfile as sf
-
     from asr.features import features
     from asr.inference.decode import decode_features
     from asr.inference.model_dir import load_model

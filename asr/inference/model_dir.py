@@ -12,6 +12,8 @@ A model directory holds::
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import json
 import os
 import warnings
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from asr.config import DEFAULT_MODEL, Config, from_dict
@@ -121,9 +124,6 @@ def base_weights(d: Path) -> dict:
     """The weights ``d/base.json`` names, read from the installed package it pins and checked by sha256:
     ``{"package", "version", "module", "path" (a Whisper model folder inside the module's own folder), "file",
     "sha256" (of that file), "tensors" (the names wanted)}``. A missing package or another file is one line."""
-    import hashlib
-    import importlib
-
     from asr.importers.whisper import whisper_weights
 
     spec = json.loads((d / BASE_FILE).read_text(encoding="utf-8"))
@@ -149,8 +149,6 @@ def base_weights(d: Path) -> dict:
 def _check_shapes(d: Path, cfg: Config, tok) -> None:
     """The weights' names and shapes (read from the safetensors header) against the model ``config.yaml`` describes,
     built on the meta device: a config asking for a huge model fails here in milliseconds, not after allocating it."""
-    from safetensors import safe_open
-
     try:
         with torch.device("meta"), initializers_skipped():
             own = ASRModel(cfg.model, tok.specials).state_dict()

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+import soundfile as sf
+import soxr
 import torch
 from lhotse import load_manifest
 
@@ -334,9 +336,6 @@ def read_blocks(path: str | Path, block_seconds: float = BLOCK_SECONDS, search: 
     """A long file as ``(offset_seconds, samples)`` blocks of mono 16 kHz float32, each about ``block_seconds`` long
     and ending at the quietest 100 ms of its last ``search`` seconds (a speech segment is rarely cut there). Read and
     resampled a block at a time: memory stays flat. Raises :class:`AudioError` (one line) for a bad file."""
-    import soundfile as sf
-    import soxr
-
     try:
         f = sf.SoundFile(str(path))
     except Exception as e:  # noqa: BLE001 - libsndfile raises several types
