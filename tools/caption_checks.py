@@ -69,8 +69,7 @@ def live_words(loaded, audio: np.ndarray, vad: bool) -> int:
         s.accept_waveform(audio[i:i + 1600], SAMPLE_RATE)
         rec.decode_ready(s)
     s.input_finished()
-    rec.decode_ready(s)
-    rec.finalize(s)
+    rec.decode_ready(s)  # to the end: the last segment is committed
     return len(s.result.committed.split())
 
 
