@@ -360,3 +360,24 @@ def test_a_decoding_thread_that_falls_behind_commits_without_second_passes(speec
 
     assert light_commits(ahead=True) >= 1  # everything queued before the first round: behind
     assert light_commits(ahead=False) == 0  # a round per block: never behind
+
+
+def test_the_server_admits_as_many_clients_as_were_measured_for_the_committing_model(random_model_dir, tmp_path):
+    """--max-streams 0 (the default): the capacity in the committing model's serving.json (the demo 20, Whisper 2:
+    its commits are the cost), else asr.config.MAX_LIVE_STREAMS; a damaged file is one line."""
+    from asr.apps.live import server_max_streams
+    from asr.config import MAX_LIVE_STREAMS
+    from asr.errors import UserError
+    from asr.inference.streaming import live_recognizer
+
+    d = tmp_path / "m"
+    shutil.copytree(random_model_dir, d)
+    assert server_max_streams(Recognizer(load_model(d))) == MAX_LIVE_STREAMS  # not measured
+    assert server_max_streams(Recognizer(load_model(d)), 7) == 7  # given
+    (d / "serving.json").write_text('{"max_streams": 3, "measured": "asr bench-serve"}')
+    assert server_max_streams(Recognizer(load_model(d))) == 3
+    assert server_max_streams(Recognizer(load_model("demo"))) == 20
+    assert server_max_streams(live_recognizer(load_model("whisper-tiny-en"))) == 2  # Whisper commits: its figure
+    (d / "serving.json").write_text('{"max_streams": 0}')
+    with pytest.raises(UserError, match="serving.json: max_streams must be a positive integer"):
+        server_max_streams(Recognizer(load_model(d)))

@@ -32,7 +32,6 @@ from asr.config import (
     ENDPOINT_IDLE_SECONDS,
     ENDPOINT_MAX_SEGMENT_SECONDS,
     ENDPOINT_PAUSE_SECONDS,
-    MAX_LIVE_STREAMS,
 )
 from asr.search.options import DEFAULTS
 
@@ -300,7 +299,7 @@ def live_cmd(
     keyfile: Optional[Path] = typer.Option(None, "--keyfile", help="--serve: TLS private key (PEM), when not in --certfile."),
     port: int = typer.Option(8765, help="--serve: port."),
     no_mic: bool = typer.Option(False, "--no-mic", help="--serve: no server microphone (browser clients only)."),
-    max_streams: int = typer.Option(MAX_LIVE_STREAMS, help="--serve: live audio clients at once; beyond it a new one is refused (close code 1013, try again later) instead of slowing everyone (docs/serving.md)."),
+    max_streams: int = typer.Option(0, help="--serve: live audio clients at once; beyond it a new one is refused (close code 1013, try again later) instead of slowing everyone. 0: the capacity measured for the model (its serving.json), else 20 (docs/serving.md)."),
     workers: int = typer.Option(DECODE_WORKERS, help="--serve: decoding threads sharing the streams (default: one per core, up to 2; keep workers x --threads <= cores)."),
     vad: bool = typer.Option(True, help="Gate with silero-vad: a segment in which nobody spoke shows and commits nothing (noise, tones, music)."),
     punctuate: bool = typer.Option(True, help="Committed captions cased and punctuated (the tentative tail stays raw)."),

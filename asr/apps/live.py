@@ -29,6 +29,7 @@ from asr.config import DECODE_WORKERS, MAX_LIVE_STREAMS
 from asr.errors import UserError
 from asr.inference.captions import VTT_HEADER, ScreenMetrics, caption_cues, srt_cue, vtt_cue
 from asr.inference.latency import ArrivalClock
+from asr.inference.model_dir import live_capacity
 from asr.inference.streaming import Recognizer, Segment, Stream
 
 
@@ -265,8 +266,17 @@ def server_access(host: str, port: int, token: str | None = None, no_auth: bool 
     return Access.for_server(host, port, token, allow_origins), ctx, url
 
 
+def server_max_streams(recognizer: Recognizer, given: int | None = None) -> int:
+    """Live clients the caption server admits: ``given``, else the capacity measured for the model that commits the
+    captions (its ``serving.json``: the demo 20, Whisper tiny.en 2, at 640 ms on 2 cores), else
+    :data:`MAX_LIVE_STREAMS`."""
+    if given:
+        return given
+    return live_capacity((recognizer.final or recognizer.loaded).path) or MAX_LIVE_STREAMS
+
+
 def caption_server(recognizer: Recognizer, source, host: str, port: int, output: Path | None = None,
-                   log: Callable[[str], None] = print, max_streams: int = MAX_LIVE_STREAMS, token: str | None = None,
+                   log: Callable[[str], None] = print, max_streams: int | None = None, token: str | None = None,
                    no_auth: bool = False, allow_origins=(), certfile: Path | None = None,
                    keyfile: Path | None = None, workers: int = DECODE_WORKERS) -> dict:
     """The caption web page (:mod:`asr.apps.serve`) until Ctrl-C; the server's own captions also go to ``output``.
@@ -274,9 +284,10 @@ def caption_server(recognizer: Recognizer, source, host: str, port: int, output:
 
     access, ctx, url = server_access(host, port, token, no_auth, allow_origins, certfile, keyfile)
     writer = TranscriptWriter(output) if output else None
+    max_streams = server_max_streams(recognizer, max_streams)
     srv = CaptionServer(recognizer, on_segment=writer.write if writer else None, max_streams=max_streams,
                         workers=workers)
-    log(f"serving captions on {url} (Ctrl-C to stop)")
+    log(f"serving captions on {url} (at most {max_streams} live clients; Ctrl-C to stop)")
     if host not in LOOPBACK and access.token is None:
         log("warning: --no-auth: anyone who can reach this address can read the captions and send audio")
     try:

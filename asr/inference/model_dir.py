@@ -88,6 +88,22 @@ def resolve_model_path(path: str | os.PathLike) -> Path:
 QUANTIZE = ("int8", "bf16")
 
 
+def live_capacity(model_dir: str | os.PathLike) -> int | None:
+    """The live clients a caption server of this model holds with p90 partial latency under 1 s, as ``asr
+    bench-serve`` measured it and the model's ``serving.json`` records (``{"max_streams": N, ...}``); None when it
+    was not measured. A damaged file is a :class:`ModelError` (one line)."""
+    f = Path(model_dir) / "serving.json"
+    if not f.is_file():
+        return None
+    try:
+        n = json.loads(f.read_text())["max_streams"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"{f}: not a serving.json with max_streams ({first_line(e)})") from None
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ModelError(f"{f}: max_streams must be a positive integer, not {n!r}")
+    return n
+
+
 def quantize_model(model, mode: str, device: str = "cpu"):
     """``int8``: dynamic quantization of every ``nn.Linear`` (int8 weights, activations quantized per batch
     at run time) for CPU inference; convolutions, embeddings and normalisation stay float. ``bf16``: every
