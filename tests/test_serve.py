@@ -353,7 +353,7 @@ def test_a_decoding_thread_that_falls_behind_commits_without_second_passes(speec
             if not ahead:
                 srv.step()  # decoded as they come
         client.put(None)
-        while not client.ended:
+        while not client.stream.ended:
             srv.step()
         assert client.stream.result.count >= 1
         return srv.stats["light_commits"]

@@ -185,7 +185,7 @@ def run_captions(recognizer: Recognizer, source, on_tentative: Callable[[str], N
             on_tentative(s.result.tentative)
 
     def pump() -> None:
-        while recognizer.is_ready(stream) or (stream.finished and not stream.ended):
+        while recognizer.pending(stream):
             r = recognizer.step([stream], on_partial=partial)
             stats.compute_seconds += r.decode_seconds + r.final_seconds
             for _, seg in r.ended:

@@ -29,7 +29,8 @@ the weights. A thread that falls behind (a stream with more than ``BEHIND_SECOND
 segments without second passes (the partial's best path) until it has caught up: partials keep flowing, and
 ``max_streams`` refuses clients beyond. The event loop never waits for a decoder: handlers only queue audio. Each round of a worker
 moves at most one chunk of queued audio into each of its streams, decodes every ready one a chunk in one batch and
-runs the second passes of the streams that reached an endpoint in that round in one batch, so a client that sends faster than real time advances one chunk per round like everyone else (its
+runs the second passes of the streams that reached an endpoint in that round (``Recognizer.step``), so a client
+that sends faster than real time advances one chunk per round like everyone else (its
 backlog makes its handler wait, which slows its socket down) instead of delaying the others. Such a client is
 not timed out by keepalive pings (its pongs wait behind the audio the server is not reading yet: the audio
 itself shows it is alive). A closed connection's stream leaves the worker's set at once, queued audio and all.
@@ -119,7 +120,6 @@ class _Source:
         self.queued = 0.0  # seconds of audio in the inbox (approximate across threads; used for backpressure)
         self.max_queued = 0.0  # the most it held (the load benchmark's queued-audio figure)
         self.last = ("", None)  # (tentative, segments count) of the last message sent
-        self.ended = False  # input finished and its last segment committed
         self.closed = False  # its connection is gone: the worker drops it
 
     def message(self, first: bool = False, final: bool = False) -> str | None:
@@ -189,8 +189,8 @@ class CaptionServer:
     # -- the decode worker (a thread: the event loop stays free for sockets)
     def step(self, worker: int | None = None) -> bool:
         """One round of ``worker``'s streams (None: every stream): at most one chunk of new audio into each stream,
-        one batched decode of every ready stream, the second passes of the streams at an endpoint in one batch,
-        caption updates sent. Returns whether anything was decoded."""
+        one batched decode of every ready stream, the second passes of the streams at an endpoint (batches of
+        ``asr.config.SECOND_PASS_BATCH``), caption updates sent. Returns whether anything was decoded."""
         with self.members:
             sources = [src for src in (self.server, *self.clients)
                        if not src.closed and (worker is None or self.shard.get(src) == worker)]
@@ -205,18 +205,14 @@ class CaptionServer:
             src = by_stream[id(stream)]
             if seg is not None and src is self.server:
                 self._server_segment(seg)
-            if stream.ended and not src.ended:
-                src.ended = True
-                if src is not self.server:
-                    self._send(src.send, src.message(final=True))
-        if r.decoded:
-            with self.members:
+            if stream.ended and src is not self.server:  # its last segment (a stream ends once)
+                self._send(src.send, src.message(final=True))
+        with self.members:
+            if r.decoded:
                 self.stats["batches"] += 1
                 self.stats["max_batch"] = max(self.stats["max_batch"], len(r.decoded))
                 self.stats["decode_seconds"] += r.decode_seconds + r.final_seconds
-        if behind and r.ended:
-            with self.members:
-                self.stats["light_commits"] += len(r.ended)
+            self.stats["light_commits"] += len(r.ended) if behind else 0
         for src in sources:
             if src is self.server:
                 continue
@@ -251,7 +247,7 @@ class CaptionServer:
                 busy = False
             if not busy:
                 time.sleep(self.tick)
-        if worker == 0 and not self.server.ended:
+        if worker == 0 and not self.server.stream.ended:
             seg = self.rec.finalize(self.server.stream)  # the last segment is kept, as in the terminal
             if seg is not None:
                 self._server_segment(seg)

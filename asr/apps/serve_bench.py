@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from asr.audio import SAMPLE_RATE, load_audio
+from asr.config import DECODE_WORKERS
 from asr.inference.latency import ArrivalClock
 
 BLOCK_SECONDS = 0.1
@@ -123,15 +124,14 @@ def _pct(xs: list[float], q: float) -> float | None:
 
 
 def serve_load(recognizer, audio: list[str | Path], n: int, seconds: float = 30.0, max_streams: int | None = None,
-               end_wait: float = 30.0, sample_every: float = 1.0, workers: int | None = None) -> dict:
+               end_wait: float = 30.0, sample_every: float = 1.0, workers: int = DECODE_WORKERS) -> dict:
     """One run: the server with ``recognizer`` and ``n`` clients each streaming ``seconds`` of ``audio`` (the
     recordings with a second of silence after each, looped) at real time. Returns the figures (latencies in seconds over all clients' tokens and segments)."""
     from asr.apps.serve import CaptionServer, serve
 
     port = _free_port()
     ready, stop = threading.Event(), threading.Event()
-    srv = CaptionServer(recognizer, max_streams=max_streams or max(n, 1), timing=True,
-                        **({"workers": workers} if workers else {}))
+    srv = CaptionServer(recognizer, max_streams=max_streams or max(n, 1), timing=True, workers=workers)
     t = threading.Thread(target=lambda: asyncio.run(serve(recognizer, None, "127.0.0.1", port, ready, stop, server=srv)),
                          daemon=True)
     t.start()

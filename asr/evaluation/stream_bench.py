@@ -130,7 +130,7 @@ def streaming_wer(loaded, cuts, chunk_ms: int = 640, left_chunks: int = 4, final
             """The live loop's rounds (Recognizer.step) while a chunk is ready (and to the end once the input is
             finished), on the simulated clock: a round starts when its audio has arrived and the decoder is free."""
             nonlocal clock, t_compute, showing
-            while rec.is_ready(s) or (s.finished and not s.ended):
+            while rec.pending(s):
                 start = max(clock, now_audio)
                 t0 = time.perf_counter()
 

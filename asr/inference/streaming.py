@@ -181,7 +181,6 @@ class Captions:
 @dataclass
 class Round:
     """What one :meth:`Recognizer.step` did."""
-
     decoded: list["Stream"]  # the streams that decoded a chunk
     ended: list[tuple["Stream", Segment | None]]  # the segments ended: the stream and what it committed (None: nothing)
     decode_seconds: float  # the chunk decode (encoder, CTC, partials)
@@ -491,29 +490,31 @@ class Recognizer:
 
     def step(self, streams: list[Stream], on_partial: Callable[[Stream], None] | None = None,
              light: bool = False) -> Round:
-        """The live loop's one round (the caption server, ``asr live``, the Python API and the benchmarks all run
-        it): one chunk of every ready stream decoded in one batch (``on_partial`` sees each of them before anything
-        is committed), then the running segments of those at an endpoint, and of those whose input ended and is
-        decoded to its end, committed with their second passes in one batch (``light``: without, see
-        :meth:`finalize_many`)."""
+        """The live loop's one round (the caption server, ``asr live``, the Python API and the benchmarks run it): one
+        chunk of every ready stream in one batch (``on_partial`` sees each before anything is committed), then the
+        segments of those at an endpoint, and of those whose input ended and is decoded to its end, committed with
+        their second passes (``light``: without, see :meth:`finalize_many`)."""
         t0 = time.perf_counter()
         ready = [s for s in streams if self.is_ready(s)]
-        if ready:
-            self.decode(ready)
+        self.decode(ready)
         t1 = time.perf_counter()
         for s in ready if on_partial is not None else ():
             on_partial(s)
         t2 = time.perf_counter()
-        ending = [s for s in streams if (s in ready and s.is_endpoint)
+        decoded = set(map(id, ready))
+        ending = [s for s in streams if (id(s) in decoded and s.is_endpoint)
                   or (s.finished and not s.ended and not self.is_ready(s))]
         segs = self.finalize_many(ending, light) if ending else []
         return Round(ready, list(zip(ending, segs)), t1 - t0, time.perf_counter() - t2)
 
+    def pending(self, stream: Stream) -> bool:
+        """``stream`` has work for :meth:`step`: a chunk ready, or its input ended and its last segment is not in."""
+        return self.is_ready(stream) or (stream.finished and not stream.ended)
+
     def decode_ready(self, stream: Stream) -> list[Segment]:
-        """Run rounds of ``stream`` alone while it has a chunk ready (and, once its input is finished, until its last
-        segment is committed). Returns the segments committed."""
+        """Run rounds of ``stream`` alone while it is :meth:`pending`. Returns the segments committed."""
         out = []
-        while self.is_ready(stream) or (stream.finished and not stream.ended):
+        while self.pending(stream):
             out += [seg for _, seg in self.step([stream]).ended if seg is not None]
         return out
 
