@@ -363,7 +363,7 @@ def test_a_decoding_thread_that_falls_behind_commits_without_second_passes(speec
 
 
 def test_the_server_admits_as_many_clients_as_were_measured_for_the_committing_model(random_model_dir, tmp_path):
-    """--max-streams 0 (the default): the capacity in the committing model's serving.json (the demo 20, Whisper 2:
+    """--max-streams 0 (the default): the capacity in the committing model's serving.json (the demo 20, Whisper 1:
     its commits are the cost), else asr.config.MAX_LIVE_STREAMS; a damaged file is one line."""
     from asr.apps.live import server_max_streams
     from asr.config import MAX_LIVE_STREAMS
@@ -377,7 +377,7 @@ def test_the_server_admits_as_many_clients_as_were_measured_for_the_committing_m
     (d / "serving.json").write_text('{"max_streams": 3, "measured": "asr bench-serve"}')
     assert server_max_streams(Recognizer(load_model(d))) == 3
     assert server_max_streams(Recognizer(load_model("demo"))) == 20
-    assert server_max_streams(live_recognizer(load_model("whisper-tiny-en"))) == 2  # Whisper commits: its figure
+    assert server_max_streams(live_recognizer(load_model("whisper-tiny-en"))) == 1  # Whisper commits: its figure
     (d / "serving.json").write_text('{"max_streams": 0}')
     with pytest.raises(UserError, match="serving.json: max_streams must be a positive integer"):
         server_max_streams(Recognizer(load_model(d)))

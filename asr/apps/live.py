@@ -268,7 +268,7 @@ def server_access(host: str, port: int, token: str | None = None, no_auth: bool 
 
 def server_max_streams(recognizer: Recognizer, given: int | None = None) -> int:
     """Live clients the caption server admits: ``given``, else the capacity measured for the model that commits the
-    captions (its ``serving.json``: the demo 20, Whisper tiny.en 2, at 640 ms on 2 cores), else
+    captions (its ``serving.json``: the demo 20, Whisper tiny.en 1, at 640 ms on 2 cores), else
     :data:`MAX_LIVE_STREAMS`."""
     if given:
         return given

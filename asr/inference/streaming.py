@@ -129,7 +129,7 @@ def live_recognizer(loaded, options: StreamingOptions = StreamingOptions(), punc
                     partial_model=None) -> "Recognizer":
     """The recognizer live captions use with ``loaded``: itself where it can stream; else ``partial_model`` (default
     the bundled streaming model, ``asr.config.STREAMING_MODEL``) shows the partials and ``loaded`` commits each
-    segment from its audio (Whisper's decoder for the committed text, a small CTC model for the words as they come)."""
+    segment from its audio (Whisper's decoder for the committed text, a streaming CTC model for the words as they come)."""
     if partial_model is None and can_stream(loaded.model):
         return Recognizer(loaded, options, punctuator=punctuator)
     partial = partial_model or STREAMING_MODEL

