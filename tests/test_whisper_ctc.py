@@ -19,7 +19,7 @@ from asr.inference.model_dir import ModelError, load_model
 from asr.inference.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions
 from asr.models.asr_model import ASRModel
 from asr.models.ctc import NEVER, TiedCTCHead
-from tests.whisper_fixtures import openai_model, write_ct2
+from tests.whisper_fixtures import openai_model, stream_through, write_ct2
 
 NO_ENDPOINT = EndpointConfig(EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0), EndpointRule(False, 0.0, 0.0))
 
@@ -59,27 +59,12 @@ def audio(speech_clips):
     return lambda i=0: sf.read(speech_clips[i].path, dtype="float32")[0]
 
 
-def _stream(rec, x, rng):
-    s = rec.create_stream()
-    i = 0
-    while i < len(x):
-        n = int(rng.integers(1, 4000))
-        s.accept_waveform(x[i:i + n], 16000)
-        i += n
-        while rec.is_ready(s):
-            rec.decode([s])
-    s.input_finished()
-    while rec.is_ready(s):
-        rec.decode([s])
-    return s
-
-
 @pytest.mark.parametrize("chunk,left", [(8, 2), (16, -1)])
 def test_a_whisper_stream_equals_the_chunk_masked_forward(whisper_ctc_dir, audio, chunk, left):
     loaded = load_model(whisper_ctc_dir)
     rec = Recognizer(loaded, StreamingOptions(chunk=chunk, left_chunks=left, endpoint=NO_ENDPOINT, vad=False))
     x = audio()[: 16000 * 5]
-    s = _stream(rec, x, np.random.default_rng(0))
+    s = stream_through(rec, x, np.random.default_rng(0))
     streamed = torch.cat(s.lp_chunks)
     feats = StreamingLogMel(loaded.config.model.frontend).accept(x)[None]  # the stream's own features
     with torch.inference_mode():

@@ -17,6 +17,7 @@ from asr.features import StreamingLogMel
 from asr.inference.model_dir import BUNDLED, load_model
 from asr.inference.streaming import EndpointConfig, EndpointRule, Recognizer, StreamingOptions, live_recognizer
 from asr.text import normalize_text
+from tests.whisper_fixtures import stream_through
 
 NAME = "whisper-tiny-en-ctc"
 SAMPLES = Path(__file__).parents[1] / "data" / "samples"
@@ -61,18 +62,7 @@ def test_the_whisper_ctc_model_transcribes_the_bundled_real_recordings(ctc_model
 def test_a_whisper_ctc_stream_equals_its_chunk_masked_forward(ctc_model):
     x = _samples()[0][0][: 16000 * 6]
     rec = Recognizer(ctc_model, StreamingOptions(chunk_ms=640, left_chunks=4, endpoint=NO_ENDPOINT, vad=False))
-    s = rec.create_stream()
-    rng = np.random.default_rng(0)
-    i = 0
-    while i < len(x):
-        n = int(rng.integers(1, 4000))
-        s.accept_waveform(x[i:i + n], 16000)
-        i += n
-        while rec.is_ready(s):
-            rec.decode([s])
-    s.input_finished()
-    while rec.is_ready(s):
-        rec.decode([s])
+    s = stream_through(rec, x, np.random.default_rng(0))
     streamed = torch.cat(s.lp_chunks)
     feats = StreamingLogMel(ctc_model.config.model.frontend).accept(x)[None]  # the stream's own features
     with torch.inference_mode():

@@ -146,3 +146,19 @@ def write_hf(model, folder: Path, **config) -> Path:
     (folder / "config.json").write_text(json.dumps(cfg))
     shutil.copy(whisper_tokenizer(), folder / "tokenizer.json")
     return folder
+
+
+def stream_through(rec, x: np.ndarray, rng: np.random.Generator):
+    """A stream of ``rec`` fed ``x`` (16 kHz) in random pieces, decoded as chunks become ready, then finished."""
+    s = rec.create_stream()
+    i = 0
+    while i < len(x):
+        n = int(rng.integers(1, 4000))
+        s.accept_waveform(x[i:i + n], 16000)
+        i += n
+        while rec.is_ready(s):
+            rec.decode([s])
+    s.input_finished()
+    while rec.is_ready(s):
+        rec.decode([s])
+    return s
