@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's main job, in a few minutes on 2 CPU cores:
 #   0. transcribe the bundled real recordings (data/samples: LJ Speech, public domain) with the default model
-#      (Whisper tiny.en, imported) and score them
+#      (Whisper tiny.en, imported) and score them; then with whisper-tiny-en-ctc (its encoder, our CTC head)
 #   then, on the bundled demo model (the toolkit's own Conformer, trained here):
 #   1. synthesize the synthetic recipe's test subset (unseen voices; identical to the full recipe's)
 #   2. lhotse manifests
@@ -35,6 +35,9 @@ tail -n +2 "$repo/data/samples/samples.tsv" | while IFS=$'\t' read -r path ref; 
   printf '  %s\n    ref: %s\n    hyp: %s\n' "$path" "$ref" "$(cat "$out/samples/${path%.flac}.txt")"
 done
 asr eval --refs "$repo/data/samples/samples.tsv" --out-dir "$out/samples/eval" | tail -n 3
+log "0/5 the same recordings, Whisper's encoder with the toolkit's streaming CTC head (whisper-tiny-en-ctc): NAR"
+asr eval --model whisper-tiny-en-ctc --refs "$repo/data/samples/samples.tsv" --decoder ctc_greedy \
+  --out-dir "$out/samples/eval-ctc" | tail -n 1
 log "1/5 synthesize the test subset (seed 0, the recipe's plan) into $corpus"
 asr data synth --out "$corpus" --hours 16 --speakers-per-voice 4 --seed 0 --subset test --no-progress
 log "2/5 manifests in $manifests"
