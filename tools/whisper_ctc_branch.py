@@ -31,7 +31,6 @@ import sys
 import time
 from pathlib import Path
 
-import jiwer
 import torch
 import torch.nn.functional as F
 import yaml
@@ -41,25 +40,23 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from asr.audio import load_audio  # noqa: E402
+from asr.evaluation.metrics import cer, wer  # noqa: E402
 from asr.features import features  # noqa: E402
 from asr.inference.model_dir import BASE_FILE, load_model  # noqa: E402
-from asr.nn.masks import chunk_mask  # noqa: E402
+from asr.nn.attention import mask_to_bias  # noqa: E402
+from asr.nn.masks import chunk_mask, lengths_to_mask  # noqa: E402
+from asr.search.ctc import ctc_greedy  # noqa: E402
 from asr.text import Tokenizer, train_tokenizer  # noqa: E402
 
 
-def greedy_text(lp: torch.Tensor, tok) -> str:
-    """``(T, V)`` log-probabilities -> text: best id per frame, repeats merged, blanks dropped."""
-    ids = torch.unique_consecutive(lp.argmax(-1)).tolist()
-    return tok.decode([i for i in ids if i != 0])
-
-
-def attention_bias(lens: torch.Tensor, T: int, chunk: int, left_chunks: int) -> torch.Tensor:
-    """``(B, 1, T, T)`` additive bias: padding masked, and with ``chunk > 0`` the dynamic-chunk mask."""
-    valid = torch.arange(T)[None, :] < lens[:, None]  # (B, T)
-    allowed = valid[:, None, :].expand(-1, T, -1)
+def attention_bias(lens: torch.Tensor, T: int, chunk: int, left_chunks: int,
+                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``(B, 1, T, T)`` additive bias: padding masked, and with ``chunk > 0`` the dynamic-chunk mask (as
+    :meth:`asr.models.whisper_encoder.WhisperEncoder.forward` builds it)."""
+    mask = lengths_to_mask(lens, T).unsqueeze(1).expand(-1, T, -1)
     if chunk > 0:
-        allowed = allowed & chunk_mask(T, chunk, left_chunks)[None]
-    return torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf")).unsqueeze(1)
+        mask = mask & chunk_mask(T, chunk, left_chunks).unsqueeze(0)
+    return mask_to_bias(mask, dtype)
 
 
 class Branch(nn.Module):
@@ -80,17 +77,20 @@ class Branch(nn.Module):
 
 
 @torch.inference_mode()
-def tap_outputs(encoder, samples, frontend, tap: int, chunk: int, left_chunks: int) -> torch.Tensor:
-    """One utterance -> ``(T', D)`` float16: the encoder's residual stream after layer ``tap`` (real length), its
-    attention restricted as a stream's is when ``chunk > 0``."""
+def tap_outputs(encoder, samples, frontend, tap: int, modes, left_chunks: int) -> dict[int, torch.Tensor]:
+    """One utterance -> ``{chunk: (T', D)}`` float16: the encoder's residual stream after layer ``tap`` (real
+    length) for each attention mode (``chunk > 0``: restricted as a stream's is). Features and stem run once."""
     x = features(samples, frontend).unsqueeze(0).to(encoder.weight_dtype)
-    lens = torch.tensor([x.size(1)])
-    h, h_lens = encoder.stem(x, lens)
-    h = h + encoder.positions[: h.size(1)].to(h.dtype)
-    bias = attention_bias(h_lens, h.size(1), chunk, left_chunks).to(h.dtype) if chunk > 0 else None
-    for layer in encoder.layers[:tap]:
-        h, _ = layer(h, bias)
-    return h[0].to(torch.float16)
+    stem, lens = encoder.stem(x, torch.tensor([x.size(1)]))
+    stem = stem + encoder.positions[: stem.size(1)].to(stem.dtype)
+    out = {}
+    for chunk in modes:
+        h = stem
+        bias = attention_bias(lens, h.size(1), chunk, left_chunks, h.dtype) if chunk > 0 else None
+        for layer in encoder.layers[:tap]:
+            h, _ = layer(h, bias)
+        out[chunk] = h[0].to(torch.float16)
+    return out
 
 
 def read_rows(speech: Path, splits: dict[str, float], seed: int = 0) -> list[dict]:
@@ -109,8 +109,7 @@ def cache(rows, speech: Path, model, tok, tap: int, modes, left_chunks: int, lab
     """Per utterance: ``{"h": {chunk: (T', D)}, "y": ids, "text": reference}``."""
     t0, out = time.time(), []
     for r in rows:
-        samples = load_audio(speech / r["path"])
-        h = {c: tap_outputs(model.encoder, samples, model.cfg.frontend, tap, c, left_chunks) for c in modes}
+        h = tap_outputs(model.encoder, load_audio(speech / r["path"]), model.cfg.frontend, tap, modes, left_chunks)
         out.append({"h": h, "y": tok.encode(r["text_norm"]), "text": r["text_norm"]})
     print(f"cache {label}: {len(rows)} utterances x {len(modes)} modes in {time.time() - t0:.0f} s", flush=True)
     return out
@@ -137,7 +136,7 @@ def collate(data, idx, mode: int, time_masks: int = 0, rng: random.Random | None
     xs = [data[i]["h"][mode].float() for i in idx]
     lens = torch.tensor([x.size(0) for x in xs])
     x = nn.utils.rnn.pad_sequence(xs, batch_first=True)
-    for b in range(len(idx)) if time_masks else ():
+    for b in range(len(idx)):
         for _ in range(time_masks):
             w = rng.randint(0, 8)
             s = rng.randint(0, max(0, int(lens[b]) - w))
@@ -152,12 +151,11 @@ def evaluate(branch, data, tok, max_frames: int, mode: int, left_chunks: int) ->
     refs, hyps = [], []
     for idx in batches(data, max_frames, random.Random(0)):
         x, lens, _, _ = collate(data, idx, mode)
-        lp = branch(x, lens, mode, left_chunks).log_softmax(-1)
-        for b, i in enumerate(idx):
-            hyps.append(greedy_text(lp[b, : lens[b]], tok))
-            refs.append(data[i]["text"])
+        best = ctc_greedy(branch(x, lens, mode, left_chunks).log_softmax(-1), lens)
+        hyps += [tok.decode(nbest[0].tokens) for nbest in best]
+        refs += [data[i]["text"] for i in idx]
     branch.train()
-    return jiwer.wer(refs, hyps) * 100, jiwer.cer(refs, hyps) * 100
+    return wer(refs, hyps).rate * 100, cer(refs, hyps).rate * 100
 
 
 def export(base_dir: Path, out: Path, tok_file: Path, state: dict, tap: int, modes, left_chunks: int,
