@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,6 +182,23 @@ def test_bench_stream_reports_caption_latencies(tiny_manifests):
     assert row["commit_latency_median_s"] is not None and row["commit_latency_median_s"] >= 0.2
     assert row["partial_latency_median_s"] is not None and -1.0 < row["partial_latency_median_s"] < 2.0
     assert row["partial_latency_p90_s"] >= row["partial_latency_median_s"]
+
+
+def test_bench_stream_scores_a_refs_tsv_and_names_its_bad_rows(tmp_path):
+    """`--refs` instead of manifests: the bundled recordings streamed through the demo model, a missing file
+    reported on its own line and left out of the figures."""
+    samples = Path(__file__).parents[1] / "data" / "samples"
+    rows = (samples / "samples.tsv").read_text().splitlines()[1:3]
+    refs = tmp_path / "refs.tsv"
+    refs.write_text("".join(f"{samples}/{r}\n" for r in rows) + f"{tmp_path}/missing.wav\tNOTHING\n")
+    r = runner.invoke(app, ["bench-stream", "--model", "demo", "--seconds", "2", "--chunk-ms", "640",
+                            "--refs", str(refs), "--limit", "0", "--final", "none"])
+    assert r.exit_code == 0, r.output
+    assert "missing.wav" in r.output
+    lines = [json.loads(x) for x in r.output.strip().splitlines() if x.startswith("{")]
+    assert "full_context_attention_rescoring_wer" in lines[-2]
+    row = lines[-1]
+    assert row["utterances"] == 2 and row["final"] == "none" and 0.0 <= row["wer"] < 1.0
 
 
 def test_a_long_file_is_read_in_blocks_and_transcribed_as_a_whole(demo, speech_clips, tmp_path, monkeypatch):

@@ -366,8 +366,9 @@ def bench_stream_cmd(
     seconds: float = typer.Option(60.0, help="Audio streamed per measurement."),
     long_minutes: float = typer.Option(0.0, help="Also stream this many minutes and compare the last minute's chunk cost with the first's."),
     manifests: Optional[Path] = typer.Option(None, "--manifests", help="Also measure streaming WER vs full context on a subset of these manifests."),
+    refs: Optional[Path] = typer.Option(None, "--refs", help="Instead of --manifests: a TSV 'path<TAB>reference' (as `asr eval --refs`)."),
     subset: str = typer.Option("test", help="Subset for the streaming WER."),
-    limit: int = typer.Option(100, help="Utterances for the streaming WER."),
+    limit: int = typer.Option(100, help="Utterances for the streaming WER (spread over the set with --refs)."),
     threads: int = typer.Option(1, help="CPU threads for torch."),
     lm_dir: Optional[Path] = typer.Option(None, "--lm", help="Also measure streaming WER with the ctc_lm second pass."),
     finals: List[str] = typer.Option(["attention_rescoring"], "--final", help="With --manifests: second pass at each endpoint (attention_rescoring, mask_ctc, none; ctc_lm with --lm); repeatable."),
@@ -390,14 +391,16 @@ def bench_stream_cmd(
         typer.echo(json.dumps(_run(chunk_rtf, model, c, left_chunks, seconds, quantize=quantize)))
     if long_minutes:
         typer.echo(json.dumps(_run(chunk_rtf, model, chunks_ms[0], left_chunks, seconds, long_minutes, quantize)))
-    if manifests:
-        from asr.data.prepare import load_cuts
+    if manifests or refs:
         from asr.evaluation.evaluate import evaluate_cuts
+        from asr.search.methods import default_method
 
         loaded = load(model, quantize=quantize)
-        cuts = _run(load_cuts, manifests, subset).to_eager().subset(first=limit)
-        full = evaluate_cuts(loaded, cuts, "attention_rescoring")
-        typer.echo(json.dumps({"full_context_attention_rescoring_wer": round(full.wer.rate, 4)}))
+        cuts = _stream_cuts(manifests, refs, subset, limit)
+        m = loaded.model  # the streams' default second pass, in full context (CTC greedy without a decoder)
+        method = "attention_rescoring" if m.decoder is not None and m.ctc is not None else default_method(m)
+        full = evaluate_cuts(loaded, cuts, method)
+        typer.echo(json.dumps({f"full_context_{method}_wer": round(full.wer.rate, 4)}))
         for c in chunks_ms:
             for p in pauses or [None]:
                 for part in partials:
@@ -410,6 +413,23 @@ def bench_stream_cmd(
             check_decoders(loaded, dopts, ["ctc_lm"])
             for c in chunks_ms:
                 typer.echo(json.dumps(streaming_wer(loaded, cuts, c, left_chunks, "ctc_lm", dopts)))
+
+
+def _stream_cuts(manifests: Optional[Path], refs: Optional[Path], subset: str, limit: int):
+    """bench-stream's utterances: the first ``limit`` of a manifest subset, or ``limit`` spread over a refs TSV
+    (its unreadable rows reported, one line each)."""
+    if refs is None:
+        from asr.data.prepare import load_cuts
+
+        return _run(load_cuts, manifests, subset).to_eager().subset(first=limit)
+    from asr.evaluation.scoring import load_refs_tsv, spread_subset
+
+    cuts, errors = _run(load_refs_tsv, refs)
+    for e in errors:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+    if len(cuts) == 0:
+        _fail(f"{refs}: nothing to score ({len(errors)} unusable row(s))")
+    return spread_subset(cuts, limit) if limit else cuts
 
 
 @app.command("bench-serve")
