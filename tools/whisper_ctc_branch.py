@@ -43,10 +43,14 @@ from asr.audio import load_audio  # noqa: E402
 from asr.evaluation.metrics import cer, wer  # noqa: E402
 from asr.features import features  # noqa: E402
 from asr.inference.model_dir import BASE_FILE, load_model  # noqa: E402
+from asr.models.asr_model import mlm_loss  # noqa: E402
+from asr.models.decoder import TransformerDecoder  # noqa: E402
 from asr.nn.attention import mask_to_bias  # noqa: E402
 from asr.nn.masks import chunk_mask, lengths_to_mask  # noqa: E402
 from asr.search.ctc import ctc_greedy  # noqa: E402
-from asr.text import Tokenizer, train_tokenizer  # noqa: E402
+from asr.text import Tokenizer, normalize_text, train_tokenizer  # noqa: E402
+
+MLM = dict(num_heads=6, ffn_dim=1536, dropout=0.1, activation="gelu")  # the Mask-CTC decoder's shape (D = 384)
 
 
 def attention_bias(lens: torch.Tensor, T: int, chunk: int, left_chunks: int,
@@ -61,19 +65,26 @@ def attention_bias(lens: torch.Tensor, T: int, chunk: int, left_chunks: int,
 
 class Branch(nn.Module):
     """Whisper layers ``tap + 1 ..`` (copies), the final norm, a CTC projection: ``(B, T, D)`` tap activations ->
-    ``(B, T, V)`` logits."""
+    ``(B, T, V)`` logits; with ``mlm_layers`` also a Mask-CTC decoder (the toolkit's non-causal
+    :class:`TransformerDecoder`) reading the normalised encoder output."""
 
-    def __init__(self, encoder, tap: int, vocab: int):
+    def __init__(self, encoder, tap: int, vocab: int, mlm_layers: int = 0):
         super().__init__()
         self.layers = nn.ModuleList(copy.deepcopy(encoder.layers[tap:])).float()
         self.norm = copy.deepcopy(encoder.final_norm).float()
         self.proj = nn.Linear(encoder.cfg.d_model, vocab)
+        self.mlm = TransformerDecoder(vocab, encoder.cfg.d_model, mlm_layers, causal=False, **MLM) \
+            if mlm_layers > 0 else None
 
-    def forward(self, x: torch.Tensor, lens: torch.Tensor, chunk: int = 0, left_chunks: int = -1) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, lens: torch.Tensor, chunk: int = 0, left_chunks: int = -1) -> torch.Tensor:
+        """``(B, T, D)`` tap activations -> ``(B, T, D)`` encoder output (after the final norm)."""
         bias = attention_bias(lens, x.size(1), chunk, left_chunks)
         for layer in self.layers:
             x, _ = layer(x, bias)
-        return self.proj(self.norm(x))
+        return self.norm(x)
+
+    def forward(self, x: torch.Tensor, lens: torch.Tensor, chunk: int = 0, left_chunks: int = -1) -> torch.Tensor:
+        return self.proj(self.encode(x, lens, chunk, left_chunks))
 
 
 @torch.inference_mode()
@@ -94,23 +105,38 @@ def tap_outputs(encoder, samples, frontend, tap: int, modes, left_chunks: int) -
 
 
 def read_rows(speech: Path, splits: dict[str, float], seed: int = 0) -> list[dict]:
-    """Manifest rows whose ``split:kind`` (or ``split``) is in ``splits``, each kept with that probability."""
+    """Manifest rows whose ``split:kind`` (or ``split``) is in ``splits``, each kept with that probability, as
+    ``{"audio": path, "text": normalised}``."""
     rng = random.Random(seed)
     rows = []
     with open(speech / "manifest.tsv") as f:
         for r in csv.DictReader(f, delimiter="\t"):
             keep = splits.get(f"{r['split']}:{r['kind']}", splits.get(r["split"], 0.0))
             if keep > 0 and rng.random() < keep and r["text_norm"].strip():
-                rows.append(r)
+                rows.append({"audio": speech / r["path"], "text": r["text_norm"]})
     return rows
 
 
-def cache(rows, speech: Path, model, tok, tap: int, modes, left_chunks: int, label: str) -> list[dict]:
+def read_synthetic(root: Path, subset: str, limit: int = 0) -> list[dict]:
+    """A subset of an ``asr data synth`` corpus (LibriSpeech layout: ``*.trans.txt`` beside ``*.flac``), as
+    ``{"audio": path, "text": normalised}`` in a fixed order; ``limit``: at most that many, spread over speakers."""
+    rows = []
+    for trans in sorted((root / subset).glob("*/*/*.trans.txt")):
+        for line in trans.read_text().splitlines():
+            uid, _, text = line.partition(" ")
+            if text.strip() and (trans.parent / f"{uid}.flac").exists():
+                rows.append({"audio": trans.parent / f"{uid}.flac", "text": normalize_text(text)})
+    if limit and len(rows) > limit:
+        rows = rows[:: len(rows) // limit][:limit]
+    return rows
+
+
+def cache(rows, model, tok, tap: int, modes, left_chunks: int, label: str) -> list[dict]:
     """Per utterance: ``{"h": {chunk: (T', D)}, "y": ids, "text": reference}``."""
     t0, out = time.time(), []
     for r in rows:
-        h = tap_outputs(model.encoder, load_audio(speech / r["path"]), model.cfg.frontend, tap, modes, left_chunks)
-        out.append({"h": h, "y": tok.encode(r["text_norm"]), "text": r["text_norm"]})
+        h = tap_outputs(model.encoder, load_audio(r["audio"]), model.cfg.frontend, tap, modes, left_chunks)
+        out.append({"h": h, "y": tok.encode(r["text"]), "text": r["text"]})
     print(f"cache {label}: {len(rows)} utterances x {len(modes)} modes in {time.time() - t0:.0f} s", flush=True)
     return out
 
@@ -161,7 +187,7 @@ def evaluate(branch, data, tok, max_frames: int, mode: int, left_chunks: int) ->
 def export(base_dir: Path, out: Path, tok_file: Path, state: dict, tap: int, modes, left_chunks: int,
            card: str) -> None:
     """Write a model directory: config, tokenizer, base.json (Whisper's stem and first ``tap`` layers from the
-    pinned package) and the trained tensors in float16."""
+    pinned package) and the trained tensors in float16 (a Mask-CTC decoder too, when the state has one)."""
     out.mkdir(parents=True, exist_ok=True)
     cfg = yaml.safe_load((base_dir / "config.yaml").read_text())
     tok = Tokenizer(tok_file)
@@ -169,6 +195,10 @@ def export(base_dir: Path, out: Path, tok_file: Path, state: dict, tap: int, mod
     m.update(vocab_size=tok.vocab_size, ctc_weight=1.0, att_weight=0.0, beam_rules="auto")
     m["decoder"]["num_layers"] = 0
     m["decoder"].pop("alignment_heads", None)
+    mlm_layers = len({k.split(".")[2] for k in state if k.startswith("mlm.layers.")})
+    if mlm_layers:
+        m["mlm"].update(num_layers=mlm_layers, tied=False, **MLM)
+        m["mlm_weight"] = 0.3
     chunks = [c for c in modes if c > 0]
     m["encoder"].update(pad_to=0, chunk_prob=0.5, max_chunk=max(chunks), max_left_chunks=left_chunks)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -182,7 +212,9 @@ def export(base_dir: Path, out: Path, tok_file: Path, state: dict, tap: int, mod
     for k, v in state.items():
         name = {"norm.weight": "encoder.final_norm.weight", "norm.bias": "encoder.final_norm.bias",
                 "proj.weight": "ctc.proj.weight", "proj.bias": "ctc.proj.bias"}.get(k)
-        if name is None:  # layers.i.* -> encoder.layers.(tap + i).*
+        if k.startswith("mlm."):
+            name = k
+        elif name is None:  # layers.i.* -> encoder.layers.(tap + i).*
             i, rest = k.split(".", 2)[1:]
             name = f"encoder.layers.{tap + int(i)}.{rest}"
         tensors[name] = v.detach().to(torch.float16).contiguous()
@@ -191,23 +223,50 @@ def export(base_dir: Path, out: Path, tok_file: Path, state: dict, tap: int, mod
     (out / "MODEL_CARD.md").write_text(card)
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--speech", type=Path, default=Path("../shared/speech"))
+    ap.add_argument("--synthetic", type=Path, help="an `asr data synth` corpus: its train subset joins the training "
+                    "data, its dev subset (--synthetic-dev utterances) the choice")
+    ap.add_argument("--synthetic-dev", type=int, default=200)
     ap.add_argument("--model", default="whisper-tiny-en")
+    ap.add_argument("--init", type=Path, help="start from this run's best.pt (with --tokenizer: its tokenizer)")
+    ap.add_argument("--tokenizer", type=Path, help="a SentencePiece model to use instead of training one")
     ap.add_argument("--tap", type=int, default=2)
     ap.add_argument("--chunks", default="0,32,16", help="attention modes trained: 0 full context, else chunk frames")
     ap.add_argument("--left-chunks", type=int, default=4)
+    ap.add_argument("--mlm-layers", type=int, default=0, help="train a Mask-CTC decoder of this many layers too")
+    ap.add_argument("--mlm-weight", type=float, default=0.3)
     ap.add_argument("--minutes", type=float, default=40.0)
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--head-lr", type=float, default=3e-3)
+    ap.add_argument("--mlm-lr", type=float, default=1e-3)
     ap.add_argument("--max-frames", type=int, default=6000)
     ap.add_argument("--words", type=float, default=0.25, help="share of the isolated words/phrases kept")
     ap.add_argument("--eval-every", type=float, default=5.0, help="minutes")
     ap.add_argument("--limit", type=int, default=0, help="at most this many utterances per set (a smoke run)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--export", type=Path, help="write the best state as a model directory here")
-    a = ap.parse_args()
+    return ap.parse_args()
+
+
+def train_step(branch, opt, batch, mode: int, left_chunks: int, mlm_weight: float, specials) -> float:
+    x, lens, ys, ylens = batch
+    enc = branch.encode(x, lens, mode, left_chunks)
+    lp = branch.proj(enc).log_softmax(-1).transpose(0, 1)
+    loss = F.ctc_loss(lp, ys, lens, ylens, reduction="sum", zero_infinity=True) / len(lens)
+    if branch.mlm is not None:
+        targets = list(ys.split(ylens.tolist()))
+        loss = loss + mlm_weight * mlm_loss(branch.mlm, enc, lens, targets, specials.mask, specials.eos)
+    opt.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(branch.parameters(), 5.0)
+    opt.step()
+    return loss.item()
+
+
+def main() -> None:
+    a = arguments()
     torch.manual_seed(0)
     a.out.mkdir(parents=True, exist_ok=True)
     modes = [int(c) for c in a.chunks.split(",")]
@@ -215,65 +274,79 @@ def main() -> None:
     model = loaded.model.eval()
     train_rows = read_rows(a.speech, {"train:sentence": 1.0, "train:word": a.words, "train:phrase": a.words})
     dev_rows = read_rows(a.speech, {"dev": 1.0})
+    synth_rows = read_synthetic(a.synthetic, "dev", a.synthetic_dev) if a.synthetic else []
+    if a.synthetic:
+        train_rows += read_synthetic(a.synthetic, "train")
     if a.limit:
-        train_rows, dev_rows = train_rows[: a.limit], dev_rows[: a.limit]
-    tok = train_tokenizer([r["text_norm"] for r in train_rows], a.out, vocab_size=40, model_type="char")
-    train = cache(train_rows, a.speech, model, tok, a.tap, modes, a.left_chunks, "train")
-    dev = cache(dev_rows, a.speech, model, tok, a.tap, modes, a.left_chunks, "dev")
-    branch = Branch(model.encoder, a.tap, tok.vocab_size)
-    head = [p for n, p in branch.named_parameters() if n.startswith("proj")]
-    body = [p for n, p in branch.named_parameters() if not n.startswith("proj")]
-    opt = torch.optim.AdamW([{"params": body, "lr": a.lr}, {"params": head, "lr": a.head_lr}], weight_decay=0.01)
-    base = [g["lr"] for g in opt.param_groups]
-    rng, step, t0, best = random.Random(0), 0, time.time(), (math.inf, 0.0, 0.0, 0.0)
-    budget, next_eval, stream_mode = a.minutes * 60, a.eval_every * 60, max(modes)
-    curve = open(a.out / "curve.tsv", "w")
-    curve.write("minutes\tstep\ttrain_loss\tdev_wer\tdev_cer\tdev_wer_chunked\tdev_cer_chunked\n")
-    loss_sum, n_sum, done = 0.0, 0, False
-    while not done:
-        for idx in batches(train, a.max_frames, rng):
-            mode = rng.choice(modes)
-            x, lens, ys, ylens = collate(train, idx, mode, time_masks=2, rng=rng)
-            frac = min(1.0, (time.time() - t0) / budget)
-            for g, lr in zip(opt.param_groups, base):  # warm-up 100 steps, cosine over the wall-time budget
-                g["lr"] = lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * frac))
-            lp = branch(x, lens, mode, a.left_chunks).log_softmax(-1).transpose(0, 1)
-            loss = F.ctc_loss(lp, ys, lens, ylens, reduction="sum", zero_infinity=True) / len(idx)
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(branch.parameters(), 5.0)
-            opt.step()
-            step += 1
-            loss_sum, n_sum = loss_sum + loss.item(), n_sum + 1
-            elapsed = time.time() - t0
-            if elapsed < next_eval and elapsed < budget:
-                continue
-            wer, cer = evaluate(branch, dev, tok, a.max_frames, 0, a.left_chunks)
-            swer, scer = evaluate(branch, dev, tok, a.max_frames, stream_mode, a.left_chunks)
-            print(f"{elapsed / 60:.1f} min step {step} loss {loss_sum / n_sum:.2f} dev WER {wer:.2f}% CER {cer:.2f}%"
-                  f" | chunks of {stream_mode}: WER {swer:.2f}% CER {scer:.2f}%", flush=True)
-            curve.write(f"{elapsed / 60:.2f}\t{step}\t{loss_sum / n_sum:.3f}\t{wer:.2f}\t{cer:.2f}\t{swer:.2f}\t"
-                        f"{scer:.2f}\n")
-            curve.flush()
-            loss_sum, n_sum = 0.0, 0
-            if wer < best[0]:
-                best = (wer, cer, swer, scer)
-                torch.save(branch.state_dict(), a.out / "best.pt.tmp")
-                (a.out / "best.pt.tmp").replace(a.out / "best.pt")
-            next_eval += a.eval_every * 60
-            done = elapsed >= budget
-            if done:
-                break
-    print(f"best dev WER {best[0]:.2f}% CER {best[1]:.2f}% (chunked {best[2]:.2f}% / {best[3]:.2f}%), "
-          f"{step} steps in {(time.time() - t0) / 60:.1f} min")
+        train_rows, dev_rows, synth_rows = train_rows[: a.limit], dev_rows[: a.limit], synth_rows[: a.limit]
+    if a.tokenizer:
+        (a.out / "tokenizer.model").write_bytes(a.tokenizer.read_bytes())
+        tok = Tokenizer(a.out / "tokenizer.model")
+    else:
+        tok = train_tokenizer([r["text"] for r in train_rows], a.out, vocab_size=40, model_type="char")
+    train = cache(train_rows, model, tok, a.tap, modes, a.left_chunks, "train")
+    devs = {"dev": cache(dev_rows, model, tok, a.tap, modes, a.left_chunks, "dev")}
+    if synth_rows:
+        devs["synthetic dev"] = cache(synth_rows, model, tok, a.tap, [0], a.left_chunks, "synthetic dev")
+    branch = Branch(model.encoder, a.tap, tok.vocab_size, a.mlm_layers)
+    if a.init:
+        missing, _ = branch.load_state_dict(torch.load(a.init, weights_only=True), strict=False)
+        print(f"started from {a.init}; new: {sorted({k.split('.')[0] for k in missing}) or 'nothing'}")
+    best = train_loop(a, branch, train, devs, tok, modes)
+    print(f"best dev: {best}")
     if a.export:
         state = torch.load(a.out / "best.pt", weights_only=True)
         card = (f"# {a.export.name}\n\nA streaming CTC model on Whisper tiny.en's encoder "
-                f"(`tools/whisper_ctc_branch.py`, {a.minutes:g} min on 2 CPU cores).\n\n"
-                f"Dev (speechocean762 dev, {len(dev)} utterances), CTC greedy: {best[0]:.2f}% WER / {best[1]:.2f}% "
-                f"CER full context, {best[2]:.2f}% / {best[3]:.2f}% in chunks of {stream_mode} frames.\n")
+                f"(`tools/whisper_ctc_branch.py`, {a.minutes:g} min on 2 CPU cores).\n\nDev, CTC greedy: {best}.\n")
         export(loaded.path, a.export, a.out / "tokenizer.model", state, a.tap, modes, a.left_chunks, card)
         print(f"exported {a.export}")
+
+
+def train_loop(a, branch: Branch, train: list[dict], devs: dict[str, list[dict]], tok, modes) -> str:
+    """Train over the wall-time budget (warm-up 100 steps, cosine over the minutes), evaluate every
+    ``--eval-every`` minutes, keep ``best.pt`` by the mean full-context dev WER over the dev sets; returns the
+    best evaluation's line."""
+    part = {"proj": a.head_lr, "mlm": a.mlm_lr}
+    groups: dict[float, list] = {}
+    for n, p in branch.named_parameters():
+        groups.setdefault(part.get(n.split(".")[0], a.lr), []).append(p)
+    opt = torch.optim.AdamW([{"params": ps, "lr": lr} for lr, ps in groups.items()], weight_decay=0.01)
+    base = [g["lr"] for g in opt.param_groups]
+    rng, step, t0, best = random.Random(0), 0, time.time(), (math.inf, "")
+    budget, next_eval, stream_mode = a.minutes * 60, a.eval_every * 60, max(modes)
+    curve = open(a.out / "curve.tsv", "w")
+    names = [f"{n}_{k}" for n in devs for k in ("wer", "cer")]
+    curve.write("\t".join(["minutes", "step", "train_loss", *names, "dev_wer_chunked", "dev_cer_chunked"]) + "\n")
+    loss_sum, n_sum = 0.0, 0
+    while True:
+        for idx in batches(train, a.max_frames, rng):
+            mode = rng.choice(modes)
+            frac = min(1.0, (time.time() - t0) / budget)
+            for g, lr in zip(opt.param_groups, base):
+                g["lr"] = lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * frac))
+            batch = collate(train, idx, mode, time_masks=2, rng=rng)
+            loss_sum += train_step(branch, opt, batch, mode, a.left_chunks, a.mlm_weight, tok.specials)
+            step, n_sum = step + 1, n_sum + 1
+            elapsed = time.time() - t0
+            if elapsed < next_eval and elapsed < budget:
+                continue
+            figures = [f for d in devs.values() for f in evaluate(branch, d, tok, a.max_frames, 0, a.left_chunks)]
+            figures += evaluate(branch, devs["dev"], tok, a.max_frames, stream_mode, a.left_chunks)
+            line = " | ".join(f"{n} WER {figures[2 * i]:.2f}% CER {figures[2 * i + 1]:.2f}%"
+                              for i, n in enumerate([*devs, f"dev in chunks of {stream_mode}"]))
+            print(f"{elapsed / 60:.1f} min step {step} loss {loss_sum / n_sum:.2f} {line}", flush=True)
+            curve.write("\t".join([f"{elapsed / 60:.2f}", str(step), f"{loss_sum / n_sum:.3f}",
+                                   *(f"{f:.2f}" for f in figures)]) + "\n")
+            curve.flush()
+            loss_sum, n_sum = 0.0, 0
+            score = sum(figures[0: 2 * len(devs): 2]) / len(devs)
+            if score < best[0]:
+                best = (score, f"{line} (minute {elapsed / 60:.0f})")
+                torch.save(branch.state_dict(), a.out / "best.pt.tmp")
+                (a.out / "best.pt.tmp").replace(a.out / "best.pt")
+            next_eval += a.eval_every * 60
+            if elapsed >= budget:
+                return best[1]
 
 
 if __name__ == "__main__":

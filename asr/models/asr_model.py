@@ -171,24 +171,30 @@ class ASRModel(nn.Module):
         return loss, acc
 
     def _mlm_loss(self, enc, enc_lens, ys: list[torch.Tensor]) -> torch.Tensor:
-        """Mask-CTC: mask 1..L random tokens of each target, predict them from the rest and the audio."""
-        inputs, labels = [], []
-        for y in ys:
-            L = len(y)
-            y_in, y_out = y.clone(), torch.full_like(y, IGNORE)
-            if L > 0:
-                n = random.randint(1, L)
-                idx = torch.randperm(L, device=y.device)[:n]
-                y_in[idx] = self.mask_id
-                y_out[idx] = y[idx]
-            inputs.append(y_in)
-            labels.append(y_out)
-        lens = torch.tensor([max(1, len(y)) for y in ys], device=enc.device)
-        y_in = pad_list([y if len(y) else y.new_tensor([self.mask_id]) for y in inputs], self.eos)
-        y_out = pad_list([y if len(y) else y.new_tensor([IGNORE]) for y in labels], IGNORE)
-        logits = self.mlm(enc, enc_lens, y_in, lens)
-        return F.cross_entropy(logits.float().transpose(1, 2), y_out, ignore_index=IGNORE,
-                               label_smoothing=self.cfg.label_smoothing, reduction="sum") / len(ys)
+        return mlm_loss(self.mlm, enc, enc_lens, ys, self.mask_id, self.eos, self.cfg.label_smoothing)
+
+
+def mlm_loss(mlm: TransformerDecoder, enc: torch.Tensor, enc_lens: torch.Tensor, ys: list[torch.Tensor],
+             mask_id: int, pad_id: int, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mask-CTC's loss: mask 1..L random tokens of each target ``ys[b] (L_b,)``, predict them from the rest and the
+    audio ``enc (B, T, D)``; summed cross-entropy over the masked positions, divided by B."""
+    inputs, labels = [], []
+    for y in ys:
+        L = len(y)
+        y_in, y_out = y.clone(), torch.full_like(y, IGNORE)
+        if L > 0:
+            n = random.randint(1, L)
+            idx = torch.randperm(L, device=y.device)[:n]
+            y_in[idx] = mask_id
+            y_out[idx] = y[idx]
+        inputs.append(y_in)
+        labels.append(y_out)
+    lens = torch.tensor([max(1, len(y)) for y in ys], device=enc.device)
+    y_in = pad_list([y if len(y) else y.new_tensor([mask_id]) for y in inputs], pad_id)
+    y_out = pad_list([y if len(y) else y.new_tensor([IGNORE]) for y in labels], IGNORE)
+    logits = mlm(enc, enc_lens, y_in, lens)
+    return F.cross_entropy(logits.float().transpose(1, 2), y_out, ignore_index=IGNORE,
+                           label_smoothing=label_smoothing, reduction="sum") / len(ys)
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
