@@ -76,3 +76,30 @@ def test_a_whisper_ctc_stream_equals_its_chunk_masked_forward(ctc_model):
 def test_live_captions_on_the_default_show_the_whisper_ctc_partials():
     rec = live_recognizer(load_model("whisper-tiny-en"))
     assert rec.loaded.path.name == NAME and rec.final.path.name == "whisper-tiny-en"
+
+
+def test_the_whisper_ctc_model_exports_to_onnx_and_decodes_there_as_in_torch(ctc_model, tmp_path):
+    """Encoder and CTC head in onnxruntime (full context; the stream stays in PyTorch): each graph within 1e-3 of
+    PyTorch, and the onnx backend writes the same words as PyTorch on the bundled recordings."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install onnxruntime)")
+    import json
+
+    from typer.testing import CliRunner
+
+    from asr.apps.cli import app
+
+    runner, out = CliRunner(), tmp_path / "onnx"
+    r = runner.invoke(app, ["export-onnx", NAME, str(out)])
+    assert r.exit_code == 0, r.output
+    info = json.loads((out / "onnx.json").read_text())
+    assert set(info["graphs"]) == {"encoder.onnx", "ctc.onnx"}
+    assert max(info["max_abs_diff"].values()) < 1e-3, info["max_abs_diff"]
+    clips = [str(SAMPLES / p) for p in ("LJ001-0001.flac", "LJ001-0004.flac")]
+    texts = []
+    for extra in ([], ["--backend", "onnx"]):
+        model = str(out) if extra else NAME
+        r = runner.invoke(app, ["transcribe", *clips, "--model", model, *extra, "--decoder", "ctc_greedy",
+                                "--no-progress"])
+        assert r.exit_code == 0, r.output
+        texts.append([x for x in r.output.splitlines() if "\t" in x])
+    assert texts[0] == texts[1] and len(texts[0]) == 2

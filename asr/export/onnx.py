@@ -14,6 +14,12 @@ Graphs written to OUT (all with dynamic batch / time axes, traced with ``torch.o
 
 plus the model directory's ``config.yaml``, ``tokenizer.model`` and model card, and ``onnx.json`` (what was
 exported, opset, parity figures measured at export). :mod:`asr.export.onnx_runtime` runs them.
+
+A Whisper-encoder model with a CTC head (``whisper-tiny-en-ctc``) exports ``encoder.onnx`` (its log-mel front end
+stays in Python, as ``config.yaml`` names it) and ``ctc.onnx``: batch decoding. Its streaming step keeps Python
+branches on the stream's position (the first window's padding, the last one's) that a traced graph would freeze, so
+it has no ``encoder_chunk.onnx`` and streams with PyTorch. An imported Whisper without a CTC head is refused: its
+search is Whisper's own decoder, which the export does not hold.
 """
 
 from __future__ import annotations
@@ -101,10 +107,11 @@ def export_onnx(model_dir: str | os.PathLike, out: str | os.PathLike, check: boo
 
     loaded = load_model(model_dir)
     m = loaded.model.float().eval()
-    if m.ctc is None or loaded.config.model.encoder.kind != "conformer":
-        raise UserError(f"{loaded.path}: asr export-onnx exports Conformer models with a CTC head (its runtime "
-                         f"decodes from CTC); this one has a {loaded.config.model.encoder.kind} encoder"
-                         + ("" if m.ctc is not None else " and no CTC head"))
+    kind = loaded.config.model.encoder.kind
+    if m.ctc is None:
+        raise UserError(f"{loaded.path}: asr export-onnx exports models with a CTC head (its runtime decodes from CTC); "
+                         f"this {kind} model has no CTC head" + (" (its search is Whisper's own decoder: run it with PyTorch)"
+                                                          if kind == "whisper" else ""))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     c = loaded.config.model.encoder
@@ -122,7 +129,7 @@ def export_onnx(model_dir: str | os.PathLike, out: str | os.PathLike, check: boo
         _export(_CTC(m), (enc,), out / "ctc.onnx", ["enc"], ["log_probs"],
                 {"enc": {0: "B", 1: "T_enc"}, "log_probs": {0: "B", 1: "T_enc"}})
         graphs.append("ctc.onnx")
-        if c.causal_conv:
+        if c.causal_conv and kind == "conformer":
             window, _ = m.encoder.chunk_window(16)
             args = (feats[:1, :window], torch.randn(L, 1, H, 32, 2 * dk, generator=g), torch.randn(L, 1, D, K, generator=g))
             _export(_ChunkEncoder(m), args, out / "encoder_chunk.onnx", ["feats", "att_cache", "conv_cache"],
