@@ -223,6 +223,19 @@ def export(base_dir: Path, out: Path, tok_file: Path, state: dict, tap: int, mod
     (out / "MODEL_CARD.md").write_text(card)
 
 
+def init_state(path: Path, old_tap: int, tap: int) -> dict:
+    """A run's ``best.pt`` for a branch tapped at ``tap``: its layers renumbered (a lower tap starts the layers
+    below the old one from Whisper's own weights, which the branch already holds)."""
+    state = torch.load(path, weights_only=True)
+    out = {}
+    for k, v in state.items():
+        if k.startswith("layers."):
+            _, i, rest = k.split(".", 2)
+            k = f"layers.{int(i) + old_tap - tap}.{rest}"
+        out[k] = v
+    return out
+
+
 def arguments() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--speech", type=Path, default=Path("../shared/speech"))
@@ -231,6 +244,7 @@ def arguments() -> argparse.Namespace:
     ap.add_argument("--synthetic-dev", type=int, default=200)
     ap.add_argument("--model", default="whisper-tiny-en")
     ap.add_argument("--init", type=Path, help="start from this run's best.pt (with --tokenizer: its tokenizer)")
+    ap.add_argument("--init-tap", type=int, default=2, help="the --tap of the run --init comes from")
     ap.add_argument("--tokenizer", type=Path, help="a SentencePiece model to use instead of training one")
     ap.add_argument("--tap", type=int, default=2)
     ap.add_argument("--chunks", default="0,32,16", help="attention modes trained: 0 full context, else chunk frames")
@@ -290,8 +304,8 @@ def main() -> None:
         devs["synthetic dev"] = cache(synth_rows, model, tok, a.tap, [0], a.left_chunks, "synthetic dev")
     branch = Branch(model.encoder, a.tap, tok.vocab_size, a.mlm_layers)
     if a.init:
-        missing, _ = branch.load_state_dict(torch.load(a.init, weights_only=True), strict=False)
-        print(f"started from {a.init}; new: {sorted({k.split('.')[0] for k in missing}) or 'nothing'}")
+        missing, _ = branch.load_state_dict(init_state(a.init, a.init_tap, a.tap), strict=False)
+        print(f"started from {a.init}; Whisper's or new: {sorted({'.'.join(k.split('.')[:2]) for k in missing})}")
     best = train_loop(a, branch, train, devs, tok, modes)
     print(f"best dev: {best}")
     if a.export:
