@@ -37,26 +37,31 @@ def _samples() -> list[tuple[np.ndarray, str]]:
 
 def test_the_whisper_ctc_model_takes_whisper_below_its_tap_and_holds_the_rest(ctc_model):
     d = BUNDLED / NAME
-    assert (d / "base.json").is_file() and (d / "model.safetensors").stat().st_size < 10_000_000
+    assert (d / "base.json").is_file() and (d / "model.safetensors").stat().st_size < 25_000_000
     whisper = load_model("whisper-tiny-en").model.state_dict()
     own = ctc_model.model.state_dict()
-    for k in ("encoder.stem.conv1.weight", "encoder.layers.0.attn.q.weight", "encoder.layers.1.ff.3.weight"):
+    for k in ("encoder.stem.conv1.weight", "encoder.layers.0.attn.q.weight", "encoder.layers.0.ff.3.weight"):
         assert torch.equal(own[k], whisper[k]), k  # Whisper's, from the pinned package
-    assert not torch.equal(own["encoder.layers.3.attn.q.weight"], whisper["encoder.layers.3.attn.q.weight"])
+    for i in (1, 3):
+        assert not torch.equal(own[f"encoder.layers.{i}.attn.q.weight"], whisper[f"encoder.layers.{i}.attn.q.weight"])
     m = ctc_model.model
-    assert m.decoder is None and m.ctc is not None and m.encoder.streaming
+    assert m.decoder is None and m.ctc is not None and m.mlm is not None and m.encoder.streaming
 
 
-def test_the_whisper_ctc_model_transcribes_the_bundled_real_recordings(ctc_model):
+@pytest.mark.parametrize("decoder", ["ctc_greedy", "mask_ctc"])
+def test_the_whisper_ctc_model_transcribes_the_bundled_real_recordings(ctc_model, decoder):
+    """Both NAR decoders on real speech: CTC greedy, and Mask-CTC (its MLM decoder re-predicts the characters the
+    CTC is unsure of)."""
     import asr
 
     model = asr.load_model(NAME)
     refs, hyps = [], []
     for x, ref in _samples():
-        hyps.append(normalize_text(model.transcribe(x, decoder="ctc_greedy", punctuate=False).text))
+        hyps.append(normalize_text(model.transcribe(x, decoder=decoder, punctuate=False).text))
         refs.append(normalize_text(ref))
-    # measured 61.8% WER / about 20% CER (its card: 65.5% / 21.2% on 37 real clips); a broken model writes ~100%
-    assert wer(refs, hyps).rate < 0.75 and cer(refs, hyps).rate < 0.35, list(zip(refs, hyps))
+    # measured 52.7% / 17.5% CER (greedy) and 60.0% / 18.5% (Mask-CTC); its card: 57.9% / 18.7% on 37 real clips;
+    # a broken model or MLM decoder writes ~100%
+    assert wer(refs, hyps).rate < 0.75 and cer(refs, hyps).rate < 0.3, list(zip(refs, hyps))
 
 
 def test_a_whisper_ctc_stream_equals_its_chunk_masked_forward(ctc_model):
