@@ -393,12 +393,13 @@ def bench_stream_cmd(
         typer.echo(json.dumps(_run(chunk_rtf, model, chunks_ms[0], left_chunks, seconds, long_minutes, quantize)))
     if manifests or refs:
         from asr.evaluation.evaluate import evaluate_cuts
+        from asr.inference.streaming import StreamingOptions, live_recognizer
         from asr.search.methods import default_method
 
         loaded = load(model, quantize=quantize)
         cuts = _stream_cuts(manifests, refs, subset, limit)
-        m = loaded.model  # the streams' default second pass, in full context (CTC greedy without a decoder)
-        method = "attention_rescoring" if m.decoder is not None and m.ctc is not None else default_method(m)
+        auto = live_recognizer(loaded, StreamingOptions()).options.final  # the streams' default second pass
+        method = default_method(loaded.model) if auto == "none" else auto  # in full context
         full = evaluate_cuts(loaded, cuts, method)
         typer.echo(json.dumps({f"full_context_{method}_wer": round(full.wer.rate, 4)}))
         for c in chunks_ms:
