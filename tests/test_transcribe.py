@@ -224,3 +224,13 @@ def test_a_long_file_is_read_in_blocks_and_transcribed_as_a_whole(demo, speech_c
     blocked = demo.transcribe(str(path), decoder="ctc_greedy")
     assert blocked.raw_text == whole.raw_text
     assert [round(w.start, 2) for w in blocked.words] == [round(w.start, 2) for w in whole.words]
+
+
+def test_importing_the_vad_leaves_torchs_thread_count_alone():
+    """silero_vad sets one thread when imported; every command that imports the VAD decoded on one core."""
+    import subprocess
+    import sys
+
+    code = "import torch; torch.set_num_threads(2); import asr.inference.vad; print(torch.get_num_threads())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "2", out.stderr
