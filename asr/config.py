@@ -142,6 +142,9 @@ class ModelConfig:
     ctc_vocab: int = 0  # a tied CTC head covers this many ids (its vocab buffer; 0: every id)
     beam_rules: str = "asr"  # the AR beam search's rules for this model when decoding asks for "auto" (asr | whisper:
     # the rules its decoder was trained with; asr.search.options.DecodeOptions.beam_rules)
+    ctc_companion: str = ""  # a model directory (or bundled name) whose CTC head scores this model's joint decoding
+    # in its own units (a model without a CTC head: Whisper's decoder with whisper-tiny-en-ctc; asr.search.cross_ctc)
+    companion_weight: float = 0.08  # the companion's CTC weight in joint_ctc_attention (DecodeOptions.companion_weight)
 
 
 @dataclass(frozen=True)

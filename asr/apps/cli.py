@@ -73,7 +73,7 @@ def _check_outputs(formats: list[str], output_dir: Optional[Path], known) -> Non
 def transcribe_cmd(
     paths: List[str] = typer.Argument(..., help="Audio files, folders, globs, or manifests (lhotse .jsonl.gz, .list/.scp)."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="Model directory (asr export-model) or a bundled model's name (default: the bundled default; demo: the small Conformer)."),
-    decoder: str = typer.Option("auto", "--decoder", help="auto (ctc_greedy, or attention_beam for a model without CTC), ctc_greedy, ctc_prefix_beam, attention_beam, joint_ctc_attention, attention_rescoring, mask_ctc, ctc_lm (with --lm)."),
+    decoder: str = typer.Option("auto", "--decoder", help="auto (ctc_greedy; for a model without CTC joint_ctc_attention with its CTC companion, else attention_beam), ctc_greedy, ctc_prefix_beam, attention_beam, joint_ctc_attention, attention_rescoring, mask_ctc, ctc_lm (with --lm)."),
     formats: List[str] = typer.Option(["txt"], "--format", help="txt, json, srt, vtt, tsv (repeatable; anything but txt needs --output-dir)."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", help="Write ID.FORMAT files here (default: print text to stdout)."),
     batch_seconds: float = typer.Option(60.0, help="Audio seconds per decoding batch."),
@@ -187,7 +187,7 @@ def eval_cmd(
     manifests: Optional[Path] = typer.Option(None, "--manifests", help="Folder with lhotse cuts (asr data prepare)."),
     subset: str = typer.Option("test", help="Subset of --manifests to score."),
     refs: Optional[Path] = typer.Option(None, "--refs", help="Instead of manifests: a TSV 'path<TAB>reference' (or ID/path/reference columns)."),
-    decoders: List[str] = typer.Option(["auto"], "--decoder", help="Decoders to compare (repeatable; 'all' for every one the model has; auto: ctc_greedy, or attention_beam for a model without CTC)."),
+    decoders: List[str] = typer.Option(["auto"], "--decoder", help="Decoders to compare (repeatable; 'all' for every one the model has; auto: ctc_greedy; for a model without CTC joint_ctc_attention with its CTC companion, else attention_beam)."),
     compare_lm: bool = typer.Option(False, "--compare-lm", help="With --lm: also decode each LM-using decoder without it (rows METHOD and METHOD+lm)."),
     by_speaker: bool = typer.Option(False, "--by-speaker", help="Also WER/CER per speaker (per voice on the synthetic corpus, from its SPEAKERS.TXT)."),
     limit: int = typer.Option(0, help="Score only the first N utterances (0: all)."),

@@ -90,6 +90,7 @@ def load(model: str, device: str = "cpu", quantize: Optional[str] = None, backen
 DECODE_FLAGS = {
     "beam": (int, typer.Option(DEFAULTS.beam, help="Beam size (beam-search decoders).")),
     "ctc_weight": (float, typer.Option(DEFAULTS.ctc_weight, help="CTC weight in joint_ctc_attention.")),
+    "companion_weight": (Optional[float], typer.Option(None, help="joint_ctc_attention on a model whose CTC comes from a companion model (whisper-tiny-en): that CTC's weight (default: the model's own, 0.08 for whisper-tiny-en).")),
     "mask_threshold": (float, typer.Option(DEFAULTS.mask_threshold, help="Mask-CTC: re-predict tokens with CTC confidence below this.")),
     "mask_iterations": (int, typer.Option(DEFAULTS.mask_iterations, help="Mask-CTC iterations.")),
     "espnet_rules": (bool, typer.Option(False, "--espnet-rules", help="Search as ESPnet does (for models from asr import espnet): beams ranked by summed scores with no length normalisation, eos threshold or CTC length window; ESPnet's Mask-CTC schedule.")),

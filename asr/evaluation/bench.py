@@ -22,7 +22,7 @@ from asr.inference.model_dir import DEFAULT_MODEL, load_model, quantize_model, r
 from asr.models.asr_model import ASRModel, count_parameters
 from asr.search.attention import beam_search
 from asr.search.mask_ctc import refine
-from asr.search.methods import METHODS, available_methods, search
+from asr.search.methods import METHODS, available_methods, companion_log_probs, search
 from asr.search.options import DecodeOptions
 from asr.search.scorers import Weighted
 
@@ -152,7 +152,8 @@ def bench_decoders(model: str = DEFAULT_MODEL, decoders: list[str] | None = None
             return forced_length_search(m, enc, enc_lens, d, opts, output_tokens, lp, use_cache)
         if not use_cache:
             return beam_search(m, enc, enc_lens, beam, use_cache=False, ctc_log_probs=lp)
-        return search(m, enc, enc_lens, d, opts, ctc_log_probs=lp)
+        # a companion CTC (Whisper's joint decoding) is timed inside the search: its encoder runs for that method only
+        return search(m, enc, enc_lens, d, opts, ctc_log_probs=lp, companion=companion_log_probs(m, d, feats, lens))
 
     def features():
         f = [model_features(a, m.cfg.frontend) for a in audio]

@@ -13,7 +13,7 @@ import torch
 from asr.results import Segment, Word
 from asr.search.align import encoder_frame_seconds, token_spans, words_from_tokens
 from asr.search.attention_align import attention_token_spans
-from asr.search.methods import available_methods, search
+from asr.search.methods import available_methods, companion_log_probs, search
 from asr.search.options import DecodeOptions
 
 
@@ -40,7 +40,8 @@ def decode_features(model, tokenizer, feats: torch.Tensor, feat_lens: torch.Tens
     ``opts.timestamps``). ``offsets``: seconds where each utterance starts (segments of a long recording)."""
     enc, enc_lens = model.encode(feats, feat_lens)
     lp = model.ctc_log_probs(enc)
-    nbests = search(model, enc, enc_lens, method, opts, ctc_log_probs=lp, tokenizer=tokenizer)
+    nbests = search(model, enc, enc_lens, method, opts, ctc_log_probs=lp, tokenizer=tokenizer,
+                    companion=companion_log_probs(model, method, feats, feat_lens))
     shift = model.cfg.frontend.frame_seconds
     fs = encoder_frame_seconds(model.encoder.rate, shift)
     out = []

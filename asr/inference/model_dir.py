@@ -184,10 +184,12 @@ def _check_shapes(d: Path, cfg: Config, tok) -> None:
                          f"{len(unexpected)} unexpected, {len(bad_shape)} of another shape; e.g. {example})")
 
 
-def load_model(path: str | os.PathLike, device: str = "cpu", quantize: str | None = None) -> LoadedModel:
+def load_model(path: str | os.PathLike, device: str = "cpu", quantize: str | None = None,
+               companion: bool = True) -> LoadedModel:
     """Load a model directory (or a bundled model by name, e.g. ``demo``): config, safetensors weights and
     tokenizer. Nothing is unpickled. A file that cannot be used raises :class:`ModelError` (one line).
-    ``quantize="int8"``: dynamic int8 Linear layers for CPU inference (:func:`quantize_model`)."""
+    ``quantize="int8"``: dynamic int8 Linear layers for CPU inference (:func:`quantize_model`). ``companion``: also
+    load the CTC companion the config names (``model.companion``, for joint decoding)."""
 
     d = resolve_model_path(path)
     missing = [f for f in FILES[:2] if not (d / f).is_file()]
@@ -225,7 +227,26 @@ def load_model(path: str | os.PathLike, device: str = "cpu", quantize: str | Non
     model = model.to(device).eval()
     if quantize:
         model = quantize_model(model, quantize, device)
+    if cfg.model.ctc_companion and companion:
+        model.companion = _companion(d, cfg, tok, device, quantize)
     return LoadedModel(model, tok, cfg, d)
+
+
+def _companion(d: Path, cfg: Config, tok, device: str, quantize: str | None):
+    """The CTC companion ``cfg.model.ctc_companion`` names (a bundled name, or a directory relative to ``d``), checked
+    to have a CTC head and read the same features."""
+    from asr.search.cross_ctc import CTCCompanion, text_units
+
+    name = cfg.model.ctc_companion
+    where = name if (BUNDLED / name).is_dir() or Path(name).is_absolute() else d / name
+    try:
+        other = load_model(where, device, quantize, companion=False)
+    except (FileNotFoundError, UserError) as e:
+        raise ModelError(f"{d / 'config.yaml'}: ctc_companion {name!r}: {first_line(e)}") from None
+    if other.model.ctc is None or other.model.cfg.frontend != cfg.model.frontend:
+        raise ModelError(f"{d / 'config.yaml'}: ctc_companion {name!r} needs a CTC head and the same front end")
+    return CTCCompanion(other, cfg.model.companion_weight,
+                        text_units(tok.decode, other.tokenizer.encode))
 
 
 __all__ = ["DEFAULT_MODEL", "LoadedModel", "ModelError", "load_model", "weight_mismatches", "quantize_model", "QUANTIZE", "resolve_model_path", "bundled_models", "write_card_section",

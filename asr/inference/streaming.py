@@ -35,7 +35,7 @@ from asr.config import ENDPOINT_IDLE_SECONDS, ENDPOINT_MAX_SEGMENT_SECONDS, ENDP
 from asr.errors import UserError
 from asr.features import features, streaming_features
 from asr.inference.decode import decode_features, segment_from_tokens
-from asr.inference.model_dir import LoadedModel, load_model
+from asr.inference.model_dir import LoadedModel, load_model, resolve_model_path
 from asr.inference.punctuate import punctuate_segments
 from asr.inference.vad import StreamGate, decide
 from asr.models.punctuator import Punctuator
@@ -110,8 +110,7 @@ class StreamingOptions:
 def chunk_frames(model, chunk_ms: int) -> int:
     """Encoder frames in ``chunk_ms`` milliseconds for ``model`` (its front end's frame shift times its subsampling);
     ValueError when the chunk is not a whole number of them."""
-    frame_ms = round(1000 * encoder_frame_seconds(model.encoder.rate, model.cfg.frontend.frame_seconds), 3)
-    n = chunk_ms / frame_ms
+    n = chunk_ms / (frame_ms := round(1000 * encoder_frame_seconds(model.encoder.rate, model.cfg.frontend.frame_seconds), 3))
     if n < 1 or abs(n - round(n)) > 1e-6:
         raise UserError(f"--chunk-ms must be a positive multiple of {frame_ms:g} ms for this model, not {chunk_ms}")
     return round(n)
@@ -132,9 +131,10 @@ def live_recognizer(loaded, options: StreamingOptions = StreamingOptions(), punc
     segment from its audio (Whisper's decoder for the committed text, a streaming CTC model for the words as they come)."""
     if partial_model is None and can_stream(loaded.model):
         return Recognizer(loaded, options, punctuator=punctuator)
-    partial = partial_model or STREAMING_MODEL
+    comp = getattr(loaded.model, "companion", None)  # the committer's CTC companion, if it is the streaming model
+    shared = comp is not None and comp.loaded.path == resolve_model_path(STREAMING_MODEL)
+    partial = partial_model or (comp.loaded if shared else STREAMING_MODEL)  # (one copy of it)
     return Recognizer(partial, options, punctuator=punctuator, final_model=loaded)
-
 
 
 def streaming_options(lm_dir=None, hotwords=None, **options) -> StreamingOptions:

@@ -53,6 +53,8 @@ def pad_list(seqs: list[torch.Tensor], value: int) -> torch.Tensor:
 
 
 class ASRModel(nn.Module):
+    companion = None  # asr.search.cross_ctc.CTCCompanion when the config names a ctc_companion (set by the loader)
+
     def __init__(self, cfg: ModelConfig, specials: SpecialTokens | None = None):
         """``specials``: the tokenizer's (``tokenizer.specials``); None: the SentencePiece layout of ``vocab_size``."""
         super().__init__()

@@ -39,7 +39,7 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
                 eos_threshold: float = DEFAULTS.eos_threshold,
                 ctc_length_window: tuple[float, float] = DEFAULTS.ctc_length_window,
                 ctc_log_probs: torch.Tensor | None = None, extra_scorers: Sequence[Weighted] = (),
-                rules: str = DEFAULTS.beam_rules) -> list[list[Hypothesis]]:
+                rules: str = DEFAULTS.beam_rules, ctc_scorer=None) -> list[list[Hypothesis]]:
     """Beam search over ``enc (B, T, D)``, ``enc_lens (B,)``; returns up to ``beam`` hypotheses per
     utterance, best first by ``score / len ** length_norm`` (len counts the end token).
 
@@ -58,7 +58,8 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
       where L is the CTC greedy transcript's length (no output when L <= 1: silence); ``(0, 0)`` turns it off
       (why these length rules: the module docstring);
     * ``rules``: how candidates are picked, endings ranked and the search stopped (:mod:`asr.search.beam_rules`):
-      ``auto`` (the model's own), ``asr`` (the rules above), ``whisper`` (faster-whisper's) or ``espnet``."""
+      ``auto`` (the model's own), ``asr`` (the rules above), ``whisper`` (faster-whisper's) or ``espnet``;
+    * ``ctc_scorer``: the joint CTC term when not the model's own head (asr.search.cross_ctc: a companion's)."""
     decoder = model.decoder
     if decoder is None:
         raise UserError("this model has no attention decoder (model.decoder.num_layers = 0)")
@@ -67,13 +68,14 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
     device, (B, _, _), V, N = enc.device, enc.shape, decoder.out.out_features, enc.size(0) * beam
     specials = model.specials
     eos = specials.eos
-    ctc_log_probs, ctc_length_window = _ctc_terms(model, enc, ctc_log_probs, ctc_weight, ctc_length_window)
+    ctc_log_probs, ctc_length_window = _ctc_terms(model, enc, ctc_log_probs, ctc_weight, ctc_length_window,
+                                                  ctc_scorer is not None)
     min_len, max_len = _length_limits(enc_lens, max_len_ratio, ctc_length_window, ctc_log_probs, decoder.max_positions)
     log_thr = math.log(eos_threshold) if eos_threshold > 0 else None
     steps = int(max_len.max()) + 1  # the last step can only end hypotheses
 
     scorers = _scorers(decoder, enc, enc_lens, ctc_log_probs, model.prompt, eos, beam, ctc_weight, use_cache,
-                       extra_scorers)
+                       extra_scorers, ctc_scorer)
     full = [s for s in scorers if s.scorer.full]
     partial = [s for s in scorers if not s.scorer.full]
     states = {s.name: s.scorer.init_state() for s in scorers}
@@ -135,11 +137,13 @@ def beam_search(model, enc: torch.Tensor, enc_lens: torch.Tensor, beam: int = DE
 
 
 def _scorers(decoder, enc, enc_lens, ctc_log_probs, prompt: tuple[int, ...], eos: int, beam: int, ctc_weight: float,
-             use_cache: bool, extra_scorers: Sequence[Weighted]) -> list[Weighted]:
-    """The weighted terms of the score: the decoder (``1 - ctc_weight``), the CTC prefix score, the extras."""
+             use_cache: bool, extra_scorers: Sequence[Weighted], ctc_scorer=None) -> list[Weighted]:
+    """The weighted terms of the score: the decoder (``1 - ctc_weight``), the CTC prefix score (``ctc_scorer`` or
+    the model's own head), the extras."""
     scorers = [Weighted("decoder", 1.0 - ctc_weight, DecoderScorer(decoder, enc, enc_lens, prompt, beam, use_cache))]
     if ctc_weight > 0:
-        scorers.append(Weighted("ctc", ctc_weight, CTCScorer(ctc_log_probs, enc_lens, beam, eos)))
+        scorers.append(Weighted("ctc", ctc_weight,
+                                ctc_scorer if ctc_scorer is not None else CTCScorer(ctc_log_probs, enc_lens, beam, eos)))
     scorers += [s for s in extra_scorers if s.weight != 0]
     if len({s.name for s in scorers}) != len(scorers):
         raise UserError(f"scorer names must be unique: {[s.name for s in scorers]}")
@@ -172,13 +176,13 @@ def _end_rules(lp: torch.Tensor, dec_lp: torch.Tensor, t: int, min_len: torch.Te
 
 
 def _ctc_terms(model, enc: torch.Tensor, ctc_log_probs: torch.Tensor | None, ctc_weight: float,
-               ctc_length_window: tuple[float, float]):
+               ctc_length_window: tuple[float, float], companion: bool = False):
     """The CTC log-probabilities the search needs (the caller usually has them) and the length window that
-    applies: none for a model without a CTC head (where joint scoring is refused)."""
+    applies: none for a model without a CTC head (where joint scoring is refused unless a ``companion`` CTC scores)."""
     if ctc_log_probs is None and (ctc_weight > 0 or ctc_length_window[1] > 0):
         ctc_log_probs = model.ctc_log_probs(enc)
     if ctc_log_probs is None:
-        if ctc_weight > 0:
+        if ctc_weight > 0 and not companion:
             raise UserError("joint CTC/attention decoding needs a CTC head, and this model has none")
         ctc_length_window = (0.0, 0.0)
     return ctc_log_probs, ctc_length_window

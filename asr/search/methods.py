@@ -44,13 +44,15 @@ class SearchInput:
     log_probs: torch.Tensor
     opts: DecodeOptions
     tokenizer: object = None
+    companion: tuple | None = None  # a companion CTC's ``(log_probs (B, T', V'), lens (B,))`` (asr.search.cross_ctc)
 
 
 @dataclass(frozen=True)
 class Method:
     name: str
     run: Callable[[SearchInput], list[list[Hypothesis]]]
-    needs: tuple[str, ...]  # the model parts it needs: "ctc", "decoder" (attention), "mlm" (Mask-CTC)
+    needs: tuple[str, ...]  # the model parts it needs: "ctc", "decoder" (attention), "mlm" (Mask-CTC), "ctc_prefix"
+    # (a CTC head or a companion model's: asr.search.cross_ctc)
     uses_lm: bool  # an LM directory changes its result (ctc_lm needs one)
     uses_hotwords: bool
     autoregressive: bool
@@ -131,9 +133,14 @@ def _attention_beam(x: SearchInput):
 
 def _joint_ctc_attention(x: SearchInput):  # the CTC prefix score already keeps the length; no window needed
     o = x.opts
-    return joint_ctc_attention(x.model, x.enc, x.enc_lens, o.beam, ctc_weight=o.ctc_weight, length_norm=o.length_norm,
+    weight, scorer = o.ctc_weight, None
+    if x.log_probs is None and x.companion is not None:  # the CTC of a companion model, over its own units
+        comp = x.model.companion
+        weight = o.companion_weight if o.companion_weight is not None else comp.weight
+        scorer = comp.scorer(*x.companion, o.beam, x.model.eos)
+    return joint_ctc_attention(x.model, x.enc, x.enc_lens, o.beam, ctc_weight=weight, length_norm=o.length_norm,
                                eos_threshold=0.0, ctc_length_window=(0.0, 0.0), ctc_log_probs=x.log_probs,
-                               extra_scorers=_extra(x), rules=o.beam_rules)
+                               extra_scorers=_extra(x), rules=o.beam_rules, ctc_scorer=scorer)
 
 
 def _attention_rescoring(x: SearchInput):
@@ -160,7 +167,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("ctc_greedy", _ctc_greedy, ("ctc",), False, False, False),
     Method("ctc_prefix_beam", _ctc_prefix_beam, ("ctc",), True, True, False),
     Method("attention_beam", _attention_beam, ("decoder",), True, True, True),
-    Method("joint_ctc_attention", _joint_ctc_attention, ("ctc", "decoder"), True, True, True),
+    Method("joint_ctc_attention", _joint_ctc_attention, ("ctc_prefix", "decoder"), True, True, True),
     Method("attention_rescoring", _attention_rescoring, ("ctc", "decoder"), True, True, True),
     Method("mask_ctc", _mask_ctc, ("ctc", "mlm"), False, False, False),
     Method("ctc_lm", _ctc_lm, ("ctc",), True, False, False),
@@ -174,14 +181,19 @@ def available_methods(model, with_lm: bool = False) -> list[str]:
     lists the ones its graphs run in ``model.methods``)."""
     parts = {"ctc": getattr(model, "ctc", True) is not None, "decoder": getattr(model, "decoder", None) is not None,
              "mlm": getattr(model, "mlm", None) is not None}
+    parts["ctc_prefix"] = parts["ctc"] or getattr(model, "companion", None) is not None  # own head or a companion
     allowed = getattr(model, "methods", None)
     return [n for n, m in METHODS.items() if all(parts[p] for p in m.needs) and (with_lm or n != "ctc_lm")
             and (allowed is None or n in allowed)]
 
 
 def default_method(model) -> str:
-    """What ``auto`` means for this model: CTC greedy where it has a CTC head, else its attention beam."""
-    return "ctc_greedy" if getattr(model, "ctc", True) is not None else "attention_beam"
+    """What ``auto`` means for this model: CTC greedy where it has a CTC head; joint CTC/attention where a companion
+    model's CTC scores its decoder (Whisper with ``whisper-tiny-en-ctc``: fewer invented and repeated words for 6%
+    more search time, docs/whisper.md); else its attention beam."""
+    if getattr(model, "ctc", True) is not None:
+        return "ctc_greedy"
+    return "joint_ctc_attention" if getattr(model, "companion", None) is not None else "attention_beam"
 
 
 def resolve_methods(model, names, with_lm: bool = False) -> list[str]:
@@ -194,14 +206,30 @@ def resolve_methods(model, names, with_lm: bool = False) -> list[str]:
 
 
 def search(model, enc: torch.Tensor, enc_lens: torch.Tensor, method: str, opts: DecodeOptions = DecodeOptions(),
-           ctc_log_probs: torch.Tensor | None = None, tokenizer=None) -> list[list[Hypothesis]]:
+           ctc_log_probs: torch.Tensor | None = None, tokenizer=None, companion: tuple | None = None
+           ) -> list[list[Hypothesis]]:
     """Run one method over an encoded batch: an n-best list (best first) per utterance. Methods that take an
-    LM directory or hotwords need the model's ``tokenizer`` (words are spelled in its tokens)."""
+    LM directory or hotwords need the model's ``tokenizer`` (words are spelled in its tokens). ``companion``: the
+    companion CTC's ``(log_probs, lens)`` of the same audio (:func:`companion_log_probs`), for a model without
+    a CTC head of its own."""
     method = default_method(model) if method == "auto" else method
     if method not in METHODS:
         raise UserError(f"unknown decoder {method!r}; choose from {', '.join(METHODS)}")
     lp = ctc_log_probs if ctc_log_probs is not None else model.ctc_log_probs(enc)
-    return METHODS[method].run(SearchInput(model, enc, enc_lens, lp, opts, tokenizer))
+    if method == "joint_ctc_attention" and lp is None and companion is None:
+        raise UserError("joint CTC/attention decoding needs a CTC head, or a companion CTC's output, and this model "
+                        "has neither here")
+    return METHODS[method].run(SearchInput(model, enc, enc_lens, lp, opts, tokenizer, companion))
+
+
+def companion_log_probs(model, method: str, feats: torch.Tensor, feat_lens: torch.Tensor) -> tuple | None:
+    """The companion CTC's ``(log_probs, lens)`` of raw features ``(B, T, F)`` when ``method`` uses it (joint
+    decoding on a model without a CTC head of its own), else None."""
+    method = default_method(model) if method == "auto" else method
+    comp = getattr(model, "companion", None)
+    if comp is None or method != "joint_ctc_attention" or getattr(model, "ctc", None) is not None:
+        return None
+    return comp.log_probs(feats, feat_lens)
 
 
 def check_lms(model, tokenizer, opts: DecodeOptions, methods) -> None:
@@ -216,5 +244,5 @@ def check_lms(model, tokenizer, opts: DecodeOptions, methods) -> None:
         neural_lm(model, opts, tokenizer)
 
 
-__all__ = ["METHODS", "Method", "SearchInput", "search", "available_methods", "default_method", "resolve_methods", "check_lms", "word_fusion_factory",
+__all__ = ["METHODS", "Method", "SearchInput", "search", "companion_log_probs", "available_methods", "default_method", "resolve_methods", "check_lms", "word_fusion_factory",
            "ar_scorers", "neural_lm", "AUTOREGRESSIVE", "LM_USERS"]

@@ -23,6 +23,8 @@ ESPNET_RULES = {"length_norm": 0.0, "eos_threshold": 0.0, "ctc_length_window": (
 class DecodeOptions:
     beam: int = 10  # beam size of every beam search (CTC prefix, AR, joint, rescoring n-best)
     ctc_weight: float = 0.7  # joint_ctc_attention: weight of the CTC prefix score (best of 0.5/0.7/0.9 on dev for the demo model)
+    companion_weight: float | None = None  # joint_ctc_attention with a companion CTC model (ModelConfig.ctc_companion):
+    # its weight (None: the model's own, ModelConfig.companion_weight)
     rescore_ctc_weight: float = 0.5  # attention_rescoring: weight of the CTC score
     reverse_weight: float = 0.3  # attention_rescoring with a right-to-left decoder
     length_norm: float = 1.0  # AR beam: final score / length ** length_norm
@@ -53,6 +55,8 @@ class DecodeOptions:
         checks = [
             (self.beam >= 1, f"beam must be at least 1, not {self.beam}"),
             (0.0 < self.ctc_weight <= 1.0, f"ctc weight must be in (0, 1], not {self.ctc_weight}"),
+            (self.companion_weight is None or 0.0 < self.companion_weight <= 1.0,
+             f"companion weight must be in (0, 1], not {self.companion_weight}"),
             (self.rescore_ctc_weight >= 0.0, f"rescoring CTC weight must be >= 0, not {self.rescore_ctc_weight}"),
             (0.0 <= self.reverse_weight <= 1.0, f"reverse weight must be in [0, 1], not {self.reverse_weight}"),
             (self.length_norm >= 0.0, f"length normalisation must be >= 0, not {self.length_norm}"),
