@@ -14,6 +14,13 @@ import pytest
 # the subprocesses the tests start); the tests of the bundled default name it (tests/test_default_model.py).
 os.environ["ASR_MODEL"] = "demo"
 
+# One torch thread in the test process, as the suite always ran (importing silero-vad used to force it; asr.inference.vad
+# no longer lets it): the test process's own servers run two decoding threads, and the subprocesses the tests start
+# (servers, training runs interrupted with Ctrl-C) need the second core while the test waits for them.
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[1]
 # 37 real recorded clips beside the checkout on the project's machines (not in git, not in a user's clone).
 # ASR_TEST_REAL_DIR points elsewhere; set it to "" to test the fallback (speech made by TTS here).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's main job, in a few minutes on 2 CPU cores:
 #   0. transcribe the bundled real recordings (data/samples: LJ Speech, public domain) with the default model
-#      (Whisper tiny.en, imported) and score them; then with whisper-tiny-en-ctc (its encoder, our CTC head)
+#      (Whisper tiny.en, imported; its decoder joint with whisper-tiny-en-ctc's CTC) and score them; then with whisper-tiny-en-ctc (its encoder, our CTC head)
 #   then, on the bundled demo model (the toolkit's own Conformer, trained here):
 #   1. synthesize the synthetic recipe's test subset (unseen voices; identical to the full recipe's)
 #   2. lhotse manifests
