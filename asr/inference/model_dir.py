@@ -235,18 +235,17 @@ def load_model(path: str | os.PathLike, device: str = "cpu", quantize: str | Non
 def _companion(d: Path, cfg: Config, tok, device: str, quantize: str | None):
     """The CTC companion ``cfg.model.ctc_companion`` names (a bundled name, or a directory relative to ``d``), checked
     to have a CTC head and read the same features."""
-    from asr.search.cross_ctc import CTCCompanion, text_units
+    from asr.search.cross_ctc import CTCCompanion
 
     name = cfg.model.ctc_companion
-    where = name if (BUNDLED / name).is_dir() or Path(name).is_absolute() else d / name
+    where = d / name if (d / name).is_dir() else name  # beside the model, else a bundled name or a path
     try:
         other = load_model(where, device, quantize, companion=False)
     except (FileNotFoundError, UserError) as e:
         raise ModelError(f"{d / 'config.yaml'}: ctc_companion {name!r}: {first_line(e)}") from None
     if other.model.ctc is None or other.model.cfg.frontend != cfg.model.frontend:
         raise ModelError(f"{d / 'config.yaml'}: ctc_companion {name!r} needs a CTC head and the same front end")
-    return CTCCompanion(other, cfg.model.companion_weight,
-                        text_units(tok.decode, other.tokenizer.encode))
+    return CTCCompanion(other, cfg.model.companion_weight, tok.decode)
 
 
 __all__ = ["DEFAULT_MODEL", "LoadedModel", "ModelError", "load_model", "weight_mismatches", "quantize_model", "QUANTIZE", "resolve_model_path", "bundled_models", "write_card_section",

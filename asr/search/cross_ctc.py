@@ -142,12 +142,12 @@ class CrossCTCScorer:
 class CTCCompanion:
     """A model whose CTC head scores another model's joint decoding (``ModelConfig.ctc_companion``): ``loaded`` (an
     :class:`asr.inference.model_dir.LoadedModel`; live captions show its partials when it is the streaming model),
-    its ``weight`` (the main model's ``companion_weight``), ``units`` (the main model's tokens -> the companion's,
-    :func:`text_units`). Not a submodule: the main model's weights stay its own."""
+    its ``weight`` (the main model's ``companion_weight``), ``decode`` (the main model's tokens -> text). Not a
+    submodule: the main model's weights stay its own."""
 
     loaded: object
     weight: float
-    units: Callable[[Units], Units] = field(repr=False)
+    decode: Callable[[list[int]], str] = field(repr=False)
 
     @property
     def model(self):
@@ -161,7 +161,8 @@ class CTCCompanion:
         return self.model.ctc_log_probs(enc), lens
 
     def scorer(self, log_probs: torch.Tensor, lens: torch.Tensor, beam: int, eos: int) -> CrossCTCScorer:
-        return CrossCTCScorer(log_probs, lens, beam, eos, self.units)
+        # a units cache per search: one kept with the companion would grow with every prefix a process ever decodes
+        return CrossCTCScorer(log_probs, lens, beam, eos, text_units(self.decode, self.loaded.tokenizer.encode))
 
 
 __all__ = ["END_FLOOR", "CTCCompanion", "CrossCTCScorer", "UnitPrefixScores", "text_units"]

@@ -216,9 +216,6 @@ def search(model, enc: torch.Tensor, enc_lens: torch.Tensor, method: str, opts: 
     if method not in METHODS:
         raise UserError(f"unknown decoder {method!r}; choose from {', '.join(METHODS)}")
     lp = ctc_log_probs if ctc_log_probs is not None else model.ctc_log_probs(enc)
-    if method == "joint_ctc_attention" and lp is None and companion is None:
-        raise UserError("joint CTC/attention decoding needs a CTC head, or a companion CTC's output, and this model "
-                        "has neither here")
     return METHODS[method].run(SearchInput(model, enc, enc_lens, lp, opts, tokenizer, companion))
 
 
