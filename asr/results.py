@@ -4,12 +4,14 @@
     Word        a word with its start / end in seconds and a confidence
     Segment     a stretch of audio with its text, words, tokens and score (offline decode, streaming commit)
     Result      a recording: its text, segments, words and duration (API, batch transcription, writers)
+    Captions    a live stream's text: committed segments (never revised) and the tentative tail
 
 Offline decoding, streaming, the Python API and the output writers all use these; nothing else holds text.
 """
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,4 +87,32 @@ class Result:
                 "words": [w.as_dict() for w in self.words], **(extra or {})}
 
 
-__all__ = ["Hypothesis", "Word", "Segment", "Result"]
+@dataclass
+class Captions:
+    """What a stream shows: committed text (never changes once shown) and the running segment's partial.
+
+    Bounded however long the stream runs: ``segments`` holds the last ``history`` committed segments (with their
+    words); ``committed`` is the text of all of them (about 50 KB per hour of speech). A consumer that sends
+    captions somewhere keeps ``count`` and asks :meth:`since` for what is new, instead of resending the history."""
+
+    committed: str = ""  # text of finished segments: never changes once shown
+    tentative: str = ""  # the partial text of the segments not committed yet: may change
+    segments: collections.deque = field(default_factory=collections.deque)  # the last asr.results.Segment's
+    count: int = 0  # segments committed since the stream began
+
+    @property
+    def text(self) -> str:
+        return " ".join(t for t in (self.committed, self.tentative) if t)
+
+    def since(self, count: int) -> list[Segment]:
+        """The segments committed after the first ``count`` (those still kept)."""
+        new = self.count - count
+        return list(self.segments)[-new:] if new > 0 else []
+
+    def add(self, seg: Segment) -> None:
+        self.segments.append(seg)
+        self.count += 1
+        self.committed = f"{self.committed} {seg.text}" if self.committed else seg.text
+
+
+__all__ = ["Hypothesis", "Word", "Segment", "Result", "Captions"]

@@ -184,15 +184,18 @@ def run_captions(recognizer: Recognizer, source, on_tentative: Callable[[str], N
         if on_tentative:
             on_tentative(s.result.tentative)
 
-    def pump() -> None:
-        while recognizer.pending(stream):
+    def pump(to_end: bool = False) -> None:
+        """The rounds there is work for now (``to_end``: also waiting for the commits still running)."""
+        while recognizer.pending(stream) or (to_end and stream.inflight):
+            if not recognizer.pending(stream):
+                stream.inflight[0].job.exception()  # wait for the second pass on the commit thread
             r = recognizer.step([stream], on_partial=partial)
-            stats.compute_seconds += r.decode_seconds + r.final_seconds
-            for _, seg in r.ended:
+            stats.compute_seconds += r.decode_seconds + r.final_seconds + r.commit_seconds
+            for (_, seg), wait in zip(r.ended, r.waits):
                 stats.screen.commit(seg.text if seg is not None else "", len(seg.words) if seg is not None else 0)
                 if seg is None:
                     continue
-                stats.final_latency.append(r.final_seconds)
+                stats.final_latency.append(wait)
                 clock.committed([seg.words[-1].end if seg.words else seg.end], time.perf_counter())
                 stats.segments += 1
                 if on_segment:
@@ -209,7 +212,7 @@ def run_captions(recognizer: Recognizer, source, on_tentative: Callable[[str], N
     except KeyboardInterrupt:
         pass
     stream.input_finished()
-    pump()
+    pump(to_end=True)
     stats.tentative_changes = stream.stats["tentative_changes"]
     return stats
 

@@ -212,7 +212,8 @@ class CaptionServer:
                 self.stats["batches"] += 1
                 self.stats["max_batch"] = max(self.stats["max_batch"], len(r.decoded))
                 self.stats["decode_seconds"] += r.decode_seconds + r.final_seconds
-            self.stats["light_commits"] += len(r.ended) if behind else 0
+            self.stats["decode_seconds"] += r.commit_seconds
+            self.stats["light_commits"] += r.light
         for src in sources:
             if src is self.server:
                 continue

@@ -33,18 +33,18 @@ from asr import config
 from asr.audio import SAMPLE_RATE, as_samples
 from asr.config import ENDPOINT_IDLE_SECONDS, ENDPOINT_MAX_SEGMENT_SECONDS, ENDPOINT_PAUSE_SECONDS, STREAMING_MODEL
 from asr.errors import UserError
-from asr.features import features, streaming_features
-from asr.inference.decode import decode_features, segment_from_tokens
+from asr.features import streaming_features
+from asr.inference.commits import Committer, EndedSegment, PendingCommit, done, final_model_passes, own_passes
 from asr.inference.model_dir import LoadedModel, load_model, resolve_model_path
 from asr.inference.punctuate import punctuate_segments
 from asr.inference.vad import StreamGate, decide
 from asr.models.punctuator import Punctuator
 from asr.models.state import EncoderState
-from asr.results import Segment
+from asr.results import Captions, Segment
 from asr.search.align import encoder_frame_seconds
 from asr.search.ctc import PrefixBeam
 from asr.search.mask_ctc import mask_ctc
-from asr.search.methods import METHODS, available_methods, default_method, search, word_fusion_factory
+from asr.search.methods import METHODS, available_methods, default_method, word_fusion_factory
 from asr.search.options import DEFAULTS, DecodeOptions, decode_options
 from asr.text import BLANK_ID
 
@@ -95,6 +95,7 @@ class StreamingOptions:
     refine_every: int = 1  # partial="mask_ctc": refine every this many chunks
     vad: bool = False  # gate with silero-vad: a segment in which it heard no speech shows and commits nothing
     history: int = 100  # committed segments a stream keeps (words, times); older ones are only in `committed`
+    background_commits: bool = False  # second passes on a commit thread of their own: partials never wait for them
 
     def __post_init__(self) -> None:
         if self.final not in FINAL_PASSES:
@@ -151,40 +152,15 @@ def streaming_options(lm_dir=None, hotwords=None, **options) -> StreamingOptions
 
 
 @dataclass
-class Captions:
-    """What a stream shows: committed text (never changes once shown) and the running segment's partial.
-
-    Bounded however long the stream runs: ``segments`` holds the last ``history`` committed segments (with their
-    words); ``committed`` is the text of all of them (about 50 KB per hour of speech). A consumer that sends
-    captions somewhere keeps ``count`` and asks :meth:`since` for what is new, instead of resending the history."""
-
-    committed: str = ""  # text of finished segments: never changes once shown
-    tentative: str = ""  # the running segment's partial text: may change
-    segments: collections.deque = field(default_factory=collections.deque)  # the last asr.results.Segment's
-    count: int = 0  # segments committed since the stream began
-
-    @property
-    def text(self) -> str:
-        return " ".join(t for t in (self.committed, self.tentative) if t)
-
-    def since(self, count: int) -> list[Segment]:
-        """The segments committed after the first ``count`` (those still kept)."""
-        new = self.count - count
-        return list(self.segments)[-new:] if new > 0 else []
-
-    def add(self, seg: Segment) -> None:
-        self.segments.append(seg)
-        self.count += 1
-        self.committed = f"{self.committed} {seg.text}" if self.committed else seg.text
-
-
-@dataclass
 class Round:
     """What one :meth:`Recognizer.step` did."""
     decoded: list["Stream"]  # the streams that decoded a chunk
     ended: list[tuple["Stream", Segment | None]]  # the segments ended: the stream and what it committed (None: nothing)
     decode_seconds: float  # the chunk decode (encoder, CTC, partials)
-    final_seconds: float  # the second passes and commits
+    final_seconds: float  # ending segments and landing commits on this thread (second passes run inline included)
+    waits: list[float] = field(default_factory=list)  # per ``ended``: seconds from its endpoint to its commit
+    commit_seconds: float = 0.0  # compute of the second passes on the commit thread that landed in this round
+    light: int = 0  # segments ended in this round without a second pass
 
 
 class Stream:
@@ -211,7 +187,10 @@ class Stream:
         self._pending_n = 0
         self.samples_in = 0  # 16 kHz samples accepted
         self.finished = False  # no more audio will come
-        self.ended = False  # finished, decoded to the end and its last segment committed
+        self.closing = False  # finished, decoded to the end, and its last segment ended (its commit may be pending)
+        self.ended = False  # ... and that commit has landed
+        self.inflight: collections.deque[PendingCommit] = collections.deque()  # ended segments, commits pending
+        self.partial = ""  # the running segment's partial text
         self.result = Captions(segments=collections.deque(maxlen=recognizer.options.history))
         # the audio since the running segment began, for a second-pass model that decodes segments from audio
         self.keep_audio = recognizer.final is not None
@@ -284,21 +263,34 @@ class Stream:
         return best.tokens
 
     def show(self, text: str, refined: tuple[int, ...] | None = None) -> None:
-        """The running segment's partial text is now ``text`` (``refined``: the Mask-CTC refined tokens behind it)."""
+        """The running segment's partial text is now ``text`` (``refined``: the Mask-CTC refined tokens behind it);
+        the tentative tail shows it after those of the segments whose commits are pending."""
         if refined is not None:
             self.refined = refined
-        if text != self.result.tentative:
+        self.partial = text
+        if self._tail() != self.result.tentative:
             self.stats["tentative_changes"] += 1
-            self.result.tentative = text
+            self.result.tentative = self._tail()
 
-    def commit(self, seg: Segment | None, last: bool = False) -> None:
-        """The running segment ends with ``seg`` (None: it said nothing): committed, and a new segment begins where
-        it ended. ``last``: the input is finished and decoded to its end: the stream has ended."""
+    def _tail(self) -> str:
+        return " ".join(t for t in (*(p.partial for p in self.inflight), self.partial) if t)
+
+    def close_segment(self, pending: PendingCommit) -> None:
+        """The running segment has ended and its commit is ``pending`` (its second pass may still be running): a new
+        segment begins where it ended; its partial text stays shown until the commit lands (:meth:`land`)."""
+        self.inflight.append(pending)
+        self.closing = self.closing or pending.last
+        self.begin_segment(self.segment_end)
+        self.partial = ""  # (the tail is unchanged: the ended segment's partial is still shown)
+
+    def land(self, seg: Segment | None) -> None:
+        """The oldest pending commit lands with ``seg`` (None: its segment said nothing): committed text, and the
+        partial texts of the segments still pending and the running one as the tentative tail."""
+        pending = self.inflight.popleft()
         if seg is not None:
             self.result.add(seg)
-        self.result.tentative = ""
-        self.begin_segment(self.segment_end)
-        self.ended = last
+        self.ended = pending.last
+        self.result.tentative = self._tail()  # text moving from the tail into the committed text is no revision
 
     @property
     def is_endpoint(self) -> bool:
@@ -412,6 +404,7 @@ class Recognizer:
         options = self.options
         self.window, self.stride = self.model.encoder.chunk_window(options.chunk)
         self.left_frames = options.left_chunks * options.chunk if options.left_chunks >= 0 else -1
+        self.committer = Committer(options.background_commits)
 
     def _second_pass(self, options: StreamingOptions) -> str:
         """The second pass to run (the one policy of the CLI and the API): ``auto`` resolved for the committing model
@@ -492,8 +485,9 @@ class Recognizer:
              light: bool = False) -> Round:
         """The live loop's one round (the caption server, ``asr live``, the Python API and the benchmarks run it): one
         chunk of every ready stream in one batch (``on_partial`` sees each before anything is committed), then the
-        segments of those at an endpoint, and of those whose input ended and is decoded to its end, committed with
-        their second passes (``light``: without, see :meth:`finalize_many`)."""
+        segments of those at an endpoint, and of those whose input ended and is decoded to its end, end (their second
+        passes run inline or on the commit thread; ``light``: none, see :meth:`close_segments`), and the commits that
+        are ready land, in order."""
         t0 = time.perf_counter()
         ready = [s for s in streams if self.is_ready(s)]
         self.decode(ready)
@@ -503,18 +497,26 @@ class Recognizer:
         t2 = time.perf_counter()
         decoded = set(map(id, ready))
         ending = [s for s in streams if (id(s) in decoded and s.is_endpoint)
-                  or (s.finished and not s.ended and not self.is_ready(s))]
-        segs = self.finalize_many(ending, light) if ending else []
-        return Round(ready, list(zip(ending, segs)), t1 - t0, time.perf_counter() - t2)
+                  or (s.finished and not s.closing and not self.is_ready(s))]
+        light_n = self.close_segments(ending, light) if ending else 0
+        landed = self.land(streams)
+        return Round(ready, [(s, seg) for s, seg, _, _ in landed], t1 - t0, time.perf_counter() - t2,
+                     [w for _, _, w, _ in landed], sum(c for *_, c in landed) if self.committer.background else 0.0,
+                     light_n)
 
     def pending(self, stream: Stream) -> bool:
-        """``stream`` has work for :meth:`step`: a chunk ready, or its input ended and its last segment is not in."""
-        return self.is_ready(stream) or (stream.finished and not stream.ended)
+        """``stream`` has work for :meth:`step` now: a chunk ready, its input ended and its last segment not ended, or
+        a commit that has landed-to-be (its second pass done)."""
+        return self.is_ready(stream) or (stream.finished and not stream.closing) or \
+            bool(stream.inflight and stream.inflight[0].job.done())
 
     def decode_ready(self, stream: Stream) -> list[Segment]:
-        """Run rounds of ``stream`` alone while it is :meth:`pending`. Returns the segments committed."""
+        """Run rounds of ``stream`` alone while it is :meth:`pending`, then wait for its pending commits. Returns the
+        segments committed."""
         out = []
-        while self.pending(stream):
+        while self.pending(stream) or stream.inflight:
+            if not self.pending(stream):
+                stream.inflight[0].job.exception()  # waits for the second pass (what it raised lands with it)
             out += [seg for _, seg in self.step([stream]).ended if seg is not None]
         return out
 
@@ -523,78 +525,69 @@ class Recognizer:
         Returns the committed segment (None when it held no words). :meth:`finalize_many` of one stream."""
         return self.finalize_many([stream])[0]
 
-    @torch.inference_mode()
     def finalize_many(self, streams: list[Stream], light: bool = False) -> list[Segment | None]:
-        """End the running segment of each of ``streams`` (distinct): second passes in batches of ``SECOND_PASS_BATCH``
-        (:func:`asr.search.methods.search` over the segment's encoder output with ``options.decode``, as offline
-        decoding would, or the final model's decode of its audio; ``light``: none, the partial's best path is
-        committed, as a server that is behind does); each commits with word times and starts a new segment."""
+        """End the running segment of each of ``streams`` (distinct) and wait for their commits (and those pending
+        before them): the segment each committed (None: nothing). See :meth:`close_segments`."""
+        self.close_segments(streams, light)
+        landed = {id(s): seg for s, seg, _, _ in self.land(streams, wait=True)}  # (a stream's last is its newest)
+        return [landed.get(id(s)) for s in streams]
+
+    @torch.inference_mode()
+    def close_segments(self, streams: list[Stream], light: bool = False) -> int:
+        """End the running segment of each of ``streams`` (distinct): each begins a new one at once, and the ended
+        segment's second pass is submitted to the committer in batches of ``SECOND_PASS_BATCH``
+        (:func:`asr.search.methods.search` over its encoder output with ``options.decode``, as offline decoding would,
+        or the final model's decode of its audio). ``light`` (a server that is behind), or a committer with
+        ``COMMIT_BACKLOG`` jobs waiting: no second pass, the partial's best path is committed. Returns how many
+        were light."""
         decide([s.gate for s in streams if s.gate is not None])
-        todo = [s for s in streams if s.lp_chunks]
-        passes = self._final_model_passes if self.final is not None and not light else self._own_passes
+        light = light or self.committer.backlog >= config.COMMIT_BACKLOG
+        final = self.final is not None and not light
+        method = "none" if light else self.options.final
         n = config.SECOND_PASS_BATCH
-        found = {id(s): seg for i in range(0, len(todo), n) for s, seg in zip(todo[i:i + n], passes(todo[i:i + n], light))}
+        for i in range(0, len(streams), n):
+            batch, t_end = streams[i:i + n], time.perf_counter()
+            todo = [s for s in batch if s.lp_chunks]
+            ended = [self._ended(s, final) for s in todo]
+            job = functools.partial(final_model_passes, self.final, method, self.options.decode, self.device, ended) \
+                if final else functools.partial(own_passes, self.model, self.tokenizer, method, self.options.decode,
+                                                self.frame_seconds, ended)
+            cheap = method == "none" or not any(e.tokens for e in ended)  # nothing to wait for: no second pass runs
+            fut = self.committer.submit(job, inline=cheap) if todo else None
+            for s in batch:
+                paused = s.seg_frames * self.frame_seconds < self.options.endpoint.rule3.min_utterance_length
+                pending = (fut, todo.index(s)) if s in todo else (done([None]), 0)
+                s.close_segment(PendingCommit(*pending, s.partial, paused, s.finished and not self.is_ready(s), t_end))
+        return len(streams) if light else 0
+
+    def _ended(self, s: Stream, audio: bool) -> EndedSegment:
+        """What the second pass of ``s``'s running segment needs (``audio``: its samples, for a final model)."""
+        end = s.segment_end
+        a = s.segment_audio(s.seg_start, end) if s.keep_audio else None  # (also drops the audio before end)
+        return EndedSegment(s.beam.nbest(1)[0].tokens, torch.cat(s.lp_chunks),
+                            None if audio else torch.cat(s.enc_chunks, 1)[0], a if audio else None, s.seg_start, end,
+                            s.gate is None or self._heard(s, end))
+
+    def land(self, streams: list[Stream], wait: bool = False) -> list[tuple[Stream, Segment | None, float, float]]:
+        """Land the commits of ``streams`` whose second passes are done (``wait``: all of them, waiting), in the order
+        their segments ended, punctuated: ``(stream, segment, seconds since it ended, compute seconds)`` each."""
         out = []
         for s in streams:
-            seg = found.get(id(s))
-            if seg is not None and self.punctuator is not None:
-                before = [w for x in list(s.result.segments)[-3:] for w in x.raw.split()]
-                paused = s.seg_frames * self.frame_seconds < self.options.endpoint.rule3.min_utterance_length
-                new_sentence = not s.result.segments or s.result.segments[-1].text.endswith((".", "?"))
-                seg = punctuate_segments([seg], self.punctuator, before, ends_sentence=paused,
-                                         starts_sentence=new_sentence)[0]
-            s.commit(seg, last=s.finished and not self.is_ready(s))
-            out.append(seg)
+            while s.inflight and (wait or s.inflight[0].job.done()):
+                p = s.inflight[0]
+                try:
+                    seg, seconds = p.outcome()
+                except BaseException:
+                    s.land(None)  # the segment is lost, the stream goes on
+                    raise
+                if seg is not None and self.punctuator is not None:
+                    seg = self._punctuate(s, seg, p.paused)
+                s.land(seg)
+                out.append((s, seg, time.perf_counter() - p.closed_at, seconds))
         return out
 
-    def _own_passes(self, streams: list[Stream], light: bool = False) -> list[Segment | None]:
-        """The running segments by the streaming model itself: the second pass over their encoder outputs (one
-        padded batch; ``light``: none)."""
-        lps = [torch.cat(s.lp_chunks) for s in streams]  # (T, V) each
-        best = [(s.beam.nbest(1)[0].tokens, 0.0) for s in streams]
-        run = [i for i, (tokens, _) in enumerate(best) if tokens] if self.options.final != "none" and not light else []
-        if run:
-            encs = [torch.cat(streams[i].enc_chunks, 1)[0] for i in run]  # (T, D) each
-            lens = torch.tensor([e.size(0) for e in encs], device=encs[0].device)
-            enc = torch.nn.utils.rnn.pad_sequence(encs, batch_first=True)
-            lp = torch.nn.utils.rnn.pad_sequence([lps[i] for i in run], batch_first=True).to(enc.device)
-            nbests = search(self.model, enc, lens, self.options.final, self.options.decode, ctc_log_probs=lp,
-                            tokenizer=self.tokenizer)
-            for i, nb in zip(run, nbests):
-                best[i] = (nb[0].tokens, nb[0].score)
-        out = []
-        for s, lp, (tokens, score) in zip(streams, lps, best):
-            end = s.segment_end
-            if s.keep_audio:
-                s.segment_audio(end, end)  # the final model was not asked: the segment's audio is dropped
-            if s.gate is not None and not self._heard(s, end):
-                tokens = ()  # no speech in this segment: noise, a tone or music says nothing
-            ok = tokens and self.tokenizer.decode(tokens).strip()  # word separators alone are no segment
-            out.append(segment_from_tokens(self.tokenizer, tokens, score, lp, self.frame_seconds, s.seg_start, end)
-                       if ok else None)
-        return out
-
-    def _final_model_passes(self, streams: list[Stream], light: bool = False) -> list[Segment | None]:
-        """The running segments' audio decoded by the final model (as `asr transcribe` would decode it; one padded
-        batch)."""
-        run, audio = [], []
-        for i, s in enumerate(streams):
-            end = s.segment_end
-            a = s.segment_audio(s.seg_start, end)  # also drops the audio before end
-            if not s.beam.nbest(1)[0].tokens or self.options.final == "none" or a.size < SAMPLE_RATE // 10:
-                continue
-            if s.gate is not None and not self._heard(s, end):
-                continue  # no speech in this segment: noise, a tone or music says nothing
-            run.append(i)
-            audio.append(a)
-        out: list[Segment | None] = [None] * len(streams)
-        if run:
-            f = self.final
-            feats = [features(a, f.model.cfg.frontend) for a in audio]  # (T, F) each
-            lens = torch.tensor([x.size(0) for x in feats], device=self.device)
-            x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True).to(self.device)
-            segs = decode_features(f.model, f.tokenizer, x, lens, self.options.final, self.options.decode,
-                                   offsets=[streams[i].seg_start for i in run])
-            for i, seg in zip(run, segs):
-                out[i] = seg if seg.text.strip() else None
-        return out
+    def _punctuate(self, s: Stream, seg: Segment, paused: bool) -> Segment:
+        """``seg`` cased and punctuated in the context of the stream's last committed segments."""
+        before = [w for x in list(s.result.segments)[-3:] for w in x.raw.split()]
+        new_sentence = not s.result.segments or s.result.segments[-1].text.endswith((".", "?"))
+        return punctuate_segments([seg], self.punctuator, before, ends_sentence=paused, starts_sentence=new_sentence)[0]
