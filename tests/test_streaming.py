@@ -52,9 +52,10 @@ def test_stream_equals_chunk_masked_forward(random_model_dir, clip, chunk, left)
         assert s.state.cache_frames <= left * chunk  # memory bounded
 
 
-def test_batched_streams_equal_single(random_model_dir, clip):
+@pytest.mark.parametrize("late,left", [(0, 2), (3, 2), (3, -1)])
+def test_batched_streams_equal_single(random_model_dir, clip, late, left):
     loaded = load_model(random_model_dir)
-    rec = Recognizer(loaded, StreamingOptions(chunk=8, left_chunks=2, endpoint=NO_ENDPOINT))
+    rec = Recognizer(loaded, StreamingOptions(chunk=8, left_chunks=left, endpoint=NO_ENDPOINT))
     a, b = clip(0)[: 16000 * 4], clip(1)[: 16000 * 3]
     singles = []
     for x in (a, b):
@@ -66,6 +67,8 @@ def test_batched_streams_equal_single(random_model_dir, clip):
     streams = [rec.create_stream(), rec.create_stream()]
     for s, x in zip(streams, (a, b)):
         s.accept_waveform(x, 16000)
+    for _ in range(late):  # the first stream alone for a while: then one batch of streams at different places
+        rec.decode(streams[:1])
     while any(rec.is_ready(s) for s in streams):
         rec.decode(streams)
     for s, ref in zip(streams, singles):

@@ -76,8 +76,9 @@ def test_a_whisper_stream_equals_the_chunk_masked_forward(whisper_ctc_dir, audio
         assert s.state.cache_frames <= left * chunk
 
 
-def test_whisper_streams_batched_equal_streams_alone(whisper_ctc_dir, audio):
-    rec = Recognizer(load_model(whisper_ctc_dir), StreamingOptions(chunk=8, left_chunks=2, endpoint=NO_ENDPOINT,
+@pytest.mark.parametrize("late,left", [(0, 2), (3, 2), (3, -1)])
+def test_whisper_streams_batched_equal_streams_alone(whisper_ctc_dir, audio, late, left):
+    rec = Recognizer(load_model(whisper_ctc_dir), StreamingOptions(chunk=8, left_chunks=left, endpoint=NO_ENDPOINT,
                                                                      vad=False))
     a, b = audio(0)[: 16000 * 3], audio(1)[: 16000 * 2]
     alone = []
@@ -90,6 +91,8 @@ def test_whisper_streams_batched_equal_streams_alone(whisper_ctc_dir, audio):
     streams = [rec.create_stream(), rec.create_stream()]
     for s, x in zip(streams, (a, b)):
         s.accept_waveform(x, 16000)
+    for _ in range(late):  # the first stream alone for a while: then one batch of streams at different places
+        rec.decode(streams[:1])
     while any(rec.is_ready(s) for s in streams):
         rec.decode(streams)
     for s, ref in zip(streams, alone):

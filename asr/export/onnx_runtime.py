@@ -78,6 +78,7 @@ class OnnxEncoder:
         return chunk_window(chunk, self.rate, self.receptive_field)
 
     left_pad = 0
+    ragged_batches = False  # the graph takes no key mask: a batch's streams must have equal cache lengths
 
     def forward_chunk(self, x: torch.Tensor, state: EncoderState, left_frames: int = -1, last: bool = False):
         if self._chunk is None:

@@ -39,7 +39,7 @@ from asr.inference.model_dir import LoadedModel, load_model, resolve_model_path
 from asr.inference.punctuate import punctuate_segments
 from asr.inference.vad import StreamGate, decide
 from asr.models.punctuator import Punctuator
-from asr.models.state import EncoderState
+from asr.models.state import EncoderState, batch_states, row_state
 from asr.results import Captions, Segment
 from asr.search.align import encoder_frame_seconds
 from asr.search.ctc import PrefixBeam
@@ -436,24 +436,24 @@ class Recognizer:
 
     @torch.inference_mode()
     def decode(self, streams: list[Stream]) -> None:
-        """Encode one chunk of every ready stream (streams with equal cache length in one batch) and
-        advance their partial results."""
+        """Encode one chunk of every ready stream in one batch (however far each is into its segment:
+        :func:`asr.models.state.batch_states`; a stream's shorter last window, and for an encoder that cannot mask
+        padded caches (ONNX) streams with other cache lengths, in batches of their own) and advance their partials."""
         ready = [s for s in streams if self.is_ready(s)]
         decide([s.gate for s in ready if s.gate is not None])  # silero-vad over their new audio, batched
+        m = self.model
+        ragged = getattr(m.encoder, "ragged_batches", True)
         groups: dict[tuple[int, int], list[Stream]] = {}
         for s in ready:
-            groups.setdefault((s.state.cache_frames, s.chunk_width(self.window)), []).append(s)
-        m = self.model
+            groups.setdefault((0 if ragged else s.state.cache_frames, s.chunk_width(self.window)), []).append(s)
         for group in groups.values():
             x = torch.stack([s.take_chunk(self.window, self.stride) for s in group]).to(self.device)
             x = (x - m.cmvn_mean) / m.cmvn_std
-            state = EncoderState(torch.cat([s.state.att_cache for s in group], 1),
-                                 torch.cat([s.state.conv_cache for s in group], 1), group[0].state.offset)
+            state = batch_states([s.state for s in group])
             y, new = m.encoder.forward_chunk(x, state, self.left_frames, last=x.size(1) < self.window)
             lp = m.ctc_log_probs(y).float().cpu()
             for i, s in enumerate(group):
-                st = EncoderState(new.att_cache[:, i:i + 1], new.conv_cache[:, i:i + 1], s.state.offset + y.size(1))
-                self._show(s, s.advance(st, y[i:i + 1], lp[i]))
+                self._show(s, s.advance(row_state(new, state, i, y.size(1), self.left_frames), y[i:i + 1], lp[i]))
 
     def _show(self, s: Stream, tokens: tuple[int, ...]) -> None:
         """The partial text of ``s`` from its best tokens (refined by Mask-CTC when asked; nothing while the VAD has

@@ -144,8 +144,9 @@ class ConformerEncoder(nn.Module):
     def forward_chunk(self, x: torch.Tensor, state: EncoderState, left_frames: int = -1,
                       last: bool = False) -> tuple[torch.Tensor, EncoderState]:
         """Encode one chunk. ``x (B, W, F)``: a feature window (see :meth:`chunk_window`; the last one may
-        be shorter; ``last`` changes nothing here). The chunk attends to itself and to the cached frames; the returned
-        state keeps at most ``left_frames`` frames of cache (all when < 0). Returns ``(y (B, C, D), new_state)``."""
+        be shorter; ``last`` changes nothing here). The chunk attends to itself and to the cached frames (each row's
+        own, for a :func:`asr.models.state.batch_states` batch); the returned state keeps at most ``left_frames``
+        frames of cache (all when < 0). Returns ``(y (B, C, D), new_state)``."""
         if not self.streaming:
             raise RuntimeError("streaming needs a model trained with causal_conv: true and rel_pos: latest")
         lens = torch.full((x.size(0),), x.size(1), dtype=torch.long, device=x.device)
@@ -155,9 +156,10 @@ class ConformerEncoder(nn.Module):
             return x, state
         Tc = state.cache_frames
         pos = self.pos.rel_embeddings(C, Tc + C, x.device, x.dtype)
+        mask = state.key_mask(C)  # streams with fewer cached frames than others in the batch (batch_states)
         new_att, new_conv = [], []
         for i, layer in enumerate(self.layers):
-            x, a, c = layer(x, pos, None, None, state.att_cache[i], state.conv_cache[i])
+            x, a, c = layer(x, pos, mask, None, state.att_cache[i], state.conv_cache[i])
             new_att.append(a if left_frames < 0 else a[:, :, max(0, a.size(2) - left_frames):])
             new_conv.append(c)
         return self._out(x), EncoderState(torch.stack(new_att), torch.stack(new_conv), state.offset + C)

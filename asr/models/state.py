@@ -17,6 +17,22 @@ class EncoderState:
     att_cache: torch.Tensor  # (L, B, H, Tc, 2 d_k) keys/values of the last Tc encoder frames, per layer
     conv_cache: torch.Tensor  # (L, B, D, K-1) last K-1 inputs of each causal depthwise convolution
     offset: int  # encoder frames (after subsampling) produced so far
+    # a batch of streams started at different times (batch_states): each row's cached frames (the last cache_lens[b]
+    # of Tc; the rest, on the left, is padding no query attends to) and its own offset; None: every row has Tc, offset
+    cache_lens: torch.Tensor | None = None  # (B,)
+    offsets: torch.Tensor | None = None  # (B,)
+
+    def key_mask(self, chunk: int) -> torch.Tensor | None:
+        """``(B, chunk, Tc + chunk)`` bool: the cached and new frames each row's queries may attend to (None: all)."""
+        if self.cache_lens is None or bool((self.cache_lens == self.cache_frames).all()):
+            return None
+        Tc = self.cache_frames
+        keys = torch.arange(Tc + chunk, device=self.cache_lens.device)
+        return (keys.unsqueeze(0) >= (Tc - self.cache_lens).unsqueeze(1)).unsqueeze(1).expand(-1, chunk, -1)
+
+    def row_offsets(self) -> torch.Tensor:
+        """``(B,)`` each row's offset."""
+        return self.offsets if self.offsets is not None else torch.full((self.att_cache.size(1),), self.offset)
 
     @property
     def cache_frames(self) -> int:
@@ -25,6 +41,25 @@ class EncoderState:
     def select(self, index: torch.Tensor) -> "EncoderState":
         """Keep batch entries ``index`` (e.g. to drop finished streams)."""
         return EncoderState(self.att_cache.index_select(1, index), self.conv_cache.index_select(1, index), self.offset)
+
+
+def batch_states(states: list[EncoderState]) -> EncoderState:
+    """Streams' states -> one batch for ``forward_chunk``, however many frames each has cached: the attention caches
+    left-padded to the longest, with each row's cache length and offset (one encoder call per round for streams
+    started at different times; :func:`row_state` takes each stream's state back out)."""
+    T = max(s.cache_frames for s in states)
+    att = torch.cat([torch.nn.functional.pad(s.att_cache, (0, 0, T - s.cache_frames, 0)) for s in states], 1)
+    return EncoderState(att, torch.cat([s.conv_cache for s in states], 1), states[0].offset,
+                        torch.tensor([s.cache_frames for s in states]), torch.tensor([s.offset for s in states]))
+
+
+def row_state(new: EncoderState, batch: EncoderState, i: int, frames: int, left_frames: int = -1) -> EncoderState:
+    """Row ``i`` of the state ``forward_chunk`` returned (``new``) for ``batch`` (:func:`batch_states`) after encoding
+    ``frames`` frames: its own cached frames only (at most ``left_frames``; all when < 0) and its offset."""
+    valid = int(batch.cache_lens[i]) + frames
+    valid = min(valid, left_frames) if left_frames >= 0 else valid
+    att = new.att_cache[:, i:i + 1]
+    return EncoderState(att[:, :, :, att.size(3) - valid:], new.conv_cache[:, i:i + 1], int(batch.offsets[i]) + frames)
 
 
 @dataclass(frozen=True)

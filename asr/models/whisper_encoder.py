@@ -162,7 +162,7 @@ class WhisperEncoder(nn.Module):
         """Encode one chunk: ``x (B, W, F)`` a window of :meth:`chunk_window` (two frames of left context first;
         ``last``: the stream's final, shorter window, zero-padded on the right as the whole input is). The chunk
         attends to itself and the cached frames (at most ``left_frames`` kept; all when < 0), at absolute positions
-        from ``state.offset``. Returns ``(y (B, C, D), new_state)``: what :meth:`forward` with the matching chunk mask
+        from ``state.offset`` (each row's own cache and offset for a :func:`asr.models.state.batch_states` batch). Returns ``(y (B, C, D), new_state)``: what :meth:`forward` with the matching chunk mask
         computes for these frames."""
         if not self.streaming:
             raise RuntimeError("this Whisper encoder is full-context only (not fine-tuned for chunks)")
@@ -171,19 +171,21 @@ class WhisperEncoder(nn.Module):
         if last:  # the convolution's zero padding after the input
             x = F.pad(x, (0, 1))
         h = F.gelu(F.conv1d(x, stem.conv1.weight, stem.conv1.bias))  # (B, D, W - 2): positions 2 j0 - 1 ..
-        if state.offset == 0:  # position -1 is the second convolution's zero padding, not a computed frame
-            h = torch.cat([torch.zeros_like(h[..., :1]), h[..., 1:]], -1)
+        offsets = state.row_offsets().to(h.device)  # (B,)
+        if bool((offsets == 0).any()):  # position -1 is the second convolution's zero padding, not a computed frame
+            h = torch.cat([h[..., :1] * (offsets != 0).to(h.dtype)[:, None, None], h[..., 1:]], -1)
         if last:
             h = F.pad(h, (0, 1))
         if h.size(-1) < 3:
             return h.new_zeros(h.size(0), 0, h.size(1)), state
         y = F.gelu(F.conv1d(h, stem.conv2.weight, stem.conv2.bias, stride=2)).transpose(1, 2)  # (B, C, D)
-        C, t0 = y.size(1), state.offset
-        if t0 + C > self.cfg.max_positions:
+        C = y.size(1)
+        if int(offsets.max()) + C > self.cfg.max_positions:
             raise UserError(f"a stream segment longer than this model's {self.cfg.max_positions} positions")
-        y = y + self.positions[t0:t0 + C].to(y.dtype)
+        y = y + self.positions[offsets.unsqueeze(1) + torch.arange(C, device=y.device)].to(y.dtype)
+        bias = mask_to_bias(state.key_mask(C), y.dtype)  # rows with fewer cached frames (batch_states)
         new_att = []
         for i, layer in enumerate(self.layers):
-            y, a = layer(y, None, state.att_cache[i])
+            y, a = layer(y, bias, state.att_cache[i])
             new_att.append(a if left_frames < 0 else a[:, :, max(0, a.size(2) - left_frames):])
-        return self.final_norm(y), EncoderState(torch.stack(new_att), state.conv_cache, t0 + C)
+        return self.final_norm(y), EncoderState(torch.stack(new_att), state.conv_cache, state.offset + C)
