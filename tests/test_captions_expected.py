@@ -151,12 +151,14 @@ def test_vad_batched_over_recordings_and_streams_equals_one_at_a_time(clips):
     for a, b in zip(alone, together):
         np.testing.assert_allclose(a, b, atol=1e-5)
     assert len(together[2]) == 1 and len(together[0]) == len(clips[0]) // 512
-    gates = [StreamGate(), StreamGate()]
-    for i in range(0, len(clips[0]), 1600):
+    gates = [StreamGate(), StreamGate(), StreamGate()]  # the third fed in other blocks: other window counts queued
+    third = clips[1][: 1100 * len(range(0, len(clips[0]), 1600))]
+    for k, i in enumerate(range(0, len(clips[0]), 1600)):
         gates[0].accept(clips[0][i:i + 1600])
         gates[1].accept(audios[1][i:i + 1600])
+        gates[2].accept(third[1100 * k:1100 * (k + 1)])
         if i % 4800 == 0:
             decide(gates)
     decide(gates)
-    for g, p in zip(gates, alone[:2]):
+    for g, p in zip(gates, [*alone[:2], speech_probabilities(third)]):
         assert list(g.speech) == [j for j, x in enumerate(p) if x >= 0.5] and g.windows == len(p)

@@ -449,8 +449,9 @@ def bench_serve_cmd(
     punctuate: bool = typer.Option(True, help="Committed captions punctuated (as `asr live`)."),
 ) -> None:
     """Serving capacity: the caption server and N loopback clients streaming at real time; per run partial and
-    commit latency (median, p90), commits delivered, queued audio, server CPU and RSS; then the largest N whose
-    p90 partial latency stayed under 1 s. Prints one JSON line per run and a summary line."""
+    commit latency (median, p90), commits delivered and how many without a second pass (light), queued audio, server
+    CPU and RSS; then the largest N whose p90 partial latency stayed under 1 s with at most 10% light commits. Prints
+    one JSON line per run and a summary line."""
     import torch
 
     from asr.apps.serve_bench import serve_load, summarize

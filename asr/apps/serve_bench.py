@@ -176,16 +176,19 @@ def serve_load(recognizer, audio: list[str | Path], n: int, seconds: float = 30.
     }
 
 
-def summarize(rows: list[dict], limit: float = 1.0) -> dict:
-    """The largest client count per chunk size whose p90 partial latency stayed under ``limit`` seconds with
-    every served client getting its final commit."""
+def summarize(rows: list[dict], limit: float = 1.0, light_share: float = 0.1) -> dict:
+    """The largest client count per chunk size whose p90 partial latency stayed under ``limit`` seconds with every
+    served client getting its final commit and at most ``light_share`` of the commits without their second pass (a
+    server whose commits are mostly the partials' text is past its capacity, however fast the partials)."""
     best: dict[int, int] = {}
     for r in rows:
         ok = (r["partial_latency_p90_s"] is not None and r["partial_latency_p90_s"] < limit
-              and r["clients_without_final"] == 0 and r["refused"] == 0)
+              and r["clients_without_final"] == 0 and r["refused"] == 0
+              and r["light_commits"] <= light_share * max(r["commits_delivered"], 1))
         if ok:
             best[r["chunk_ms"]] = max(best.get(r["chunk_ms"], 0), r["clients"])
-    return {"largest_n_with_p90_partial_latency_under_s": limit, **{f"chunk_{k}ms": v for k, v in sorted(best.items())}}
+    return {"largest_n_with_p90_partial_latency_under_s": limit, "light_commits_at_most": light_share,
+            **{f"chunk_{k}ms": v for k, v in sorted(best.items())}}
 
 
 if __name__ == "__main__":  # the client process: URL AUDIO_JSON N SECONDS END_WAIT OUT -> a JSON list in OUT
