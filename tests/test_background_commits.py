@@ -134,3 +134,9 @@ def test_a_caption_server_with_background_commits_delivers_every_commit_and_ends
         assert client.stream.ended and srv.stats["light_commits"] == 0
         texts.append(client.stream.result.committed)
     assert texts[0] and texts[1] == texts[0]
+
+
+def test_commits_go_to_the_commit_thread_by_default_only_when_a_final_model_decodes_segments_from_audio(demo):
+    assert Recognizer(demo).options.background_commits is False  # its own second pass: cheap, on the decoding thread
+    assert Recognizer(demo, final_model=demo).options.background_commits is True
+    assert Recognizer(demo, StreamingOptions(background_commits=True)).committer.background

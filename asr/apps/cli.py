@@ -285,7 +285,7 @@ def live_cmd(
     left_chunks: int = typer.Option(4, help="Attention context in chunks."),
     final: Optional[str] = typer.Option(None, help="Second pass at an endpoint: any decoder, or none (default auto: attention_rescoring when the model has an attention decoder, with --lm fused into it, else mask_ctc, else none)."),
     partial: str = typer.Option("ctc", help="Tentative text: ctc (prefix beam) or mask_ctc (refined by the MLM decoder)."),
-    commit_thread: bool = typer.Option(True, help="Second passes on a thread of their own, so partials never wait for a commit (--no-commit-thread: on the decoding thread, as before 2026-12-07; docs/serving.md)."),
+    commit_thread: Optional[bool] = typer.Option(None, "--commit-thread/--no-commit-thread", help="Second passes on a thread of their own, so partials never wait for a commit (default: when a final model such as Whisper's decoder commits each segment from its audio; docs/serving.md)."),
     silence_after_speech: float = typer.Option(ENDPOINT_PAUSE_SECONDS, help="Endpoint after this many seconds of silence following speech."),
     silence_before_speech: float = typer.Option(ENDPOINT_IDLE_SECONDS, help="Endpoint after this much silence when nothing was said."),
     max_segment: float = typer.Option(ENDPOINT_MAX_SEGMENT_SECONDS, help="Endpoint when a segment reaches this many seconds."),
@@ -444,7 +444,7 @@ def bench_serve_cmd(
     max_streams: int = typer.Option(0, help="The server's limit (0: as many as the clients, to measure beyond it)."),
     threads: int = typer.Option(1, help="CPU threads for torch in the server (per decoding thread)."),
     workers: int = typer.Option(DECODE_WORKERS, help="The server's decoding threads."),
-    commit_thread: bool = typer.Option(True, help="Second passes on a thread of their own, so partials never wait for a commit (--no-commit-thread: on the decoding thread, as before 2026-12-07; docs/serving.md)."),
+    commit_thread: Optional[bool] = typer.Option(None, "--commit-thread/--no-commit-thread", help="Second passes on a thread of their own, so partials never wait for a commit (default: when a final model such as Whisper's decoder commits each segment from its audio; docs/serving.md)."),
     vad: bool = typer.Option(True, help="The silero-vad gate on every stream (as `asr live`)."),
     punctuate: bool = typer.Option(True, help="Committed captions punctuated (as `asr live`)."),
 ) -> None:

@@ -110,7 +110,7 @@ def streaming_wer(loaded, cuts, chunk_ms: int = 640, left_chunks: int = 4, final
         d = EndpointConfig()
         extra["endpoint"] = EndpointConfig(d.rule1, EndpointRule(True, pause, 0.0), d.rule3)
     rec = live_recognizer(loaded, StreamingOptions(chunk_ms=chunk_ms, left_chunks=left_chunks, final=final,
-                                                   partial=partial, **extra))
+                                                   partial=partial, background_commits=False, **extra))  # (its clock)
     partial_hyps: list[str] = []
     refs, hyps, changes, t_compute, audio_s = [], [], 0, 0.0, 0.0
     partial_lat: list[float] = []

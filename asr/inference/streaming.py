@@ -95,7 +95,10 @@ class StreamingOptions:
     refine_every: int = 1  # partial="mask_ctc": refine every this many chunks
     vad: bool = False  # gate with silero-vad: a segment in which it heard no speech shows and commits nothing
     history: int = 100  # committed segments a stream keeps (words, times); older ones are only in `committed`
-    background_commits: bool = False  # second passes on a commit thread of their own: partials never wait for them
+    # second passes on a commit thread of their own, so partials never wait for them; None: when a final model decodes
+    # each segment from its audio (Whisper: 1-2 s a segment), not for the streaming model's own second pass (the demo's
+    # attention rescoring, ~0.1 s: on the decoding thread it gave as good partials under load, fewer light commits)
+    background_commits: bool | None = None
 
     def __post_init__(self) -> None:
         if self.final not in FINAL_PASSES:
@@ -404,7 +407,9 @@ class Recognizer:
         options = self.options
         self.window, self.stride = self.model.encoder.chunk_window(options.chunk)
         self.left_frames = options.left_chunks * options.chunk if options.left_chunks >= 0 else -1
-        self.committer = Committer(options.background_commits)
+        background = self.final is not None if options.background_commits is None else options.background_commits
+        self.options = replace(self.options, background_commits=background)
+        self.committer = Committer(background)
 
     def _second_pass(self, options: StreamingOptions) -> str:
         """The second pass to run (the one policy of the CLI and the API): ``auto`` resolved for the committing model
