@@ -162,3 +162,36 @@ def test_vad_batched_over_recordings_and_streams_equals_one_at_a_time(clips):
     decide(gates)
     for g, p in zip(gates, [*alone[:2], speech_probabilities(third)]):
         assert list(g.speech) == [j for j, x in enumerate(p) if x >= 0.5] and g.windows == len(p)
+
+
+def test_the_vad_rests_while_a_segment_has_heard_speech_and_restarts_at_the_next(demo, clips, monkeypatch):
+    """Once silero-vad heard speech in a segment, the rest of it is not run through the network (the gate's verdict
+    cannot change): the skipped windows are dropped when the next segment begins, whose decisions start afresh. The
+    captions are those of a stream whose gate decides every window: speech commits, the pause between shows nothing."""
+    from asr.inference import vad
+
+    decided = []
+    window_probs = vad.window_probs
+    monkeypatch.setattr(vad, "window_probs", lambda m, w, st: decided.append(w.shape[1]) or window_probs(m, w, st))
+    audio = np.concatenate([clips[0], np.zeros(32000, np.float32), clips[1], np.zeros(16000, np.float32)])
+    rec = Recognizer(demo, StreamingOptions(vad=True))
+    s = rec.create_stream()
+    for i in range(0, audio.size, 1600):
+        s.accept_waveform(audio[i:i + 1600], 16000)
+        rec.decode_ready(s)
+    s.input_finished()
+    rec.decode_ready(s)
+    assert s.result.count >= 2 and s.result.committed
+    assert sum(decided) < 0.5 * (audio.size // 512)  # the speech after the first words of each segment: skipped
+    gate = vad.StreamGate()
+    gate.accept(audio[: 16000 * 3])
+    vad.decide([gate])
+    heard = list(gate.speech)
+    gate = vad.StreamGate()
+    gate.accept(audio[: 16000 * 3])
+    gate.skip_to(1.0)  # a segment begins at 1 s: the windows before it are dropped undecided
+    assert gate.windows == 1 * 16000 // 512 and gate.pending_n == 16000 * 3 - gate.windows * 512
+    vad.decide([gate])
+    assert gate.windows == 16000 * 3 // 512 and all(i >= 31 for i in gate.speech) and gate.speech
+    later = [i for i in heard if i >= 31 + 8]  # past a quarter second of warm-up, the fresh start agrees
+    assert later and [i for i in gate.speech if i >= 31 + 8] == later

@@ -23,7 +23,8 @@ import torch
 from asr.audio import SAMPLE_RATE
 from asr.features import features
 from asr.inference.decode import decode_features, segment_from_tokens
-from asr.results import Segment
+from asr.inference.punctuate import punctuate_segments
+from asr.results import Captions, Segment
 from asr.search.methods import search
 from asr.search.options import DecodeOptions
 
@@ -81,6 +82,13 @@ class Committer:
         fut.add_done_callback(self._finished)
         return fut
 
+    @staticmethod
+    def done(segs: list[Segment | None]) -> Future:
+        """A job that has nothing to compute: ``segs`` (e.g. segments with no audio decoded)."""
+        fut: Future = Future()
+        fut.set_result((segs, 0.0))
+        return fut
+
     def _finished(self, _fut: Future) -> None:
         with self._lock:
             self.backlog -= 1
@@ -96,13 +104,6 @@ def _timed(job: Callable[[], list]) -> tuple[list, float]:
     with torch.inference_mode():
         out = job()
     return out, time.perf_counter() - t0
-
-
-def done(segs: list[Segment | None]) -> Future:
-    """A job that has nothing to compute: ``segs`` (e.g. segments with no audio decoded)."""
-    fut: Future = Future()
-    fut.set_result((segs, 0.0))
-    return fut
 
 
 def own_passes(model, tokenizer, method: str, opts: DecodeOptions, frame_seconds: float,
@@ -144,3 +145,11 @@ def final_model_passes(final, method: str, opts: DecodeOptions, device: torch.de
         for i, seg in zip(run, segs):
             out[i] = seg if seg.text.strip() else None
     return out
+
+
+def punctuated(punctuator, shown: Captions, seg: Segment, paused: bool) -> Segment:
+    """``seg`` cased and punctuated in the context of the last segments ``shown`` committed (``paused``: it ended
+    at a pause, where a sentence may end)."""
+    before = [w for x in list(shown.segments)[-3:] for w in x.raw.split()]
+    new_sentence = not shown.segments or shown.segments[-1].text.endswith((".", "?"))
+    return punctuate_segments([seg], punctuator, before, ends_sentence=paused, starts_sentence=new_sentence)[0]

@@ -34,9 +34,8 @@ from asr.audio import SAMPLE_RATE, as_samples
 from asr.config import ENDPOINT_IDLE_SECONDS, ENDPOINT_MAX_SEGMENT_SECONDS, ENDPOINT_PAUSE_SECONDS, STREAMING_MODEL
 from asr.errors import UserError
 from asr.features import streaming_features
-from asr.inference.commits import Committer, EndedSegment, PendingCommit, done, final_model_passes, own_passes
+from asr.inference.commits import Committer, EndedSegment, PendingCommit, final_model_passes, own_passes, punctuated
 from asr.inference.model_dir import LoadedModel, load_model, resolve_model_path
-from asr.inference.punctuate import punctuate_segments
 from asr.inference.vad import StreamGate, decide
 from asr.models.punctuator import Punctuator
 from asr.models.state import EncoderState, batch_states, row_state
@@ -219,8 +218,9 @@ class Stream:
         self.had_speech = False
         self.shown_frames: set[int] = set()
         self.refined: tuple[int, ...] | None = None  # partial="mask_ctc": the last refined partial
-        if self.gate is not None:
-            self.gate.forget_before(start_seconds)  # decisions before this segment are never asked for again
+        self.heard = self.gate is None  # the VAD heard speech in this segment (no gate: taken as heard)
+        if self.gate is not None:  # (what the VAD decided or skipped before this segment is never asked for again)
+            self.gate.skip_to(start_seconds)
 
     @property
     def segment_end(self) -> float:
@@ -445,7 +445,7 @@ class Recognizer:
         :func:`asr.models.state.batch_states`; a stream's shorter last window, and for an encoder that cannot mask
         padded caches (ONNX) streams with other cache lengths, in batches of their own) and advance their partials."""
         ready = [s for s in streams if self.is_ready(s)]
-        decide([s.gate for s in ready if s.gate is not None])  # silero-vad over their new audio, batched
+        decide([s.gate for s in ready if not s.heard])  # silero-vad over their new audio, batched (until it hears speech)
         m = self.model
         ragged = getattr(m.encoder, "ragged_batches", True)
         groups: dict[tuple[int, int], list[Stream]] = {}
@@ -469,7 +469,7 @@ class Recognizer:
                 refined = self._refine(s, tokens)
             tokens = refined or s.refined
         text = self.tokenizer.decode(tokens)
-        if s.gate is not None and not self._heard(s, s.segment_end):
+        if not self._heard(s, s.segment_end):
             text = ""  # nobody spoke in this segment (yet): show nothing
         s.show(text, refined)
 
@@ -483,8 +483,10 @@ class Recognizer:
                         d.mask_iterations, schedule=d.mask_schedule)[0][0].tokens
 
     def _heard(self, s: Stream, end: float) -> bool:
-        """Whether silero-vad heard speech in the running segment up to ``end`` seconds."""
-        return s.gate.speech_between(s.seg_start, end)
+        """Whether silero-vad heard speech in the running segment up to ``end`` seconds (once it has, the segment's
+        later audio is not run through it: :meth:`decode` skips the stream's gate until the next segment)."""
+        s.heard = s.heard or s.gate.speech_between(s.seg_start, end)
+        return s.heard
 
     def step(self, streams: list[Stream], on_partial: Callable[[Stream], None] | None = None,
              light: bool = False) -> Round:
@@ -545,7 +547,7 @@ class Recognizer:
         or the final model's decode of its audio). ``light`` (a server that is behind), or a committer with
         ``COMMIT_BACKLOG`` jobs waiting: no second pass, the partial's best path is committed. Returns how many
         were light."""
-        decide([s.gate for s in streams if s.gate is not None])
+        decide([s.gate for s in streams if not s.heard])
         light = light or self.committer.backlog >= config.COMMIT_BACKLOG
         final = self.final is not None and not light
         method = "none" if light else self.options.final
@@ -561,7 +563,7 @@ class Recognizer:
             fut = self.committer.submit(job, inline=cheap) if todo else None
             for s in batch:
                 paused = s.seg_frames * self.frame_seconds < self.options.endpoint.rule3.min_utterance_length
-                pending = (fut, todo.index(s)) if s in todo else (done([None]), 0)
+                pending = (fut, todo.index(s)) if s in todo else (Committer.done([None]), 0)
                 s.close_segment(PendingCommit(*pending, s.partial, paused, s.finished and not self.is_ready(s), t_end))
         return len(streams) if light else 0
 
@@ -571,7 +573,7 @@ class Recognizer:
         a = s.segment_audio(s.seg_start, end) if s.keep_audio else None  # (also drops the audio before end)
         return EndedSegment(s.beam.nbest(1)[0].tokens, torch.cat(s.lp_chunks),
                             None if audio else torch.cat(s.enc_chunks, 1)[0], a if audio else None, s.seg_start, end,
-                            s.gate is None or self._heard(s, end))
+                            self._heard(s, end))
 
     def land(self, streams: list[Stream], wait: bool = False) -> list[tuple[Stream, Segment | None, float, float]]:
         """Land the commits of ``streams`` whose second passes are done (``wait``: all of them, waiting), in the order
@@ -586,13 +588,7 @@ class Recognizer:
                     s.land(None)  # the segment is lost, the stream goes on
                     raise
                 if seg is not None and self.punctuator is not None:
-                    seg = self._punctuate(s, seg, p.paused)
+                    seg = punctuated(self.punctuator, s.result, seg, p.paused)
                 s.land(seg)
                 out.append((s, seg, time.perf_counter() - p.closed_at, seconds))
         return out
-
-    def _punctuate(self, s: Stream, seg: Segment, paused: bool) -> Segment:
-        """``seg`` cased and punctuated in the context of the stream's last committed segments."""
-        before = [w for x in list(s.result.segments)[-3:] for w in x.raw.split()]
-        new_sentence = not s.result.segments or s.result.segments[-1].text.endswith((".", "?"))
-        return punctuate_segments([seg], self.punctuator, before, ends_sentence=paused, starts_sentence=new_sentence)[0]

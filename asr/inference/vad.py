@@ -177,6 +177,19 @@ class StreamGate:
         while self.speech and self.speech[0] < first:
             self.speech.popleft()
 
+    def skip_to(self, seconds: float) -> None:
+        """A segment begins at ``seconds``: the decisions before it are dropped (:meth:`forget_before`), and so are
+        the queued windows before it that were never decided (the stream skipped the network while its last segment
+        had heard speech already); after such a skip the network starts afresh, as on a new stream."""
+        self.forget_before(seconds)
+        skip = min(int(seconds * SAMPLE_RATE / WINDOW) - self.windows, self.pending_n // WINDOW)
+        if skip <= 0:
+            return
+        x = np.concatenate(self.pending)[skip * WINDOW:]
+        self.pending, self.pending_n = ([x] if x.size else []), x.size
+        self.windows += skip
+        self.vad = VadState.zeros(1)
+
     def speech_between(self, start: float, end: float) -> bool:
         """Whether a decided window between ``start`` and ``end`` seconds held speech (call :func:`decide` first)."""
         a, b = int(start * SAMPLE_RATE / WINDOW), int(end * SAMPLE_RATE / WINDOW) + 1
