@@ -73,9 +73,9 @@ class Committer:
         """A Future of ``(job(), compute seconds)``. Run inline (no commit thread, or ``inline``: a job with no second
         pass to wait for) it is already done, and what ``job`` raises, raises here."""
         if self._pool is None or inline:
-            done: Future = Future()
-            done.set_result(_timed(job))
-            return done
+            ran: Future = Future()
+            ran.set_result(_timed(job))
+            return ran
         with self._lock:
             self.backlog += 1
         fut = self._pool.submit(_timed, job)
@@ -92,11 +92,6 @@ class Committer:
     def _finished(self, _fut: Future) -> None:
         with self._lock:
             self.backlog -= 1
-
-    def close(self) -> None:
-        """Stop the commit thread once the jobs submitted have run."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
 
 
 def _timed(job: Callable[[], list]) -> tuple[list, float]:

@@ -513,7 +513,7 @@ class Recognizer:
 
     def pending(self, stream: Stream) -> bool:
         """``stream`` has work for :meth:`step` now: a chunk ready, its input ended and its last segment not ended, or
-        a commit that has landed-to-be (its second pass done)."""
+        a commit ready to land (its second pass done)."""
         return self.is_ready(stream) or (stream.finished and not stream.closing) or \
             bool(stream.inflight and stream.inflight[0].job.done())
 
