@@ -445,7 +445,7 @@ class Recognizer:
         :func:`asr.models.state.batch_states`; a stream's shorter last window, and for an encoder that cannot mask
         padded caches (ONNX) streams with other cache lengths, in batches of their own) and advance their partials."""
         ready = [s for s in streams if self.is_ready(s)]
-        decide([s.gate for s in ready if not s.heard])  # silero-vad over their new audio, batched (until it hears speech)
+        decide([s.gate for s in ready if not s.heard])  # silero-vad, batched (until it hears speech)
         m = self.model
         ragged = getattr(m.encoder, "ragged_batches", True)
         groups: dict[tuple[int, int], list[Stream]] = {}

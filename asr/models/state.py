@@ -50,7 +50,8 @@ def batch_states(states: list[EncoderState]) -> EncoderState:
     T = max(s.cache_frames for s in states)
     att = torch.cat([torch.nn.functional.pad(s.att_cache, (0, 0, T - s.cache_frames, 0)) for s in states], 1)
     return EncoderState(att, torch.cat([s.conv_cache for s in states], 1), states[0].offset,
-                        torch.tensor([s.cache_frames for s in states]), torch.tensor([s.offset for s in states]))
+                        torch.tensor([s.cache_frames for s in states], device=att.device),
+                        torch.tensor([s.offset for s in states], device=att.device))
 
 
 def row_state(new: EncoderState, batch: EncoderState, i: int, frames: int, left_frames: int = -1) -> EncoderState:

@@ -162,8 +162,9 @@ class WhisperEncoder(nn.Module):
         """Encode one chunk: ``x (B, W, F)`` a window of :meth:`chunk_window` (two frames of left context first;
         ``last``: the stream's final, shorter window, zero-padded on the right as the whole input is). The chunk
         attends to itself and the cached frames (at most ``left_frames`` kept; all when < 0), at absolute positions
-        from ``state.offset`` (each row's own cache and offset for a :func:`asr.models.state.batch_states` batch). Returns ``(y (B, C, D), new_state)``: what :meth:`forward` with the matching chunk mask
-        computes for these frames."""
+        from ``state.offset`` (each row's own cache and offset for a :func:`asr.models.state.batch_states` batch).
+        Returns ``(y (B, C, D), new_state)``: what :meth:`forward` with the matching chunk mask computes for these
+        frames."""
         if not self.streaming:
             raise RuntimeError("this Whisper encoder is full-context only (not fine-tuned for chunks)")
         x = x.to(self.weight_dtype).transpose(1, 2)  # (B, F, W)
