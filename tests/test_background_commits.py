@@ -15,6 +15,13 @@ from asr.inference.model_dir import load_model
 from asr.inference.streaming import Recognizer, StreamingOptions
 
 
+@pytest.fixture(autouse=True)
+def unbounded_backlog(monkeypatch):
+    """These loops run faster than real time: commits would queue past COMMIT_BACKLOG and go light depending on how
+    loaded the machine is. Unbounded here; the backlog test sets its own."""
+    monkeypatch.setattr(config, "COMMIT_BACKLOG", 10_000)
+
+
 @pytest.fixture(scope="module")
 def demo():
     return load_model("demo")

@@ -285,7 +285,7 @@ def live_cmd(
     left_chunks: int = typer.Option(4, help="Attention context in chunks."),
     final: Optional[str] = typer.Option(None, help="Second pass at an endpoint: any decoder, or none (default auto: attention_rescoring when the model has an attention decoder, with --lm fused into it, else mask_ctc, else none)."),
     partial: str = typer.Option("ctc", help="Tentative text: ctc (prefix beam) or mask_ctc (refined by the MLM decoder)."),
-    commit_thread: Optional[bool] = typer.Option(None, "--commit-thread/--no-commit-thread", help="Second passes on a thread of their own, so partials never wait for a commit (default: when a final model such as Whisper's decoder commits each segment from its audio; docs/serving.md)."),
+    commit_thread: Optional[bool] = typer.Option(None, "--commit-thread/--no-commit-thread", help="Second passes on a thread of their own, so partials never wait for a commit (default: when a final model such as Whisper's decoder commits each segment from its audio, and not with --fast; docs/serving.md)."),
     silence_after_speech: float = typer.Option(ENDPOINT_PAUSE_SECONDS, help="Endpoint after this many seconds of silence following speech."),
     silence_before_speech: float = typer.Option(ENDPOINT_IDLE_SECONDS, help="Endpoint after this much silence when nothing was said."),
     max_segment: float = typer.Option(ENDPOINT_MAX_SEGMENT_SECONDS, help="Endpoint when a segment reaches this many seconds."),
@@ -328,7 +328,8 @@ def live_cmd(
     dopts = decode_options_from(decode)
     final = final or "auto"  # the one policy: Recognizer._second_pass
     opts = _run(StreamingOptions, chunk_ms=chunk_ms, left_chunks=left_chunks, final=final, partial=partial,
-                endpoint=ep, decode=dopts, vad=vad, background_commits=commit_thread)
+                endpoint=ep, decode=dopts, vad=vad,  # --fast: faster than the commit thread could keep up with
+                background_commits=False if fast and commit_thread is None else commit_thread)
     from asr.inference.punctuate import cached_punctuator
 
     rec = _run(live_recognizer, loaded, opts, punctuator=_run(cached_punctuator) if punctuate else None)
