@@ -277,8 +277,5 @@ SECOND_PASS_BATCH = 1
 # background commits (StreamingOptions.background_commits): with this many second-pass jobs waiting on the commit thread,
 # a segment that ends commits its partial's best path instead (light), so commits never queue without bound
 COMMIT_BACKLOG = 2
-# ... and with this many waiting, a final model's pass (Whisper's decoder: 1-2 s at beam 10) runs at beam 1: a quick
-# commit of Whisper's text rather than, one segment later, the partials' text
-COMMIT_QUICK_BACKLOG = 1
 DECODE_WORKERS = max(1, min(2, os.cpu_count() or 1))  # caption server: decoding threads (docs/serving.md)
 MAX_LIVE_STREAMS = 20  # caption server: live audio clients at once (asr bench-serve: demo, 640 ms; docs/serving.md)

@@ -110,9 +110,9 @@ def test_beyond_the_commit_backlog_a_segment_commits_light(demo, two_utterances,
         s.accept_waveform(audio[: int(16000 * first_end)], 16000)
         while rec.is_ready(s):
             rec.decode([s])
-    assert rec.close_segments([a]) == (0, 0) and rec.committer.backlog == 1  # a's second pass waits on the gate
+    assert rec.close_segments([a]) == 0 and rec.committer.backlog == 1  # a's second pass waits on the gate
     shown = b.result.tentative
-    assert rec.close_segments([b]) == (1, 0)  # the backlog is full: b commits its partial, at once
+    assert rec.close_segments([b]) == 1  # the backlog is full: b commits its partial, at once
     assert [seg.text for _, seg, _, _ in rec.land([a, b])] == [shown] and b.result.committed == shown
     assert a.result.committed == "" and a.inflight
     gate.set()
@@ -147,30 +147,3 @@ def test_commits_go_to_the_commit_thread_by_default_only_when_a_final_model_deco
     assert Recognizer(demo).options.background_commits is False  # its own second pass: cheap, on the decoding thread
     assert Recognizer(demo, final_model=demo).options.background_commits is True
     assert Recognizer(demo, StreamingOptions(background_commits=True)).committer.background
-
-
-def test_with_a_pass_waiting_a_final_models_next_pass_runs_at_beam_1(demo, two_utterances, monkeypatch):
-    """A final model's second pass (Whisper's decoder on the default) queued behind another runs at beam 1 (quick):
-    the model's text, sooner, rather than the partial's text one segment later."""
-    opened, beams = threading.Event(), []
-    final = streaming.final_model_passes
-
-    def gated(model, method, opts, device, ended):
-        beams.append(opts.beam)
-        assert opened.wait(60)
-        return final(model, method, opts, device, ended)
-
-    monkeypatch.setattr(streaming, "final_model_passes", gated)
-    audio, first_end = two_utterances
-    rec = Recognizer(demo, StreamingOptions(), final_model=demo)
-    assert rec.options.background_commits  # a final model: on by default
-    a, b = rec.create_stream(), rec.create_stream()
-    for s in (a, b):
-        s.accept_waveform(audio[: int(16000 * first_end)], 16000)
-        while rec.is_ready(s):
-            rec.decode([s])
-    assert rec.close_segments([a]) == (0, 0) and rec.close_segments([b]) == (0, 1)
-    opened.set()
-    landed = rec.land([a, b], wait=True)
-    assert beams == [rec.options.decode.beam, 1] and rec.options.decode.beam > 1
-    assert [s for s, _, _, _ in landed] == [a, b] and all(seg is not None and seg.text for _, seg, _, _ in landed)

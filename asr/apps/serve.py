@@ -184,7 +184,7 @@ class CaptionServer:
         self.shard: dict[_Source, int] = {self.server: 0}  # the worker each stream belongs to
         self.stats = {"batches": 0, "max_batch": 0, "rejected": 0, "refused": 0, "timeouts": 0, "disconnects": 0,
                       "server_segments": 0, "server_audio_seconds": 0.0, "decode_seconds": 0.0,
-                      "light_commits": 0, "quick_commits": 0}
+                      "light_commits": 0}
 
     # -- the decode worker (a thread: the event loop stays free for sockets)
     def step(self, worker: int | None = None) -> bool:
@@ -214,7 +214,6 @@ class CaptionServer:
                 self.stats["decode_seconds"] += r.decode_seconds + r.final_seconds
             self.stats["decode_seconds"] += r.commit_seconds
             self.stats["light_commits"] += r.light
-            self.stats["quick_commits"] += r.quick
         for src in sources:
             if src is self.server:
                 continue

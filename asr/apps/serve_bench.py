@@ -172,8 +172,7 @@ def serve_load(recognizer, audio: list[str | Path], n: int, seconds: float = 30.
         "rss_mb_first": round(rss[0]) if rss else None, "rss_mb_last": round(rss[-1]) if rss else None,
         "rss_mb_each_minute": [round(x) for x in rss[::max(1, int(60 / sample_every))]],
         "wall_s": round(wall, 1), "max_batch": srv.stats["max_batch"], "workers": srv.workers,
-        "light_commits": srv.stats["light_commits"], "quick_commits": srv.stats["quick_commits"],
-        "commit_thread": recognizer.options.background_commits,
+        "light_commits": srv.stats["light_commits"], "commit_thread": recognizer.options.background_commits,
     }
 
 

@@ -163,7 +163,6 @@ class Round:
     waits: list[float] = field(default_factory=list)  # per ``ended``: seconds from its endpoint to its commit
     commit_seconds: float = 0.0  # compute of the second passes on the commit thread that landed in this round
     light: int = 0  # segments ended in this round without a second pass
-    quick: int = 0  # ... with a final model's pass at beam 1 (its commit thread busy)
 
 
 class Stream:
@@ -506,11 +505,11 @@ class Recognizer:
         decoded = set(map(id, ready))
         ending = [s for s in streams if (id(s) in decoded and s.is_endpoint)
                   or (s.finished and not s.closing and not self.is_ready(s))]
-        light_n, quick_n = self.close_segments(ending, light) if ending else (0, 0)
+        light_n = self.close_segments(ending, light) if ending else 0
         landed = self.land(streams)
         return Round(ready, [(s, seg) for s, seg, _, _ in landed], t1 - t0, time.perf_counter() - t2,
                      [w for _, _, w, _ in landed], sum(c for *_, c in landed) if self.committer.background else 0.0,
-                     light_n, quick_n)
+                     light_n)
 
     def pending(self, stream: Stream) -> bool:
         """``stream`` has work for :meth:`step` now: a chunk ready, its input ended and its last segment not ended, or
@@ -541,33 +540,32 @@ class Recognizer:
         return [landed.get(id(s)) for s in streams]
 
     @torch.inference_mode()
-    def close_segments(self, streams: list[Stream], light: bool = False) -> tuple[int, int]:
+    def close_segments(self, streams: list[Stream], light: bool = False) -> int:
         """End the running segment of each of ``streams`` (distinct): each begins a new one at once, and the ended
         segment's second pass is submitted to the committer in batches of ``SECOND_PASS_BATCH``
         (:func:`asr.search.methods.search` over its encoder output with ``options.decode``, as offline decoding would,
         or the final model's decode of its audio). ``light`` (a server that is behind), or a committer with
-        ``COMMIT_BACKLOG`` jobs waiting: no second pass, the partial's best path is committed; a final model's pass
-        with ``COMMIT_QUICK_BACKLOG`` waiting runs at beam 1 (quick). Returns how many were light and quick."""
+        ``COMMIT_BACKLOG`` jobs waiting: no second pass, the partial's best path is committed. Returns how many
+        were light."""
         decide([s.gate for s in streams if not s.heard])
         light = light or self.committer.backlog >= config.COMMIT_BACKLOG
         final = self.final is not None and not light
-        quick = final and self.committer.backlog >= config.COMMIT_QUICK_BACKLOG
-        method, opts = "none" if light else self.options.final, replace(self.options.decode, beam=1) if quick else \
-            self.options.decode
+        method = "none" if light else self.options.final
         n = config.SECOND_PASS_BATCH
         for i in range(0, len(streams), n):
             batch, t_end = streams[i:i + n], time.perf_counter()
             todo = [s for s in batch if s.lp_chunks]
             ended = [self._ended(s, final) for s in todo]
-            job = functools.partial(final_model_passes, self.final, method, opts, self.device, ended) if final else \
-                functools.partial(own_passes, self.model, self.tokenizer, method, opts, self.frame_seconds, ended)
+            job = functools.partial(final_model_passes, self.final, method, self.options.decode, self.device, ended) \
+                if final else functools.partial(own_passes, self.model, self.tokenizer, method, self.options.decode,
+                                                self.frame_seconds, ended)
             cheap = method == "none" or not any(e.tokens for e in ended)  # nothing to wait for: no second pass runs
             fut = self.committer.submit(job, inline=cheap) if todo else None
             for s in batch:
                 paused = s.seg_frames * self.frame_seconds < self.options.endpoint.rule3.min_utterance_length
                 pending = (fut, todo.index(s)) if s in todo else (Committer.done([None]), 0)
                 s.close_segment(PendingCommit(*pending, s.partial, paused, s.finished and not self.is_ready(s), t_end))
-        return (len(streams) if light else 0), (len(streams) if quick else 0)
+        return len(streams) if light else 0
 
     def _ended(self, s: Stream, audio: bool) -> EndedSegment:
         """What the second pass of ``s``'s running segment needs (``audio``: its samples, for a final model)."""
