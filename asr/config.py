@@ -274,8 +274,8 @@ ENDPOINT_MAX_SEGMENT_SECONDS = 20.0  # rule 3: longest segment
 # streams whose second passes run in one padded batch: on CPU one at a time is fastest and smallest (50 streams' attention
 # rescoring at once: 66 s and 4.9 GB peak; 8 at a time 61 s, 1.6 GB; one 56 s, 1.1 GB: docs/serving.md); more on a GPU
 SECOND_PASS_BATCH = 1
-# background commits (StreamingOptions.background_commits): with this many second-pass jobs waiting on the commit thread,
-# a segment that ends commits its partial's best path instead (light), so commits never queue without bound
+# background commits (StreamingOptions.background_commits): with this many second passes unfinished on the commit thread
+# (one running, one queued), a segment that ends commits its partial's best path instead (light): no unbounded queue
 COMMIT_BACKLOG = 2
 DECODE_WORKERS = max(1, min(2, os.cpu_count() or 1))  # caption server: decoding threads (docs/serving.md)
 MAX_LIVE_STREAMS = 20  # caption server: live audio clients at once (asr bench-serve: demo, 640 ms; docs/serving.md)

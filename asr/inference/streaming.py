@@ -545,7 +545,7 @@ class Recognizer:
         segment's second pass is submitted to the committer in batches of ``SECOND_PASS_BATCH``
         (:func:`asr.search.methods.search` over its encoder output with ``options.decode``, as offline decoding would,
         or the final model's decode of its audio). ``light`` (a server that is behind), or a committer with
-        ``COMMIT_BACKLOG`` jobs waiting: no second pass, the partial's best path is committed. Returns how many
+        ``COMMIT_BACKLOG`` jobs unfinished: no second pass, the partial's best path is committed. Returns how many
         were light."""
         decide([s.gate for s in streams if not s.heard])
         light = light or self.committer.backlog >= config.COMMIT_BACKLOG
