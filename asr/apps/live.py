@@ -186,8 +186,10 @@ def run_captions(recognizer: Recognizer, source, on_tentative: Callable[[str], N
 
     def pump(to_end: bool = False) -> None:
         """The rounds there is work for now (``to_end``: also waiting for the commits still running)."""
-        while recognizer.pending(stream) or (to_end and stream.inflight):
+        while True:
             if not recognizer.pending(stream):
+                if not (to_end and stream.inflight):
+                    return
                 stream.inflight[0].job.exception()  # wait for the second pass on the commit thread
             r = recognizer.step([stream], on_partial=partial)
             stats.compute_seconds += r.decode_seconds + r.final_seconds + r.commit_seconds

@@ -212,7 +212,7 @@ class CaptionServer:
                 self.stats["batches"] += 1
                 self.stats["max_batch"] = max(self.stats["max_batch"], len(r.decoded))
                 self.stats["decode_seconds"] += r.decode_seconds + r.final_seconds
-            self.stats["decode_seconds"] += r.commit_seconds
+            self.stats["decode_seconds"] += r.commit_seconds  # (second passes landing in a round with no chunk)
             self.stats["light_commits"] += r.light
         for src in sources:
             if src is self.server:

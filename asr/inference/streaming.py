@@ -43,7 +43,7 @@ from asr.results import Captions, Segment
 from asr.search.align import encoder_frame_seconds
 from asr.search.ctc import PrefixBeam
 from asr.search.mask_ctc import mask_ctc
-from asr.search.methods import METHODS, available_methods, default_method, word_fusion_factory
+from asr.search.methods import METHODS, available_methods, ctc_companion, default_method, word_fusion_factory
 from asr.search.options import DEFAULTS, DecodeOptions, decode_options
 from asr.text import BLANK_ID
 
@@ -134,7 +134,7 @@ def live_recognizer(loaded, options: StreamingOptions = StreamingOptions(), punc
     segment from its audio (Whisper's decoder for the committed text, a streaming CTC model for the words as they come)."""
     if partial_model is None and can_stream(loaded.model):
         return Recognizer(loaded, options, punctuator=punctuator)
-    comp = getattr(loaded.model, "companion", None)  # the committer's CTC companion, if it is the streaming model
+    comp = ctc_companion(loaded.model)  # the committer's CTC companion, if it is the streaming model
     shared = comp is not None and comp.loaded.path == resolve_model_path(STREAMING_MODEL)
     partial = partial_model or (comp.loaded if shared else STREAMING_MODEL)  # (one copy of it)
     return Recognizer(partial, options, punctuator=punctuator, final_model=loaded)
@@ -271,9 +271,16 @@ class Stream:
         if refined is not None:
             self.refined = refined
         self.partial = text
-        if self._tail() != self.result.tentative:
+        tail = self._tail()
+        if tail != self.result.tentative:
             self.stats["tentative_changes"] += 1
-            self.result.tentative = self._tail()
+            self.result.tentative = tail
+
+    def heard_speech(self, end: float) -> bool:
+        """Whether silero-vad heard speech in the running segment up to ``end`` seconds (call :func:`decide` first;
+        once it has, its gate rests until the next segment: :meth:`Recognizer.decode` skips it). No gate: True."""
+        self.heard = self.heard or self.gate.speech_between(self.seg_start, end)
+        return self.heard
 
     def _tail(self) -> str:
         return " ".join(t for t in (*(p.partial for p in self.inflight), self.partial) if t)
@@ -420,7 +427,7 @@ class Recognizer:
                 if x in getattr(m, "second_passes", METHODS)]  # an ONNX model runs only some of them
         if options.final == "auto":
             if self.final is not None:  # a commit holds up the partials: Whisper's decoder alone, not the joint search
-                return "attention_beam" if getattr(m, "companion", None) is not None else default_method(m)
+                return "attention_beam" if ctc_companion(m) is not None else default_method(m)
             return next((x for x in ("attention_rescoring", "mask_ctc") if x in have), "none")
         if options.final != "none" and options.final not in have:
             raise UserError(f"{(self.final or self.loaded).path}: this model cannot run the second pass "
@@ -469,7 +476,7 @@ class Recognizer:
                 refined = self._refine(s, tokens)
             tokens = refined or s.refined
         text = self.tokenizer.decode(tokens)
-        if not self._heard(s, s.segment_end):
+        if not s.heard_speech(s.segment_end):
             text = ""  # nobody spoke in this segment (yet): show nothing
         s.show(text, refined)
 
@@ -481,12 +488,6 @@ class Recognizer:
         d = self.options.decode
         return mask_ctc(self.model, enc, torch.tensor([enc.size(1)], device=enc.device), d.mask_threshold,
                         d.mask_iterations, schedule=d.mask_schedule)[0][0].tokens
-
-    def _heard(self, s: Stream, end: float) -> bool:
-        """Whether silero-vad heard speech in the running segment up to ``end`` seconds (once it has, the segment's
-        later audio is not run through it: :meth:`decode` skips the stream's gate until the next segment)."""
-        s.heard = s.heard or s.gate.speech_between(s.seg_start, end)
-        return s.heard
 
     def step(self, streams: list[Stream], on_partial: Callable[[Stream], None] | None = None,
              light: bool = False) -> Round:
@@ -521,11 +522,12 @@ class Recognizer:
         """Run rounds of ``stream`` alone while it is :meth:`pending`, then wait for its pending commits. Returns the
         segments committed."""
         out = []
-        while self.pending(stream) or stream.inflight:
+        while True:
             if not self.pending(stream):
+                if not stream.inflight:
+                    return out
                 stream.inflight[0].job.exception()  # waits for the second pass (what it raised lands with it)
             out += [seg for _, seg in self.step([stream]).ended if seg is not None]
-        return out
 
     def finalize(self, stream: Stream) -> Segment | None:
         """End the running segment: second pass, commit its text with word times, start a new segment.
@@ -555,7 +557,7 @@ class Recognizer:
         for i in range(0, len(streams), n):
             batch, t_end = streams[i:i + n], time.perf_counter()
             todo = [s for s in batch if s.lp_chunks]
-            ended = [self._ended(s, final) for s in todo]
+            ended = [self._ended(s, final, not final and method != "none") for s in todo]
             job = functools.partial(final_model_passes, self.final, method, self.options.decode, self.device, ended) \
                 if final else functools.partial(own_passes, self.model, self.tokenizer, method, self.options.decode,
                                                 self.frame_seconds, ended)
@@ -567,13 +569,14 @@ class Recognizer:
                 s.close_segment(PendingCommit(*pending, s.partial, paused, s.finished and not self.is_ready(s), t_end))
         return len(streams) if light else 0
 
-    def _ended(self, s: Stream, audio: bool) -> EndedSegment:
-        """What the second pass of ``s``'s running segment needs (``audio``: its samples, for a final model)."""
+    def _ended(self, s: Stream, audio: bool, enc: bool) -> EndedSegment:
+        """What the second pass of ``s``'s running segment reads: its samples when ``audio`` (a final model's pass),
+        its encoder output when ``enc`` (a search over it); nothing else is copied (a light commit reads neither)."""
         end = s.segment_end
-        a = s.segment_audio(s.seg_start, end) if s.keep_audio else None  # (also drops the audio before end)
+        a = s.segment_audio(s.seg_start if audio else end, end) if s.keep_audio else None  # (drops the audio before end)
         return EndedSegment(s.beam.nbest(1)[0].tokens, torch.cat(s.lp_chunks),
-                            None if audio else torch.cat(s.enc_chunks, 1)[0], a if audio else None, s.seg_start, end,
-                            self._heard(s, end))
+                            torch.cat(s.enc_chunks, 1)[0] if enc else None, a if audio else None, s.seg_start, end,
+                            s.heard_speech(end))
 
     def land(self, streams: list[Stream], wait: bool = False) -> list[tuple[Stream, Segment | None, float, float]]:
         """Land the commits of ``streams`` whose second passes are done (``wait``: all of them, waiting), in the order

@@ -176,12 +176,20 @@ AUTOREGRESSIVE = tuple(n for n, m in METHODS.items() if m.autoregressive)
 LM_USERS = tuple(n for n, m in METHODS.items() if m.uses_lm and n != "ctc_lm")  # methods an LM directory changes
 
 
+def ctc_companion(model):
+    """The companion whose CTC scores ``model``'s joint decoding (:mod:`asr.search.cross_ctc`): set by the loader for a
+    model without a CTC head of its own (Whisper's decoder with ``whisper-tiny-en-ctc``); else None."""
+    if getattr(model, "ctc", True) is not None:
+        return None
+    return getattr(model, "companion", None)
+
+
 def available_methods(model, with_lm: bool = False) -> list[str]:
     """The methods this model's heads support (``ctc_lm`` only when an LM directory is given; an ONNX model
     lists the ones its graphs run in ``model.methods``)."""
     parts = {"ctc": getattr(model, "ctc", True) is not None, "decoder": getattr(model, "decoder", None) is not None,
              "mlm": getattr(model, "mlm", None) is not None}
-    parts["ctc_prefix"] = parts["ctc"] or getattr(model, "companion", None) is not None  # own head or a companion
+    parts["ctc_prefix"] = parts["ctc"] or ctc_companion(model) is not None  # own head or a companion
     allowed = getattr(model, "methods", None)
     return [n for n, m in METHODS.items() if all(parts[p] for p in m.needs) and (with_lm or n != "ctc_lm")
             and (allowed is None or n in allowed)]
@@ -193,7 +201,7 @@ def default_method(model) -> str:
     time on short utterances, twice the time on 8-s clips, docs/whisper.md); else its attention beam."""
     if getattr(model, "ctc", True) is not None:
         return "ctc_greedy"
-    return "joint_ctc_attention" if getattr(model, "companion", None) is not None else "attention_beam"
+    return "joint_ctc_attention" if ctc_companion(model) is not None else "attention_beam"
 
 
 def resolve_methods(model, names, with_lm: bool = False) -> list[str]:
@@ -223,10 +231,8 @@ def companion_log_probs(model, method: str, feats: torch.Tensor, feat_lens: torc
     """The companion CTC's ``(log_probs, lens)`` of raw features ``(B, T, F)`` when ``method`` uses it (joint
     decoding on a model without a CTC head of its own), else None."""
     method = default_method(model) if method == "auto" else method
-    comp = getattr(model, "companion", None)
-    if comp is None or method != "joint_ctc_attention" or getattr(model, "ctc", None) is not None:
-        return None
-    return comp.log_probs(feats, feat_lens)
+    comp = ctc_companion(model)
+    return comp.log_probs(feats, feat_lens) if comp is not None and method == "joint_ctc_attention" else None
 
 
 def check_lms(model, tokenizer, opts: DecodeOptions, methods) -> None:
@@ -241,5 +247,5 @@ def check_lms(model, tokenizer, opts: DecodeOptions, methods) -> None:
         neural_lm(model, opts, tokenizer)
 
 
-__all__ = ["METHODS", "Method", "SearchInput", "search", "companion_log_probs", "available_methods", "default_method", "resolve_methods", "check_lms", "word_fusion_factory",
+__all__ = ["METHODS", "Method", "SearchInput", "search", "companion_log_probs", "ctc_companion", "available_methods", "default_method", "resolve_methods", "check_lms", "word_fusion_factory",
            "ar_scorers", "neural_lm", "AUTOREGRESSIVE", "LM_USERS"]
