@@ -224,9 +224,24 @@ def export(base_dir: Path, out: Path, tok_file: Path, state: dict, tap: int, mod
 
 
 def init_state(path: Path, old_tap: int, tap: int) -> dict:
-    """A run's ``best.pt`` for a branch tapped at ``tap``: its layers renumbered (a lower tap starts the layers
-    below the old one from Whisper's own weights, which the branch already holds)."""
-    state = torch.load(path, weights_only=True)
+    """A run's ``best.pt``, or an exported model directory (its tap read from ``base.json``), as the state of a
+    branch tapped at ``tap``: its layers renumbered (a lower tap starts the layers below the old one from Whisper's
+    own weights, which the branch already holds)."""
+    if path.is_dir():
+        spec = json.loads((path / BASE_FILE).read_text())
+        old_tap = len({t.split(".")[2] for t in spec["tensors"] if t.startswith("encoder.layers.")})
+        names = {"encoder.final_norm.weight": "norm.weight", "encoder.final_norm.bias": "norm.bias",
+                 "ctc.proj.weight": "proj.weight", "ctc.proj.bias": "proj.bias"}
+        state = {}
+        for k, v in load_file(str(path / "model.safetensors")).items():
+            if k.startswith("encoder.layers."):
+                _, _, i, rest = k.split(".", 3)
+                if int(i) >= old_tap:
+                    state[f"layers.{int(i) - old_tap}.{rest}"] = v.float()
+            elif k in names or k.startswith("mlm."):
+                state[names.get(k, k)] = v.float()
+    else:
+        state = torch.load(path, weights_only=True)
     out = {}
     for k, v in state.items():
         if k.startswith("layers."):
@@ -239,12 +254,15 @@ def init_state(path: Path, old_tap: int, tap: int) -> dict:
 def arguments() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--speech", type=Path, default=Path("../shared/speech"))
-    ap.add_argument("--synthetic", type=Path, help="an `asr data synth` corpus: its train subset joins the training "
-                    "data, its dev subset (--synthetic-dev utterances) the choice")
+    ap.add_argument("--synthetic", type=Path, action="append", default=[],
+                    help="an `asr data synth` corpus (repeatable): its train subset joins the training data; the "
+                    "first one's dev subset (--synthetic-dev utterances) joins the choice")
     ap.add_argument("--synthetic-dev", type=int, default=200)
     ap.add_argument("--model", default="whisper-tiny-en")
-    ap.add_argument("--init", type=Path, help="start from this run's best.pt (with --tokenizer: its tokenizer)")
-    ap.add_argument("--init-tap", type=int, default=2, help="the --tap of the run --init comes from")
+    ap.add_argument("--init", type=Path, help="start from this run's best.pt (with --tokenizer: its tokenizer) or "
+                    "from an exported model directory (its tokenizer unless --tokenizer is given)")
+    ap.add_argument("--init-tap", type=int, default=2,
+                    help="the --tap of the run --init comes from (a model directory's is read from it)")
     ap.add_argument("--tokenizer", type=Path, help="a SentencePiece model to use instead of training one")
     ap.add_argument("--tap", type=int, default=2)
     ap.add_argument("--chunks", default="0,32,16", help="attention modes trained: 0 full context, else chunk frames")
@@ -288,11 +306,13 @@ def main() -> None:
     model = loaded.model.eval()
     train_rows = read_rows(a.speech, {"train:sentence": 1.0, "train:word": a.words, "train:phrase": a.words})
     dev_rows = read_rows(a.speech, {"dev": 1.0})
-    synth_rows = read_synthetic(a.synthetic, "dev", a.synthetic_dev) if a.synthetic else []
-    if a.synthetic:
-        train_rows += read_synthetic(a.synthetic, "train")
+    synth_rows = read_synthetic(a.synthetic[0], "dev", a.synthetic_dev) if a.synthetic else []
+    for corpus in a.synthetic:
+        train_rows += read_synthetic(corpus, "train")
     if a.limit:
         train_rows, dev_rows, synth_rows = train_rows[: a.limit], dev_rows[: a.limit], synth_rows[: a.limit]
+    if a.init and a.init.is_dir() and not a.tokenizer:
+        a.tokenizer = a.init / "tokenizer.model"
     if a.tokenizer:
         (a.out / "tokenizer.model").write_bytes(a.tokenizer.read_bytes())
         tok = Tokenizer(a.out / "tokenizer.model")
