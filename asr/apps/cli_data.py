@@ -46,6 +46,9 @@ def data_synth(
     subsets: Optional[List[str]] = typer.Option(None, "--subset", help="Render only these subsets (train, dev, test; repeatable). Each is identical to the one a full run makes."),
     train_only: bool = typer.Option(False, "--train-only", help="Every voice and hour in train (no dev/test): a "
                                     "corpus to add to a training mix, e.g. one neural voice."),
+    hold_out: Optional[List[Path]] = typer.Option(None, "--hold-out", help="Leave out the sentences of this corpus's "
+                                                  "dev and test subsets (repeatable): a corpus added to a training mix "
+                                                  "then holds no sentence the mix is tested on."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Synthesize a speech corpus in LibriSpeech's layout with the installed TTS voices.
@@ -61,7 +64,7 @@ def data_synth(
     chosen = tuple(_run(parse_voice, v) for v in voices) if voices else tuple(_run(installed_voices, engines) if engines else ())
     cfg = SynthConfig(out_dir=out, hours=hours, seed=seed, text=text, voices=chosen, augment=augment,
                       speakers_per_voice=speakers_per_voice, rate_range=(rate_min, rate_max), jobs=jobs or os.cpu_count() or 1,
-                      subsets=tuple(subsets or ()),
+                      subsets=tuple(subsets or ()), hold_out=tuple(str(p) for p in hold_out or ()),
                       **({"held_out_voices": (0, 0), "split": (1.0, 0.0, 0.0)} if train_only else {}))
     summary = _run(synth_corpus, cfg, progress=progress)
     for name, s in summary["subsets"].items():

@@ -43,6 +43,7 @@ from asr.data.tts import (
 )
 from asr.errors import UserError
 from asr.files import atomic_path, write_atomic
+from asr.text import normalize_text
 
 SUBSETS = ("train", "dev", "test")
 WORDS_PER_SECOND = 3.1  # planning estimate for a voice at rate 1.0; totals are measured afterwards
@@ -66,6 +67,7 @@ class SynthConfig:
     augment: float = 0.3  # probability that a train utterance gets sox/noise augmentation
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     subsets: tuple[str, ...] = ()  # render only these subsets (empty: all); the plan, hence each subset, is unchanged
+    hold_out: tuple[str, ...] = ()  # corpora whose dev and test sentences this one leaves out of its text
 
 
 @dataclass(frozen=True)
@@ -271,7 +273,31 @@ def _write_transcripts(tasks: Sequence[Task], ok: set[str]) -> None:
         write_atomic(f, "\n".join(sorted(lines)) + "\n")
 
 
-_PLAN_KEYS = ("hours", "seed", "text", "split", "held_out_voices", "speakers_per_voice", "augment", "rate_range")
+_PLAN_KEYS = ("hours", "seed", "text", "split", "held_out_voices", "speakers_per_voice", "augment", "rate_range",
+              "hold_out")
+
+
+def held_out_sentences(corpus: str | Path) -> set[str]:
+    """The normalised sentences of ``corpus``'s dev and test subsets (its ``SUBSET/SPK/CHAPTER/*.trans.txt``)."""
+    files = sorted(f for subset in ("dev", "test") for f in (Path(corpus) / subset).rglob("*.trans.txt"))
+    if not files:
+        raise CorpusError(f"{corpus}: no dev or test transcripts to hold out (SUBSET/SPEAKER/CHAPTER/*.trans.txt)")
+    held = set()
+    for f in files:
+        for line in f.read_text(encoding="utf-8", errors="replace").splitlines():
+            if " " in line.strip():
+                held.add(normalize_text(line.strip().split(" ", 1)[1]))
+    return held
+
+
+def corpus_sentences(cfg: SynthConfig) -> list[str]:
+    """The sentences ``cfg`` plans from: its text, less the dev and test sentences of every ``hold_out`` corpus
+    (so a train-only corpus added to a mix holds no sentence the mix's tests score)."""
+    sentences = load_sentences(cfg.text)
+    held: set[str] = set()
+    for corpus in cfg.hold_out:
+        held |= held_out_sentences(corpus)
+    return [s for s in sentences if s not in held] if held else sentences
 
 
 def _config_record(cfg: SynthConfig) -> dict:
@@ -291,6 +317,7 @@ def _check_same_plan(cfg: SynthConfig) -> None:
         raise CorpusError(f"{meta}: unreadable ({e}); remove the folder or choose another --out") from e
     new = _config_record(cfg)
     old.setdefault("rate_range", [0.85, 1.2])  # corpora written before the option existed
+    old.setdefault("hold_out", [])
     diff = [k for k in _PLAN_KEYS if old.get(k) != new.get(k)]
     if diff:
         raise CorpusError(f"{cfg.out_dir} holds a corpus made with other options ({', '.join(diff)}); "
@@ -312,8 +339,7 @@ def synth_corpus(cfg: SynthConfig, progress: bool = True) -> dict:
     if not 0.3 <= lo <= hi <= 3.0:
         raise CorpusError(f"rate range {lo}-{hi}: need 0.3 <= min <= max <= 3.0")
     _check_same_plan(cfg)
-    sentences = load_sentences(cfg.text)
-    planned = plan(cfg, voices, sentences)
+    planned = plan(cfg, voices, corpus_sentences(cfg))
     in_run = lambda t: not cfg.subsets or t.speaker.subset in cfg.subsets  # noqa: E731
     tasks = [t for t in planned if in_run(t)]
     cfg.out_dir.mkdir(parents=True, exist_ok=True)

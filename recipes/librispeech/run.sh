@@ -115,7 +115,7 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
       n=40; rmax=1.1; s=1; [ "$engine" = kokoro ] && n=2 && rmax=1.0 && s=2   # kokoro: 16 voice mixes x 2 speakers
       log "stage 0: $h h of the neural voice(s) of $engine into $work/neural_$engine (train only)"
       asr data synth --out "$work/neural_$engine" --engine "$engine" --train-only --hours "$h" --speakers-per-voice $n \
-        --rate-min 0.75 --rate-max $rmax --augment 0.5 --seed $s --no-progress
+        --rate-min 0.75 --rate-max $rmax --augment 0.5 --seed $s --hold-out "$corpus" --no-progress
     done
   elif [ "$data" = librispeech ]; then
     log "stage 0: download LibriSpeech ($parts) into $corpus"

@@ -184,3 +184,16 @@ def test_a_small_corpus_is_as_long_as_asked(tiny_corpus: Path):
     asked = summary["config"]["hours"]
     made = sum(v["hours"] for v in summary["subsets"].values())
     assert 0.75 * asked < made < 1.25 * asked, (asked, made)
+
+
+def test_a_corpus_holds_out_the_dev_and_test_sentences_of_another(tiny_corpus: Path, tmp_path):
+    """A train-only corpus added to a mix must not read the sentences the mix's dev and test score."""
+    held = synth_mod.held_out_sentences(tiny_corpus)
+    scored = {line.split(" ", 1)[1] for s in ("dev", "test") for f in (tiny_corpus / s).rglob("*.trans.txt")
+              for line in f.read_text().splitlines()}
+    assert held == scored and held
+    every = load_sentences("default")
+    kept = synth_mod.corpus_sentences(SynthConfig(out_dir=tmp_path, hold_out=(str(tiny_corpus),)))
+    assert not held & set(kept) and len(kept) == len(every) - len(held & set(every)) and len(held & set(every))
+    with pytest.raises(CorpusError, match=f"{tmp_path}: no dev or test transcripts"):
+        synth_mod.corpus_sentences(SynthConfig(out_dir=tmp_path, hold_out=(str(tmp_path),)))
