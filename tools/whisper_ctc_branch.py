@@ -195,6 +195,8 @@ def export(base_dir: Path, out: Path, tok_file: Path, state: dict, tap: int, mod
     m.update(vocab_size=tok.vocab_size, ctc_weight=1.0, att_weight=0.0, beam_rules="auto")
     m["decoder"]["num_layers"] = 0
     m["decoder"].pop("alignment_heads", None)
+    for k in ("ctc_companion", "companion_weight"):  # the base's joint decoding partner (this model itself)
+        m.pop(k, None)
     mlm_layers = len({k.split(".")[2] for k in state if k.startswith("mlm.layers.")})
     if mlm_layers:
         m["mlm"].update(num_layers=mlm_layers, tied=False, **MLM)
