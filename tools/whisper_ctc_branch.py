@@ -51,6 +51,9 @@ from asr.search.ctc import ctc_greedy  # noqa: E402
 from asr.text import Tokenizer, normalize_text, train_tokenizer  # noqa: E402
 
 MLM = dict(num_heads=6, ffn_dim=1536, dropout=0.1, activation="gelu")  # the Mask-CTC decoder's shape (D = 384)
+# the branch's norm and CTC projection -> their names in a model directory (its layers: encoder.layers.(tap + i))
+HEAD_NAMES = {"norm.weight": "encoder.final_norm.weight", "norm.bias": "encoder.final_norm.bias",
+              "proj.weight": "ctc.proj.weight", "proj.bias": "ctc.proj.bias"}
 
 
 def attention_bias(lens: torch.Tensor, T: int, chunk: int, left_chunks: int,
@@ -212,8 +215,7 @@ def export(base_dir: Path, out: Path, tok_file: Path, state: dict, tap: int, mod
     own = load_file(str(base_dir / "model.safetensors"))
     tensors = {k: v for k, v in own.items() if k.startswith(keep) or k.startswith("cmvn_")}
     for k, v in state.items():
-        name = {"norm.weight": "encoder.final_norm.weight", "norm.bias": "encoder.final_norm.bias",
-                "proj.weight": "ctc.proj.weight", "proj.bias": "ctc.proj.bias"}.get(k)
+        name = HEAD_NAMES.get(k)
         if k.startswith("mlm."):
             name = k
         elif name is None:  # layers.i.* -> encoder.layers.(tap + i).*
@@ -232,8 +234,7 @@ def init_state(path: Path, old_tap: int, tap: int) -> dict:
     if path.is_dir():
         spec = json.loads((path / BASE_FILE).read_text())
         old_tap = len({t.split(".")[2] for t in spec["tensors"] if t.startswith("encoder.layers.")})
-        names = {"encoder.final_norm.weight": "norm.weight", "encoder.final_norm.bias": "norm.bias",
-                 "ctc.proj.weight": "proj.weight", "ctc.proj.bias": "proj.bias"}
+        names = {v: k for k, v in HEAD_NAMES.items()}
         state = {}
         for k, v in load_file(str(path / "model.safetensors")).items():
             if k.startswith("encoder.layers."):

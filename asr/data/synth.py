@@ -279,25 +279,23 @@ _PLAN_KEYS = ("hours", "seed", "text", "split", "held_out_voices", "speakers_per
 
 def held_out_sentences(corpus: str | Path) -> set[str]:
     """The normalised sentences of ``corpus``'s dev and test subsets (its ``SUBSET/SPK/CHAPTER/*.trans.txt``)."""
-    files = sorted(f for subset in ("dev", "test") for f in (Path(corpus) / subset).rglob("*.trans.txt"))
+    files = sorted(f for subset in ("dev", "test") for f in (Path(corpus) / subset).glob("*/*/*.trans.txt"))
     if not files:
         raise CorpusError(f"{corpus}: no dev or test transcripts to hold out (SUBSET/SPEAKER/CHAPTER/*.trans.txt)")
     held = set()
     for f in files:
         for line in f.read_text(encoding="utf-8", errors="replace").splitlines():
-            if " " in line.strip():
-                held.add(normalize_text(line.strip().split(" ", 1)[1]))
+            text = line.partition(" ")[2]
+            if text.strip():
+                held.add(normalize_text(text))
     return held
 
 
 def corpus_sentences(cfg: SynthConfig) -> list[str]:
     """The sentences ``cfg`` plans from: its text, less the dev and test sentences of every ``hold_out`` corpus
     (so a train-only corpus added to a mix holds no sentence the mix's tests score)."""
-    sentences = load_sentences(cfg.text)
-    held: set[str] = set()
-    for corpus in cfg.hold_out:
-        held |= held_out_sentences(corpus)
-    return [s for s in sentences if s not in held] if held else sentences
+    held = set().union(*(held_out_sentences(c) for c in cfg.hold_out))
+    return [s for s in load_sentences(cfg.text) if s not in held]
 
 
 def _config_record(cfg: SynthConfig) -> dict:
